@@ -1,0 +1,7 @@
+"""Datasets: a registry of loaders that all return `DataSplits` (float32 (N, D) tensors)."""
+
+from deepem.data.base import DataSplits, binarize
+from deepem.data.paths import DatasetNotFoundError, resolve_data_dir
+from deepem.data.registry import DATASETS, load_dataset
+
+__all__ = ["DATASETS", "DataSplits", "DatasetNotFoundError", "binarize", "load_dataset", "resolve_data_dir"]

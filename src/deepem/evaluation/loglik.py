@@ -1,0 +1,65 @@
+"""The importance-weighted estimate of log p(x) (Burda et al. 2015) with any number of particles.
+
+Particles are drawn in chunks and folded into a running logsumexp, so memory is set by the chunk
+size, not by K: K = 5000 on the full test set runs in a few hundred MB."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.inference.numerics import running_logsumexp
+from deepem.methods.base import draw_particles
+from deepem.models.lvm import DeepLatentModel
+
+#: floats of the largest activation per chunk (particles x points x widest layer); ~64 MB in float32.
+DEFAULT_CHUNK_FLOATS = 16_000_000
+
+
+def _widest_layer(model: DeepLatentModel) -> int:
+    widths = [model.data_dim, model.latent_dim]
+    widths += [m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    return max(widths)
+
+
+@torch.no_grad()
+def iw_log_likelihood_batch(model: DeepLatentModel, x: Tensor, particles: int,
+                            chunk_particles: int | None = None,
+                            generator: torch.Generator | None = None) -> Tensor:
+    """log (1/K) sum_k p(x, z_k)/q(z_k | x), z_k ~ q, for one batch x: (B,) values."""
+    if chunk_particles is None:
+        chunk_particles = max(1, DEFAULT_CHUNK_FLOATS // (x.shape[0] * _widest_layer(model)))
+    total = None
+    done = 0
+    while done < particles:
+        k = min(chunk_particles, particles - done)
+        total = running_logsumexp(total, draw_particles(model, x, k, generator=generator).log_w)
+        done += k
+    return total - math.log(particles)
+
+
+def iw_log_likelihood(model: DeepLatentModel, data: Tensor, particles: int = 5000,
+                      batch_size: int = 100, seed: int = 0, chunk_particles: int | None = None,
+                      progress: Callable[[int], None] | None = None) -> LogLikelihoodEstimate:
+    """The IWAE-K estimate of log p(x) for every row of `data`, seeded so that it is reproducible.
+
+    It is a stochastic lower bound on log p(x) whose bias shrinks as K grows."""
+    if particles < 1:
+        raise ValueError(f"particles must be >= 1, got {particles}")
+    model.eval()
+    p = next(model.parameters())
+    generator = torch.Generator(device=p.device).manual_seed(seed)
+    parts = []
+    for start in range(0, data.shape[0], batch_size):
+        x = data[start:start + batch_size].to(p.device, p.dtype)
+        parts.append(iw_log_likelihood_batch(model, x, particles, chunk_particles, generator))
+        if progress is not None:
+            progress(x.shape[0])
+    return LogLikelihoodEstimate(
+        LogLikelihoodEstimate.concat(parts), f"IWAE bound, K={particles}",
+        {"particles": particles, "seed": seed},
+    )

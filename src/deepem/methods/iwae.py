@@ -1,0 +1,25 @@
+"""IWAE (Burda et al. 2015): the K-sample importance-weighted bound
+L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k | x)], reparameterised, for θ and φ together.
+
+Its θ-gradient is the self-normalised importance sampling estimate of ∇θ log p(x) (REM, eq. 8-9)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from deepem.inference.numerics import log_mean_exp
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.models.lvm import DeepLatentModel
+
+
+class IWAE(Method):
+    name = "iwae"
+
+    def __init__(self, particles: int = 5) -> None:
+        super().__init__(particles)
+
+    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+        particles = draw_particles(model, x, self.particles)
+        log_w = particles.log_w
+        loss = -log_mean_exp(log_w).mean()
+        return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)

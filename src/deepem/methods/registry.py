@@ -1,0 +1,42 @@
+"""Methods by name: the CLI's `--method` and `compare --methods` look them up here.
+A new method is one file plus one line below."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from deepem.methods.base import Method
+from deepem.methods.iwae import IWAE
+from deepem.methods.vae import VAE
+
+METHODS: dict[str, type[Method]] = {
+    VAE.name: VAE,
+    IWAE.name: IWAE,
+}
+
+
+def method_options(name: str) -> dict[str, Any]:
+    """The keyword options of a method and their defaults."""
+    cls = get_method_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    return {p.name: p.default for p in params.values() if p.name != "self"}
+
+
+def get_method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def make_method(name: str, **options: Any) -> Method:
+    """Build a method by name; an option it does not take is an error that lists the ones it does."""
+    cls = get_method_class(name)
+    allowed = method_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"method {name!r} has no option {', '.join(unknown)}; its options are: "
+            + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items())
+        )
+    return cls(**options)

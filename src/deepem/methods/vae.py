@@ -1,0 +1,19 @@
+"""VAE (Kingma & Welling 2014; AEVB in Islam et al., review 004): the reparameterised ELBO,
+averaged over K samples, updates θ and φ together."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.models.lvm import DeepLatentModel
+
+
+class VAE(Method):
+    name = "vae"
+
+    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+        particles = draw_particles(model, x, self.particles)
+        log_w = particles.log_w  # gradient to θ through log p, to φ through z and log q
+        loss = -log_w.mean()
+        return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)
