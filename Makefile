@@ -16,7 +16,7 @@ $(BIN)/deepem: pyproject.toml
 setup: $(BIN)/deepem
 
 demo: setup
-	$(BIN)/deepem compare --dataset digits --methods vae,iwae --particles 5 --epochs 30 --out runs/demo --force
+	$(BIN)/deepem compare --dataset digits --methods vae,iwae --particles 5 --epochs 20 --out runs/demo --force
 
 test: setup
 	DEEPEM_DATA=$${DEEPEM_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest

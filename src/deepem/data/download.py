@@ -94,8 +94,8 @@ def fetch_url(url: str, dest: Path, sha256: str | None, timeout: float = TIMEOUT
         got = digest.hexdigest()
         if sha256 is not None and got != sha256.lower():
             raise ChecksumMismatchError(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}. The download was deleted; "
-                "the mirror may serve a different or corrupted file.")
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}. "
+                "The download was deleted; the mirror may serve a different or corrupted file.")
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
         return got
@@ -120,8 +120,8 @@ def download_file(remote: RemoteFile, dest_dir: Path, urls: Sequence[str], datas
             failures.append(f"{url}: {err}")
             continue
         if remote.sha256 is None:
-            warnings.warn(f"{dataset}: {remote.filename} has no pinned checksum in deepem; downloaded from {url} "
-                          f"with sha256 {got}. Compare it with a trusted copy.", stacklevel=3)
+            warnings.warn(f"{dataset}: {remote.filename} has no pinned checksum in deepem; downloaded "
+                          f"from {url} with sha256 {got}. Compare it with a trusted copy.", stacklevel=3)
         return dest
     error = ChecksumMismatchError if mismatch else DownloadError
     raise error(
@@ -144,8 +144,8 @@ def ensure_file(remote: RemoteFile, dest_dir: Path, urls: Sequence[str], dataset
                 got = sha256_of(path)
                 if got != remote.sha256.lower():
                     raise ChecksumMismatchError(
-                        f"{dataset}: {path} has sha256 {got}, expected {remote.sha256}. Delete it to download "
-                        "it again, or replace it with the original file.")
+                        f"{dataset}: {path} has sha256 {got}, expected {remote.sha256}. "
+                        "Delete it to download it again, or replace it with the original file.")
             return path
     if not download:
         raise DatasetNotFoundError(missing_data_message(

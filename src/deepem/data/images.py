@@ -83,8 +83,8 @@ def load_binarized_mnist(data_dir: Path) -> DataSplits:
     else:
         raise DatasetNotFoundError(missing_data_message(
             "binarized-mnist", [npz, *amats],
-            f"Provide {BINARIZED_MNIST_NPZ} (keys train/valid/test, np.packbits(x, axis=1)) or the three files "
-            f"{', '.join(BINARIZED_MNIST_AMAT)} of Larochelle & Murray (2011) in that directory. "
+            f"Provide {BINARIZED_MNIST_NPZ} (keys train/valid/test, np.packbits(x, axis=1)) or the three "
+            f"files {', '.join(BINARIZED_MNIST_AMAT)} of Larochelle & Murray (2011) in that directory. "
             "No automatic download: the dataset has no canonical URL with a published checksum."))
     check_split_sizes("binarized-mnist", source, arrays, BINARIZED_MNIST_SIZES)
     train, valid, test = (to_tensor(a) for a in arrays)

@@ -92,7 +92,8 @@ def read_idx_images(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: too short for an IDX image file ({len(raw)} bytes)")
     magic, n, rows, cols = struct.unpack(">IIII", raw[:16])
     if magic != IDX_IMAGES_MAGIC:
-        raise ValueError(f"{path}: not an IDX image file (magic {magic:#010x}, expected {IDX_IMAGES_MAGIC:#010x})")
+        raise ValueError(f"{path}: not an IDX image file "
+                         f"(magic {magic:#010x}, expected {IDX_IMAGES_MAGIC:#010x})")
     expected = n * rows * cols
     if len(raw) - 16 != expected:
         raise ValueError(f"{path}: header says {n} images of {rows}x{cols} = {expected} bytes, "

@@ -1,0 +1,235 @@
+"""The `deepem` command: train, evaluate, compare, sample, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepem.models.lvm import ModelConfig
+from deepem.training.config import NAN_POLICIES, TrainConfig
+from deepem.training.schedules import SCHEDULES
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as JSON when it is JSON (numbers, true/false), else as a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"method option {text!r} is not KEY=VALUE (e.g. --option alpha_step=0.01)")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hidden takes comma-separated widths like 200,200, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"hidden widths must be >= 1, got {text!r}")
+    return widths
+
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and model")
+    g.add_argument("--dataset", default="digits", help="dataset name (see `deepem list`); default digits")
+    g.add_argument("--data-dir", default=None,
+                   help="folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)")
+    g.add_argument("--latent-dim", type=_positive_int, default=50)
+    g.add_argument("--hidden", type=_widths, default=[200, 200], help="MLP widths, e.g. 200,200")
+    g.add_argument("--activation", default="tanh")
+    g.add_argument("--likelihood", default=None, choices=["bernoulli", "gaussian"],
+                   help="default: the dataset's (bernoulli for binary images)")
+    g.add_argument("--train-limit", type=_positive_int, default=None, help="train on the first N points only")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--particles", "-k", type=_positive_int, default=5, help="K, particles per data point")
+    g.add_argument("--epochs", type=_positive_int, default=10)
+    g.add_argument("--batch-size", type=_positive_int, default=20)
+    g.add_argument("--lr", type=_positive_float, default=1e-3, help="base learning rate (Adam)")
+    g.add_argument("--adam-eps", type=_positive_float, default=1e-4)
+    g.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="'burda': lr * 10^(-i/7) for 3^i epochs, i = 0..7 (Burda et al. 2015)")
+    g.add_argument("--option", "-o", dest="options", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="a method option (repeatable); `deepem list` shows them")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("run")
+    g.add_argument("--valid-every", type=int, default=1, help="epochs between validation bounds (0: never)")
+    g.add_argument("--valid-particles", type=_positive_int, default=100)
+    g.add_argument("--checkpoint-every-steps", type=int, default=0)
+    g.add_argument("--keep-checkpoints", type=_positive_int, default=3)
+    g.add_argument("--nan-policy", choices=NAN_POLICIES, default="stop")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config_from(args: argparse.Namespace, method: str) -> TrainConfig:
+    return TrainConfig(
+        dataset=args.dataset, method=method, particles=args.particles, method_options=dict(args.options),
+        model=ModelConfig(latent_dim=args.latent_dim, hidden=args.hidden, activation=args.activation,
+                          likelihood=args.likelihood),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+        adam_eps=args.adam_eps, seed=args.seed, data_dir=args.data_dir, train_limit=args.train_limit,
+        valid_every=args.valid_every, valid_particles=args.valid_particles,
+        checkpoint_every_steps=args.checkpoint_every_steps, keep_checkpoints=args.keep_checkpoints,
+        nan_policy=args.nan_policy, device=args.device, dtype=args.dtype,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepem.training.session import run_training
+
+    if args.resume:
+        out = Path(args.resume)
+        return run_training(None, out, resume=True, progress=not args.quiet)
+    config = _config_from(args, args.method)
+    out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}")
+    return run_training(config, out, force=args.force, progress=not args.quiet)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from deepem.evaluation.evaluate import evaluate_run
+
+    ais = {}
+    if args.estimator == "ais":
+        ais = {k: v for k, v in (("temperatures", args.temperatures), ("chains", args.chains),
+                                 ("leapfrog_steps", args.leapfrog_steps), ("initial", args.ais_initial))
+               if v is not None}
+    record = evaluate_run(args.run_dir, estimator=args.estimator, particles=args.particles, split=args.split,
+                          limit=args.limit, seed=args.seed, batch_size=args.batch_size, data_dir=args.data_dir,
+                          device=args.device, progress=not args.quiet, **ais)
+    print(f"{record['split']} log-likelihood ({record['estimator']}, {record['n_points']} points): "
+          f"{record['log_likelihood']:.3f} ± {record['stderr']:.3f} nats")
+    print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {record['kl_to_prior']:.3f} nats, "
+          f"{record['points_per_sec']:.1f} points/s")
+    print(f"written to {Path(args.run_dir) / 'evaluation.json'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from deepem.report.compare import compare
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    base = _config_from(args, methods[0] if methods else "iwae")
+    for m in methods:
+        _config_from(args, m).validate()  # every name checked before hours of training
+    out = Path(args.out or f"runs/compare-{base.dataset}")
+    compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
+            force=args.force, progress=not args.quiet)
+    print((out / "results.md").read_text())
+    print(f"table, CSV and figures in {out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from deepem.report.compare import sample_grid
+
+    path = Path(args.output or Path(args.run_dir) / "figures" / "samples.png")
+    sample_grid(Path(args.run_dir), path, n=args.n, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from deepem.data import DATASETS
+    from deepem.methods.registry import METHODS, method_options
+
+    print("methods:")
+    for name in sorted(METHODS):
+        opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
+        print(f"  {name:12s} {opts}")
+    print("datasets:")
+    for name in sorted(DATASETS):
+        print(f"  {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepem", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one method; a run folder holds config, metrics, checkpoints")
+    p.add_argument("--method", "-m", default="iwae")
+    p.add_argument("--out", default=None, help="run folder (default runs/DATASET-METHOD-kK-sSEED)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
+    _add_training_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="log-likelihood and encoder diagnostics of a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--estimator", choices=["iw", "ais"], default="iw")
+    p.add_argument("--particles", "-k", type=_positive_int, default=5000, help="K of the IW estimate")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N points")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=100)
+    p.add_argument("--temperatures", type=_positive_int, default=None, help="AIS: number of temperatures")
+    p.add_argument("--chains", type=_positive_int, default=None, help="AIS: chains per data point")
+    p.add_argument("--leapfrog-steps", type=_positive_int, default=None, help="AIS: leapfrog steps per HMC move")
+    p.add_argument("--ais-initial", choices=["prior", "encoder"], default=None,
+                   help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train several methods under one budget and tabulate them")
+    p.add_argument("--methods", required=True, help="comma-separated, e.g. vae,iwae")
+    p.add_argument("--out", default=None)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--eval-particles", type=_positive_int, default=5000)
+    p.add_argument("--eval-limit", type=_positive_int, default=None, help="test points evaluated (default all)")
+    _add_training_arguments(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sample", help="an image grid of samples from a trained model")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/figures/samples.png)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("list", help="available methods (with options) and datasets")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Known failure modes carry a message meant for the user; a traceback would bury it.
+        print(f"deepem {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

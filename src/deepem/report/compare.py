@@ -1,0 +1,106 @@
+"""`deepem compare`: train several methods under one budget, evaluate each the same way, and write
+a Markdown and CSV table and figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deepem.evaluation.evaluate import evaluate_run
+from deepem.report.figures import bar_chart, image_grid, learning_curves
+from deepem.report.tables import csv_table, markdown_table
+from deepem.training.config import TrainConfig
+from deepem.training.files import atomic_write_bytes, atomic_write_json
+from deepem.training.loading import load_trained_run
+from deepem.training.run import RunFolder, RunFolderError
+from deepem.training.trainer import Trainer
+
+COLUMNS = [
+    ("method", "method"),
+    ("particles", "K"),
+    ("epochs", "epochs"),
+    ("test_ll", "test log-lik."),
+    ("test_stderr", "± s.e."),
+    ("train_ll", "train log-lik."),
+    ("generalisation_gap", "gen. gap"),
+    ("kl_to_prior", "KL(q‖p(z))"),
+    ("active_units", "active units"),
+    ("train_points_per_sec", "train pts/s"),
+    ("train_seconds", "train s"),
+]
+
+
+def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
+            eval_limit: int | None = None, train_eval_limit: int | None = 1000, force: bool = False,
+            log: Callable[[str], None] = print, progress: bool = True) -> list[dict[str, Any]]:
+    """Train `methods` with the settings of `base` and compare their test log-likelihoods."""
+    if not methods:
+        raise ValueError("give at least one method, e.g. --methods vae,iwae")
+    root = Path(out)
+    if root.exists() and any(root.iterdir()):
+        if not force and not (root / "comparison.json").exists():
+            raise RunFolderError(f"{root} exists and is not empty; pass --force or choose another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
+    rows, curves = [], {}
+    for name in methods:
+        config = dataclasses.replace(base, method=name, model=dataclasses.replace(base.model))
+        run_dir = root / name
+        log(f"== {name}: training {config.epochs} epochs, K = {config.particles}")
+        trainer = Trainer(config, run_dir, log=log, progress=progress)
+        trainer.start(force=True)
+        summary = trainer.fit()
+        data = trainer.data
+        test = evaluate_run(run_dir, particles=eval_particles, split="test", limit=eval_limit,
+                            seed=config.seed, progress=progress)
+        train = evaluate_run(run_dir, particles=eval_particles, split="train", limit=train_eval_limit,
+                             seed=config.seed, progress=progress)
+        log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}")
+        rows.append({
+            "method": name,
+            "particles": config.particles,
+            "epochs": summary["epochs"],
+            "test_ll": test["log_likelihood"],
+            "test_stderr": test["stderr"],
+            "train_ll": train["log_likelihood"],
+            "generalisation_gap": train["log_likelihood"] - test["log_likelihood"],
+            "kl_to_prior": test["kl_to_prior"],
+            "active_units": test["active_units"],
+            "train_points_per_sec": summary["steps"] * config.batch_size / max(summary["seconds"], 1e-9),
+            "train_seconds": summary["seconds"],
+            "estimator": test["estimator"],
+            "test_points": test["n_points"],
+        })
+        curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
+        if data.image_shape is not None:
+            sample_grid(run_dir, root / "figures" / f"samples-{name}.png")
+    write_comparison(root, rows, curves)
+    return rows
+
+
+def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]]) -> None:
+    estimator = rows[0]["estimator"] if rows else ""
+    note = (f"\nTest log-likelihood: {estimator} on {rows[0]['test_points']} test points (nats, higher is "
+            "better); train log-likelihood on the first training points with the same estimator; "
+            "gen. gap = train - test; KL(q‖p(z)) and active units on the test points.\n") if rows else ""
+    atomic_write_bytes(root / "results.md", (markdown_table(rows, COLUMNS) + note).encode())
+    atomic_write_bytes(root / "results.csv", csv_table(rows, COLUMNS).encode())
+    atomic_write_bytes(root / "results.json", (json.dumps(rows, indent=2) + "\n").encode())
+    learning_curves(curves, root / "figures" / "validation.png")
+    bar_chart({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
+              root / "figures" / "test_log_likelihood.png", ylabel="test log-likelihood (nats)")
+
+
+def sample_grid(run_dir: Path, path: Path, n: int = 64, seed: int = 0) -> Path:
+    """Decoder means of n draws from the prior, as an image grid."""
+    import torch
+
+    trained = load_trained_run(run_dir)
+    if trained.data.image_shape is None:
+        raise ValueError(f"dataset {trained.config.dataset!r} is not an image dataset; nothing to draw")
+    images = trained.model.sample(n, generator=torch.Generator().manual_seed(seed))
+    title = f"{trained.config.method} on {trained.config.dataset}, step {trained.step}"
+    return image_grid(images.float().cpu(), trained.data.image_shape, path, title=title)

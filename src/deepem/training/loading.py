@@ -1,0 +1,54 @@
+"""Rebuild a trained model from its run folder (config.json + newest good checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepem.data.base import DataSplits
+from deepem.methods.base import Method
+from deepem.methods.registry import make_method
+from deepem.models.lvm import DeepLatentModel
+from deepem.training.checkpoint import load_latest_good
+from deepem.training.config import TrainConfig
+from deepem.training.run import RunFolder, RunFolderError
+
+
+@dataclass
+class TrainedRun:
+    config: TrainConfig
+    model: DeepLatentModel
+    method: Method
+    data: DataSplits
+    checkpoint: Path
+    step: int
+
+
+def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: str = "cpu",
+                     warn=print) -> TrainedRun:
+    """The run's model in eval mode on `device`, with the data it was trained on."""
+    from deepem.data import load_dataset
+
+    run = RunFolder(Path(run_dir))
+    config = TrainConfig.from_dict(run.read_config())
+    data = load_dataset(config.dataset, data_dir or config.data_dir)
+    found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn)
+    if found is None:
+        raise RunFolderError(f"run {run.root} has no usable checkpoint yet; train it first (or --resume it)")
+    path, ckpt = found
+    config.device = device
+    if config.model.likelihood is None:
+        config.model.likelihood = data.likelihood
+    model = DeepLatentModel.from_config(config.model, data.data_dim)
+    model.load_state_dict(ckpt["model"])
+    method = make_method(config.method, particles=config.particles, **config.method_options)
+    method.load_state_dict(ckpt["method"])
+    model.to(device, config.torch_dtype).eval()
+    method.to(device, config.torch_dtype)
+    return TrainedRun(config, model, method, data, path, int(ckpt["train_state"]["step"]))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
