@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepem.models.lvm import ModelConfig
-from deepem.training.config import NAN_POLICIES, TrainConfig
+from deepem.training.config import NAN_POLICIES, RESUME_OVERRIDABLE, TrainConfig
 from deepem.training.schedules import SCHEDULES
 
 
@@ -81,9 +81,14 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--valid-every", type=int, default=1, help="epochs between validation bounds (0: never)")
     g.add_argument("--valid-particles", type=_positive_int, default=100)
-    g.add_argument("--checkpoint-every-steps", type=int, default=0)
+    g.add_argument("--checkpoint-every", type=_positive_int, default=1, help="epochs between checkpoints")
+    g.add_argument("--checkpoint-every-steps", type=int, default=0, help="also every N steps (0: off)")
     g.add_argument("--keep-checkpoints", type=_positive_int, default=3)
-    g.add_argument("--nan-policy", choices=NAN_POLICIES, default="stop")
+    g.add_argument("--nan-policy", choices=NAN_POLICIES, default="stop",
+                   help="on a NaN/inf loss, log-weight or gradient: stop with a diagnosis, skip the step, "
+                        "or roll back to the last checkpoint with half the learning rate")
+    g.add_argument("--max-rollbacks", type=int, default=5)
+    g.add_argument("--max-consecutive-skips", type=int, default=20)
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     g.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -97,8 +102,9 @@ def _config_from(args: argparse.Namespace, method: str) -> TrainConfig:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         adam_eps=args.adam_eps, seed=args.seed, data_dir=args.data_dir, train_limit=args.train_limit,
         valid_every=args.valid_every, valid_particles=args.valid_particles,
-        checkpoint_every_steps=args.checkpoint_every_steps, keep_checkpoints=args.keep_checkpoints,
-        nan_policy=args.nan_policy, device=args.device, dtype=args.dtype,
+        checkpoint_every=args.checkpoint_every, checkpoint_every_steps=args.checkpoint_every_steps,
+        keep_checkpoints=args.keep_checkpoints, nan_policy=args.nan_policy, max_rollbacks=args.max_rollbacks,
+        max_consecutive_skips=args.max_consecutive_skips, device=args.device, dtype=args.dtype,
     )
 
 
@@ -106,8 +112,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from deepem.training.session import run_training
 
     if args.resume:
-        out = Path(args.resume)
-        return run_training(None, out, resume=True, progress=not args.quiet)
+        # Only the settings typed on this command line change the resumed run; the rest comes from it.
+        defaults = vars(build_parser().parse_args(["train"]))
+        overrides = {f: getattr(args, f) for f in RESUME_OVERRIDABLE
+                     if hasattr(args, f) and getattr(args, f) != defaults.get(f)}
+        return run_training(None, Path(args.resume), resume=True, overrides=overrides, progress=not args.quiet)
     config = _config_from(args, args.method)
     out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}")
     return run_training(config, out, force=args.force, progress=not args.quiet)
@@ -136,9 +145,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from deepem.report.compare import compare
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    base = _config_from(args, methods[0] if methods else "iwae")
-    for m in methods:
-        _config_from(args, m).validate()  # every name checked before hours of training
+    base = _config_from(args, "iwae")
     out = Path(args.out or f"runs/compare-{base.dataset}")
     compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
             force=args.force, progress=not args.quiet)
@@ -201,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="train several methods under one budget and tabulate them")
-    p.add_argument("--methods", required=True, help="comma-separated, e.g. vae,iwae")
+    p.add_argument("--methods", required=True,
+                   help="comma-separated NAME or NAME:k=K (its own particle count), e.g. vae,iwae,iwae:k=50")
     p.add_argument("--out", default=None)
     p.add_argument("--force", action="store_true")
     p.add_argument("--eval-particles", type=_positive_int, default=5000)

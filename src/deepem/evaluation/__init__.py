@@ -1,12 +1,17 @@
 """Log-likelihood estimators and diagnostics of trained models."""
 
+from deepem.evaluation.ais import ais_log_likelihood
+from deepem.evaluation.bdmc import BDMCResult, bdmc
 from deepem.evaluation.diagnostics import active_units, encoder_means, kl_to_prior
 from deepem.evaluation.loglik import iw_log_likelihood, iw_log_likelihood_batch
 from deepem.evaluation.results import LogLikelihoodEstimate
 
 __all__ = [
+    "BDMCResult",
     "LogLikelihoodEstimate",
     "active_units",
+    "ais_log_likelihood",
+    "bdmc",
     "encoder_means",
     "iw_log_likelihood",
     "iw_log_likelihood_batch",

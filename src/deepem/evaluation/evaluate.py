@@ -77,8 +77,8 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     tag = f"{estimator}-{split}"
     buffer = _npy_bytes(estimate.per_point.numpy())
     atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", buffer)
-    atomic_write_json(run / "evaluations" / f"{tag}.json", record)
-    atomic_write_json(run / "evaluation.json", record)
+    atomic_write_json(run / "evaluations" / f"{tag}.json", record, checksum=True)
+    atomic_write_json(run / "evaluation.json", record, checksum=True)
     return record
 
 

@@ -6,13 +6,27 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from deepem.methods.aiwae import AIWAE
 from deepem.methods.base import Method
 from deepem.methods.iwae import IWAE
+from deepem.methods.iwae_dreg import IWAESTL, IWAEDReG
+from deepem.methods.iwem import IWEM, IWEMWoa, IWEMWoo
+from deepem.methods.rem import REM, REMv2
+from deepem.methods.rws import RWS
 from deepem.methods.vae import VAE
 
 METHODS: dict[str, type[Method]] = {
     VAE.name: VAE,
     IWAE.name: IWAE,
+    RWS.name: RWS,
+    REM.name: REM,
+    REMv2.name: REMv2,
+    IWEM.name: IWEM,
+    IWEMWoo.name: IWEMWoo,
+    IWEMWoa.name: IWEMWoa,
+    IWAEDReG.name: IWAEDReG,
+    IWAESTL.name: IWAESTL,
+    AIWAE.name: AIWAE,
 }
 
 

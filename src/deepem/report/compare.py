@@ -33,6 +33,18 @@ COLUMNS = [
 ]
 
 
+def parse_method_spec(spec: str, default_particles: int) -> tuple[str, int, str]:
+    """'iwae' or 'iwae:k=50' -> (method name, K, label); the label names the run folder and table row."""
+    name, _, rest = spec.partition(":")
+    particles = default_particles
+    if rest:
+        key, _, value = rest.partition("=")
+        if key.strip().lower() != "k" or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"method spec {spec!r} is not NAME or NAME:k=K (e.g. iwae:k=50)")
+        particles = int(value)
+    return name.strip(), particles, (name.strip() if not rest else f"{name.strip()}-k{particles}")
+
+
 def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
             eval_limit: int | None = None, train_eval_limit: int | None = 1000, force: bool = False,
             log: Callable[[str], None] = print, progress: bool = True) -> list[dict[str, Any]]:
@@ -46,8 +58,12 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
     rows, curves = [], {}
-    for name in methods:
-        config = dataclasses.replace(base, method=name, model=dataclasses.replace(base.model))
+    specs = [parse_method_spec(m, base.particles) for m in methods]
+    for method, particles, name in specs:
+        config = dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model))
+        config.validate()
+    for method, particles, name in specs:
+        config = dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model))
         run_dir = root / name
         log(f"== {name}: training {config.epochs} epochs, K = {config.particles}")
         trainer = Trainer(config, run_dir, log=log, progress=progress)

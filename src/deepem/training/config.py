@@ -1,9 +1,13 @@
 """The full configuration of a training run. It is saved in the run folder, so a run can be
-resumed or re-evaluated from its folder alone."""
+resumed or re-evaluated from its folder alone.
+
+`validate()` checks every field before anything is built, and its errors name the field, the value
+given and the values allowed."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +19,22 @@ from deepem.training.schedules import SCHEDULES
 NAN_POLICIES = ("stop", "skip", "rollback")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+#: fields a resumed run may change: they decide how the run is watched and kept, or how far it goes,
+#: never what the steps already taken computed.
+RESUME_OVERRIDABLE = ("epochs", "nan_policy", "max_rollbacks", "max_consecutive_skips", "keep_checkpoints",
+                      "checkpoint_every", "checkpoint_every_steps", "valid_every", "data_dir", "device")
+
 
 class ConfigError(ValueError):
     """A setting with a value that is not allowed; the message names the field and the allowed values."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -42,43 +59,85 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # also every N steps (0 = off), for long epochs
     keep_checkpoints: int = 3
     nan_policy: str = "stop"
+    max_rollbacks: int = 5  # rollback policy: give up after this many rollbacks in one run
+    max_consecutive_skips: int = 20  # skip policy: give up after this many skipped steps in a row
     device: str = "cpu"
     dtype: str = "float32"
 
-    def validate(self) -> None:
-        from deepem.methods.registry import METHODS  # late import: methods import training helpers
+    def validate(self, check_dataset: bool = True) -> None:
+        """Raise ConfigError naming the first field whose value is not allowed.
 
-        def need(ok: bool, name: str, allowed: str, value: Any) -> None:
+        check_dataset=False skips the dataset-name check (data passed in directly, e.g. in tests)."""
+        from deepem.data.registry import DATASETS  # late imports: these modules import training helpers
+        from deepem.methods.registry import METHODS, make_method
+
+        def need(ok: bool, name: str, allowed: str) -> None:
             if not ok:
-                raise ConfigError(f"invalid {name} = {value!r}: must be {allowed}")
+                raise ConfigError(f"invalid {name} = {getattr(self, name)!r}: must be {allowed}")
 
-        need(self.method in METHODS, "method", f"one of {', '.join(sorted(METHODS))}", self.method)
-        need(isinstance(self.particles, int) and self.particles >= 1, "particles", "an integer >= 1",
-             self.particles)
-        need(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
-        need(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
-        need(self.lr > 0, "lr", "a positive number", self.lr)
-        need(self.adam_eps > 0, "adam_eps", "a positive number", self.adam_eps)
-        need(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
-        need(self.train_limit is None or self.train_limit >= 1, "train_limit", "None or >= 1",
-             self.train_limit)
-        need(self.valid_every >= 0, "valid_every", "an integer >= 0", self.valid_every)
-        need(self.valid_particles >= 1, "valid_particles", "an integer >= 1", self.valid_particles)
-        need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1", self.checkpoint_every)
-        need(self.checkpoint_every_steps >= 0, "checkpoint_every_steps", "an integer >= 0",
-             self.checkpoint_every_steps)
-        need(self.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
-        need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {', '.join(NAN_POLICIES)}",
-             self.nan_policy)
-        need(self.dtype in DTYPES, "dtype", f"one of {', '.join(DTYPES)}", self.dtype)
-        need(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps", "device",
-             "cpu, cuda, cuda:N or mps", self.device)
+        def need_int(name: str, minimum: int, allow_none: bool = False) -> None:
+            v = getattr(self, name)
+            if allow_none and v is None:
+                return
+            need(_is_int(v) and v >= minimum, name,
+                 f"an integer >= {minimum}" + (" or None" if allow_none else ""))
+
+        def need_positive(name: str) -> None:
+            v = getattr(self, name)
+            need(_is_number(v) and v > 0, name, "a positive finite number")
+
+        if check_dataset and not (isinstance(self.dataset, str)
+                                  and self.dataset.strip().lower().replace("_", "-") in DATASETS):
+            raise ConfigError(f"invalid dataset = {self.dataset!r}: unknown dataset; must be one of "
+                              f"{', '.join(DATASETS)} (`deepem list` describes them)")
+        need(isinstance(self.method, str) and self.method in METHODS, "method",
+             f"one of {', '.join(sorted(METHODS))}")
+        need_int("particles", 1)
+        need(isinstance(self.method_options, dict), "method_options", "a dictionary of method options")
+        need("particles" not in self.method_options, "method_options",
+             "free of 'particles' (set the number of particles with the particles field, --particles)")
+        for name in ("epochs", "batch_size", "valid_particles", "checkpoint_every", "keep_checkpoints"):
+            need_int(name, 1)
+        for name in ("valid_every", "checkpoint_every_steps", "max_rollbacks", "max_consecutive_skips"):
+            need_int(name, 0)
+        need_int("seed", 0)
+        need_int("train_limit", 1, allow_none=True)
+        need_int("valid_limit", 1, allow_none=True)
+        need_positive("lr")
+        need_positive("adam_eps")
+        need(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
+        need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {', '.join(NAN_POLICIES)}")
+        need(self.dtype in DTYPES, "dtype", f"one of {', '.join(DTYPES)}")
+        need(self.data_dir is None or isinstance(self.data_dir, str), "data_dir", "a path or None")
+        need(isinstance(self.device, str)
+             and (self.device in ("cpu", "cuda", "mps") or self.device.startswith("cuda:")), "device",
+             "cpu, cuda, cuda:N or mps")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device = {self.device!r} but CUDA is not available here; use --device cpu")
-        try:
-            self.model.validate()
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+            raise ConfigError(f"invalid device = {self.device!r}: CUDA is not available here; use --device cpu")
+        self._validate_model()
+        try:  # the method's own checks of its options (names and values)
+            make_method(self.method, particles=self.particles, **self.method_options)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid method_options = {self.method_options!r} for method "
+                              f"{self.method!r}: {err}") from err
+
+    def _validate_model(self) -> None:
+        from deepem.models.likelihoods import LIKELIHOODS
+        from deepem.models.networks import ACTIVATIONS
+
+        m = self.model
+        if not isinstance(m, ModelConfig):
+            raise ConfigError(f"invalid model = {m!r}: must be a ModelConfig (or a dict of its fields)")
+        if not (_is_int(m.latent_dim) and m.latent_dim >= 1):
+            raise ConfigError(f"invalid model.latent_dim = {m.latent_dim!r}: must be an integer >= 1")
+        if not (isinstance(m.hidden, (list, tuple)) and all(_is_int(h) and h >= 1 for h in m.hidden)):
+            raise ConfigError(f"invalid model.hidden = {m.hidden!r}: must be a list of integers >= 1")
+        if m.activation not in ACTIVATIONS:
+            raise ConfigError(f"invalid model.activation = {m.activation!r}: must be one of "
+                              f"{', '.join(sorted(ACTIVATIONS))}")
+        if m.likelihood is not None and m.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"invalid model.likelihood = {m.likelihood!r}: must be one of "
+                              f"{', '.join(sorted(LIKELIHOODS))} or None (the dataset's own)")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -89,6 +148,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The configuration of a dictionary (config.json); unknown fields are an error, not ignored."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a configuration must be a dictionary of fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -101,3 +163,12 @@ class TrainConfig:
                 raise ConfigError(f"unknown model fields {bad}; known fields: {sorted(mknown)}")
             d["model"] = ModelConfig(**d["model"])
         return cls(**d)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+        """A copy with `overrides` applied, allowed only for RESUME_OVERRIDABLE fields (a resumed run
+        must not change what its past steps computed)."""
+        bad = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
+        if bad:
+            raise ConfigError(f"cannot change {', '.join(bad)} when resuming a run; fields that may change: "
+                              f"{', '.join(RESUME_OVERRIDABLE)}. Start a new run to change the others")
+        return dataclasses.replace(self, **overrides)

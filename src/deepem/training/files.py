@@ -16,6 +16,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -25,6 +26,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -41,8 +48,41 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+class ChecksumError(ValueError):
+    """A result file whose content does not match its recorded sha256 (torn or edited)."""
+
+
+def atomic_write_json(path: Path, obj: Any, checksum: bool = False) -> None:
+    """Write `obj` as JSON atomically; with checksum=True also write `<name>.sha256` beside it, in the
+    format of `sha256sum`, so `sha256sum -c <name>.sha256` (or `read_json`) can verify it later."""
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+    path = Path(path)
+    atomic_write_bytes(path, data)
+    if checksum:
+        atomic_write_bytes(checksum_path(path), f"{sha256_bytes(data)}  {path.name}\n".encode())
+
+
+def checksum_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def read_json(path: Path, verify: bool = True) -> Any:
+    """Read a JSON file; when a `.sha256` file sits beside it and verify=True, check it first."""
+    path = Path(path)
+    data = path.read_bytes()
+    sidecar = checksum_path(path)
+    if verify and sidecar.is_file():
+        recorded = sidecar.read_text().split()[:1]
+        actual = sha256_bytes(data)
+        if recorded != [actual]:
+            raise ChecksumError(
+                f"{path} does not match its checksum file {sidecar.name} (sha256 {actual[:12]}... != "
+                f"{(recorded or ['nothing'])[0][:12]}...): the file was truncated or edited"
+            )
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as err:
+        raise ChecksumError(f"{path} is not valid JSON ({err}); the file is damaged") from err
 
 
 def sha256_bytes(data: bytes) -> str:

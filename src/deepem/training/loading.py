@@ -34,7 +34,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     run = RunFolder(Path(run_dir))
     config = TrainConfig.from_dict(run.read_config())
     data = load_dataset(config.dataset, data_dir or config.data_dir)
-    found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn)
+    found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn, move_aside=False)
     if found is None:
         raise RunFolderError(f"run {run.root} has no usable checkpoint yet; train it first (or --resume it)")
     path, ckpt = found

@@ -1,18 +1,32 @@
-"""A run is a folder: config.json, metrics.jsonl, checkpoints/, evaluation.json, figures/."""
+"""A run is a folder: config.json, metrics.jsonl, checkpoints/, evaluation.json, figures/.
+
+config.json and result files are written atomically with a `sha256sum`-style checksum beside them;
+metrics.jsonl is append-only and a line torn by a crash ends the usable log; a lock file keeps two
+processes from training into the same folder at once."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepem.training.files import atomic_write_bytes, atomic_write_json
+from deepem.training.files import ChecksumError, atomic_write_bytes, atomic_write_json, read_json
+
+try:  # POSIX advisory locks; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".lock"
 
 
 class RunFolderError(ValueError):
-    """A run folder that cannot be used as asked (exists already, or is not a run)."""
+    """A run folder that cannot be used as asked (exists already, is not a run, is in use)."""
 
 
 @dataclass
@@ -46,7 +60,10 @@ class RunFolder:
         return self.config_path.is_file()
 
     def create(self, force: bool = False) -> None:
-        """Make a fresh run folder. An existing non-empty folder is kept unless force=True."""
+        """Make a fresh run folder. An existing non-empty folder is kept unless force=True, and a
+        non-empty folder that is not a run is never deleted."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"{self.root} exists and is a file, not a folder; choose another --out")
         if self.root.exists() and any(self.root.iterdir()):
             if not force:
                 raise RunFolderError(
@@ -58,26 +75,74 @@ class RunFolder:
                     f"{self.root} is not empty and is not a deepem run (no config.json); refusing to delete "
                     "it even with --force: choose another --out"
                 )
+            with self.lock():  # refuse to delete a run that another process is training
+                pass
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def require_run(self) -> None:
+        if not self.root.is_dir():
+            raise RunFolderError(f"{self.root} does not exist, so it is not a deepem run folder; give the "
+                                 "--out folder of a `deepem train` run")
         if not self.is_run():
             raise RunFolderError(
                 f"{self.root} is not a deepem run folder (no config.json there); "
                 "give the --out folder of a `deepem train` run"
             )
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run for the duration; a second holder gets RunFolderError.
+        The operating system releases it when the process dies, however it dies."""
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise RunFolderError(
+                    f"run folder {self.root} is in use by another deepem process (pid {holder}); wait for "
+                    "it to finish or stop it first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    # configuration and results -------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_json(self.config_path, config)
+        atomic_write_json(self.config_path, config, checksum=True)
 
     def read_config(self) -> dict[str, Any]:
         self.require_run()
-        return json.loads(self.config_path.read_text())
+        try:
+            config = read_json(self.config_path)
+        except ChecksumError as err:
+            raise RunFolderError(f"the run's configuration cannot be trusted: {err}") from err
+        if not isinstance(config, dict):
+            raise RunFolderError(f"{self.config_path} does not hold a configuration object")
+        return config
 
+    def write_result(self, name: str, obj: Any) -> Path:
+        """Write a result file (e.g. 'evaluation.json') atomically, with its checksum file."""
+        path = self.root / name
+        atomic_write_json(path, obj, checksum=True)
+        return path
+
+    def read_result(self, name: str) -> Any:
+        """Read a result file, verifying its checksum (ChecksumError if it was torn or edited)."""
+        return read_json(self.root / name)
+
+    # metrics ----------------------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -90,8 +155,9 @@ class RunFolder:
                 break  # a line torn by a crash ends the usable log
         return records
 
-    def truncate_metrics(self, last_step: int) -> None:
-        """Keep only records up to `last_step`: a resumed run logs the later steps again."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
+    def truncate_metrics(self, keep_records: int) -> None:
+        """Keep only the first `keep_records` records: those written before the checkpoint a run
+        resumes from. The resumed run writes the later ones again, exactly as they were."""
+        kept = self.read_metrics()[:keep_records]
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
         atomic_write_bytes(self.metrics_path, text.encode())

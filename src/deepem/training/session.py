@@ -1,30 +1,74 @@
-"""The `deepem train` command's logic: start or resume a run, train it, report where it is."""
+"""The `deepem train` command's logic: start or resume a run, train it under a lock with graceful
+Ctrl-C / SIGTERM handling, and say where it stands. The CLI only parses arguments and calls
+`run_training`, whose return value is the process exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from deepem.data.base import DataSplits
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder
-from deepem.training.trainer import Trainer
+from deepem.training.signals import StopRequest, graceful_stop
+from deepem.training.trainer import Trainer, TrainingInterrupted, resume_command
+
+EXIT_OK = 0
+EXIT_ABORTED = 130  # a second Ctrl-C: stopped without a new checkpoint (the shell's SIGINT code)
 
 
-def run_training(config: TrainConfig | None, out: Path, resume: bool = False, force: bool = False,
-                 progress: bool = True, log: Callable[[str], None] = print) -> int:
-    """Train `config` into `out`, or with resume=True continue the run in `out` from its config.
-    Returns the process exit code."""
+def run_training(config: TrainConfig | None, out: str | Path, resume: bool = False, force: bool = False,
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 overrides: dict[str, Any] | None = None, data: DataSplits | None = None,
+                 batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+                 handle_signals: bool = True) -> int:
+    """Train `config` into the new run folder `out`, or with resume=True continue the run in `out`
+    from its own config.json and newest good checkpoint. Returns the process exit code: 0 when the
+    run finished; 128 + signal number (130 for Ctrl-C, 143 for SIGTERM) when a signal stopped it,
+    after the step in progress, with a checkpoint written and the resume command logged.
+
+    overrides: fields a resumed run may change (`config.RESUME_OVERRIDABLE`: epochs, nan_policy, ...).
+    data, batch_hook: for tests and library use (data given directly instead of by dataset name).
+    Errors with a message for the user (ConfigError, DataError, RunFolderError, CheckpointError,
+    NonFiniteError, DatasetNotFoundError) propagate; `USER_ERRORS` lists them."""
+    out = Path(out)
+    run = RunFolder(out)
     if resume:
-        run = RunFolder(out)
-        config = TrainConfig.from_dict(run.read_config())
-        trainer = Trainer(config, out, log=log, progress=progress)
-        if not trainer.resume():
-            log(f"no checkpoint in {out} yet: starting its training from the beginning")
-    else:
-        assert config is not None
-        trainer = Trainer(config, out, log=log, progress=progress)
+        run.require_run()
+        config = TrainConfig.from_dict(run.read_config()).with_overrides(overrides or {})
+    elif config is None:
+        raise ValueError("run_training needs a configuration unless resume=True")
+    elif overrides:
+        config = config.with_overrides(overrides)
+
+    stop = StopRequest()
+    # Validation and data loading happen here, before anything is written to `out`.
+    trainer = Trainer(config, out, data=data, log=log, progress=progress, batch_hook=batch_hook, stop=stop)
+    if not resume:
         trainer.start(force=force)
-    summary = trainer.fit()
-    log(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s; "
-        f"run folder {out}; evaluate with: deepem evaluate {out}")
-    return 0
+    with run.lock(), (graceful_stop(stop) if handle_signals else nullcontext()):
+        if resume:
+            if trainer.resume() and trainer.state.epoch >= config.epochs:
+                log(f"run {out} is already complete ({trainer.state.epoch} epochs); to train longer, "
+                    f"resume with a larger --epochs")
+        try:
+            summary = trainer.fit()
+        except TrainingInterrupted as stopped:
+            log(str(stopped))
+            return stop.exit_code or EXIT_ABORTED
+        except KeyboardInterrupt:
+            # A second Ctrl-C: stop at once. Checkpoint writes are atomic, so the newest complete
+            # checkpoint is intact and the run resumes from it.
+            log(f"aborted without a new checkpoint; the run resumes from its last checkpoint with:\n"
+                f"  {resume_command(out)}")
+            return EXIT_ABORTED
+    log(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s"
+        + (f"; {summary['skipped_steps']} non-finite steps skipped" if summary["skipped_steps"] else "")
+        + (f"; {summary['rollbacks']} rollbacks, learning-rate scale {summary['lr_scale']:g}"
+           if summary["rollbacks"] else "")
+        + f"; run folder {out}; evaluate with: deepem evaluate {out}")
+    return EXIT_OK
