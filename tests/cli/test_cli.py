@@ -89,3 +89,18 @@ def test_argument_errors_exit_with_usage(args, capsys):
         main(args)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_evaluate_with_ais_names_the_estimator(trained_run):
+    assert main(["--threads", "1", "evaluate", str(trained_run), "--estimator", "ais", "--temperatures", "20",
+                 "--chains", "4", "--limit", "10", "--quiet"]) == 0
+    record = json.loads((trained_run / "evaluation.json").read_text())
+    assert record["estimator"].startswith("AIS, T=20, chains=4")
+    assert record["temperatures"] == 20 and record["n_points"] == 10 and record["log_likelihood"] < 0
+    assert (trained_run / "evaluations" / "ais-test.json").exists()
+
+
+def test_bdmc_writes_bounds(trained_run):
+    assert main(["bdmc", str(trained_run), "--points", "5", "--temperatures", "30", "--chains", "4"]) == 0
+    record = json.loads((trained_run / "bdmc.json").read_text())
+    assert record["n_points"] == 5 and record["lower"] < 0 and abs(record["gap"]) < 5

@@ -35,7 +35,8 @@ def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimato
                                      progress=bar.update)
         from deepem.evaluation.ais import ais_log_likelihood
 
-        return ais_log_likelihood(model, data, seed=seed, progress=bar.update, **ais_options)
+        return ais_log_likelihood(model, data, seed=seed, batch_size=batch_size, progress=bar.update,
+                                  **ais_options)
     finally:
         bar.close()
 

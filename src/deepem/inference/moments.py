@@ -104,4 +104,6 @@ def sample_gaussian(mean: Tensor, cov: Tensor, k: int, eps: float = 1e-6,
     d = mean.shape[-1]
     half_log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (B,)
     log_density = -0.5 * (noise.pow(2).sum(-1) + d * LOG_2PI) - half_log_det
-    return GaussianSample(z.to(mean.dtype), log_density.to(mean.dtype))
+    # einsum returns a (K, B, D) view with permuted strides: make it contiguous, or every decoder
+    # matmul on these particles (forward and backward) runs several times slower.
+    return GaussianSample(z.to(mean.dtype).contiguous(), log_density.to(mean.dtype))

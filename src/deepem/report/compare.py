@@ -59,7 +59,7 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
     atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
     rows, curves = [], {}
     specs = [parse_method_spec(m, base.particles) for m in methods]
-    for method, particles, name in specs:
+    for method, particles, _label in specs:
         config = dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model))
         config.validate()
     for method, particles, name in specs:
