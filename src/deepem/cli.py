@@ -148,7 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = _config_from(args, "iwae")
     out = Path(args.out or f"runs/compare-{base.dataset}")
     compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
-            force=args.force, progress=not args.quiet)
+            train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet)
     print((out / "results.md").read_text())
     print(f"table, CSV and figures in {out}")
     return 0

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from deepem.evaluation.diagnostics import active_units, encoder_means, kl_to_prior
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.inference.numerics import flush_denormals
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.files import atomic_write_bytes, atomic_write_json
 from deepem.training.loading import load_trained_run
@@ -46,8 +47,9 @@ def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str = 
                    **ais_options: Any) -> tuple[dict[str, Any], LogLikelihoodEstimate]:
     """The summary record of one evaluation and the per-point estimate behind it."""
     start = time.perf_counter()
-    estimate = estimate_log_likelihood(model, data, estimator, particles, seed, batch_size, progress,
-                                       **ais_options)
+    with flush_denormals():
+        estimate = estimate_log_likelihood(model, data, estimator, particles, seed, batch_size, progress,
+                                           **ais_options)
     seconds = time.perf_counter() - start
     means = encoder_means(model, data)
     record = estimate.summary()

@@ -55,11 +55,12 @@ def weighted_moments(z: Tensor, log_w: Tensor, covariance: str = "weighted") -> 
     return mean, cov
 
 
-def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 6) -> Tensor:
+def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 10) -> Tensor:
     """Lower Cholesky factor of cov + jitter * I, batched over leading dimensions.
 
     If a factor fails (a covariance that is only positive semi-definite in floating point), the jitter
-    of the failing matrices is raised tenfold, up to `max_tries` times, before giving up."""
+    of the failing matrices is raised tenfold, up to `max_tries` times, before giving up. Rounding
+    errors scale with the matrix, so the raised jitter is at least 1e-10 of its mean diagonal."""
     if jitter < 0:
         raise ValueError(f"jitter must be >= 0, got {jitter}")
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
@@ -71,7 +72,8 @@ def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 6) -> Tensor:
             return chol
         if not bool(torch.isfinite(cov).all()):
             break
-        scale = torch.where(failed, torch.clamp(scale * 10, min=1e-10), scale)
+        floor = 1e-10 * torch.diagonal(cov, dim1=-2, dim2=-1).abs().mean(-1).clamp(min=1.0)
+        scale = torch.where(failed, torch.maximum(scale * 10, floor), scale)
     raise ValueError(
         "Cholesky factorisation of the moment-matched covariance failed (non-finite importance "
         "weights, or a covariance that is not positive definite); raise the diagonal jitter `eps`"

@@ -23,8 +23,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from deepem.inference.numerics import normalized_weights
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.methods.proposal import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 
@@ -43,7 +43,7 @@ class IWAEDReG(Method):
         # log p(x, z) and to φ only through z.
         particles = draw_particles(model, x, self.particles, reparameterize=True, stop_q_params=True)
         log_w = particles.log_w
-        w = normalized_weights(log_w.detach())  # detached coefficients
+        w = coefficient_weights(log_w)  # detached coefficients
         if self.weight_power == 2 and particles.z.requires_grad:
             # DReG: scale the path gradient of particle k by one more w̃_k (θ never sees this hook).
             particles.z.register_hook(lambda grad: grad * w.unsqueeze(-1))

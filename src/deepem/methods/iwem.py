@@ -29,9 +29,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from deepem.inference.numerics import log_mean_exp, normalized_weights
+from deepem.inference.numerics import log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, Particles, weight_diagnostics
-from deepem.methods.proposal import sample_proposal
+from deepem.methods.proposal import coefficient_weights, sample_proposal
 from deepem.models.lvm import DeepLatentModel
 
 ALPHA_UNITS = ("updates", "epochs")
@@ -109,7 +109,12 @@ class IWEM(Method):
     def p_step_loss(self, p_part: Particles) -> Tensor:
         """-mean over the batch of eq. 7 (optimal P-step), or of IWAE's bound for IWEM-woo."""
         log_terms = optimal_p_step_log_weights(p_part) if self.optimal_p_step else p_part.log_w
-        return -log_mean_exp(log_terms).mean()
+        # value: -log_mean_exp(log_terms); gradient: -sum_j sg(r_j) ∇ log_terms_j, r = softmax(log_terms),
+        # which is log_mean_exp's own gradient but with negligible r flushed to zero (see
+        # coefficient_weights: denormal coefficients slow the decoder backward on CPU).
+        value = log_mean_exp(log_terms.detach())
+        surrogate = (coefficient_weights(log_terms) * (log_terms - log_terms.detach())).sum(0)
+        return -(value + surrogate).mean()
 
     def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
         k, j, scale = self.particles, self.p_samples, self.proposal_std_scale
@@ -121,7 +126,7 @@ class IWEM(Method):
         p_part = _first(draws, j) if shared else sample_proposal(model, x, j)
         a = self.anneal_alpha
         log_w = e_part.log_w
-        coef = a * normalized_weights(log_w.detach()) + (1.0 - a) / k  # detached coefficients
+        coef = a * coefficient_weights(log_w) + (1.0 - a) / k  # detached coefficients
         theta_loss = -(coef * e_part.log_joint).sum(0).mean()
         phi_loss = self.p_step_loss(p_part)
         diagnostics = weight_diagnostics(log_w)

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from deepem.inference.moments import COVARIANCES, GaussianSample, sample_gaussian, weighted_moments
-from deepem.inference.numerics import effective_sample_size, log_mean_exp, normalized_weights
+from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
-from deepem.methods.proposal import sample_proposal
+from deepem.methods.proposal import coefficient_weights, sample_proposal
 from deepem.models.encoders import diagonal_gaussian
 from deepem.models.lvm import DeepLatentModel
 
@@ -75,11 +75,11 @@ class REM(Method):
         # q-particles, z detached: log_joint carries gradient to θ, log_q to φ via q's mean and std.
         q_part = draw_particles(model, x, self.particles, reparameterize=False)
         log_w = q_part.log_w
-        alpha = normalized_weights(log_w.detach())
+        alpha = coefficient_weights(log_w)
         s_part = self.hyperproposal(q_part.z, log_w)
         with torch.no_grad():  # β only needs the numbers log p(x, z) - log s(z)
             log_v = model.log_joint(x, s_part.z) - s_part.log_density
-        beta = normalized_weights(log_v)
+        beta = coefficient_weights(log_v)
         theta_loss = -(alpha * q_part.log_joint).sum(0).mean()
         # log q(z_s | x) carries gradient to φ through q's mean and std; z_s is a constant.
         log_q_s = diagonal_gaussian(q_part.q_mean, q_part.q_std).log_prob(s_part.z)
@@ -110,11 +110,11 @@ class REMv2(REM):
         # log_q carries gradient to φ through q's mean and std.
         q_part = sample_proposal(model, x, self.particles, reparameterize=False, joint_grad=False)
         log_w = q_part.log_w
-        alpha = normalized_weights(log_w.detach())
+        alpha = coefficient_weights(log_w)
         s_part = self.hyperproposal(q_part.z, log_w)
         log_joint_s = model.log_joint(x, s_part.z)  # gradient to θ only (z_s is a constant)
         log_v = log_joint_s.detach() - s_part.log_density
-        beta = normalized_weights(log_v)
+        beta = coefficient_weights(log_v)
         theta_loss = -(beta * log_joint_s).sum(0).mean()
         if self.phi_proposal == "q":
             phi_loss = -(alpha * q_part.log_q).sum(0).mean()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from deepem.inference.numerics import normalized_weights
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.methods.proposal import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 PHI_UPDATES = ("wake", "sleep", "wake-sleep")
@@ -49,7 +49,7 @@ class RWS(Method):
         # z detached: log_joint carries gradient to θ only, log_q to φ through q's mean and std only.
         particles = draw_particles(model, x, self.particles, reparameterize=False)
         log_w = particles.log_w
-        alpha = normalized_weights(log_w.detach())  # coefficients: no gradient
+        alpha = coefficient_weights(log_w)  # detached coefficients
         theta_loss = -(alpha * particles.log_joint).sum(0).mean()
         losses = {THETA: theta_loss}
         if self.phi_update == "wake":

@@ -33,16 +33,28 @@ COLUMNS = [
 ]
 
 
-def parse_method_spec(spec: str, default_particles: int) -> tuple[str, int, str]:
-    """'iwae' or 'iwae:k=50' -> (method name, K, label); the label names the run folder and table row."""
-    name, _, rest = spec.partition(":")
-    particles = default_particles
-    if rest:
-        key, _, value = rest.partition("=")
-        if key.strip().lower() != "k" or not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"method spec {spec!r} is not NAME or NAME:k=K (e.g. iwae:k=50)")
-        particles = int(value)
-    return name.strip(), particles, (name.strip() if not rest else f"{name.strip()}-k{particles}")
+def parse_method_spec(spec: str, default_particles: int) -> tuple[str, int, dict[str, Any], str]:
+    """'iwae', 'iwae:k=50' or 'aiwae:k=5:temperatures=11' -> (method, K, options, label).
+
+    Options after the name belong to that method alone; the label names its run folder and table row."""
+    name, *parts = [p.strip() for p in spec.split(":")]
+    particles, options = default_particles, {}
+    for part in parts:
+        key, eq, raw = part.partition("=")
+        if not eq or not key:
+            raise ValueError(f"method spec {spec!r} is not NAME[:KEY=VALUE...] (e.g. iwae:k=50)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.lower() == "k":
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"method spec {spec!r}: k must be a whole number >= 1")
+            particles = value
+        else:
+            options[key.replace("-", "_")] = value
+    label = name if not parts else "-".join([name, *(p.replace("=", "").replace("_", "") for p in parts)])
+    return name, particles, options, label
 
 
 def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
@@ -59,11 +71,12 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
     atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
     rows, curves = [], {}
     specs = [parse_method_spec(m, base.particles) for m in methods]
-    for method, particles, _label in specs:
-        config = dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model))
-        config.validate()
-    for method, particles, name in specs:
-        config = dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model))
+    configs = [(dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model),
+                                    method_options={**base.method_options, **options}), label)
+               for method, particles, options, label in specs]
+    for config, _ in configs:
+        config.validate()  # every method checked before hours of training
+    for config, name in configs:
         run_dir = root / name
         log(f"== {name}: training {config.epochs} epochs, K = {config.particles}")
         trainer = Trainer(config, run_dir, log=log, progress=progress)

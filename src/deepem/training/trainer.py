@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from deepem.data.base import DataSplits, binarize
 from deepem.evaluation.loglik import iw_log_likelihood
+from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import Method, MethodOutput
 from deepem.methods.registry import make_method
 from deepem.models.likelihoods import make_likelihood
@@ -352,7 +353,8 @@ class Trainer:
         NonFiniteError when the non-finite policy gives up."""
         while True:
             try:
-                return self._fit()
+                with flush_denormals():
+                    return self._fit()
             except _RolledBack:
                 continue
 
