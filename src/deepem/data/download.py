@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepem.data.paths import DATA_ENV_VAR, DatasetNotFoundError, missing_data_message
+from deepem.training.files import fsync_dir
 
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20
@@ -61,20 +62,6 @@ def mirror_urls(filename: str, mirrors: Sequence[str], env_var: str | None = Non
     return urls
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable; not possible on every platform, and not needed for correctness."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def fetch_url(url: str, dest: Path, sha256: str | None, timeout: float = TIMEOUT_S) -> str:
     """Download `url` to `dest` atomically and return the file's sha256. With a pinned `sha256`, a
     mismatch deletes the temporary file and raises ChecksumMismatchError; `dest` is never touched then.
@@ -97,7 +84,7 @@ def fetch_url(url: str, dest: Path, sha256: str | None, timeout: float = TIMEOUT
                 f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}. "
                 "The download was deleted; the mirror may serve a different or corrupted file.")
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return got
     finally:
         tmp.unlink(missing_ok=True)
