@@ -1,6 +1,6 @@
 """Tables from finished run folders.
 
-    python benchmarks/collect_results.py merge runs/a runs/b ...   # rows of several `compare` folders
+    python benchmarks/collect_results.py merge runs/a runs/b ...   # rows of `compare` folders or run folders
     python benchmarks/collect_results.py aiwae runs/aiwae-mnist    # IW and AIS log-likelihoods, gaps
 
 Each `compare` folder holds results.json; each run folder holds evaluations/<estimator>-<split>.json with
@@ -14,14 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from deepem.report.compare import COLUMNS
+from deepem.report.compare import COLUMNS, run_row
 from deepem.report.tables import markdown_table
 
 
 def merge(folders: list[str]) -> str:
+    """Rows of `compare` folders (their results.json) or of single evaluated run folders."""
     rows = []
     for folder in folders:
-        rows += json.loads((Path(folder) / "results.json").read_text())
+        path = Path(folder)
+        if (path / "results.json").exists():
+            rows += json.loads((path / "results.json").read_text())
+        else:
+            rows.append(run_row(path, path.name))
     estimator = rows[0]["estimator"] if rows else ""
     points = rows[0]["test_points"] if rows else 0
     return markdown_table(rows, COLUMNS) + f"\nTest log-likelihood: {estimator} on {points} test points.\n"

@@ -66,9 +66,12 @@ def main() -> None:
         pts = [(r["particles"], r["kl_to_prior"]) for r in rows if r["method"] == method]
         ax.plot(*zip(*pts, strict=True), marker="o", label=method)
     ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
     ax.set_xlabel("particles K")
     ax.set_ylabel("KL(q(z|x) || p(z)) on test data (nats)")
-    ax.set_title(f"{args.dataset}, {args.epochs} epochs")
+    images = f"first {args.train_limit} images" if args.train_limit else "all images"
+    ax.set_title(f"{args.dataset}, {args.epochs} epochs on {images}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(out / "kl_vs_particles.png", dpi=120, bbox_inches="tight")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -136,8 +137,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peak = matmul_peak(args.device)
     train = [bench_training(args.device, 50, b, args.repeats, steps=5) for b in (20, 100)]
@@ -146,11 +150,14 @@ def main() -> None:
         row["fraction_of_peak"] = row["deepem_gflops"] / peak
     info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "matmul_peak_gflops": peak,
-            "command": f"python benchmarks/throughput.py --device {args.device} --repeats {args.repeats}"}
+            "load_average": os.getloadavg(),
+            "command": f"python benchmarks/throughput.py --device {args.device} --repeats {args.repeats}"
+                       + (f" --threads {args.threads}" if args.threads else "")}
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     lines = [f"# Throughput ({args.device}, torch {torch.__version__}, {info['threads']} threads)", "",
-             f"Measured float32 matmul peak: {peak:.1f} GFLOP/s. Command: `{info['command']}`", "",
+             f"Measured float32 matmul peak: {peak:.1f} GFLOP/s. Command: `{info['command']}`. "
+             f"Load average at the end: {info['load_average'][0]:.1f} on {os.cpu_count()} CPUs.", "",
              "| workload | deepem points/s | plain PyTorch points/s | ratio (deepem / plain) | GFLOP/s | of peak |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in train:

@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimator", choices=["iw", "ais"], default="iw")
     p.add_argument("--particles", "-k", type=_positive_int, default=5000, help="K of the IW estimate")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N points")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="evaluate a fixed random subset of N points (the same for every run and seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=100)
     p.add_argument("--temperatures", type=_positive_int, default=None, help="AIS: number of temperatures")
@@ -232,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--force", action="store_true")
     p.add_argument("--eval-particles", type=_positive_int, default=5000)
-    p.add_argument("--eval-limit", type=_positive_int, default=None, help="test points evaluated (default all)")
+    p.add_argument("--eval-limit", type=_positive_int, default=None,
+                   help="evaluate a fixed random subset of N test (and train) points (default all)")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_compare)
 

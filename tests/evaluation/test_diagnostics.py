@@ -19,3 +19,14 @@ def test_kl_to_prior_closed_form_and_active_units():
     expected = float((0.5 * (x[:, 0] ** 2 + 0.25 - 1 - math.log(0.25))).mean() + 0.5 * (0.25 - 1 - math.log(0.25)))
     assert abs(kl_to_prior(model, x) - expected) < 1e-9
     assert active_units(model, x) == 1
+
+
+def test_evaluation_subset_is_fixed_random_and_nested():
+    from deepem.evaluation.evaluate import evaluation_subset
+
+    small, large = evaluation_subset(1000, 10), evaluation_subset(1000, 100)
+    assert torch.equal(small, large[:10])  # a smaller limit is a prefix of a larger one
+    assert torch.equal(small, evaluation_subset(1000, 10))
+    assert not torch.equal(small, torch.arange(10))  # not the head of an ordered file
+    assert len(set(large.tolist())) == 100 and int(large.max()) < 1000
+    assert torch.equal(evaluation_subset(5, 10), torch.arange(5))

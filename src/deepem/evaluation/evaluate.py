@@ -63,6 +63,20 @@ def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str = 
     return record, estimate
 
 
+#: the subset a `limit` picks is fixed, whatever the evaluation seed, so runs are compared on the same points
+SUBSET_SEED = 20_190_101
+
+
+def evaluation_subset(n: int, limit: int) -> torch.Tensor:
+    """Indices of `limit` points drawn without replacement by a fixed permutation; a smaller limit gives a
+    prefix of a larger one. Not the first `limit` points: dataset files are often ordered (the MNIST test
+    set's first half comes from other writers than its second, with more ink), so a head is biased."""
+    if limit >= n:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SUBSET_SEED))
+    return order[:limit]
+
+
 def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 5000, split: str = "test",
                  limit: int | None = None, seed: int = 0, batch_size: int = 100,
                  data_dir: str | None = None, device: str = "cpu", progress: bool = True,
@@ -70,12 +84,16 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     """Evaluate the newest good checkpoint of a run and write the results into the run folder."""
     trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
     data = trained.data.split(split)
+    if split == "train" and trained.config.train_limit is not None:
+        data = data[: trained.config.train_limit]  # only the points the run was trained on
+    n_split = data.shape[0]
     if limit is not None:
-        data = data[:limit]
+        data = data[evaluation_subset(n_split, limit)]
     record, estimate = evaluate_model(trained.model, data, estimator, particles, seed, batch_size,
                                       progress, **ais_options)
     record.update(split=split, seed=seed, method=trained.config.method, dataset=trained.config.dataset,
-                  checkpoint=trained.checkpoint.name, step=trained.step)
+                  checkpoint=trained.checkpoint.name, step=trained.step,
+                  subset=f"fixed random {min(limit, n_split)} of {n_split}" if limit else f"all {n_split}")
     run = Path(run_dir)
     tag = f"{estimator}-{split}"
     buffer = _npy_bytes(estimate.per_point.numpy())

@@ -87,22 +87,9 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
                             seed=config.seed, progress=progress)
         train = evaluate_run(run_dir, particles=eval_particles, split="train", limit=train_eval_limit,
                              seed=config.seed, progress=progress)
-        log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}")
-        rows.append({
-            "method": name,
-            "particles": config.particles,
-            "epochs": summary["epochs"],
-            "test_ll": test["log_likelihood"],
-            "test_stderr": test["stderr"],
-            "train_ll": train["log_likelihood"],
-            "generalisation_gap": train["log_likelihood"] - test["log_likelihood"],
-            "kl_to_prior": test["kl_to_prior"],
-            "active_units": test["active_units"],
-            "train_points_per_sec": summary["steps"] * config.batch_size / max(summary["seconds"], 1e-9),
-            "train_seconds": summary["seconds"],
-            "estimator": test["estimator"],
-            "test_points": test["n_points"],
-        })
+        log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
+            f"train {train['log_likelihood']:.3f}")
+        rows.append(run_row(run_dir, name, summary["seconds"]))
         curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
         if data.image_shape is not None:
             sample_grid(run_dir, root / "figures" / f"samples-{name}.png")
@@ -110,10 +97,39 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
     return rows
 
 
+def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> dict[str, Any]:
+    """One table row from what a finished, evaluated run folder holds: its config, its IW evaluations of
+    the test and train splits, and the training throughput logged in metrics.jsonl (median over the
+    logged windows, so validation time does not count)."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    test = json.loads((run_dir / "evaluations" / "iw-test.json").read_text())
+    train = json.loads((run_dir / "evaluations" / "iw-train.json").read_text())
+    records = RunFolder(run_dir).read_metrics()
+    rates = sorted(r["points_per_sec"] for r in records if r.get("kind") == "train" and "points_per_sec" in r)
+    epochs = max((r["epoch"] for r in records if r.get("kind") == "valid"), default=config["epochs"])
+    return {
+        "method": label,
+        "particles": config["particles"],
+        "epochs": epochs,
+        "test_ll": test["log_likelihood"],
+        "test_stderr": test["stderr"],
+        "train_ll": train["log_likelihood"],
+        "generalisation_gap": train["log_likelihood"] - test["log_likelihood"],
+        "kl_to_prior": test["kl_to_prior"],
+        "active_units": test["active_units"],
+        "train_points_per_sec": rates[len(rates) // 2] if rates else None,
+        "train_seconds": train_seconds,
+        "estimator": test["estimator"],
+        "test_points": test["n_points"],
+    }
+
+
 def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]]) -> None:
     estimator = rows[0]["estimator"] if rows else ""
     note = (f"\nTest log-likelihood: {estimator} on {rows[0]['test_points']} test points (nats, higher is "
-            "better); train log-likelihood on the first training points with the same estimator; "
+            "better), on a fixed random subset when --eval-limit is set; train log-likelihood with the same "
+            "estimator on a fixed random subset of the points trained on; "
             "gen. gap = train - test; KL(q‖p(z)) and active units on the test points.\n") if rows else ""
     atomic_write_bytes(root / "results.md", (markdown_table(rows, COLUMNS) + note).encode())
     atomic_write_bytes(root / "results.csv", csv_table(rows, COLUMNS).encode())
