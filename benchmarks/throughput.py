@@ -13,7 +13,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ def sync(device: str) -> None:
 
 
 def timed(fn: Callable[[], object], device: str, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of one call."""
+    """Fastest seconds of one call."""
     for _ in range(warmup):
         fn()
     sync(device)
@@ -48,11 +47,29 @@ def timed(fn: Callable[[], object], device: str, repeats: int, warmup: int = 2) 
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
+
+
+def timed_pair(a: Callable[[], object], b: Callable[[], object], device: str, repeats: int,
+               warmup: int = 2) -> tuple[float, float]:
+    """Fastest seconds of one call of a and of b, measured in alternating rounds, so that load from
+    other processes falls on both alike (the minimum is the least disturbed round)."""
+    for _ in range(warmup):
+        a()
+        b()
+    sync(device)
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return min(times_a), min(times_b)
 
 
 def matmul_peak(device: str, n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 matmul GFLOP/s: the ceiling this hardware offers to dense layers."""
+    """Measured float32 matmul GFLOP/s (fastest round): the ceiling this hardware offers to dense layers."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     seconds = timed(lambda: a @ b, device, repeats)
@@ -100,8 +117,7 @@ def bench_training(device: str, k: int, batch: int, repeats: int, steps: int) ->
             plain.loss(x, k).backward()
             plain_opt.step()
 
-    t_ours = timed(ours, device, repeats) / steps
-    t_ref = timed(reference, device, repeats) / steps
+    t_ours, t_ref = (t / steps for t in timed_pair(ours, reference, device, repeats))
     flops = 3 * 2 * (k * batch * DECODER_MACS + batch * ENCODER_MACS)  # forward + backward (2x forward)
     return {"k": k, "batch": batch, "deepem_points_per_sec": batch / t_ours,
             "plain_points_per_sec": batch / t_ref, "ratio_to_plain": t_ref / t_ours,
@@ -125,8 +141,7 @@ def bench_evaluation(device: str, k: int, points: int, batch: int, repeats: int)
             xb = x[i:i + batch]
             torch.logsumexp(torch.cat([plain.log_w(xb, chunk) for _ in range(k // chunk)]), 0)
 
-    t_ours = timed(ours, device, repeats, warmup=1)
-    t_ref = timed(reference, device, repeats, warmup=1)
+    t_ours, t_ref = timed_pair(ours, reference, device, repeats, warmup=1)
     flops = 2 * points * (k * DECODER_MACS + ENCODER_MACS)
     return {"k": k, "points": points, "deepem_points_per_sec": points / t_ours,
             "plain_points_per_sec": points / t_ref, "ratio_to_plain": t_ref / t_ours,
