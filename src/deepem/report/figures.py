@@ -19,7 +19,7 @@ def image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: Path, c
     n = images.shape[0]
     rows = (n + columns - 1) // columns
     h, w = image_shape
-    grid = torch.ones(rows * (h + 1) - 1, columns * (w + 1) - 1)
+    grid = torch.full((rows * (h + 1) - 1, columns * (w + 1) - 1), 0.25)  # light grey separators
     for i in range(n):
         r, c = divmod(i, columns)
         grid[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = images[i].reshape(h, w)
