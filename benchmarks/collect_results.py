@@ -34,7 +34,8 @@ def merge(folders: list[str]) -> str:
 
 def aiwae_table(folder: str) -> str:
     root = Path(folder)
-    results = {r["method"]: r for r in json.loads((root / "results.json").read_text())}
+    runs = sorted(p.parent.parent for p in root.glob("*/evaluations/ais-test.json"))
+    results = {run.name: run_row(run, run.name) for run in runs}  # from the newest evaluations on disk
     rows = []
     for name, result in results.items():
         evals = root / name / "evaluations"
