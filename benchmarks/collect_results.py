@@ -34,7 +34,8 @@ def merge(folders: list[str]) -> str:
 
 def aiwae_table(folder: str) -> str:
     root = Path(folder)
-    runs = sorted(p.parent.parent for p in root.glob("*/evaluations/ais-test.json"))
+    runs = sorted((p.parent.parent for p in root.glob("*/evaluations/ais-test.json")),
+                  key=lambda run: (run / "config.json").stat().st_mtime)  # in training order
     results = {run.name: run_row(run, run.name) for run in runs}  # from the newest evaluations on disk
     rows = []
     for name, result in results.items():
