@@ -20,7 +20,8 @@ from torch import Tensor
 
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.inference.adaptation import TARGET_ACCEPTANCE
-from deepem.inference.ais import SCHEDULES, AISResult, DiagonalGaussian, ais, make_schedule, standard_normal
+from deepem.inference.ais import SCHEDULES, AISResult, ais, make_schedule
+from deepem.inference.distributions import LatentDistribution
 from deepem.models.lvm import DeepLatentModel
 
 INITIALS = ("prior", "encoder")
@@ -32,13 +33,23 @@ DEFAULT_STEP_SIZE = 0.05
 ADAPTATION_RATE = 0.05
 
 
-def initial_distribution(model: DeepLatentModel, x: Tensor, initial: str) -> DiagonalGaussian:
-    """q0 for a batch x: the prior N(0, I) ("prior", Wu et al. 2016) or the encoder q(z|x) ("encoder")."""
+def check_ais_model(model: DeepLatentModel, initial: str) -> None:
+    """AIS moves z with HMC (continuous latents only) and needs log q0 (no implicit q as the start)."""
+    if model.latent_support != "real":
+        raise ValueError(f"AIS with HMC needs continuous latents; this model's are {model.latent_support}. "
+                         "Use the importance-weighted estimator (--estimator iw) instead")
+    if initial == "encoder" and not getattr(model.encoder, "has_log_prob", True):
+        raise ValueError("AIS from the encoder needs log q(z|x), and this model's encoder is implicit (no "
+                         "density); start the chains at the prior instead (--ais-initial prior)")
+
+
+def initial_distribution(model: DeepLatentModel, x: Tensor, initial: str) -> LatentDistribution:
+    """q0 for a batch x: the prior p(z) ("prior", Wu et al. 2016) or the encoder q(z|x) ("encoder")."""
     if initial == "prior":
-        return standard_normal(x.shape[0], model.latent_dim, x.dtype, x.device)
+        return model.prior.per_point(x.shape[0], x.dtype, x.device)
     if initial == "encoder":
         with torch.no_grad():
-            return DiagonalGaussian(*model.encoder(x))
+            return model.encode(x).detach()
     raise ValueError(f"unknown AIS initial distribution {initial!r}; choose one of {', '.join(INITIALS)}")
 
 
@@ -86,6 +97,7 @@ def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAU
     `progress`, if given, is called after every batch with the number of points that batch finished
     (tqdm's `update`). Mean acceptance and mean ESS over chains are recorded in the settings."""
     check_ais_settings(chains, temperatures, leapfrog_steps, schedule, initial, step_size, batch_size)
+    check_ais_model(model, initial)
     model.eval()
     p = next(model.parameters())
     data = data.to(p.device, p.dtype)

@@ -23,6 +23,7 @@ from deepem.evaluation.ais import (
     DEFAULT_STEP_SIZE,
     DEFAULT_TEMPERATURES,
     ais_batch,
+    check_ais_model,
     check_ais_settings,
     initial_distribution,
 )
@@ -91,6 +92,7 @@ def bdmc(model: DeepLatentModel, n_points: int = 100, chains: int = DEFAULT_CHAI
     check_ais_settings(chains, temperatures, leapfrog_steps, schedule, initial, step_size, batch_size)
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
+    check_ais_model(model, initial)
     model.eval()
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)

@@ -1,6 +1,9 @@
-"""Posterior-collapse diagnostics of the encoder (Burda et al. 2015; REM Fig. 2)."""
+"""Posterior-collapse diagnostics of the encoder (Burda et al. 2015; REM Fig. 2): active units and
+the KL divergence of q(z | x) to the prior."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -9,10 +12,15 @@ from deepem.models.lvm import DeepLatentModel
 
 
 @torch.no_grad()
-def encoder_means(model: DeepLatentModel, data: Tensor, batch_size: int = 1000) -> Tensor:
+def encoder_means(model: DeepLatentModel, data: Tensor, batch_size: int = 1000, mask: Tensor | None = None
+                  ) -> Tensor:
+    """E_q[z | x] for every row: exact for Gaussian and Bernoulli q, a Monte Carlo mean for an implicit q."""
     p = next(model.parameters())
-    return torch.cat([model.encoder(data[i:i + batch_size].to(p.device, p.dtype))[0]
-                      for i in range(0, data.shape[0], batch_size)])
+    parts = []
+    for i in range(0, data.shape[0], batch_size):
+        m = None if mask is None else mask[i:i + batch_size].to(p.device)
+        parts.append(model.encode(data[i:i + batch_size].to(p.device, p.dtype), m).mean)
+    return torch.cat(parts)
 
 
 def active_units(model: DeepLatentModel, data: Tensor, threshold: float = 0.01,
@@ -23,12 +31,16 @@ def active_units(model: DeepLatentModel, data: Tensor, threshold: float = 0.01,
 
 
 @torch.no_grad()
-def kl_to_prior(model: DeepLatentModel, data: Tensor, batch_size: int = 1000) -> float:
-    """Average over data of KL(q(z | x) || N(0, I)), closed form for a diagonal Gaussian q."""
+def kl_to_prior(model: DeepLatentModel, data: Tensor, batch_size: int = 1000, mask: Tensor | None = None
+                ) -> float:
+    """Average over data of KL(q(z | x) || p(z)), in closed form (diagonal Gaussian q against N(0, I),
+    factorised Bernoulli q against a Bernoulli prior); NaN for a q without a density (implicit)."""
+    if not getattr(model.encoder, "has_log_prob", True):
+        return math.nan
     p = next(model.parameters())
     total = 0.0
     for i in range(0, data.shape[0], batch_size):
-        mean, std = model.encoder(data[i:i + batch_size].to(p.device, p.dtype))
-        kl = 0.5 * (mean.pow(2) + std.pow(2) - 1 - 2 * torch.log(std)).sum(-1)
-        total += float(kl.sum())
+        m = None if mask is None else mask[i:i + batch_size].to(p.device)
+        q = model.encode(data[i:i + batch_size].to(p.device, p.dtype), m)
+        total += float(model.prior.kl_from(q).sum())
     return total / data.shape[0]

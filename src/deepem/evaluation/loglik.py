@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.inference.distributions import DensityUnavailableError
 from deepem.inference.numerics import running_logsumexp
-from deepem.methods.base import draw_particles
 from deepem.models.lvm import DeepLatentModel
 
 #: floats of the largest activation per chunk (particles x points x widest layer): 4 MB in float32, so
@@ -27,37 +27,54 @@ def _widest_layer(model: DeepLatentModel) -> int:
     return max(widths)
 
 
+def require_q_density(model: DeepLatentModel) -> None:
+    """Refuse, with the way out, a model whose q(z | x) has no density (an implicit encoder)."""
+    if not getattr(model.encoder, "has_log_prob", True):
+        raise DensityUnavailableError(
+            f"the importance-weighted estimate needs log q(z|x), and this model's encoder "
+            f"({type(model.encoder).__name__}) is implicit: it has no density. Estimate log p(x) with AIS "
+            "from the prior instead (deepem evaluate RUN --estimator ais --ais-initial prior)"
+        )
+
+
 @torch.no_grad()
 def iw_log_likelihood_batch(model: DeepLatentModel, x: Tensor, particles: int,
                             chunk_particles: int | None = None,
-                            generator: torch.Generator | None = None) -> Tensor:
-    """log (1/K) sum_k p(x, z_k)/q(z_k | x), z_k ~ q, for one batch x: (B,) values."""
+                            generator: torch.Generator | None = None, mask: Tensor | None = None) -> Tensor:
+    """log (1/K) sum_k p(x_obs, z_k)/q(z_k | x_obs), z_k ~ q, for one batch x: (B,) values."""
+    require_q_density(model)
     if chunk_particles is None:
         chunk_particles = max(1, DEFAULT_CHUNK_FLOATS // (x.shape[0] * _widest_layer(model)))
+    q = model.encode(x, mask)
     total = None
     done = 0
     while done < particles:
         k = min(chunk_particles, particles - done)
-        total = running_logsumexp(total, draw_particles(model, x, k, generator=generator).log_w)
+        z = q.sample(k, generator)
+        total = running_logsumexp(total, model.log_joint(x, z, mask) - q.log_prob(z))
         done += k
     return total - math.log(particles)
 
 
 def iw_log_likelihood(model: DeepLatentModel, data: Tensor, particles: int = 5000,
                       batch_size: int = 100, seed: int = 0, chunk_particles: int | None = None,
-                      progress: Callable[[int], None] | None = None) -> LogLikelihoodEstimate:
+                      progress: Callable[[int], None] | None = None,
+                      mask: Tensor | None = None) -> LogLikelihoodEstimate:
     """The IWAE-K estimate of log p(x) for every row of `data`, seeded so that it is reproducible.
 
-    It is a stochastic lower bound on log p(x) whose bias shrinks as K grows."""
+    It is a stochastic lower bound on log p(x) whose bias shrinks as K grows. With an observed-data
+    mask (True = observed) it estimates log p(x_obs), the marginal of the observed coordinates."""
     if particles < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
+    require_q_density(model)
     model.eval()
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)
     parts = []
     for start in range(0, data.shape[0], batch_size):
         x = data[start:start + batch_size].to(p.device, p.dtype)
-        parts.append(iw_log_likelihood_batch(model, x, particles, chunk_particles, generator))
+        m = None if mask is None else mask[start:start + batch_size].to(p.device)
+        parts.append(iw_log_likelihood_batch(model, x, particles, chunk_particles, generator, m))
         if progress is not None:
             progress(x.shape[0])
     return LogLikelihoodEstimate(

@@ -16,7 +16,6 @@ nothing is back-propagated through the chains (AIWAE, Sec. 3)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,10 +24,9 @@ import torch
 from torch import Tensor
 
 from deepem.inference.adaptation import TARGET_ACCEPTANCE, adapt_step_size
+from deepem.inference.distributions import DiagonalGaussian, standard_normal
 from deepem.inference.hmc import DensityValue, HMCState, LogDensityFn, evaluate, hmc_step
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 # initial distributions -------------------------------------------------------------------------
@@ -44,36 +42,7 @@ class InitialDistribution(Protocol):
         ...
 
 
-class DiagonalGaussian:
-    """N(mean, diag(std^2)) per data point; mean and std shaped (B, Dz). The encoder's q(z | x), or
-    the prior N(0, I) (`standard_normal`)."""
-
-    def __init__(self, mean: Tensor, std: Tensor) -> None:
-        if mean.shape != std.shape or mean.dim() != 2:
-            raise ValueError(f"mean and std must both be shaped (B, Dz), got {tuple(mean.shape)} and "
-                             f"{tuple(std.shape)}")
-        self.mean, self.std = mean, std
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        eps = torch.randn((n, *self.mean.shape), generator=generator, dtype=self.mean.dtype,
-                          device=self.mean.device)
-        return self.mean + self.std * eps
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        r = (z - self.mean) / self.std
-        return -(0.5 * r.pow(2) + torch.log(self.std) + 0.5 * LOG_2PI).sum(-1)
-
-    def log_prob_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """log q0(z) and its gradient in z in closed form: saves AIS one backward pass per evaluation."""
-        with torch.no_grad():
-            return self.log_prob(z), -(z - self.mean) / self.std.pow(2)
-
-
-def standard_normal(batch: int, latent_dim: int, dtype: torch.dtype = torch.float32,
-                    device: torch.device | str | None = None) -> DiagonalGaussian:
-    """The prior p(z) = N(0, I) for `batch` data points."""
-    zeros = torch.zeros(batch, latent_dim, dtype=dtype, device=device)
-    return DiagonalGaussian(zeros, torch.ones_like(zeros))
+__all__ = ["AISResult", "DiagonalGaussian", "InitialDistribution", "ais", "make_schedule", "standard_normal"]
 
 
 # schedules -------------------------------------------------------------------------------------

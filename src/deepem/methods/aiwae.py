@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from deepem.inference.adaptation import TARGET_ACCEPTANCE, adapt_step_size
-from deepem.inference.ais import DiagonalGaussian, ais, make_schedule
+from deepem.inference.ais import ais, make_schedule
+from deepem.inference.distributions import CONTINUOUS, Q_DENSITY, RSAMPLE
 from deepem.inference.numerics import effective_sample_size, log_mean_exp, normalized_weights
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles
 from deepem.models.lvm import DeepLatentModel
@@ -31,6 +32,7 @@ class AIWAE(Method):
     "sigmoid")."""
 
     name = "aiwae"
+    requires = frozenset({RSAMPLE, Q_DENSITY, CONTINUOUS})  # ELBO for φ, AIS from q with HMC for θ
 
     def __init__(self, particles: int = 5, temperatures: int = 5, leapfrog_steps: int = 5,
                  step_size: float = 0.05, target_acceptance: float = TARGET_ACCEPTANCE,
@@ -55,31 +57,31 @@ class AIWAE(Method):
                                                       dtype=torch.float64))
         self._pending_acceptance: Tensor | None = None
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         # φ: one reparameterised sample, gradient to φ through z and log q (and to θ, unused by the
         # step since θ has its own loss below).
-        particle = draw_particles(model, x, 1)
+        particle = draw_particles(model, x, 1, mask=mask)
         elbo = particle.log_w  # (1, B)
         loss_phi = -elbo.mean()
 
         # θ: AIS from q(z|x) with q's parameters detached: the chains are samplers, not differentiated.
-        initial = DiagonalGaussian(particle.q_mean.detach(), particle.q_std.detach())
+        initial = particle.q.detach()
         steps = [s.to(x.dtype) for s in self.step_sizes]
-        result = ais(lambda z: model.log_joint(x, z), initial, self.betas, self.particles, steps,
+        result = ais(lambda z: model.log_joint(x, z, mask), initial, self.betas, self.particles, steps,
                      self.leapfrog_steps)
         weights = normalized_weights(result.log_w).detach()  # coefficients: no gradient
         z_final = result.samples.detach()
         # Gradient to θ only, through log p(x, z) at the chains' final (detached) positions.
-        loss_theta = -(weights * model.log_joint(x, z_final)).sum(0).mean()
+        loss_theta = -(weights * model.log_joint(x, z_final, mask)).sum(0).mean()
 
         self._pending_acceptance = result.acceptance.mean(1).detach()  # (T-1,): over points and chains
         log_w = result.log_w
         diagnostics = {
-            "elbo": float(elbo.detach().mean()),
-            "ais_bound": float(log_mean_exp(log_w).mean()),
-            "ess_fraction": float(effective_sample_size(log_w).mean()) / self.particles,
-            "acceptance": result.mean_acceptance,
-            "step_size": float(self.step_sizes.mean()),
+            "elbo": elbo.detach().mean(),
+            "ais_bound": log_mean_exp(log_w).mean(),
+            "ess_fraction": effective_sample_size(log_w).mean() / self.particles,
+            "acceptance": result.acceptance.mean(),
+            "step_size": self.step_sizes.mean().detach().clone(),
         }
         return MethodOutput({THETA: loss_theta, PHI: loss_phi}, diagnostics, log_w)
 

@@ -2,22 +2,46 @@
 batch it returns one loss per parameter group ("theta" for the decoder, "phi" for the encoder, and
 any group the method owns itself), plus diagnostics. The trainer minimises each loss with respect to
 its own group only, so a method never has to detach one group from another's loss; it only decides
-which tensors are coefficients (importance weights are always detached)."""
+which tensors are coefficients (importance weights are always detached).
+
+Lifecycle: a method is built from its options, then bound to a model (`bind`) before optimisers are
+built and checkpoints loaded. Binding checks that the model offers what the method requires (a
+reparameterisable q, a q density, continuous z) and lets the method build networks sized to the model
+(a discriminator, a baseline). Then `method(model, x, mask=None)` is called once per batch."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from deepem.inference.distributions import (
+    CONTINUOUS,
+    Q_DENSITY,
+    RSAMPLE,
+    DensityUnavailableError,
+    DiagonalGaussian,
+    LatentDistribution,
+)
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
-from deepem.models.encoders import diagonal_gaussian
 from deepem.models.lvm import DeepLatentModel
 
 THETA = "theta"
 PHI = "phi"
+
+#: what each requirement means, for error messages
+REQUIREMENT_TEXT = {
+    RSAMPLE: "a reparameterisable q(z|x) (pathwise gradients through z)",
+    Q_DENSITY: "the density log q(z|x) (importance weights)",
+    CONTINUOUS: "continuous latents",
+}
+
+
+class IncompatibleModelError(ValueError):
+    """The model does not offer what the method requires; the message names methods that fit."""
 
 
 @dataclass
@@ -25,14 +49,14 @@ class Particles:
     """K particles per data point with every log density a method needs, computed once.
 
     z carries gradient to φ when drawn by reparameterisation; log_prior and log_lik carry gradient to θ
-    (and to φ through z); log_q carries gradient to φ through both z and q's parameters."""
+    (and to φ through z); log_q carries gradient to φ through both z and q's parameters. log_q is None
+    for a q without a density (implicit): asking for log_w then raises DensityUnavailableError."""
 
     z: Tensor  # (K, B, Dz)
-    log_q: Tensor  # (K, B)
+    log_q: Tensor | None  # (K, B)
     log_prior: Tensor  # (K, B)
     log_lik: Tensor  # (K, B)
-    q_mean: Tensor  # (B, Dz)
-    q_std: Tensor  # (B, Dz)
+    q: LatentDistribution  # the proposal the particles were drawn from (with live parameters)
 
     @property
     def log_joint(self) -> Tensor:
@@ -41,47 +65,82 @@ class Particles:
     @property
     def log_w(self) -> Tensor:
         """log p(x, z) - log q(z | x)."""
+        if self.log_q is None:
+            raise DensityUnavailableError("these particles come from a q(z|x) without a density: "
+                                          "log-weights need log q")
         return self.log_joint - self.log_q
+
+    @property
+    def q_mean(self) -> Tensor:
+        return self._gaussian().loc
+
+    @property
+    def q_std(self) -> Tensor:
+        return self._gaussian().std
+
+    def _gaussian(self) -> DiagonalGaussian:
+        if not isinstance(self.q, DiagonalGaussian):
+            raise TypeError(f"q is a {type(self.q).__name__}, not a diagonal Gaussian: it has no mean and std")
+        return self.q
+
+    def first(self, n: int) -> Particles:
+        """The first n particles (all of them when n is their number)."""
+        if n == self.z.shape[0]:
+            return self
+        log_q = None if self.log_q is None else self.log_q[:n]
+        return Particles(self.z[:n], log_q, self.log_prior[:n], self.log_lik[:n], self.q)
 
 
 def draw_particles(model: DeepLatentModel, x: Tensor, k: int, reparameterize: bool = True,
-                   stop_q_params: bool = False, generator: torch.Generator | None = None) -> Particles:
-    """Draw z ~ q(z | x) K times and evaluate log q, log p(z), log p(x | z) in one batched pass.
+                   stop_q_params: bool = False, generator: torch.Generator | None = None, *,
+                   mask: Tensor | None = None, std_scale: float = 1.0, joint_grad: bool = True) -> Particles:
+    """Draw z ~ q(z | x) K times and evaluate log q, log p(z), log p(x_obs | z) in one batched pass.
 
-    reparameterize=False detaches z (score-function and wake-phase methods).
-    stop_q_params=True evaluates log q with q's mean and std detached, so log q depends on φ only
-    through z: the form DReG and STL need."""
-    mean, std = model.encoder(x)
-    eps = torch.randn((k, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
-    z = mean + std * eps
-    if not reparameterize:
-        z = z.detach()
-    q = diagonal_gaussian(mean.detach(), std.detach()) if stop_q_params else diagonal_gaussian(mean, std)
-    return Particles(z, q.log_prob(z), model.log_prior(z), model.log_likelihood(x, z), mean, std)
+    reparameterize=False detaches z (score-function and wake-phase methods); True needs a q with an
+        rsample and raises NotReparameterizableError otherwise.
+    stop_q_params=True evaluates log q with q's parameters detached, so log q depends on φ only
+        through z: the form DReG and STL need.
+    mask: observed-data mask (True = observed); log_lik sums observed dimensions only.
+    std_scale widens a Gaussian q's std (IWEM's proposal); the weights then use the widened density.
+    joint_grad=False evaluates log p(x, z) without a graph (weights needed only as numbers)."""
+    q = model.encode(x, mask)
+    if std_scale != 1.0:
+        if not isinstance(q, DiagonalGaussian):
+            raise TypeError(f"std_scale needs a diagonal Gaussian q, this model's is {q.description}")
+        q = q.scaled(std_scale)
+    z = q.rsample(k, generator) if reparameterize else q.sample(k, generator)
+    log_q = (q.detach() if stop_q_params else q).log_prob(z) if q.has_log_prob else None
+    with nullcontext() if joint_grad else torch.no_grad():
+        log_prior = model.log_prior(z)
+        log_lik = model.log_likelihood(x, z, mask)
+    return Particles(z, log_q, log_prior, log_lik, q)
 
 
 @dataclass
 class MethodOutput:
-    """Losses to minimise, keyed by parameter group; the same tensor may serve several groups."""
+    """Losses to minimise, keyed by parameter group; the same tensor may serve several groups.
+
+    Diagnostics are detached 0-dim tensors (or floats): the trainer turns them into numbers only when
+    it logs, so a step costs no device synchronisation per value."""
 
     losses: dict[str, Tensor]
-    diagnostics: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, Tensor | float] = field(default_factory=dict)
     log_w: Tensor | None = None  # the batch's log-weights, for non-finite checks
 
 
-def weight_diagnostics(log_w: Tensor) -> dict[str, float]:
-    """Bound estimates and weight quality of a (K, B) log-weight tensor, as plain floats."""
+def weight_diagnostics(log_w: Tensor) -> dict[str, Tensor]:
+    """Bound estimates and weight quality of a (K, B) log-weight tensor, as detached 0-dim tensors."""
     log_w = log_w.detach()
     k = log_w.shape[0]
     return {
-        "elbo": float(log_w.mean()),
-        "iw_bound": float(log_mean_exp(log_w).mean()),
-        "ess_fraction": float(effective_sample_size(log_w).mean()) / k,
+        "elbo": log_w.mean(),
+        "iw_bound": log_mean_exp(log_w).mean(),
+        "ess_fraction": effective_sample_size(log_w).mean() / k,
     }
 
 
 class Method(nn.Module):
-    """Base class. Subclasses set `name` and implement `forward(model, x) -> MethodOutput`.
+    """Base class. Subclasses set `name`, `requires`, and implement `forward(model, x, mask=None)`.
 
     A method is an nn.Module so that its own parameters (a discriminator, a baseline network) and its
     state (an annealing coefficient, as a buffer) are saved in checkpoints with the model."""
@@ -89,6 +148,15 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     #: parameter groups this method's losses update; the trainer builds one optimiser for each.
     loss_groups: ClassVar[tuple[str, ...]] = (THETA, PHI)
+    #: what the model must offer (`inference.distributions`: RSAMPLE, Q_DENSITY, CONTINUOUS).
+    requires: ClassVar[frozenset[str]] = frozenset({RSAMPLE, Q_DENSITY})
+    #: methods defined in deepem.methods, by name: the alternatives an incompatibility error names.
+    known: ClassVar[dict[str, type[Method]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and cls.__module__.startswith("deepem.methods."):
+            Method.known[cls.name] = cls
 
     def __init__(self, particles: int = 1) -> None:
         super().__init__()
@@ -96,7 +164,14 @@ class Method(nn.Module):
             raise ValueError(f"particles (K) must be >= 1, got {particles}")
         self.particles = particles
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:  # pragma: no cover
+    def bind(self, model: DeepLatentModel) -> None:
+        """Check that `model` fits this method (IncompatibleModelError otherwise) and build whatever
+        the method owns that depends on the model. Call before building optimisers or loading a
+        checkpoint. Subclasses that own networks extend this and call super().bind(model) first."""
+        check_compatible(type(self), model)
+
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None
+                ) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError
 
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -108,3 +183,25 @@ class Method(nn.Module):
 
     def after_epoch(self, epoch: int) -> None:
         """Called at the end of every epoch (0-based index of the epoch just finished)."""
+
+
+def compatible_methods(model: DeepLatentModel) -> list[str]:
+    """Names of the methods of deepem.methods whose requirements this model meets."""
+    caps = model.capabilities()
+    return sorted(name for name, cls in Method.known.items() if cls.requires <= caps)
+
+
+def check_compatible(method_cls: type[Method], model: DeepLatentModel) -> None:
+    """Raise IncompatibleModelError naming what is missing and which methods would work."""
+    missing = sorted(method_cls.requires - model.capabilities())
+    if not missing:
+        return
+    encoder = type(model.encoder).__name__
+    needs = "; ".join(REQUIREMENT_TEXT.get(m, m) for m in missing)
+    working = compatible_methods(model)
+    advice = f"methods that work with this model: {', '.join(working)}" if working else \
+        "no built-in method works with this model"
+    raise IncompatibleModelError(
+        f"method {method_cls.name or method_cls.__name__!r} needs {needs}, which this model "
+        f"({encoder}, {model.latent_support} latents) does not offer; {advice}"
+    )

@@ -18,8 +18,8 @@ class IWAE(Method):
     def __init__(self, particles: int = 5) -> None:
         super().__init__(particles)
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        particles = draw_particles(model, x, self.particles)
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+        particles = draw_particles(model, x, self.particles, mask=mask)
         log_w = particles.log_w
         loss = -log_mean_exp(log_w).mean()
         return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)

@@ -24,7 +24,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
-from deepem.methods.proposal import coefficient_weights
+from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 
@@ -38,10 +38,10 @@ class IWAEDReG(Method):
     def __init__(self, particles: int = 5) -> None:
         super().__init__(particles)
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         # z reparameterised, log q with q's mean/std detached: log_w carries gradient to θ through
         # log p(x, z) and to φ only through z.
-        particles = draw_particles(model, x, self.particles, reparameterize=True, stop_q_params=True)
+        particles = draw_particles(model, x, self.particles, reparameterize=True, stop_q_params=True, mask=mask)
         log_w = particles.log_w
         w = coefficient_weights(log_w)  # detached coefficients
         if self.weight_power == 2 and particles.z.requires_grad:

@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 from deepem.inference.numerics import log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, Particles, weight_diagnostics
-from deepem.methods.proposal import coefficient_weights, sample_proposal
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, Particles, draw_particles, weight_diagnostics
+from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 ALPHA_UNITS = ("updates", "epochs")
@@ -116,21 +116,21 @@ class IWEM(Method):
         surrogate = (coefficient_weights(log_terms) * (log_terms - log_terms.detach())).sum(0)
         return -(value + surrogate).mean()
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         k, j, scale = self.particles, self.p_samples, self.proposal_std_scale
         shared = self.optimal_p_step or scale == 1.0  # E- and P-step draw from the same proposal
         # reparameterised draws: log_joint carries gradient to θ, and to φ through z (used only by
         # the P-step loss, which is differentiated w.r.t. φ alone); log_q to φ.
-        draws = sample_proposal(model, x, max(k, j) if shared else k, std_scale=scale)
-        e_part = _first(draws, k)
-        p_part = _first(draws, j) if shared else sample_proposal(model, x, j)
+        draws = draw_particles(model, x, max(k, j) if shared else k, std_scale=scale, mask=mask)
+        e_part = draws.first(k)
+        p_part = draws.first(j) if shared else draw_particles(model, x, j, mask=mask)
         a = self.anneal_alpha
         log_w = e_part.log_w
         coef = a * coefficient_weights(log_w) + (1.0 - a) / k  # detached coefficients
         theta_loss = -(coef * e_part.log_joint).sum(0).mean()
         phi_loss = self.p_step_loss(p_part)
         diagnostics = weight_diagnostics(log_w)
-        diagnostics["anneal_alpha"] = a
+        diagnostics["anneal_alpha"] = torch.tensor(a)
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, diagnostics, log_w)
 
 
@@ -153,10 +153,3 @@ class IWEMWoa(IWEM):
         super().__init__(particles, p_samples, alpha_start=1.0, alpha_step=0.0,
                          proposal_std_scale=proposal_std_scale)
 
-
-def _first(particles: Particles, n: int) -> Particles:
-    """The first n particles (all of them when n is their number)."""
-    if n == particles.z.shape[0]:
-        return particles
-    return Particles(particles.z[:n], particles.log_q[:n], particles.log_prior[:n], particles.log_lik[:n],
-                     particles.q_mean, particles.q_std)

@@ -21,11 +21,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from deepem.inference.distributions import CONTINUOUS, Q_DENSITY
 from deepem.inference.moments import COVARIANCES, GaussianSample, sample_gaussian, weighted_moments
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
-from deepem.methods.proposal import coefficient_weights, sample_proposal
-from deepem.models.encoders import diagonal_gaussian
+from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 PHI_PROPOSALS = ("q", "s")
@@ -52,6 +52,7 @@ class REM(Method):
 
     name = "rem-v1"
     version: ClassVar[int] = 1
+    requires = frozenset({Q_DENSITY, CONTINUOUS})  # s(z) is a Gaussian over real z; z is not differentiated
 
     def __init__(self, particles: int = 50, covariance: str = "unweighted", eps: float = 1e-6) -> None:
         super().__init__(particles)
@@ -71,18 +72,18 @@ class REM(Method):
         mean, cov = weighted_moments(z.detach(), log_w.detach(), self.covariance)
         return sample_gaussian(mean, cov, self.particles, self.eps)
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        # q-particles, z detached: log_joint carries gradient to θ, log_q to φ via q's mean and std.
-        q_part = draw_particles(model, x, self.particles, reparameterize=False)
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+        # q-particles, z detached: log_joint carries gradient to θ, log_q to φ via q's parameters.
+        q_part = draw_particles(model, x, self.particles, reparameterize=False, mask=mask)
         log_w = q_part.log_w
         alpha = coefficient_weights(log_w)
         s_part = self.hyperproposal(q_part.z, log_w)
         with torch.no_grad():  # β only needs the numbers log p(x, z) - log s(z)
-            log_v = model.log_joint(x, s_part.z) - s_part.log_density
+            log_v = model.log_joint(x, s_part.z, mask) - s_part.log_density
         beta = coefficient_weights(log_v)
         theta_loss = -(alpha * q_part.log_joint).sum(0).mean()
-        # log q(z_s | x) carries gradient to φ through q's mean and std; z_s is a constant.
-        log_q_s = diagonal_gaussian(q_part.q_mean, q_part.q_std).log_prob(s_part.z)
+        # log q(z_s | x) carries gradient to φ through q's parameters; z_s is a constant.
+        log_q_s = q_part.q.log_prob(s_part.z)
         phi_loss = -(beta * log_q_s).sum(0).mean()
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, _diagnostics(log_w, log_v), log_w)
 
@@ -105,30 +106,30 @@ class REMv2(REM):
             raise ValueError(f"unknown phi_proposal {phi_proposal!r}; choose one of {PHI_PROPOSALS}")
         self.phi_proposal = phi_proposal
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         # q-particles, z detached; log p(x, z) without a graph (only α and the moments use it),
-        # log_q carries gradient to φ through q's mean and std.
-        q_part = sample_proposal(model, x, self.particles, reparameterize=False, joint_grad=False)
+        # log_q carries gradient to φ through q's parameters.
+        q_part = draw_particles(model, x, self.particles, reparameterize=False, joint_grad=False, mask=mask)
         log_w = q_part.log_w
         alpha = coefficient_weights(log_w)
         s_part = self.hyperproposal(q_part.z, log_w)
-        log_joint_s = model.log_joint(x, s_part.z)  # gradient to θ only (z_s is a constant)
+        log_joint_s = model.log_joint(x, s_part.z, mask)  # gradient to θ only (z_s is a constant)
         log_v = log_joint_s.detach() - s_part.log_density
         beta = coefficient_weights(log_v)
         theta_loss = -(beta * log_joint_s).sum(0).mean()
         if self.phi_proposal == "q":
             phi_loss = -(alpha * q_part.log_q).sum(0).mean()
         else:
-            log_q_s = diagonal_gaussian(q_part.q_mean, q_part.q_std).log_prob(s_part.z)
+            log_q_s = q_part.q.log_prob(s_part.z)
             phi_loss = -(beta * log_q_s).sum(0).mean()
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, _diagnostics(log_w, log_v), log_w.detach())
 
 
-def _diagnostics(log_w: Tensor, log_v: Tensor) -> dict[str, float]:
+def _diagnostics(log_w: Tensor, log_v: Tensor) -> dict[str, Tensor]:
     """q's weight diagnostics plus the same for s: its IW bound (an estimate of log p(x) with proposal s)
     and its ESS fraction, which show whether the moment-matched proposal beats the encoder."""
     out = weight_diagnostics(log_w)
     k = log_v.shape[0]
-    out["s_iw_bound"] = float(log_mean_exp(log_v).mean())
-    out["s_ess_fraction"] = float(effective_sample_size(log_v).mean()) / k
+    out["s_iw_bound"] = log_mean_exp(log_v).mean()
+    out["s_ess_fraction"] = effective_sample_size(log_v).mean() / k
     return out

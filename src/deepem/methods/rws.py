@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from deepem.inference.distributions import Q_DENSITY
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
-from deepem.methods.proposal import coefficient_weights
+from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 PHI_UPDATES = ("wake", "sleep", "wake-sleep")
@@ -29,7 +30,7 @@ def sleep_loss(model: DeepLatentModel, n: int) -> Tensor:
     with torch.no_grad():
         z = model.sample_prior(n)
         x = model.likelihood.sample(model.decoder(z))
-    return -model.encoder.distribution(x).log_prob(z).mean()
+    return -model.encode(x).log_prob(z).mean()
 
 
 class RWS(Method):
@@ -38,6 +39,7 @@ class RWS(Method):
     better encoder update; the sleep phase fits q to the model's data, not the training data)."""
 
     name = "rws"
+    requires = frozenset({Q_DENSITY})  # z is never differentiated: discrete latents are fine
 
     def __init__(self, particles: int = 5, phi_update: str = "wake") -> None:
         super().__init__(particles)
@@ -45,9 +47,9 @@ class RWS(Method):
             raise ValueError(f"unknown phi_update {phi_update!r}; choose one of {PHI_UPDATES}")
         self.phi_update = phi_update
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         # z detached: log_joint carries gradient to θ only, log_q to φ through q's mean and std only.
-        particles = draw_particles(model, x, self.particles, reparameterize=False)
+        particles = draw_particles(model, x, self.particles, reparameterize=False, mask=mask)
         log_w = particles.log_w
         alpha = coefficient_weights(log_w)  # detached coefficients
         theta_loss = -(alpha * particles.log_joint).sum(0).mean()

@@ -12,8 +12,8 @@ from deepem.models.lvm import DeepLatentModel
 class VAE(Method):
     name = "vae"
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        particles = draw_particles(model, x, self.particles)
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+        particles = draw_particles(model, x, self.particles, mask=mask)
         log_w = particles.log_w  # gradient to θ through log p, to φ through z and log q
         loss = -log_w.mean()
         return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)

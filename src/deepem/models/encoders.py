@@ -1,25 +1,59 @@
-"""Amortised proposals q(z | x). The diagonal Gaussian encoder returns (mean, std); `distribution`
-turns any (mean, std) into a torch distribution, so a method can build q with detached parameters
-(DReG, STL) without a second encoder pass."""
+"""Amortised proposals q(z | x). An encoder is an nn.Module whose `distribution(x)` returns a
+per-point distribution object (`deepem.inference.distributions`); its class attributes say what that
+object can do, so that a method can be checked against a model before any data is seen.
+
+| encoder           | q(z | x)                                   | rsample | density | z      |
+| ----------------- | ------------------------------------------ | ------- | ------- | ------ |
+| GaussianEncoder   | N(mu(x), diag sigma(x)^2), sigma = exp(.)  | yes     | yes     | real   |
+| BernoulliEncoder  | Bernoulli(sigmoid(l(x))) per latent         | no      | yes     | binary |
+| ImplicitEncoder   | z = f(x, ε), ε ~ N(0, I)                    | yes     | no      | real   |
+
+A user's own encoder fits if it subclasses `Encoder` (or just has these attributes and
+`distribution`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
 
+from deepem.inference.distributions import (
+    BINARY,
+    REAL,
+    DiagonalGaussian,
+    FactorisedBernoulli,
+    Implicit,
+    LatentDistribution,
+    capabilities,
+)
 from deepem.models.networks import mlp
 
 
-def diagonal_gaussian(mean: Tensor, std: Tensor) -> Independent:
-    """A diagonal Gaussian over the last dimension: log_prob sums over latents."""
-    return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+def diagonal_gaussian(mean: Tensor, std: Tensor) -> DiagonalGaussian:
+    """A diagonal Gaussian per data point: log_prob sums over latents."""
+    return DiagonalGaussian(mean, std)
 
 
-class GaussianEncoder(nn.Module):
-    """q(z | x) = N(mu(x), diag(sigma(x)^2)) with an MLP; sigma = exp(raw) as in Burda et al. (2015)."""
+class Encoder(nn.Module):
+    """Base class of q(z | x): subclasses implement `distribution(x)`."""
+
+    has_rsample: ClassVar[bool] = True
+    has_log_prob: ClassVar[bool] = True
+    support: ClassVar[str] = REAL
+
+    def distribution(self, x: Tensor) -> LatentDistribution:
+        raise NotImplementedError
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        return capabilities(cls.has_rsample, cls.has_log_prob, cls.support)
+
+
+class GaussianEncoder(Encoder):
+    """q(z | x) = N(mu(x), diag(sigma(x)^2)) with an MLP; sigma = exp(raw) as in Burda et al. (2015).
+    `forward` returns the parameters (mean, std); `distribution` the q object."""
 
     def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200),
                  activation: str = "tanh") -> None:
@@ -31,5 +65,52 @@ class GaussianEncoder(nn.Module):
         mean, log_std = self.net(x).chunk(2, dim=-1)
         return mean, torch.exp(log_std)
 
-    def distribution(self, x: Tensor) -> Independent:
-        return diagonal_gaussian(*self(x))
+    def distribution(self, x: Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian(*self(x))
+
+
+class BernoulliEncoder(Encoder):
+    """q(z | x) = prod_u Bernoulli(z_u; sigmoid(l_u(x))) with an MLP for the logits (a sigmoid belief
+    net's recognition model; hidden=() gives the linear one of Mnih & Gregor 2014)."""
+
+    has_rsample = False
+    support = BINARY
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (),
+                 activation: str = "tanh") -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.net = mlp(data_dim, hidden, latent_dim, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def distribution(self, x: Tensor) -> FactorisedBernoulli:
+        return FactorisedBernoulli(self(x))
+
+
+class ImplicitEncoder(Encoder):
+    """z = f(x, ε) with ε ~ N(0, I_noise_dim) fed to an MLP with x (Mescheder et al. 2017, AVB): a
+    flexible q without a density. Particles of one data point share x and differ in ε."""
+
+    has_log_prob = False
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200),
+                 activation: str = "tanh", noise_dim: int | None = None) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.noise_dim = latent_dim if noise_dim is None else noise_dim
+        if self.noise_dim < 1:
+            raise ValueError(f"noise_dim must be >= 1, got {self.noise_dim}")
+        self.net = mlp(data_dim + self.noise_dim, hidden, latent_dim, activation)
+
+    def forward(self, x: Tensor, eps: Tensor) -> Tensor:
+        """z for x (B, D) and noise eps (n, B, noise_dim): (n, B, Dz)."""
+        return self.net(torch.cat([x.expand(eps.shape[0], *x.shape), eps], dim=-1))
+
+    def distribution(self, x: Tensor) -> Implicit:
+        return Implicit(lambda eps: self(x, eps), x.shape[0], self.noise_dim, x)
+
+
+ENCODERS: dict[str, type[Encoder]] = {"gaussian": GaussianEncoder, "bernoulli": BernoulliEncoder,
+                                      "implicit": ImplicitEncoder}

@@ -1,55 +1,81 @@
 """The latent variable model p(z) p(x | z) together with its proposal q(z | x).
 
-Parameters split into two groups that the papers update differently: the generative model θ
-(decoder and likelihood) and the encoder φ. Methods may add their own groups."""
+Parameters split into two groups that the papers update differently: the generative model θ (prior,
+decoder and likelihood) and the encoder φ. Methods may add their own groups.
+
+Three parts can be swapped independently (a mismatch of the latents' support is refused):
+- the prior p(z): a module (`models.priors`), N(0, I) by default, learnable for a sigmoid belief net;
+- the likelihood p(x | z) = likelihood(decoder(z)), with an optional observed-data mask;
+- the encoder: `encode(x)` returns q(z | x) as a distribution object (`inference.distributions`)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from deepem.models.encoders import GaussianEncoder
-from deepem.models.likelihoods import Likelihood, make_likelihood
+from deepem.inference.distributions import LatentDistribution, capabilities
+from deepem.models.encoders import ENCODERS
+from deepem.models.likelihoods import Likelihood, make_likelihood, observed
 from deepem.models.networks import mlp, output_layer
+from deepem.models.priors import PRIORS, Prior, StandardNormalPrior, standard_normal_log_prob
 
-LOG_2PI = math.log(2 * math.pi)
+__all__ = ["DeepLatentModel", "ModelConfig", "standard_normal_log_prob"]
+
+#: latent families: (prior, encoder) of each
+LATENTS = {"gaussian": ("normal", "gaussian"), "bernoulli": ("bernoulli", "bernoulli")}
+ENCODER_KINDS = ("explicit", "implicit")
 
 
 @dataclass
 class ModelConfig:
-    """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood."""
+    """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood.
+
+    latent: "gaussian" (N(0, I) prior, diagonal Gaussian q) or "bernoulli" (learnable factorised
+        Bernoulli prior and q: a sigmoid belief net with an MLP decoder).
+    encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only;
+        noise_dim None = latent_dim)."""
 
     latent_dim: int = 50
     hidden: list[int] = field(default_factory=lambda: [200, 200])
     activation: str = "tanh"
     likelihood: str | None = None  # None: the dataset's own ("bernoulli" for binary images)
+    latent: str = "gaussian"
+    encoder: str = "explicit"
+    noise_dim: int | None = None
 
     def validate(self) -> None:
         if self.latent_dim < 1:
             raise ValueError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"model.hidden widths must be >= 1, got {self.hidden}")
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I), summed over the last dimension."""
-    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+        if self.latent not in LATENTS:
+            raise ValueError(f"unknown model.latent {self.latent!r}; choose one of {', '.join(LATENTS)}")
+        if self.encoder not in ENCODER_KINDS:
+            raise ValueError(f"unknown model.encoder {self.encoder!r}; choose one of {', '.join(ENCODER_KINDS)}")
+        if self.encoder == "implicit" and self.latent != "gaussian":
+            raise ValueError("an implicit encoder needs continuous latents: use latent 'gaussian' with it")
+        if self.noise_dim is not None and self.noise_dim < 1:
+            raise ValueError(f"model.noise_dim must be >= 1 or None, got {self.noise_dim}")
 
 
 class DeepLatentModel(nn.Module):
-    """p(z) = N(0, I), p(x | z) = likelihood(decoder(z)), q(z | x) = encoder(x)."""
+    """p(z) = prior, p(x | z) = likelihood(decoder(z)), q(z | x) = encoder.distribution(x)."""
 
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, encoder: nn.Module,
-                 latent_dim: int, data_dim: int) -> None:
+                 latent_dim: int, data_dim: int, prior: Prior | None = None) -> None:
         super().__init__()
         self.decoder = decoder
         self.likelihood = likelihood
         self.encoder = encoder
+        self.prior = StandardNormalPrior(latent_dim) if prior is None else prior
         self.latent_dim = latent_dim
         self.data_dim = data_dim
+        q_support = getattr(encoder, "support", self.prior.support)
+        if q_support != self.prior.support:
+            raise ValueError(f"the encoder's latents are {q_support} but the prior's are {self.prior.support}; "
+                             "use an encoder and a prior over the same kind of z")
 
     @classmethod
     def from_config(cls, config: ModelConfig, data_dim: int, data_mean: Tensor | None = None
@@ -57,35 +83,58 @@ class DeepLatentModel(nn.Module):
         config.validate()
         likelihood = make_likelihood(config.likelihood or "bernoulli")
         decoder = mlp(config.latent_dim, config.hidden, likelihood.out_features(data_dim), config.activation)
-        encoder = GaussianEncoder(data_dim, config.latent_dim, config.hidden, config.activation)
+        prior_name, encoder_name = LATENTS[config.latent]
+        if config.encoder == "implicit":
+            encoder = ENCODERS["implicit"](data_dim, config.latent_dim, config.hidden, config.activation,
+                                           noise_dim=config.noise_dim)
+        else:
+            encoder = ENCODERS[encoder_name](data_dim, config.latent_dim, config.hidden, config.activation)
         if data_mean is not None:
             likelihood.init_output_bias(output_layer(decoder).bias, data_mean)
-        return cls(decoder, likelihood, encoder, config.latent_dim, data_dim)
+        return cls(decoder, likelihood, encoder, config.latent_dim, data_dim, PRIORS[prior_name](config.latent_dim))
+
+    # what the model offers a method ------------------------------------------------------------
+    @property
+    def latent_support(self) -> str:
+        return self.prior.support
+
+    def capabilities(self) -> frozenset[str]:
+        """What q and z allow (see `inference.distributions`): a method's `requires` must be a subset."""
+        enc = self.encoder
+        return capabilities(getattr(enc, "has_rsample", True), getattr(enc, "has_log_prob", True),
+                            self.latent_support)
 
     # parameter groups -------------------------------------------------------------------------
     def generative_parameters(self) -> list[nn.Parameter]:
-        """θ: the decoder and any parameters of the likelihood."""
-        return list(self.decoder.parameters()) + list(self.likelihood.parameters())
+        """θ: the decoder, any parameters of the likelihood, and a learnable prior's."""
+        return (list(self.decoder.parameters()) + list(self.likelihood.parameters())
+                + list(self.prior.parameters()))
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """φ: the encoder."""
         return list(self.encoder.parameters())
 
     # densities --------------------------------------------------------------------------------
+    def encode(self, x: Tensor, mask: Tensor | None = None) -> LatentDistribution:
+        """q(z | x). With a mask, missing entries are given to the encoder as zeros (zero imputation,
+        as in MIWAE, Mattei & Frellsen 2019): the encoder never reads a missing value."""
+        return self.encoder.distribution(observed(x, mask))
+
     def log_prior(self, z: Tensor) -> Tensor:
-        return standard_normal_log_prob(z)
+        return self.prior.log_prob(z)
 
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x | z) for z shaped (..., B, Dz) and x shaped (B, D): one decoder call for all particles."""
-        return self.likelihood.log_prob(x, self.decoder(z))
+    def log_likelihood(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """log p(x_obs | z) for z shaped (..., B, Dz) and x shaped (B, D): one decoder call for all
+        particles; with a mask (True = observed) only observed dimensions count."""
+        return self.likelihood.log_prob(x, self.decoder(z), mask)
 
-    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
-        return self.log_prior(z) + self.log_likelihood(x, z)
+    def log_joint(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.log_prior(z) + self.log_likelihood(x, z, mask)
 
     # sampling ---------------------------------------------------------------------------------
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         p = next(self.parameters())
-        return torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)
+        return self.prior.sample(n, generator, dtype=p.dtype, device=p.device)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True) -> Tensor:
@@ -93,11 +142,11 @@ class DeepLatentModel(nn.Module):
         out = self.decoder(self.sample_prior(n, generator))
         return self.likelihood.mean(out) if mean else self.likelihood.sample(out, generator)
 
-    def check_data(self, x: Tensor) -> None:
-        """Raise a ValueError naming the problem if `x` does not fit this model."""
+    def check_data(self, x: Tensor, mask: Tensor | None = None) -> None:
+        """Raise a ValueError naming the problem if `x` (with its optional mask) does not fit this model."""
         if x.dim() != 2 or x.shape[-1] != self.data_dim:
             raise ValueError(
                 f"expected data shaped (batch, {self.data_dim}), got {tuple(x.shape)}; "
                 "flatten images to vectors and check the dataset matches the model"
             )
-        self.likelihood.check_data(x)
+        self.likelihood.check_data(x, mask)
