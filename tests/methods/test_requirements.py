@@ -1,0 +1,36 @@
+"""Every registered method states what it requires of a model, and binding checks it."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepem.methods import METHODS, make_method
+from deepem.methods.base import Method, compatible_methods
+from deepem.models import DeepLatentModel, ModelConfig
+
+
+def model_of(**changes) -> DeepLatentModel:
+    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli", **changes), 5)
+
+
+def test_every_registered_method_is_known_to_the_base_class():
+    assert set(METHODS) == set(Method.known)
+
+
+def test_compatible_methods_by_model_family():
+    assert compatible_methods(model_of()) == sorted(METHODS)
+    assert compatible_methods(model_of(latent="bernoulli")) == ["rws"]
+    assert compatible_methods(model_of(encoder="implicit")) == []
+
+
+def test_the_refusal_names_what_is_missing_and_what_works():
+    with pytest.raises(ValueError, match=r"method 'iwae' needs a reparameterisable q\(z\|x\).*BernoulliEncoder, "
+                                         r"binary latents.*methods that work with this model: rws"):
+        make_method("iwae").bind(model_of(latent="bernoulli"))
+    with pytest.raises(ValueError, match="no built-in method works with this model"):
+        make_method("vae").bind(model_of(encoder="implicit"))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_binds_to_the_standard_model(name):
+    make_method(name).bind(model_of())
