@@ -107,3 +107,15 @@ def test_binarized_mnist_from_amat_files(tmp_path, monkeypatch, fmt):
     d = load_dataset("binarized-mnist", data_dir=tmp_path)
     for s, x in splits.items():
         np.testing.assert_array_equal(d.split(s).numpy(), x.astype(np.float32))
+
+
+def test_masked_splits_mean_over_observed_entries_only() -> None:
+    import torch
+
+    from deepem.data.base import DataSplits
+
+    x = torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, float("nan")]])
+    mask = ~torch.isnan(x)
+    data = DataSplits("t", x, x[:1], x[:1], "bernoulli", train_mask=mask)
+    assert torch.allclose(data.train_mean(), torch.tensor([2 / 3, 1.0]))
+    assert data.mask("train") is mask and data.mask("test") is None

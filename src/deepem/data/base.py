@@ -23,6 +23,11 @@ class DataSplits:
     likelihood: str  # the likelihood that fits the data: "bernoulli" or "gaussian"
     image_shape: tuple[int, int] | None = None  # for sample grids; None for tabular data
     dynamic_binarization: bool = False
+    # Observed-data masks (bool, shaped like the split, True = observed); None = fully observed. Where a
+    # mask is False the value may be anything, NaN included: nothing reads it.
+    train_mask: Tensor | None = None
+    valid_mask: Tensor | None = None
+    test_mask: Tensor | None = None
 
     @property
     def data_dim(self) -> int:
@@ -33,9 +38,20 @@ class DataSplits:
             raise ValueError(f"unknown split {name!r}; choose train, valid or test")
         return getattr(self, name)
 
+    def mask(self, name: str) -> Tensor | None:
+        """The observed-data mask of a split, or None when it is fully observed."""
+        self.split(name)
+        return getattr(self, f"{name}_mask")
+
     def train_mean(self) -> Tensor:
-        """Mean of the training data (for dynamic binarisation, the expected binary mean)."""
-        return self.train.mean(0)
+        """Mean of the training data over observed entries (for dynamic binarisation, the expected
+        binary mean); a column with no observed entry gets 0.5."""
+        if self.train_mask is None:
+            return self.train.mean(0)
+        observed = self.train_mask.to(self.train.dtype)
+        total = torch.where(self.train_mask, self.train, torch.zeros_like(self.train)).sum(0)
+        count = observed.sum(0)
+        return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, 0.5))
 
 
 def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
