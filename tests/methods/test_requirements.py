@@ -19,13 +19,14 @@ def test_every_registered_method_is_known_to_the_base_class():
 
 def test_compatible_methods_by_model_family():
     assert compatible_methods(model_of()) == sorted(METHODS)
-    assert compatible_methods(model_of(latent="bernoulli")) == ["rws"]
+    assert compatible_methods(model_of(latent="bernoulli")) == ["nvil", "rws", "vimco", "wake-sleep"]
     assert compatible_methods(model_of(encoder="implicit")) == []
 
 
 def test_the_refusal_names_what_is_missing_and_what_works():
-    with pytest.raises(ValueError, match=r"method 'iwae' needs a reparameterisable q\(z\|x\).*BernoulliEncoder, "
-                                         r"binary latents.*methods that work with this model: rws"):
+    expected = (r"method 'iwae' needs a reparameterisable q\(z\|x\).*BernoulliEncoder, binary latents.*"
+                r"methods that work with this model: nvil, rws, vimco, wake-sleep")
+    with pytest.raises(ValueError, match=expected):
         make_method("iwae").bind(model_of(latent="bernoulli"))
     with pytest.raises(ValueError, match="no built-in method works with this model"):
         make_method("vae").bind(model_of(encoder="implicit"))

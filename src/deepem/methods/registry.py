@@ -11,9 +11,11 @@ from deepem.methods.base import Method
 from deepem.methods.iwae import IWAE
 from deepem.methods.iwae_dreg import IWAESTL, IWAEDReG
 from deepem.methods.iwem import IWEM, IWEMWoa, IWEMWoo
+from deepem.methods.nvil import NVIL
 from deepem.methods.rem import REM, REMv2
-from deepem.methods.rws import RWS
+from deepem.methods.rws import RWS, WakeSleep
 from deepem.methods.vae import VAE
+from deepem.methods.vimco import VIMCO
 
 METHODS: dict[str, type[Method]] = {
     VAE.name: VAE,
@@ -27,6 +29,9 @@ METHODS: dict[str, type[Method]] = {
     IWAEDReG.name: IWAEDReG,
     IWAESTL.name: IWAESTL,
     AIWAE.name: AIWAE,
+    WakeSleep.name: WakeSleep,
+    VIMCO.name: VIMCO,
+    NVIL.name: NVIL,
 }
 
 

@@ -62,3 +62,15 @@ class RWS(Method):
             wake = -(alpha * particles.log_q).sum(0).mean()
             losses[PHI] = 0.5 * (wake + sleep_loss(model, x.shape[0]))
         return MethodOutput(losses, weight_diagnostics(log_w), log_w)
+
+
+class WakeSleep(RWS):
+    """Wake-sleep (Hinton et al. 1995; review 004, sec. 4.4): θ from one sample of q (the wake phase,
+    -log p(x, h), h ~ q, which is RWS's θ-update with K = 1) and φ from the sleep phase only,
+    -log q(h | x) on (x, h) ~ p(h) p(x | h). Option: `particles` (default 1: the original algorithm)."""
+
+    name = "wake-sleep"
+
+    def __init__(self, particles: int = 1) -> None:
+        super().__init__(particles, phi_update="sleep")
+
