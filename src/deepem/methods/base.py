@@ -20,6 +20,10 @@ THETA = "theta"
 PHI = "phi"
 
 
+class IncompatibleModelError(ValueError):
+    """A model that a method cannot train; the message names methods that can."""
+
+
 @dataclass
 class Particles:
     """K particles per data point with every log density a method needs, computed once.
@@ -98,6 +102,9 @@ class Method(nn.Module):
 
     def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError
+
+    def bind(self, model: DeepLatentModel) -> None:
+        """Check that `model` fits and build networks the method owns (before optimisers and checkpoints)."""
 
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameter groups owned by the method itself (none by default)."""
