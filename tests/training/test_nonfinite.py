@@ -40,7 +40,7 @@ def poison_at(steps: set[int], seen: list[int] | None = None, once: bool = False
 def make_trainer(tmp_path, hook=None, **changes) -> Trainer:
     logs: list[str] = []
     trainer = build_trainer(tiny_config(**changes), tmp_path / "run", data=binary_data(), log=logs.append,
-                      progress=False, batch_hook=hook)
+                            progress=False, batch_hook=hook)
     trainer.logs = logs
     trainer.start()
     return trainer
