@@ -72,7 +72,10 @@ class Trainer:
         # The run records the method it really trains, whatever the settings' defaults said.
         self.config = dataclasses.replace(settings, method=method.name or type(method).__name__,
                                           particles=k if isinstance(k, int) else settings.particles)
+        self.config.validate()  # device and dtype are used at once; group names once the groups exist
+        self.model = model.to(self.config.device, self.config.torch_dtype)
         method.bind(model)  # before optimisers and checkpoints: the method may build networks here
+        self.method = method.to(self.config.device, self.config.torch_dtype)
         groups = tuple(parameter_groups(model, method))
         self.config.validate(groups=groups)
         # Missing entries may hold anything (NaN included): only observed values are checked.
@@ -81,8 +84,6 @@ class Trainer:
             raise DataError("train split is empty; a dataset needs at least one training point")
         if not dynamic_binarization:
             check_values("train", train_data, model.likelihood.check_data, train_mask)
-        self.model = model.to(self.config.device, self.config.torch_dtype)
-        self.method = method.to(self.config.device, self.config.torch_dtype)
         self.train_data, self.train_mask = train_data, train_mask
         self.dynamic_binarization = dynamic_binarization
         self.validate = validate
