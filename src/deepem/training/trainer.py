@@ -8,9 +8,9 @@ own. metrics.jsonl is cut back on resume to the records written before the check
 interrupted and resumed run therefore ends bitwise equal to the uninterrupted one.
 
 Non-finite values. The step (step.py) applies nothing unless the batch, every loss, the log-weights
-and every gradient are finite; a bad step is handled here by `nan_policy` (stop with a diagnosis, skip
-the step, or roll back to the last good checkpoint with half the learning rate, a bounded number of
-times), and a checkpoint whose state is not finite is never written."""
+and every gradient are finite; a bad step is handled by `nan_policy` (nonfinite.py: stop with a
+diagnosis, skip the step, or roll back to the last good checkpoint with half the learning rate, a
+bounded number of times), and a checkpoint whose state is not finite is never written."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import Method, MethodOutput
 from deepem.models.lvm import DeepLatentModel
-from deepem.training import checkpointing
+from deepem.training import checkpointing, nonfinite
 from deepem.training.checkpoint import checkpoint_name, load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.data_order import batch_indices, batches_per_epoch, epoch_data
@@ -42,8 +42,6 @@ from deepem.training.signals import StopRequest
 from deepem.training.state import TrainingInterrupted, TrainState, resume_command
 from deepem.training.step import TrainStep
 from deepem.training.validation import Validator, validation_due
-
-ROLLBACK_LR_FACTOR = 0.5
 
 
 class Trainer:
@@ -179,54 +177,32 @@ class Trainer:
         return result.output
 
     def _handle_non_finite(self, what: str) -> None:
-        s, cfg = self.state, self.config
         where = self._where()
-        if cfg.nan_policy == "skip":
-            s.skipped_steps += 1
-            s.consecutive_skips += 1
-            if s.consecutive_skips > cfg.max_consecutive_skips:
-                raise NonFiniteError(
-                    f"non-finite {what} at {where}: {s.consecutive_skips} steps in a row were non-finite "
-                    f"(max_consecutive_skips = {cfg.max_consecutive_skips}); giving up. Lower --lr or "
-                    "check the data"
-                )
-            self._append_metrics({"kind": "nonfinite", "action": "skip", "what": what, "step": s.step,
-                                  "epoch": s.epoch, "batch": s.batch})
-            self.log(f"warning: non-finite {what} at {where}; step skipped ({s.skipped_steps} so far)")
+        if self.config.nan_policy == "skip":
+            self._append_metrics(nonfinite.skip(self.state, self.config, what, where))
+            self.log(f"warning: non-finite {what} at {where}; step skipped ({self.state.skipped_steps} so far)")
             return None
-        if cfg.nan_policy == "rollback":
+        if self.config.nan_policy == "rollback":
             self._roll_back(f"non-finite {what} at {where}")
-        raise NonFiniteError(
-            f"non-finite {what} at {where}. Nothing was applied to the parameters and the last good "
-            f"checkpoint is kept. Lower --lr, use a larger --adam-eps, or continue past such steps with "
-            f"{resume_command(self.run.root)} --nan-policy skip|rollback"
-        )
+        raise nonfinite.stop(what, where, self.run.root)
 
     def _roll_back(self, diagnosis: str) -> None:
         """Restore the newest good checkpoint with half the learning rate, then restart the loop
         from it (raises _RolledBack); NonFiniteError once max_rollbacks is used up."""
-        s, cfg = self.state, self.config
-        if s.rollbacks >= cfg.max_rollbacks:
-            raise NonFiniteError(
-                f"{diagnosis}; gave up after {s.rollbacks} rollbacks (max_rollbacks = {cfg.max_rollbacks}, "
-                f"learning-rate scale now {s.lr_scale:g}). Lower --lr or check the data"
-            )
+        nonfinite.check_rollback_budget(self.state, self.config, diagnosis)
         found = load_latest_good(self.run.checkpoints, warn=self.log, validate=self._check_fits)
         if found is None:
             raise NonFiniteError(f"{diagnosis}; no usable checkpoint to roll back to")
-        rollbacks, lr_scale = s.rollbacks + 1, s.lr_scale * ROLLBACK_LR_FACTOR
-        skipped = s.skipped_steps
+        before = self.state
         self.load_state(found[1])
-        # What the rollback decided outlives the state it restores, or the next one would repeat it.
-        self.state.rollbacks, self.state.lr_scale = rollbacks, lr_scale
-        self.state.skipped_steps = max(self.state.skipped_steps, skipped)
+        nonfinite.carry_over(self.state, before)
         self._saved_at = None  # the state now differs from the checkpoint's (lr scale, rollbacks)
         self.run.truncate_metrics(self.state.metrics_records)
         self._append_metrics({"kind": "nonfinite", "action": "rollback", "what": diagnosis,
-                              "step": self.state.step, "epoch": self.state.epoch, "lr_scale": lr_scale})
+                              "step": self.state.step, "epoch": self.state.epoch, "lr_scale": self.state.lr_scale})
         self._set_learning_rates(self.state.epoch)
-        self.log(f"warning: {diagnosis}; rolled back to {found[0].name} (rollback {rollbacks} of at most "
-                 f"{cfg.max_rollbacks}), learning-rate scale now {lr_scale:g}")
+        self.log(f"warning: {diagnosis}; rolled back to {found[0].name} (rollback {self.state.rollbacks} of at "
+                 f"most {self.config.max_rollbacks}), learning-rate scale now {self.state.lr_scale:g}")
         raise _RolledBack
 
     # the loop ----------------------------------------------------------------------------------
