@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from deepem.evaluation.diagnostics import active_units, kl_to_prior  # noqa: E402
 from deepem.models.lvm import ModelConfig  # noqa: E402
 from deepem.training.config import TrainConfig  # noqa: E402
-from deepem.training.trainer import Trainer  # noqa: E402
+from deepem.workflows.assembly import build_trainer  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
                                  data_dir=args.data_dir, train_limit=args.train_limit, seed=args.seed,
                                  valid_every=0, model=ModelConfig())
             start = time.perf_counter()
-            trainer = Trainer(config, Path(args.runs) / f"{method}-k{k}", progress=False)
+            trainer = build_trainer(config, Path(args.runs) / f"{method}-k{k}", progress=False)
             trainer.start(force=True)
             trainer.fit()
             test = trainer.data.test[: args.test_limit]

@@ -32,7 +32,7 @@ import torch
 
 from deepem.methods import METHODS, make_method
 from deepem.models import DeepLatentModel, ModelConfig
-from deepem.training.step import make_optimizers, method_step, parameter_groups
+from deepem.training.step import TrainStep
 
 D = 784
 REFERENCE = "iwae"
@@ -64,15 +64,14 @@ class Runner:
         self.device = device
         self.model = DeepLatentModel.from_config(ModelConfig(), D, data_mean=x.mean(0).cpu()).to(device)
         self.method = make_method(name, particles=k).to(device)
-        self.groups = parameter_groups(self.model, self.method)
-        self.optimizers = make_optimizers(self.groups, 1e-3)
+        self.step = TrainStep(self.model, self.method, lr=1e-3)  # the trainer's own step, guards included
 
     def run(self, steps: int) -> float:
         """Seconds per training step over `steps` steps."""
         sync(self.device)
         start = time.perf_counter()
         for _ in range(steps):
-            method_step(self.method, self.model, self.x, self.groups, self.optimizers)
+            self.step(self.x)
         sync(self.device)
         return (time.perf_counter() - start) / steps
 

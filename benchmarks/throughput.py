@@ -24,7 +24,7 @@ from torch import nn
 from deepem.evaluation.loglik import iw_log_likelihood_batch
 from deepem.methods import make_method
 from deepem.models import DeepLatentModel, ModelConfig
-from deepem.training.step import make_optimizers, method_step, parameter_groups
+from deepem.training.step import TrainStep
 
 D, H, Z = 784, 200, 50
 DECODER_MACS = Z * H + H * H + H * D  # per particle
@@ -102,14 +102,13 @@ def bench_training(device: str, k: int, batch: int, repeats: int, steps: int) ->
     x = torch.bernoulli(torch.full((batch, D), 0.13, device=device))
     model = DeepLatentModel.from_config(ModelConfig(), D).to(device)
     method = make_method("iwae", particles=k)
-    groups = parameter_groups(model, method)
-    opts = make_optimizers(groups, 1e-3)
+    step = TrainStep(model, method, lr=1e-3)  # the trainer's own step, non-finite guards included
     plain = PlainIWAE().to(device)
     plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3, eps=1e-4)
 
     def ours() -> None:
         for _ in range(steps):
-            method_step(method, model, x, groups, opts)
+            step(x)
 
     def reference() -> None:
         for _ in range(steps):

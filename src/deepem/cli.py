@@ -8,9 +8,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from deepem.data import DATASETS
+from deepem.evaluation.bdmc import bdmc
+from deepem.files import atomic_write_json
+from deepem.methods.registry import METHODS, method_options
 from deepem.models.lvm import ModelConfig
-from deepem.training.config import NAN_POLICIES, RESUME_OVERRIDABLE, TrainConfig
+from deepem.training.config import NAN_POLICIES, TrainConfig
+from deepem.training.optim import OPTIM_KEYS
 from deepem.training.schedules import SCHEDULES
+from deepem.workflows.assembly import resolve
+from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
+from deepem.workflows.evaluate import evaluate_run
+from deepem.workflows.loading import load_trained_run
+from deepem.workflows.train import run_training
+
+#: CLI destination -> TrainConfig field (model fields as "model.NAME"). Every such option defaults to
+#: None, meaning "not typed": TrainConfig's own defaults apply to a new run, and a resumed run changes
+#: exactly the fields typed on its command line, even to a value equal to the default.
+CONFIG_ARGS = {
+    "dataset": "dataset", "data_dir": "data_dir", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
+    "activation": "model.activation", "likelihood": "model.likelihood", "train_limit": "train_limit",
+    "particles": "particles", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+    "adam_eps": "adam_eps", "schedule": "schedule", "options": "method_options", "optim": "optim",
+    "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles",
+    "checkpoint_every": "checkpoint_every", "checkpoint_every_steps": "checkpoint_every_steps",
+    "keep_checkpoints": "keep_checkpoints", "nan_policy": "nan_policy", "max_rollbacks": "max_rollbacks",
+    "max_consecutive_skips": "max_consecutive_skips", "device": "device", "dtype": "dtype",
+}
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -23,6 +49,27 @@ def _parse_option(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip().replace("-", "_"), value
+
+
+def _parse_optim(text: str) -> tuple[str, str, Any]:
+    """GROUP:KEY=VALUE, e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5."""
+    group, colon, rest = text.partition(":")
+    key, eq, raw = rest.partition("=")
+    key = key.strip()
+    if not (colon and eq and group.strip() and key):
+        raise argparse.ArgumentTypeError(f"--optim {text!r} is not GROUP:KEY=VALUE (e.g. phi:lr=3e-4, "
+                                         "phi:betas=0.9,0.99, discriminator:steps=5)")
+    if key not in OPTIM_KEYS:
+        raise argparse.ArgumentTypeError(f"--optim {text!r}: unknown key {key!r}; allowed keys: "
+                                         f"{', '.join(OPTIM_KEYS)}")
+    try:
+        value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
+                      int(raw) if key == "steps" else float(raw))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--optim {text!r}: {key} takes "
+                                         + ("two numbers like 0.9,0.999" if key == "betas" else
+                                            "a whole number" if key == "steps" else "a number")) from None
+    return group.strip(), key, value
 
 
 def _positive_int(text: str) -> int:
@@ -57,74 +104,93 @@ def _widths(text: str) -> list[int]:
 
 
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
+    # No defaults here (None = not typed): TrainConfig holds them, shown in the help for reference.
+    d, m = TrainConfig(), ModelConfig()
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", default="digits", help="dataset name (see `deepem list`); default digits")
-    g.add_argument("--data-dir", default=None,
-                   help="folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)")
-    g.add_argument("--latent-dim", type=_positive_int, default=50)
-    g.add_argument("--hidden", type=_widths, default=[200, 200], help="MLP widths, e.g. 200,200")
-    g.add_argument("--activation", default="tanh")
-    g.add_argument("--likelihood", default=None, choices=["bernoulli", "gaussian"],
+    g.add_argument("--dataset", help=f"dataset name (see `deepem list`); default {d.dataset}")
+    g.add_argument("--data-dir", help="folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)")
+    g.add_argument("--latent-dim", type=_positive_int, help=f"default {m.latent_dim}")
+    g.add_argument("--hidden", type=_widths, help="MLP widths, e.g. 200,200 (the default)")
+    g.add_argument("--activation", help=f"default {m.activation}")
+    g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],
                    help="default: the dataset's (bernoulli for binary images)")
-    g.add_argument("--train-limit", type=_positive_int, default=None, help="train on the first N points only")
+    g.add_argument("--train-limit", type=_positive_int, help="train on the first N points only")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--particles", "-k", type=_positive_int, default=5, help="K, particles per data point")
-    g.add_argument("--epochs", type=_positive_int, default=10)
-    g.add_argument("--batch-size", type=_positive_int, default=20)
-    g.add_argument("--lr", type=_positive_float, default=1e-3, help="base learning rate (Adam)")
-    g.add_argument("--adam-eps", type=_positive_float, default=1e-4)
-    g.add_argument("--schedule", choices=SCHEDULES, default="constant",
-                   help="'burda': lr * 10^(-i/7) for 3^i epochs, i = 0..7 (Burda et al. 2015)")
-    g.add_argument("--option", "-o", dest="options", action="append", type=_parse_option, default=[],
+    g.add_argument("--particles", "-k", type=_positive_int,
+                   help="K, particles per data point (default: the method's own, e.g. 5 for iwae, 50 for rem-v1; "
+                        "`deepem list` shows them)")
+    g.add_argument("--epochs", type=_positive_int, help=f"default {d.epochs}")
+    g.add_argument("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
+    g.add_argument("--lr", type=_positive_float, help=f"base learning rate of every group (Adam); default {d.lr:g}")
+    g.add_argument("--adam-eps", type=_positive_float, help=f"default {d.adam_eps:g}")
+    g.add_argument("--optim", action="append", type=_parse_optim, metavar="GROUP:KEY=VALUE",
+                   help="optimiser setting of one parameter group (repeatable): GROUP is theta, phi or a group "
+                        "the method owns; KEY is lr, betas (e.g. 0.9,0.99) or steps (optimiser steps per batch). "
+                        "E.g. --optim phi:lr=3e-4 --optim discriminator:steps=5")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help="default constant; 'burda': lr * 10^(-i/7) for 3^i epochs, i = 0..7 (Burda et al. 2015)")
+    g.add_argument("--option", "-o", dest="options", action="append", type=_parse_option,
                    metavar="KEY=VALUE", help="a method option (repeatable); `deepem list` shows them")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, help=f"default {d.seed}")
     g = p.add_argument_group("run")
-    g.add_argument("--valid-every", type=int, default=1, help="epochs between validation bounds (0: never)")
-    g.add_argument("--valid-particles", type=_positive_int, default=100)
-    g.add_argument("--checkpoint-every", type=_positive_int, default=1, help="epochs between checkpoints")
-    g.add_argument("--checkpoint-every-steps", type=int, default=0, help="also every N steps (0: off)")
-    g.add_argument("--keep-checkpoints", type=_positive_int, default=3)
-    g.add_argument("--nan-policy", choices=NAN_POLICIES, default="stop",
-                   help="on a NaN/inf loss, log-weight or gradient: stop with a diagnosis, skip the step, "
-                        "or roll back to the last checkpoint with half the learning rate")
-    g.add_argument("--max-rollbacks", type=int, default=5)
-    g.add_argument("--max-consecutive-skips", type=int, default=20)
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    g.add_argument("--valid-every", type=int, help="epochs between validation bounds (0: never); default 1")
+    g.add_argument("--valid-particles", type=_positive_int, help=f"default {d.valid_particles}")
+    g.add_argument("--checkpoint-every", type=_positive_int, help="epochs between checkpoints; default 1")
+    g.add_argument("--checkpoint-every-steps", type=int, help="also every N steps (0: off, the default)")
+    g.add_argument("--keep-checkpoints", type=_positive_int, help=f"default {d.keep_checkpoints}")
+    g.add_argument("--nan-policy", choices=NAN_POLICIES,
+                   help="on a NaN/inf loss, log-weight or gradient: stop with a diagnosis (the default), skip the "
+                        "step, or roll back to the last checkpoint with half the learning rate")
+    g.add_argument("--max-rollbacks", type=int, help=f"default {d.max_rollbacks}")
+    g.add_argument("--max-consecutive-skips", type=int, help=f"default {d.max_consecutive_skips}")
+    g.add_argument("--device", help="cpu (the default), cuda or cuda:N")
+    g.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields typed on the command line ({field: value}, model fields as "model.NAME")."""
+    typed = {}
+    for dest, name in CONFIG_ARGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if dest == "options":
+            value = dict(value)
+        elif dest == "optim":
+            optim: dict[str, dict[str, Any]] = {}
+            for group, key, v in value:
+                optim.setdefault(group, {})[key] = v
+            value = optim
+        typed[name] = value
+    return typed
+
+
 def _config_from(args: argparse.Namespace, method: str) -> TrainConfig:
-    return TrainConfig(
-        dataset=args.dataset, method=method, particles=args.particles, method_options=dict(args.options),
-        model=ModelConfig(latent_dim=args.latent_dim, hidden=args.hidden, activation=args.activation,
-                          likelihood=args.likelihood),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-        adam_eps=args.adam_eps, seed=args.seed, data_dir=args.data_dir, train_limit=args.train_limit,
-        valid_every=args.valid_every, valid_particles=args.valid_particles,
-        checkpoint_every=args.checkpoint_every, checkpoint_every_steps=args.checkpoint_every_steps,
-        keep_checkpoints=args.keep_checkpoints, nan_policy=args.nan_policy, max_rollbacks=args.max_rollbacks,
-        max_consecutive_skips=args.max_consecutive_skips, device=args.device, dtype=args.dtype,
-    )
+    typed = typed_settings(args)
+    model = ModelConfig(**{k.removeprefix("model."): v for k, v in typed.items() if k.startswith("model.")})
+    return TrainConfig(method=method, model=model, **{k: v for k, v in typed.items() if not k.startswith("model.")})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from deepem.training.session import run_training
-
     if args.resume:
-        # Only the settings typed on this command line change the resumed run; the rest comes from it.
-        defaults = vars(build_parser().parse_args(["train"]))
-        overrides = {f: getattr(args, f) for f in RESUME_OVERRIDABLE
-                     if hasattr(args, f) and getattr(args, f) != defaults.get(f)}
-        return run_training(None, Path(args.resume), resume=True, overrides=overrides, progress=not args.quiet)
-    config = _config_from(args, args.method)
+        # Exactly the settings typed on this command line change the resumed run (even to a value equal
+        # to the default); the rest comes from the run. A typed field that may not change is an error.
+        typed = typed_settings(args)
+        if args.method is not None:
+            typed["method"] = args.method
+        model_fields = sorted(k for k in typed if k.startswith("model."))
+        if model_fields:
+            typed = {k: v for k, v in typed.items() if not k.startswith("model.")}
+            typed["model"] = model_fields  # refused by with_overrides, which names the field
+        return run_training(None, Path(args.resume), resume=True, overrides=typed, progress=not args.quiet)
+    config = _config_from(args, args.method or "iwae")
+    config = resolve(config)  # K resolved for the folder name; errors before anything is written
     out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}")
     return run_training(config, out, force=args.force, progress=not args.quiet)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from deepem.evaluation.evaluate import evaluate_run
-
     ais = {}
     if args.estimator == "ais":
         ais = {k: v for k, v in (("temperatures", args.temperatures), ("chains", args.chains),
@@ -142,21 +208,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from deepem.report.compare import compare
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     base = _config_from(args, "iwae")
     out = Path(args.out or f"runs/compare-{base.dataset}")
-    compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
-            train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet)
+    try:
+        compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
+                train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet)
+    except ComparisonStopped as stopped:
+        print(str(stopped), file=sys.stderr)
+        return stopped.exit_code
     print((out / "results.md").read_text())
     print(f"table, CSV and figures in {out}")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from deepem.report.compare import sample_grid
-
     path = Path(args.output or Path(args.run_dir) / "figures" / "samples.png")
     sample_grid(Path(args.run_dir), path, n=args.n, seed=args.seed)
     print(f"wrote {path}")
@@ -164,10 +230,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_bdmc(args: argparse.Namespace) -> int:
-    from deepem.evaluation.bdmc import bdmc
-    from deepem.training.files import atomic_write_json
-    from deepem.training.loading import load_trained_run
-
     trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
                   leapfrog_steps=args.leapfrog_steps, seed=args.seed)
@@ -181,9 +243,6 @@ def cmd_bdmc(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from deepem.data import DATASETS
-    from deepem.methods.registry import METHODS, method_options
-
     print("methods:")
     for name in sorted(METHODS):
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
@@ -201,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one method; a run folder holds config, metrics, checkpoints")
-    p.add_argument("--method", "-m", default="iwae")
+    p.add_argument("--method", "-m", default=None, help="default iwae")
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-METHOD-kK-sSEED)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
@@ -264,8 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
-        import torch
-
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)

@@ -21,7 +21,7 @@ from deepem.methods.aiwae import AIWAE
 from deepem.methods.registry import make_method, method_options
 from deepem.methods.vae import VAE
 from deepem.models.linear_gaussian import exact_log_marginal, linear_gaussian_model
-from deepem.training.step import make_optimizers, method_step, parameter_groups
+from deepem.training.step import make_step
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -127,10 +127,9 @@ def test_training_raises_exact_log_likelihood():
     model = linear_gaussian_model(data_dim=4, latent_dim=2, noise_std=1.0, generator=gen)
     start = float(exact_log_marginal(model, x).mean().detach())
     method = AIWAE(particles=4, temperatures=4, leapfrog_steps=3, step_size=0.2)
-    groups = parameter_groups(model, method)
-    optimizers = make_optimizers(groups, lr=0.03)
+    step = make_step(model, method, lr=0.03)
     for _ in range(STEPS):
-        out = method_step(method, model, x, groups, optimizers)
+        out = step(x).output
     end = float(exact_log_marginal(model, x).mean().detach())
     assert end - start > 0.7 * (target - start), (start, end, target)
     assert set(out.losses) == {THETA, PHI}

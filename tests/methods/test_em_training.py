@@ -1,4 +1,4 @@
-"""End to end: a few hundred `method_step`s of every EM-family method raise the exact log-likelihood
+"""End to end: a few hundred `TrainStep`s of every EM-family method raise the exact log-likelihood
 of linear-Gaussian training data, and the methods whose θ-update targets log p(x) reach the data's
 true model's value."""
 
@@ -10,7 +10,7 @@ from em_testing import single_thread  # noqa: F401  (fixture)
 
 from deepem.methods.registry import make_method
 from deepem.models.linear_gaussian import exact_log_marginal, linear_gaussian_model
-from deepem.training.step import make_optimizers, method_step, parameter_groups
+from deepem.training.step import make_step
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -42,12 +42,11 @@ def test_training_raises_exact_log_likelihood(name: str) -> None:
     model = linear_gaussian_model(5, 2, noise_std=1.0, generator=torch.Generator().manual_seed(7))
     before = float(exact_log_marginal(model, data).detach().mean())
     method = make_method(name, particles=10)
-    groups = parameter_groups(model, method)
-    optimizers = make_optimizers(groups, 0.03)
+    step = make_step(model, method, lr=0.03)
     torch.manual_seed(1)
     for _ in range(STEPS):
         batch = data[torch.randint(0, N, (BATCH,))]
-        out = method_step(method, model, batch, groups, optimizers)
+        out = step(batch).output
         assert all(torch.isfinite(loss) for loss in out.losses.values())
     after = float(exact_log_marginal(model, data).detach().mean())
     # measured: before -7.21, true model -3.89; after ~-3.9 for the log p(x) targets, ~-5.6 for IWEM

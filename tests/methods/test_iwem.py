@@ -17,7 +17,7 @@ from em_testing import (
 from deepem.methods.iwem import IWEM, IWEMWoa, IWEMWoo
 from deepem.methods.registry import make_method, method_options
 from deepem.models.linear_gaussian import exact_log_marginal, exact_posterior
-from deepem.training.step import make_optimizers, method_step, parameter_groups
+from deepem.training.step import make_step
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -80,9 +80,8 @@ def test_annealing_per_epoch_is_the_papers_schedule() -> None:
 def test_method_step_advances_the_controller_and_reports_it() -> None:
     model, x = make_problem(0)
     method = make_method("iwem", particles=4, alpha_step=0.5, alpha_every=2)
-    groups = parameter_groups(model, method)
-    optimizers = make_optimizers(groups, 1e-3)
-    alphas = [method_step(method, model, x, groups, optimizers).diagnostics["anneal_alpha"] for _ in range(5)]
+    step = make_step(model, method, lr=1e-3)
+    alphas = [step(x).output.diagnostics["anneal_alpha"] for _ in range(5)]
     assert alphas == [0.0, 0.0, 0.5, 0.5, 1.0]
 
 

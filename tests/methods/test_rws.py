@@ -16,7 +16,7 @@ from em_testing import (
 
 from deepem.methods.registry import make_method
 from deepem.models.linear_gaussian import exact_posterior
-from deepem.training.step import make_optimizers, method_step, parameter_groups
+from deepem.training.step import make_step
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -49,11 +49,11 @@ def test_sleep_phase_fits_q_to_the_posterior_of_the_models_own_data() -> None:
     before = float(inclusive_kl(model, x).detach().mean())
     torch.manual_seed(0)
     method = make_method("rws", particles=2, phi_update="sleep")
-    groups = parameter_groups(model, method)
-    optimizers = make_optimizers(groups, {THETA: 0.0, PHI: 0.1})
+    step = make_step(model, method, {THETA: 0.0, PHI: 0.1})
+    groups = step.groups
     theta_before = [p.detach().clone() for p in groups[THETA]]
     for _ in range(150):
-        method_step(method, model, x, groups, optimizers)
+        step(x)
     after = float(inclusive_kl(model, x).detach().mean())
     assert all(torch.equal(p, q) for p, q in zip(groups[THETA], theta_before, strict=True))
     assert before - floor > 1.0, (before, floor)

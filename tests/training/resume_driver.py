@@ -34,7 +34,7 @@ from deepem.methods.registry import METHODS  # noqa: E402
 from deepem.models.lvm import DeepLatentModel, ModelConfig  # noqa: E402
 from deepem.training import checkpoint as checkpoint_module  # noqa: E402
 from deepem.training.config import TrainConfig  # noqa: E402
-from deepem.training.session import run_training  # noqa: E402
+from deepem.workflows.train import run_training  # noqa: E402
 
 
 class RngProbe(Method):

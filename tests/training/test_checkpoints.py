@@ -13,6 +13,7 @@ import pytest
 import torch
 from training_helpers import assert_trees_equal, binary_data, tiny_config
 
+from deepem.files import ChecksumError, sha256_bytes
 from deepem.training.checkpoint import (
     MAGIC,
     CheckpointError,
@@ -22,16 +23,16 @@ from deepem.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from deepem.training.files import ChecksumError, sha256_bytes
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.training.trainer import Trainer
+from deepem.workflows.assembly import build_trainer
 
 # 2 epochs of 5 steps, checkpoints every 2 steps and at epoch ends: 0, 2, 4, 5, 6, 8, 10
 
 
 def _trainer(run_dir: Path, logs: list[str] | None = None, **changes) -> Trainer:
     log = logs.append if logs is not None else (lambda s: None)
-    return Trainer(tiny_config(**changes), run_dir, data=binary_data(), log=log, progress=False)
+    return build_trainer(tiny_config(**changes), run_dir, data=binary_data(), log=log, progress=False)
 
 
 @pytest.fixture(scope="module")

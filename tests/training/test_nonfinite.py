@@ -16,6 +16,7 @@ from deepem.methods.registry import METHODS
 from deepem.training.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from deepem.training.guards import NonFiniteError
 from deepem.training.trainer import Trainer
+from deepem.workflows.assembly import build_trainer
 
 POISON_STEP = 3  # checkpoints every 2 steps: the last good one before it is at step 2
 STEPS = 10  # 2 epochs of 5 batches
@@ -38,8 +39,8 @@ def poison_at(steps: set[int], seen: list[int] | None = None, once: bool = False
 
 def make_trainer(tmp_path, hook=None, **changes) -> Trainer:
     logs: list[str] = []
-    trainer = Trainer(tiny_config(**changes), tmp_path / "run", data=binary_data(), log=logs.append,
-                      progress=False, batch_hook=hook)
+    trainer = build_trainer(tiny_config(**changes), tmp_path / "run", data=binary_data(), log=logs.append,
+                            progress=False, batch_hook=hook)
     trainer.logs = logs
     trainer.start()
     return trainer

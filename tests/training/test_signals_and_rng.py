@@ -17,8 +17,8 @@ from training_helpers import binary_data, tiny_config
 
 from deepem.training.checkpoint import list_checkpoints, load_checkpoint
 from deepem.training.rng import capture_rng_state, restore_rng_state, seed_everything
-from deepem.training.session import run_training
 from deepem.training.signals import StopRequest, graceful_stop
+from deepem.workflows.train import run_training
 
 
 def test_first_signal_sets_the_flag_second_aborts_and_handlers_are_restored():

@@ -15,8 +15,8 @@ from deepem.models.lvm import ModelConfig
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.datacheck import DataError
 from deepem.training.run import RunFolder, RunFolderError
-from deepem.training.session import run_training
-from deepem.training.trainer import Trainer
+from deepem.workflows.assembly import build_trainer, resolve
+from deepem.workflows.train import run_training
 
 BAD_VALUES = [
     ("method", "nope", "invalid method = 'nope': must be one of aiwae,"),
@@ -49,7 +49,8 @@ BAD_VALUES = [
     ("model", ModelConfig(likelihood="poisson"), "invalid model.likelihood = 'poisson': must be one of bernoulli"),
     ("method_options", {"bogus": 1}, "invalid method_options = {'bogus': 1} for method 'iwae': "
                                      "method 'iwae' has no option bogus; its options are: particles"),
-    ("method_options", {"particles": 3}, "invalid method_options = {'particles': 3}: must be free of 'particles'"),
+    ("method_options", {"particles": 4}, "invalid method_options = {'particles': 4}: particles = 4 conflicts with "
+                                         "particles = 3 (--particles); give K once"),
 ]
 
 
@@ -57,7 +58,7 @@ BAD_VALUES = [
 def test_config_errors_name_the_field_and_the_allowed_values(tmp_path, name, value, message):
     config = dataclasses.replace(tiny_config(), **{name: value})
     with pytest.raises(ConfigError) as info:
-        config.validate()
+        resolve(config)  # the config's own checks, then names against the registries
     assert message in str(info.value)
     with pytest.raises(ConfigError):  # the trainer validates before writing anything
         run_training(config, tmp_path / "run", progress=False)
@@ -67,7 +68,7 @@ def test_config_errors_name_the_field_and_the_allowed_values(tmp_path, name, val
 def test_method_option_values_are_checked_by_the_method():
     config = tiny_config(method="iwem", method_options={"alpha_unit": "fortnights"})
     with pytest.raises(ConfigError, match=r"method_options .* for method 'iwem': unknown alpha_unit 'fortnights'"):
-        config.validate()
+        resolve(config)
 
 
 def test_from_dict_rejects_unknown_fields():
@@ -123,7 +124,7 @@ BAD_DATA = [
 @pytest.mark.parametrize("kind, make, message", BAD_DATA, ids=[k for k, _, _ in BAD_DATA])
 def test_bad_data_is_refused_naming_split_and_problem(tmp_path, kind, make, message):
     with pytest.raises(DataError) as info:
-        Trainer(tiny_config(), tmp_path / "run", data=make(), progress=False)
+        build_trainer(tiny_config(), tmp_path / "run", data=make(), progress=False)
     assert message in str(info.value)
 
 
@@ -182,7 +183,7 @@ def test_a_run_in_use_is_locked(tmp_path):
 def test_resume_refuses_a_different_configuration(tmp_path):
     config = tiny_config(epochs=1)
     assert run_training(config, tmp_path / "run", progress=False, data=binary_data(), log=lambda s: None) == 0
-    other = Trainer(tiny_config(epochs=1, lr=0.5), tmp_path / "run", data=binary_data(), progress=False)
+    other = build_trainer(tiny_config(epochs=1, lr=0.5), tmp_path / "run", data=binary_data(), progress=False)
     with pytest.raises(ConfigError, match="lr: run has 0.003, given 0.5"):
         other.resume()
     with pytest.raises(ConfigError, match="cannot change lr"):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepem.data.paths import DATA_ENV_VAR, DatasetNotFoundError, missing_data_message
-from deepem.training.files import fsync_dir
+from deepem.files import fsync_dir
 
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from deepem.training.files import atomic_write_bytes, sha256_bytes
+from deepem.files import atomic_write_bytes, sha256_bytes
 
 MAGIC = b"DEEPEM-CHECKPOINT-1\n"
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")

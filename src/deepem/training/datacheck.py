@@ -3,6 +3,8 @@ once with a message that names the split and the problem, not hours later as a N
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -34,7 +36,18 @@ def check_split(name: str, x: object, data_dim: int | None = None) -> None:
                         f"(first rows {rows[:5].tolist()}); remove or impute them before training")
 
 
-def check_data(data: DataSplits, likelihood_check, need_valid: bool) -> None:
+def check_values(name: str, x: Tensor, likelihood_check: Callable[..., None], mask: Tensor | None = None) -> None:
+    """The likelihood's own check of a split's values (binary data for a Bernoulli likelihood), as a
+    DataError naming the split. The mask is passed only when there is one (NaN allowed where False)."""
+    if x.shape[0] == 0:
+        return
+    try:
+        likelihood_check(x) if mask is None else likelihood_check(x, mask=mask)
+    except ValueError as err:
+        raise DataError(f"{name} split: {err}") from err
+
+
+def check_data(data: DataSplits, likelihood_check: Callable[..., None], need_valid: bool) -> None:
     """Check every split of `data`; `likelihood_check(x)` is the model's own value check (binary data
     for a Bernoulli likelihood), raising ValueError."""
     check_split("train", data.train)
@@ -55,7 +68,4 @@ def check_data(data: DataSplits, likelihood_check, need_valid: bool) -> None:
                 raise DataError(f"train split: dynamic binarisation needs grey levels in [0, 1], got values "
                                 f"in [{lo:.3g}, {hi:.3g}]; rescale the data (e.g. divide by 255)")
             continue  # grey levels: the likelihood sees their binarised draws
-        try:
-            likelihood_check(x)
-        except ValueError as err:
-            raise DataError(f"{name} split: {err}") from err
+        check_values(name, x, likelihood_check)

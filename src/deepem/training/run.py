@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepem.training.files import ChecksumError, atomic_write_bytes, atomic_write_json, read_json
+from deepem.files import ChecksumError, atomic_write_bytes, atomic_write_json, read_json, read_json_lines
 
 try:  # POSIX advisory locks; elsewhere runs are not locked
     import fcntl
@@ -145,15 +145,7 @@ class RunFolder:
             f.flush()
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        records = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line torn by a crash ends the usable log
-        return records
+        return read_json_lines(self.metrics_path)  # a line torn by a crash ends the usable log
 
     def truncate_metrics(self, keep_records: int) -> None:
         """Keep only the first `keep_records` records: those written before the checkpoint a run

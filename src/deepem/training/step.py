@@ -1,37 +1,41 @@
-"""One optimisation step of any method: each loss is differentiated with respect to its own parameter
-group only, and each group has its own optimiser (as in the papers, e.g. REM's separate θ and φ
-learning rates). The step knows nothing about what a method computes."""
+"""The one optimisation step of every method, used by the trainer and timed by the benchmarks.
+
+Each loss is differentiated with respect to its own parameter group only, and each group has its own
+optimiser (as in the papers, e.g. REM's separate θ and φ learning rates). Nothing reaches the
+parameters unless the batch, every loss, the log-weights and every gradient are finite; what to do
+about a non-finite step (stop, skip, roll back) is the caller's policy, not the step's.
+
+Steps per batch. First one joint step: one forward pass of the method, each loss back-propagated to
+its group, every optimiser stepped once, `method.after_update()`. Then, for each group g whose
+`steps` is n > 1, n - 1 more steps on the same batch, in the order of the method's groups: each is a
+fresh forward pass of the method (new particles from the RNG, the method's state as the joint step
+left it), only loss g back-propagated, only g's optimiser stepped; the other groups' parameters and
+optimiser states do not move. (AVB's discriminator takes several steps per generator step this way.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from deepem.methods.base import PHI, THETA, Method, MethodOutput
+from deepem.methods.base import Method, MethodOutput
 from deepem.models.lvm import DeepLatentModel
+from deepem.training.guards import first_non_finite_grad, non_finite_input, non_finite_losses, parameter_names
+from deepem.training.optim import GroupOptim, group_settings, make_optimizers, parameter_groups
 
 
-def parameter_groups(model: DeepLatentModel, method: Method) -> dict[str, list[nn.Parameter]]:
-    """θ, φ and whatever groups the method owns, restricted to the groups its losses update."""
-    groups = {THETA: model.generative_parameters(), PHI: model.encoder_parameters()}
-    groups.update(method.extra_parameter_groups())
-    missing = [g for g in method.loss_groups if g not in groups]
-    if missing:
-        raise ValueError(f"method {method.name!r} has losses for unknown parameter groups {missing}")
-    return {g: groups[g] for g in method.loss_groups}
+@dataclass
+class StepResult:
+    """The joint step's output, or `problem`: a description of the first non-finite value ('' if none).
+    With a problem in the joint step nothing was applied; in an extra step, the joint step and earlier
+    extra steps were applied and the remaining extra steps were not taken."""
+
+    output: MethodOutput | None
+    problem: str = ""
 
 
-def make_optimizers(groups: dict[str, list[nn.Parameter]], lr: float | dict[str, float],
-                    eps: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999)
-                    ) -> dict[str, torch.optim.Adam]:
-    """One Adam per group (eps 1e-4 as in Burda et al. 2015); `lr` may differ per group."""
-    rates = lr if isinstance(lr, dict) else dict.fromkeys(groups, lr)
-    return {g: torch.optim.Adam(params, lr=rates[g], eps=eps, betas=betas) for g, params in groups.items()}
-
-
-def backward_losses(losses: dict[str, Tensor], groups: dict[str, list[nn.Parameter]]) -> None:
+def backward_losses(losses: Mapping[str, Tensor], groups: Mapping[str, list[nn.Parameter]]) -> None:
     """Accumulate into each group's .grad the gradient of that group's loss alone.
 
     Groups that share one loss tensor (VAE, IWAE) get a single backward pass over all their
@@ -57,15 +61,79 @@ def zero_grads(params: Iterable[nn.Parameter]) -> None:
         p.grad = None
 
 
-def method_step(method: Method, model: DeepLatentModel, x: Tensor,
-                groups: dict[str, list[nn.Parameter]], optimizers: dict[str, torch.optim.Optimizer],
-                ) -> MethodOutput:
-    """Compute the method's losses on x, back-propagate each to its group and step every optimiser."""
-    for params in groups.values():
+class TrainStep:
+    """A bound method's parameter groups, their optimisers, and the guarded step over a batch.
+
+    `settings` gives each group's optimiser settings (training/optim.py); without it every group gets
+    Adam(lr, betas (0.9, 0.999), eps adam_eps) and one step per batch."""
+
+    def __init__(self, model: DeepLatentModel, method: Method,
+                 settings: Mapping[str, GroupOptim] | None = None, lr: float = 1e-3,
+                 adam_eps: float = 1e-4) -> None:
+        self.model = model
+        self.method = method
+        self.groups = parameter_groups(model, method)
+        self.settings = dict(settings) if settings is not None else group_settings(list(self.groups), {}, lr,
+                                                                                   adam_eps)
+        missing = [g for g in self.groups if g not in self.settings]
+        if missing:
+            raise ValueError(f"no optimiser settings for parameter groups {missing}")
+        self.optimizers = make_optimizers(self.groups, self.settings)
+        self.names = parameter_names(model, method)
+
+    def zero_grad(self) -> None:
+        for params in self.groups.values():
+            zero_grads(params)
+
+    def __call__(self, x: Tensor, mask: Tensor | None = None) -> StepResult:
+        self.zero_grad()
+        bad = non_finite_input(x if mask is None else x[mask])
+        if bad:
+            return StepResult(None, bad)
+        out = self._forward(x, mask)
+        bad = non_finite_losses(out)
+        if not bad:
+            backward_losses(out.losses, self.groups)
+            bad = first_non_finite_grad(self.groups, self.names)
+        if bad:
+            self.zero_grad()
+            return StepResult(None, bad)
+        for name in out.losses:
+            self.optimizers[name].step()
+        self.method.after_update()
+        for group, setting in self.settings.items():
+            for _ in range(setting.steps - 1):
+                bad = self._extra_step(group, x, mask)
+                if bad:
+                    self.zero_grad()
+                    return StepResult(out, f"{bad} (in an extra step of group {group!r})")
+        return StepResult(out)
+
+    def _forward(self, x: Tensor, mask: Tensor | None) -> MethodOutput:
+        # The mask is passed only when there is one, so methods without a mask argument still work.
+        return self.method(self.model, x) if mask is None else self.method(self.model, x, mask=mask)
+
+    def _extra_step(self, group: str, x: Tensor, mask: Tensor | None) -> str:
+        """One more step of `group` alone on the same batch; a description of a non-finite value or ''."""
+        params = self.groups[group]
         zero_grads(params)
-    out = method(model, x)
-    backward_losses(out.losses, groups)
-    for name in out.losses:
-        optimizers[name].step()
-    method.after_update()
-    return out
+        out = self._forward(x, mask)
+        loss = out.losses.get(group)
+        if loss is None:
+            return ""
+        bad = non_finite_losses(MethodOutput({group: loss}, log_w=out.log_w))
+        if not bad:
+            backward_losses({group: loss}, {group: params})
+            bad = first_non_finite_grad({group: params}, self.names)
+        if not bad:
+            self.optimizers[group].step()
+        return bad
+
+
+def make_step(model: DeepLatentModel, method: Method, lr: float | Mapping[str, float] = 1e-3,
+              adam_eps: float = 1e-4) -> TrainStep:
+    """A TrainStep with plain per-group learning rates (a number for all groups, or one per group)."""
+    if isinstance(lr, Mapping):
+        return TrainStep(model, method, {g: GroupOptim(lr=float(v), eps=adam_eps) for g, v in lr.items()})
+    return TrainStep(model, method, lr=lr, adam_eps=adam_eps)
+

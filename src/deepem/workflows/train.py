@@ -1,11 +1,12 @@
-"""The `deepem train` command's logic: start or resume a run, train it under a lock with graceful
-Ctrl-C / SIGTERM handling, and say where it stands. The CLI only parses arguments and calls
-`run_training`, whose return value is the process exit code."""
+"""The `deepem train` command's logic (and `deepem compare`'s, for each method): start or resume a
+run, train it under a lock with graceful Ctrl-C / SIGTERM handling, and say where it stands. The CLI
+only parses arguments and calls `run_training`, whose return value is the process exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,19 @@ from deepem.data.base import DataSplits
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest, graceful_stop
-from deepem.training.trainer import Trainer, TrainingInterrupted, resume_command
+from deepem.training.state import TrainingInterrupted, resume_command
+from deepem.workflows.assembly import build_trainer
 
 EXIT_OK = 0
 EXIT_ABORTED = 130  # a second Ctrl-C: stopped without a new checkpoint (the shell's SIGINT code)
+
+
+@dataclass
+class TrainOutcome:
+    """How a `train_run` ended: the process exit code, and the trainer's summary when it finished."""
+
+    exit_code: int
+    summary: dict[str, Any] | None = None
 
 
 def run_training(config: TrainConfig | None, out: str | Path, resume: bool = False, force: bool = False,
@@ -26,20 +36,35 @@ def run_training(config: TrainConfig | None, out: str | Path, resume: bool = Fal
                  overrides: dict[str, Any] | None = None, data: DataSplits | None = None,
                  batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
                  handle_signals: bool = True) -> int:
+    """`train_run`'s exit code (the `deepem train` command)."""
+    return train_run(config, out, resume, force, progress, log, overrides, data, batch_hook,
+                     handle_signals).exit_code
+
+
+def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False, force: bool = False,
+              progress: bool = True, log: Callable[[str], None] = print,
+              overrides: dict[str, Any] | None = None, data: DataSplits | None = None,
+              batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+              handle_signals: bool = True) -> TrainOutcome:
     """Train `config` into the new run folder `out`, or with resume=True continue the run in `out`
     from its own config.json and newest good checkpoint. Returns the process exit code: 0 when the
     run finished; 128 + signal number (130 for Ctrl-C, 143 for SIGTERM) when a signal stopped it,
     after the step in progress, with a checkpoint written and the resume command logged.
 
+    resume=True with a `config`: continue the run in `out` if that config matches it (fields in
+    RESUME_OVERRIDABLE may differ); `deepem compare` re-runs its method runs this way.
     overrides: fields a resumed run may change (`config.RESUME_OVERRIDABLE`: epochs, nan_policy, ...).
     data, batch_hook: for tests and library use (data given directly instead of by dataset name).
     Errors with a message for the user (ConfigError, DataError, RunFolderError, CheckpointError,
     NonFiniteError, DatasetNotFoundError) propagate; `USER_ERRORS` lists them."""
     out = Path(out)
     run = RunFolder(out)
-    if resume:
+    if resume and config is None:
         run.require_run()
         config = TrainConfig.from_dict(run.read_config()).with_overrides(overrides or {})
+    elif resume:
+        run.require_run()
+        config = config.with_overrides(overrides or {})
     elif config is None:
         raise ValueError("run_training needs a configuration unless resume=True")
     elif overrides:
@@ -47,7 +72,8 @@ def run_training(config: TrainConfig | None, out: str | Path, resume: bool = Fal
 
     stop = StopRequest()
     # Validation and data loading happen here, before anything is written to `out`.
-    trainer = Trainer(config, out, data=data, log=log, progress=progress, batch_hook=batch_hook, stop=stop)
+    trainer = build_trainer(config, out, data=data, log=log, progress=progress, batch_hook=batch_hook,
+                            stop=stop)
     if not resume:
         trainer.start(force=force)
     with run.lock(), (graceful_stop(stop) if handle_signals else nullcontext()):
@@ -59,16 +85,16 @@ def run_training(config: TrainConfig | None, out: str | Path, resume: bool = Fal
             summary = trainer.fit()
         except TrainingInterrupted as stopped:
             log(str(stopped))
-            return stop.exit_code or EXIT_ABORTED
+            return TrainOutcome(stop.exit_code or EXIT_ABORTED)
         except KeyboardInterrupt:
             # A second Ctrl-C: stop at once. Checkpoint writes are atomic, so the newest complete
             # checkpoint is intact and the run resumes from it.
             log(f"aborted without a new checkpoint; the run resumes from its last checkpoint with:\n"
                 f"  {resume_command(out)}")
-            return EXIT_ABORTED
+            return TrainOutcome(EXIT_ABORTED)
     log(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.1f} s"
         + (f"; {summary['skipped_steps']} non-finite steps skipped" if summary["skipped_steps"] else "")
         + (f"; {summary['rollbacks']} rollbacks, learning-rate scale {summary['lr_scale']:g}"
            if summary["rollbacks"] else "")
         + f"; run folder {out}; evaluate with: deepem evaluate {out}")
-    return EXIT_OK
+    return TrainOutcome(EXIT_OK, summary)

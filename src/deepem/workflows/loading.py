@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from deepem.data.base import DataSplits
+from deepem.data.registry import load_dataset
 from deepem.methods.base import Method
-from deepem.methods.registry import make_method
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.checkpoint import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
+from deepem.workflows.assembly import build_method
 
 
 @dataclass
@@ -27,10 +29,8 @@ class TrainedRun:
 
 
 def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: str = "cpu",
-                     warn=print) -> TrainedRun:
+                     warn: Callable[[str], None] = print) -> TrainedRun:
     """The run's model in eval mode on `device`, with the data it was trained on."""
-    from deepem.data import load_dataset
-
     run = RunFolder(Path(run_dir))
     config = TrainConfig.from_dict(run.read_config())
     data = load_dataset(config.dataset, data_dir or config.data_dir)
@@ -43,7 +43,8 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
         config.model.likelihood = data.likelihood
     model = DeepLatentModel.from_config(config.model, data.data_dim)
     model.load_state_dict(ckpt["model"])
-    method = make_method(config.method, particles=config.particles, **config.method_options)
+    method = build_method(config)
+    method.bind(model)  # the method's own networks exist once bound, before its state is loaded
     method.load_state_dict(ckpt["method"])
     model.to(device, config.torch_dtype).eval()
     method.to(device, config.torch_dtype)

@@ -1,0 +1,103 @@
+"""Optimisation per parameter group: θ (decoder), φ (encoder) and any group a method owns (e.g. a
+discriminator) each get their own Adam with their own learning rate, betas and steps per batch, as
+optax's `partition` routes different transforms to different parameter labels.
+
+The settings of a group come from `TrainConfig.optim[group]` (keys `lr`, `betas`, `steps`); a group
+not named there uses the run's `lr`, betas (0.9, 0.999) and one step, which is what every run did
+before groups could differ. The learning-rate schedule and the rollback scale multiply each group's
+own rate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepem.methods.base import PHI, THETA, Method
+from deepem.models.lvm import DeepLatentModel
+
+DEFAULT_BETAS = (0.9, 0.999)
+OPTIM_KEYS = ("lr", "betas", "steps")
+
+
+@dataclass(frozen=True)
+class GroupOptim:
+    """One group's Adam settings and how many optimiser steps it takes per batch."""
+
+    lr: float
+    betas: tuple[float, float] = DEFAULT_BETAS
+    eps: float = 1e-4  # Burda et al. 2015
+    steps: int = 1
+
+
+def validate_optim(optim: Any, groups: tuple[str, ...] | None = None) -> None:
+    """Raise ValueError naming the group, the key and what is allowed. `groups`: the names a method's
+    parameter groups have (None: names are not checked, only values)."""
+    if not isinstance(optim, dict):
+        raise ValueError("must be a dictionary {group: {lr, betas, steps}}")
+    for group, spec in optim.items():
+        if groups is not None and group not in groups:
+            raise ValueError(f"unknown parameter group {group!r}; this method's groups are {', '.join(groups)}")
+        if not isinstance(spec, dict):
+            raise ValueError(f"group {group!r}: must be a dictionary with keys among {', '.join(OPTIM_KEYS)}")
+        unknown = sorted(set(spec) - set(OPTIM_KEYS))
+        if unknown:
+            raise ValueError(f"group {group!r}: unknown key {', '.join(unknown)}; allowed keys: "
+                             f"{', '.join(OPTIM_KEYS)}")
+        if "lr" in spec and not _finite_number(spec["lr"], minimum=0.0, strict=True):
+            raise ValueError(f"{group}.lr = {spec['lr']!r}: must be a positive finite number")
+        if "betas" in spec:
+            b = spec["betas"]
+            if not (isinstance(b, (list, tuple)) and len(b) == 2
+                    and all(_finite_number(v, 0.0) and v < 1 for v in b)):
+                raise ValueError(f"{group}.betas = {b!r}: must be two numbers in [0, 1), e.g. 0.9,0.999")
+        if "steps" in spec:
+            s = spec["steps"]
+            if not (isinstance(s, int) and not isinstance(s, bool) and s >= 1):
+                raise ValueError(f"{group}.steps = {s!r}: must be an integer >= 1")
+
+
+def _finite_number(v: Any, minimum: float, strict: bool = False) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
+    return v > minimum if strict else v >= minimum
+
+
+def group_settings(groups: tuple[str, ...] | list[str], optim: Mapping[str, Mapping[str, Any]], lr: float,
+                   eps: float = 1e-4) -> dict[str, GroupOptim]:
+    """Every group's settings: its entry in `optim` over the defaults (lr, DEFAULT_BETAS, 1 step)."""
+    out = {}
+    for g in groups:
+        spec = optim.get(g, {})
+        out[g] = GroupOptim(lr=float(spec.get("lr", lr)), betas=tuple(spec.get("betas", DEFAULT_BETAS)),
+                            eps=eps, steps=int(spec.get("steps", 1)))
+    return out
+
+
+def parameter_groups(model: DeepLatentModel, method: Method) -> dict[str, list[nn.Parameter]]:
+    """θ, φ and whatever groups the method owns, restricted to the groups its losses update."""
+    groups = {THETA: model.generative_parameters(), PHI: model.encoder_parameters()}
+    groups.update(method.extra_parameter_groups())
+    missing = [g for g in method.loss_groups if g not in groups]
+    if missing:
+        raise ValueError(f"method {method.name!r} has losses for unknown parameter groups {missing}")
+    return {g: groups[g] for g in method.loss_groups}
+
+
+def make_optimizers(groups: Mapping[str, list[nn.Parameter]], settings: Mapping[str, GroupOptim]
+                    ) -> dict[str, torch.optim.Adam]:
+    """One Adam per group with that group's settings."""
+    return {g: torch.optim.Adam(params, lr=settings[g].lr, eps=settings[g].eps, betas=settings[g].betas)
+            for g, params in groups.items()}
+
+
+def scale_learning_rates(optimizers: Mapping[str, torch.optim.Optimizer], settings: Mapping[str, GroupOptim],
+                         factor: float) -> None:
+    """Set every group's learning rate to its own rate times `factor` (schedule × rollback scale)."""
+    for g, opt in optimizers.items():
+        for param_group in opt.param_groups:
+            param_group["lr"] = settings[g].lr * factor

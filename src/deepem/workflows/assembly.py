@@ -1,0 +1,125 @@
+"""From a TrainConfig to the objects a Trainer takes: the data (dataset registry), the model
+(`DeepLatentModel.from_config`), the method (method registry) and the validator (an importance-weighted
+bound on the validation split). The registries are looked up here and only here, so names (of
+datasets, methods, options) are checked here too, before anything is built or written."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deepem.data.base import DataSplits
+from deepem.data.registry import DATASETS, load_dataset
+from deepem.evaluation.loglik import iw_log_likelihood
+from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.methods.base import Method
+from deepem.methods.registry import METHODS, make_method
+from deepem.models.likelihoods import make_likelihood
+from deepem.models.lvm import DeepLatentModel
+from deepem.training.config import ConfigError, TrainConfig
+from deepem.training.datacheck import check_data
+from deepem.training.rng import seed_everything
+from deepem.training.signals import StopRequest
+from deepem.training.trainer import Trainer
+from deepem.training.validation import Validator
+
+
+def method_options(config: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments of the method: its options, with K when the config sets one."""
+    options = dict(config.method_options)
+    if config.particles is not None:
+        options["particles"] = config.particles
+    return options
+
+
+def build_method(config: TrainConfig) -> Method:
+    """The method of `config`, its option errors as ConfigError naming the field."""
+    if not (isinstance(config.method, str) and config.method in METHODS):
+        raise ConfigError(f"invalid method = {config.method!r}: must be one of {', '.join(sorted(METHODS))}")
+    try:
+        return make_method(config.method, **method_options(config))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid method_options = {config.method_options!r} for method "
+                          f"{config.method!r}: {err}") from err
+
+
+def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
+    """Check every field of `config` (names against the registries too) and return a copy with K
+    resolved to what the method uses (its own default when the config leaves it None) and moved out
+    of method_options, so config.json and run names say the K that was trained."""
+    config.validate()
+    if check_dataset and not (isinstance(config.dataset, str)
+                              and config.dataset.strip().lower().replace("_", "-") in DATASETS):
+        raise ConfigError(f"invalid dataset = {config.dataset!r}: unknown dataset; must be one of "
+                          f"{', '.join(DATASETS)} (`deepem list` describes them)")
+    method = build_method(config)
+    resolved = dataclasses.replace(config, particles=method.particles, model=dataclasses.replace(config.model),
+                                   method_options={k: v for k, v in config.method_options.items()
+                                                   if k != "particles"})
+    resolved.validate(groups=tuple(method.loss_groups))
+    return resolved
+
+
+def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
+    """The model of `config` for `data`, output bias at the training mean (Burda et al. 2015)."""
+    if config.model.likelihood is None:
+        config.model.likelihood = data.likelihood
+    model = DeepLatentModel.from_config(config.model, data.data_dim, data.train_mean())
+    return model.to(config.device, config.torch_dtype)
+
+
+def iw_validator(valid: Tensor, particles: int, seed: int, mask: Tensor | None = None) -> Validator:
+    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG)."""
+
+    def validate(model: nn.Module) -> LogLikelihoodEstimate:
+        if mask is None:
+            return iw_log_likelihood(model, valid, particles, seed=seed)
+        return iw_log_likelihood(model, valid, particles, seed=seed, mask=mask)
+
+    return validate
+
+
+@dataclass
+class Assembled:
+    """What a TrainConfig builds."""
+
+    config: TrainConfig  # resolved (K filled in)
+    data: DataSplits
+    model: DeepLatentModel
+    method: Method
+    train: Tensor  # the training rows used (train_limit applied)
+    validate: Validator | None
+
+
+def assemble(config: TrainConfig, data: DataSplits | None = None) -> Assembled:
+    """Data, model, method and validator of `config`; `data` given directly skips the dataset registry
+    (tests, library use). Everything is checked before anything is written."""
+    config = resolve(config, check_dataset=data is None)
+    data = data if data is not None else load_dataset(config.dataset, config.data_dir)
+    train = data.train if config.train_limit is None else data.train[: config.train_limit]
+    valid = data.valid if config.valid_limit is None else data.valid[: config.valid_limit]
+    likelihood = make_likelihood(config.model.likelihood or data.likelihood)
+    check_data(data, likelihood.check_data, need_valid=config.valid_every > 0)
+    # The seed is set before the model is built: its initial weights are part of the run.
+    seed_everything(config.seed)
+    model = build_model(config, data)
+    method = build_method(config)
+    validate = iw_validator(valid, config.valid_particles, config.seed) if config.valid_every else None
+    return Assembled(config, data, model, method, train, validate)
+
+
+def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | None = None,
+                  log: Callable[[str], None] = print, progress: bool = True,
+                  batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+                  stop: StopRequest | None = None) -> Trainer:
+    """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig)."""
+    a = assemble(config, data)
+    return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate,
+                   dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
+                   batch_hook=batch_hook, stop=stop)

@@ -1,0 +1,129 @@
+"""`deepem compare`: train several methods under one budget, evaluate each the same way, and write
+a Markdown and CSV table and figures (report/compare.py).
+
+Each method's run is trained through the same path as `deepem train` (workflows/train.py: lock,
+graceful Ctrl-C, resume): re-running a comparison without --force resumes unfinished method runs and
+keeps finished ones (and their evaluations), so an interrupted comparison loses at most one step."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepem.files import ChecksumError, atomic_write_json, read_json
+from deepem.report.compare import run_row, write_comparison
+from deepem.report.figures import image_grid
+from deepem.training.checkpoint import checkpoint_step, list_checkpoints
+from deepem.training.config import TrainConfig
+from deepem.training.run import RunFolder, RunFolderError
+from deepem.workflows.assembly import resolve
+from deepem.workflows.evaluate import evaluate_run
+from deepem.workflows.loading import TrainedRun, load_trained_run
+from deepem.workflows.train import train_run
+
+
+class ComparisonStopped(Exception):
+    """A signal stopped one of the method runs (after checkpointing it); re-run to resume."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+def parse_method_spec(spec: str, default_particles: int | None) -> tuple[str, int | None, dict[str, Any], str]:
+    """'iwae', 'iwae:k=50' or 'aiwae:k=5:temperatures=11' -> (method, K, options, label); K None: the
+    method's own default.
+
+    Options after the name belong to that method alone; the label names its run folder and table row."""
+    name, *parts = [p.strip() for p in spec.split(":")]
+    particles, options = default_particles, {}
+    for part in parts:
+        key, eq, raw = part.partition("=")
+        if not eq or not key:
+            raise ValueError(f"method spec {spec!r} is not NAME[:KEY=VALUE...] (e.g. iwae:k=50)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.lower() == "k":
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"method spec {spec!r}: k must be a whole number >= 1")
+            particles = value
+        else:
+            options[key.replace("-", "_")] = value
+    label = name if not parts else "-".join([name, *(p.replace("=", "").replace("_", "") for p in parts)])
+    return name, particles, options, label
+
+
+def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
+            eval_limit: int | None = None, train_eval_limit: int | None = 1000, force: bool = False,
+            log: Callable[[str], None] = print, progress: bool = True) -> list[dict[str, Any]]:
+    """Train `methods` with the settings of `base` and compare their test log-likelihoods."""
+    if not methods:
+        raise ValueError("give at least one method, e.g. --methods vae,iwae")
+    root = Path(out)
+    if root.exists() and any(root.iterdir()):
+        if not force and not (root / "comparison.json").exists():
+            raise RunFolderError(f"{root} exists and is not empty; pass --force or choose another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
+    rows, curves = [], {}
+    specs = [parse_method_spec(m, base.particles) for m in methods]
+    configs = [(dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model),
+                                    method_options={**base.method_options, **options}), label)
+               for method, particles, options, label in specs]
+    # every method checked before hours of training; K resolved (the method's default when not given)
+    configs = [(resolve(config), label) for config, label in configs]
+    for config, name in configs:
+        run_dir = root / name
+        resume = not force and RunFolder(run_dir).is_run()
+        log(f"== {name}: {'resuming' if resume else 'training'} {config.epochs} epochs, K = {config.particles}")
+        outcome = train_run(config, run_dir, resume=resume, force=True, log=log, progress=progress)
+        if outcome.exit_code != 0 or outcome.summary is None:
+            raise ComparisonStopped(outcome.exit_code, f"comparison stopped during {name}; re-run the same "
+                                    "command (without --force) to resume it")
+        test = _evaluate(run_dir, eval_particles, "test", eval_limit, config.seed, progress)
+        train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, config.seed, progress)
+        log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
+            f"train {train['log_likelihood']:.3f}")
+        rows.append(run_row(run_dir, name, outcome.summary["seconds"]))
+        curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
+        trained = load_trained_run(run_dir, warn=log)
+        if trained.data.image_shape is not None:
+            draw_samples(trained, root / "figures" / f"samples-{name}.png")
+    write_comparison(root, rows, curves)
+    return rows
+
+
+def _evaluate(run_dir: Path, particles: int, split: str, limit: int | None, seed: int,
+              progress: bool) -> dict[str, Any]:
+    """The run's IW evaluation of `split`: the one on file when it was made of the newest checkpoint with
+    these settings, else a new one."""
+    path = run_dir / "evaluations" / f"iw-{split}.json"
+    newest = list_checkpoints(RunFolder(run_dir).checkpoints)
+    try:
+        record = read_json(path) if path.is_file() else None
+    except ChecksumError:
+        record = None
+    if (record is not None and newest and record.get("step") == checkpoint_step(newest[-1])
+            and record.get("particles") == particles and record.get("seed") == seed
+            and record.get("limit") == limit):
+        return record
+    return evaluate_run(run_dir, particles=particles, split=split, limit=limit, seed=seed, progress=progress)
+
+
+def sample_grid(run_dir: Path, path: Path, n: int = 64, seed: int = 0) -> Path:
+    """Decoder means of n draws from the prior of a run's model, as an image grid."""
+    return draw_samples(load_trained_run(run_dir), path, n, seed)
+
+
+def draw_samples(trained: TrainedRun, path: Path, n: int = 64, seed: int = 0) -> Path:
+    if trained.data.image_shape is None:
+        raise ValueError(f"dataset {trained.config.dataset!r} is not an image dataset; nothing to draw")
+    images = trained.model.sample(n, generator=torch.Generator().manual_seed(seed))
+    title = f"{trained.config.method} on {trained.config.dataset}, step {trained.step}"
+    return image_grid(images.float().cpu(), trained.data.image_shape, path, title=title)
