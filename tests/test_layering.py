@@ -30,11 +30,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 #: (importing module, imported layer) pairs tolerated for now, each with the reason and who removes it.
-KNOWN = {
-    # evaluation/loglik.py draws q-particles with methods.base.draw_particles; the model-layer rewrite
-    # (the lead's branch) moves particle drawing below methods.
-    ("deepem.evaluation.loglik", "methods"),
-}
+KNOWN: set[tuple[str, str]] = set()  # (module, layer) exceptions: none
 
 
 def layer_of(module: str) -> str:

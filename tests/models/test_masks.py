@@ -20,7 +20,7 @@ D, DZ, NOISE = 5, 2, 0.5
 def exact_observed_marginal(model: DeepLatentModel, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log N(x_o; b_o, W_o W_o^T + s^2 I) per row, each row with its own observed set."""
     w, b = model.decoder.weight, model.decoder.bias
-    var = float(torch.exp(2 * model.likelihood.log_std))
+    var = float(torch.exp(2 * model.likelihood.log_std.detach()))
     out = []
     for xi, mi in zip(x, mask, strict=True):
         wo, bo, xo = w[mi], b[mi], xi[mi]
@@ -45,7 +45,7 @@ def test_masked_joint_gives_the_exact_observed_marginal(lg):
     exact posterior of the observed sub-model, so the masked likelihood must be exactly right."""
     model, x, mask = lg
     w, b = model.decoder.weight, model.decoder.bias
-    var = float(torch.exp(2 * model.likelihood.log_std))
+    var = float(torch.exp(2 * model.likelihood.log_std.detach()))
     z = torch.randn(3, x.shape[0], DZ, dtype=torch.float64)
     log_post = []
     for i in range(x.shape[0]):

@@ -44,10 +44,6 @@ class IncompatibleModelError(ValueError):
     """The model does not offer what the method requires; the message names methods that fit."""
 
 
-class IncompatibleModelError(ValueError):
-    """A model that a method cannot train; the message names methods that can."""
-
-
 @dataclass
 class Particles:
     """K particles per data point with every log density a method needs, computed once.
@@ -177,9 +173,6 @@ class Method(nn.Module):
     def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None
                 ) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError
-
-    def bind(self, model: DeepLatentModel) -> None:
-        """Check that `model` fits and build networks the method owns (before optimisers and checkpoints)."""
 
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameter groups owned by the method itself (none by default)."""
