@@ -14,7 +14,7 @@ from deepem.data import DATASETS
 from deepem.evaluation.bdmc import bdmc
 from deepem.files import atomic_write_json
 from deepem.methods.registry import METHODS, method_options
-from deepem.models.lvm import ModelConfig
+from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.training.config import NAN_POLICIES, TrainConfig
 from deepem.training.optim import OPTIM_KEYS
 from deepem.training.schedules import SCHEDULES
@@ -29,7 +29,8 @@ from deepem.workflows.train import run_training
 #: exactly the fields typed on its command line, even to a value equal to the default.
 CONFIG_ARGS = {
     "dataset": "dataset", "data_dir": "data_dir", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
-    "activation": "model.activation", "likelihood": "model.likelihood", "train_limit": "train_limit",
+    "activation": "model.activation", "likelihood": "model.likelihood", "latent": "model.latent",
+    "encoder": "model.encoder", "noise_dim": "model.noise_dim", "train_limit": "train_limit",
     "particles": "particles", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
     "adam_eps": "adam_eps", "schedule": "schedule", "options": "method_options", "optim": "optim",
     "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles",
@@ -114,6 +115,14 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--activation", help=f"default {m.activation}")
     g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],
                    help="default: the dataset's (bernoulli for binary images)")
+    g.add_argument("--latent", choices=list(LATENTS),
+                   help="gaussian (the default: N(0, I) prior, diagonal Gaussian q) or bernoulli (a sigmoid belief "
+                        "net: learnable Bernoulli prior and Bernoulli q; train it with rws, vimco, nvil, wake-sleep)")
+    g.add_argument("--encoder", choices=list(ENCODER_KINDS),
+                   help="explicit (the default: q has a density) or implicit (z = f(x, ε), no density; evaluate "
+                        "with --estimator ais)")
+    g.add_argument("--noise-dim", type=_positive_int,
+                   help="noise dimension of an implicit encoder (default: the latent dimension)")
     g.add_argument("--train-limit", type=_positive_int, help="train on the first N points only")
     g = p.add_argument_group("optimisation")
     g.add_argument("--particles", "-k", type=_positive_int,
@@ -246,7 +255,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("methods:")
     for name in sorted(METHODS):
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
-        print(f"  {name:12s} {opts}")
+        needs = ", ".join(sorted(METHODS[name].requires))
+        print(f"  {name:12s} {opts}\n  {'':12s} needs: {needs}")
     print("datasets:")
     for name in sorted(DATASETS):
         print(f"  {name}")

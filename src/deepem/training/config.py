@@ -138,6 +138,10 @@ class TrainConfig:
         if m.likelihood is not None and m.likelihood not in LIKELIHOODS:
             raise ConfigError(f"invalid model.likelihood = {m.likelihood!r}: must be one of "
                               f"{', '.join(sorted(LIKELIHOODS))} or None (the dataset's own)")
+        try:  # latent family, encoder kind and noise dimension, with the model's own messages
+            m.validate()
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid model settings: {err}") from err
 
     @property
     def torch_dtype(self) -> torch.dtype:
