@@ -188,3 +188,17 @@ def test_stop_diagnosis_names_loss_log_weights_or_gradient(tmp_path, monkeypatch
     for k, v in params(trainer).items():
         assert torch.equal(v, ckpt["model"][k]), k
     assert not torch.equal(before["decoder.0.weight"], ckpt["model"]["decoder.0.weight"])
+
+
+def test_grad_check_names_a_bad_gradient_and_passes_finite_ones_whose_sum_overflows() -> None:
+    from torch import nn
+
+    from deepem.training.guards import first_non_finite_grad
+
+    a, b = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, 2))
+    a.grad = torch.tensor([3e38, 3e38, 1.0])  # finite, but its float32 sum overflows to inf
+    b.grad = torch.ones(2, 2)
+    assert first_non_finite_grad({"theta": [a], "phi": [b]}, {id(a): "a", id(b): "b"}) == ""
+    b.grad[1, 0] = float("nan")
+    assert "gradient of parameter b (shape (2, 2), group 'phi'; 1 of 4 non-finite: 1 NaN" in \
+        first_non_finite_grad({"theta": [a], "phi": [b]}, {id(a): "a", id(b): "b"})
