@@ -22,7 +22,7 @@ test: setup
 	DEEPEM_DATA=$${DEEPEM_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
