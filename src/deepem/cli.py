@@ -110,7 +110,7 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and model")
     g.add_argument("--dataset", help=f"dataset name (see `deepem list`); default {d.dataset}")
     g.add_argument("--data-dir", help="folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)")
-    g.add_argument("--latent-dim", type=_positive_int, help=f"default {m.latent_dim}")
+    g.add_argument("--latent-dim", type=_positive_int, help="default 50 (200 with --latent bernoulli)")
     g.add_argument("--hidden", type=_widths, help="MLP widths, e.g. 200,200 (the default)")
     g.add_argument("--activation", help=f"default {m.activation}")
     g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],

@@ -91,3 +91,11 @@ def test_sleep_phase_on_binary_latents_trains_the_encoder_only(sbn):
     out = method(model, x)
     grads = torch.autograd.grad(out.losses["phi"], model.encoder_parameters())
     assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_binary_latents_default_to_the_papers_200_units():
+    from deepem.models import ModelConfig
+
+    assert ModelConfig().latent_dim == 50
+    assert ModelConfig(latent="bernoulli").latent_dim == 200
+    assert ModelConfig(latent="bernoulli", latent_dim=8).latent_dim == 8

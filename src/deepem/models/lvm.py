@@ -25,6 +25,9 @@ __all__ = ["DeepLatentModel", "ModelConfig", "standard_normal_log_prob"]
 
 #: latent families: (prior, encoder) of each
 LATENTS = {"gaussian": ("normal", "gaussian"), "bernoulli": ("bernoulli", "bernoulli")}
+#: latent units when none are given: Burda et al.'s 50 Gaussian latents; the 200-unit sigmoid belief net
+#: layer of the NVIL (Mnih & Gregor 2014) and VIMCO (Mnih & Rezende 2016) papers
+DEFAULT_LATENT_DIMS = {"gaussian": 50, "bernoulli": 200}
 ENCODER_KINDS = ("explicit", "implicit")
 
 
@@ -32,18 +35,23 @@ ENCODER_KINDS = ("explicit", "implicit")
 class ModelConfig:
     """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood.
 
+    latent_dim: None = the family's default (DEFAULT_LATENT_DIMS: 50 Gaussian, 200 binary latents).
     latent: "gaussian" (N(0, I) prior, diagonal Gaussian q) or "bernoulli" (learnable factorised
-        Bernoulli prior and q: a sigmoid belief net with an MLP decoder).
+        Bernoulli prior and q: a sigmoid belief net; hidden=[] makes its layers linear, as in the papers).
     encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only;
         noise_dim None = latent_dim)."""
 
-    latent_dim: int = 50
+    latent_dim: int | None = None
     hidden: list[int] = field(default_factory=lambda: [200, 200])
     activation: str = "tanh"
     likelihood: str | None = None  # None: the dataset's own ("bernoulli" for binary images)
     latent: str = "gaussian"
     encoder: str = "explicit"
     noise_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.latent_dim is None:
+            self.latent_dim = DEFAULT_LATENT_DIMS.get(self.latent, DEFAULT_LATENT_DIMS["gaussian"])
 
     def validate(self) -> None:
         if self.latent_dim < 1:
