@@ -99,3 +99,20 @@ def test_binary_latents_default_to_the_papers_200_units():
     assert ModelConfig().latent_dim == 50
     assert ModelConfig(latent="bernoulli").latent_dim == 200
     assert ModelConfig(latent="bernoulli", latent_dim=8).latent_dim == 8
+
+
+def test_rws_theta_gradient_converges_to_the_exact_gradient_as_k_grows(sbn):
+    """Every θ parameter (decoder and prior): relative error of RWS's θ-gradient against ∇θ log p(x)
+    from enumeration, shrinking with K."""
+    model, x = sbn
+    theta = model.generative_parameters()
+    exact = torch.cat([g.reshape(-1) for g in torch.autograd.grad(exact_log_marginal(model, x).mean(), theta)])
+    errors = {}
+    for k in (10, 300, 20000):
+        method = make_method("rws", particles=k)
+        method.bind(model)
+        torch.manual_seed(6)
+        grads = torch.autograd.grad(-method(model, x).losses["theta"], theta)
+        estimate = torch.cat([g.reshape(-1) for g in grads])
+        errors[k] = float((estimate - exact).norm() / exact.norm())
+    assert errors[20000] < 0.05 and errors[20000] < errors[300] < errors[10], errors
