@@ -35,6 +35,24 @@ Q_DENSITY = "q density"
 CONTINUOUS = "continuous z"
 
 
+def normal_log_density(value: Tensor, mean: Tensor | float, std: Tensor | None = None, *,
+                       log_std: Tensor | None = None) -> Tensor:
+    """log N(value; mean, std^2) per element (not summed), from std or from log_std: the one Gaussian
+    density of the code base (q, the Gaussian likelihoods and the priors use it)."""
+    if log_std is None:
+        if std is None:
+            raise ValueError("give std or log_std")
+        r, log_std = (value - mean) / std, torch.log(std)
+    else:
+        r = (value - mean) * torch.exp(-log_std)
+    return -0.5 * r.pow(2) - log_std - 0.5 * LOG_2PI
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I), summed over the last dimension (the special case without parameters)."""
+    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+
+
 class DensityUnavailableError(ValueError):
     """log_prob was asked of a distribution that has no density (an implicit q)."""
 
@@ -107,8 +125,7 @@ class DiagonalGaussian(LatentDistribution):
             return self.rsample(n, generator)
 
     def log_prob(self, z: Tensor) -> Tensor:
-        r = (z - self.loc) / self.std
-        return -(0.5 * r.pow(2) + torch.log(self.std) + 0.5 * LOG_2PI).sum(-1)
+        return normal_log_density(z, self.loc, self.std).sum(-1)
 
     def log_prob_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q(z) and its gradient in z in closed form (saves AIS a backward pass), no graph."""

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from deepem.inference.distributions import standard_normal_log_prob
 from deepem.inference.numerics import normalized_weights
 
 COVARIANCES = ("weighted", "unweighted")
-LOG_2PI = math.log(2 * math.pi)
 
 
 def weighted_moments(z: Tensor, log_w: Tensor, covariance: str = "weighted") -> tuple[Tensor, Tensor]:
@@ -103,9 +103,8 @@ def sample_gaussian(mean: Tensor, cov: Tensor, k: int, eps: float = 1e-6,
     chol = robust_cholesky(cov.double(), eps)
     noise = torch.randn((k, *mean.shape), generator=generator, dtype=torch.float64, device=mean.device)
     z = mean.double() + torch.einsum("bij,kbj->kbi", chol, noise)
-    d = mean.shape[-1]
     half_log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (B,)
-    log_density = -0.5 * (noise.pow(2).sum(-1) + d * LOG_2PI) - half_log_det
+    log_density = standard_normal_log_prob(noise) - half_log_det
     # einsum returns a (K, B, D) view with permuted strides: make it contiguous, or every decoder
     # matmul on these particles (forward and backward) runs several times slower.
     return GaussianSample(z.to(mean.dtype).contiguous(), log_density.to(mean.dtype))

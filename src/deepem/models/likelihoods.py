@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOG_2PI = math.log(2 * math.pi)
+from deepem.inference.distributions import normal_log_density
 
 
 def observed(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -122,7 +122,7 @@ class GaussianLikelihood(Likelihood):
 
     def log_prob(self, x: Tensor, out: Tensor, mask: Tensor | None = None) -> Tensor:
         mu, std = self._split(out)
-        return sum_observed(-0.5 * ((observed(x, mask) - mu) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI, mask)
+        return sum_observed(normal_log_density(observed(x, mask), mu, std), mask)
 
     def mean(self, out: Tensor) -> Tensor:
         return self._split(out)[0]
@@ -154,8 +154,7 @@ class HomoscedasticGaussianLikelihood(Likelihood):
     def log_prob(self, x: Tensor, out: Tensor, mask: Tensor | None = None) -> Tensor:
         d = x.shape[-1]
         log_std = self.log_std.expand(d)
-        per_dim = -0.5 * ((observed(x, mask) - out) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * LOG_2PI
-        return sum_observed(per_dim, mask)
+        return sum_observed(normal_log_density(observed(x, mask), out, log_std=log_std), mask)
 
     def mean(self, out: Tensor) -> Tensor:
         return out

@@ -7,20 +7,20 @@ are trained with the decoder) with `log_prob`, `sample` and `support`.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepem.inference.distributions import BINARY, REAL, DiagonalGaussian, FactorisedBernoulli, standard_normal
+from deepem.inference.distributions import (
+    BINARY,
+    REAL,
+    DiagonalGaussian,
+    FactorisedBernoulli,
+    standard_normal,
+    standard_normal_log_prob,
+)
 
-LOG_2PI = math.log(2 * math.pi)
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I), summed over the last dimension."""
-    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+__all__ = ["PRIORS", "BernoulliPrior", "Prior", "StandardNormalPrior", "standard_normal_log_prob"]
 
 
 class Prior(nn.Module):
