@@ -18,7 +18,8 @@ loss never moves ω, and T's own loss sees z detached, so it never moves φ. The
 
 Options common to both: discriminator_hidden (T's hidden widths; None = the encoder's, or 200-200),
 discriminator_activation, adaptive_contrast (sec. 3.3 of Mescheder et al.; the IWAVB paper uses it,
-default False here) and contrast_draws (the draws estimating q's mean and std for the contrast)."""
+default False here) and contrast_draws (the fixed draws that estimate an implicit q's mean and std
+for the contrast; a Gaussian q's are exact)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from deepem.methods.discriminator import (
     Contrast,
     Discriminator,
     classification_accuracy,
+    contrast_noise,
     hidden_widths,
     logistic_loss,
     moment_contrast,
@@ -82,18 +84,23 @@ class AVB(Method):
         self.contrast_draws = contrast_draws
         self.discriminator: Discriminator | None = None
         self.exact_log_ratio: LogRatio | None = None
+        self.register_buffer("contrast_noise", None)  # fixed ε of the contrast's moments (set at bind)
 
     # the discriminator, sized to the model -----------------------------------------------------
     def bind(self, model: DeepLatentModel) -> None:
-        """Build T_ω(x, z) for the model's data and latent sizes, on its device and dtype."""
+        """Build T_ω(x, z) for the model's data and latent sizes, on its device and dtype, and, for the
+        adaptive contrast of an implicit encoder, the fixed noise of its moments."""
         super().bind(model)
+        p = next(model.parameters())
         if self.discriminator is None:
             hidden = self.discriminator_hidden
             if hidden is None:
                 hidden = hidden_widths(model.encoder) or list(DEFAULT_HIDDEN)
-            p = next(model.parameters())
             self.discriminator = Discriminator(model.data_dim, model.latent_dim, hidden,
                                                self.discriminator_activation).to(p.device, p.dtype)
+        noise_dim = getattr(model.encoder, "noise_dim", None)
+        if self.adaptive_contrast and self.contrast_noise is None and noise_dim is not None:
+            self.contrast_noise = contrast_noise(self.contrast_draws, noise_dim).to(p.device, p.dtype)
 
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {DISCRIMINATOR: [] if self.discriminator is None else list(self.discriminator.parameters())}
@@ -106,7 +113,7 @@ class AVB(Method):
     # the log-ratio and T's loss -----------------------------------------------------------------
     def contrast(self, q: LatentDistribution) -> Contrast | None:
         """The adaptive contrast r(z|x) for q (None without adaptive contrast); carries no gradient."""
-        return moment_contrast(q, self.contrast_draws) if self.adaptive_contrast else None
+        return moment_contrast(q, self.contrast_draws, self.contrast_noise) if self.adaptive_contrast else None
 
     def log_ratio(self, model: DeepLatentModel, x_obs: Tensor, z: Tensor, contrast: Contrast | None = None
                   ) -> Tensor:

@@ -10,7 +10,8 @@ and a classifier learns it slowly. Compare q instead with a Gaussian r(z|x) = N(
 q's mean and std, on normalised z̃ = (z - μ)/σ: T then estimates log q(z|x) - log r(z|x) (a ratio near
 zero when q is near Gaussian), and log r(z|x) - log p(z) is added back in closed form. The identity
     log q - log p = (log q - log r) + (log r - log p)
-holds for any r, so the moments need not be exact: they are Monte Carlo estimates from extra draws."""
+holds for any r, so the moments need not be exact: for an implicit q they are Monte Carlo estimates
+from a fixed set of extra draws (see `moment_contrast`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepem.inference.distributions import DiagonalGaussian, LatentDistribution
+from deepem.inference.distributions import DiagonalGaussian, Implicit, LatentDistribution
 from deepem.models.networks import mlp
 
 DISCRIMINATOR = "discriminator"
@@ -82,14 +83,34 @@ class Contrast:
         return DiagonalGaussian(self.mean, self.std).log_prob(z)
 
 
-def moment_contrast(q: LatentDistribution, draws: int, generator: torch.Generator | None = None) -> Contrast:
-    """r(z|x) with q's mean and std estimated from `draws` fresh draws per data point.
+def contrast_noise(draws: int, noise_dim: int, seed: int = 0) -> Tensor:
+    """Fixed noise ε_1..ε_draws (draws, noise_dim) for the contrast's moments, standardised per
+    dimension (sample mean 0, sample std 1), so that the moments are exact for q = μ + σ ⊙ ε."""
+    eps = torch.randn(draws, noise_dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (eps - eps.mean(0)) / eps.std(0)
+
+
+def moment_contrast(q: LatentDistribution, draws: int, noise: Tensor | None = None,
+                    generator: torch.Generator | None = None) -> Contrast:
+    """r(z|x) with q's mean and std: exact for a diagonal Gaussian q, otherwise estimated from `draws`
+    draws per data point.
+
+    For an implicit q, pass `noise` (draws, noise_dim): the same ε for every data point and every step,
+    so that r(z|x) is a fixed function of x and φ. Fresh draws each step would make r a random function
+    whose Monte Carlo error (about sqrt(2 Dz / draws) nats in log r) T cannot learn, since T sees z̃
+    but not r; with fixed noise T learns log q/r for this one r, and the identity above is exact.
 
     Gradient: none. μ and σ are held fixed for the step, so the estimated log-ratio depends on φ only
     through z. Letting φ's gradient flow through μ and σ would add, at fixed z, the derivative of
     log q(z|x) along q's location and scale, a score term whose expectation under q is zero (for the
     optimal T): it would add variance, not signal. This is AVB's own argument for ignoring ∇φ T*."""
-    if draws < 2:
-        raise ValueError(f"adaptive contrast needs at least 2 draws to estimate a std, got {draws}")
-    z = q.sample(draws, generator)
-    return Contrast(z.mean(0), z.std(0).clamp_min(MIN_CONTRAST_STD))
+    with torch.no_grad():
+        if isinstance(q, DiagonalGaussian):
+            return Contrast(q.loc.detach(), q.std.detach())
+        if isinstance(q, Implicit) and noise is not None and noise.shape[-1] == q.noise_dim:
+            z = q.transform(noise[:, None, :].expand(-1, q.batch, -1))
+        else:
+            if draws < 2:
+                raise ValueError(f"adaptive contrast needs at least 2 draws to estimate a std, got {draws}")
+            z = q.sample(draws, generator)
+        return Contrast(z.mean(0), z.std(0).clamp_min(MIN_CONTRAST_STD))
