@@ -272,3 +272,22 @@ def test_bind_refuses_discrete_latents_and_iw_evaluation_refuses_an_implicit_q()
     make_method("iwavb").bind(model)  # an implicit q is what these methods are for
     with pytest.raises(DensityUnavailableError, match="--estimator ais --ais-initial prior"):
         iw_log_likelihood(model, x, 10)
+
+
+def test_a_checkpointed_method_restores_its_discriminator_and_contrast_noise():
+    """T and the contrast's fixed noise are state of the method: a fresh method bound to the same model
+    and loaded from the state dict gives the same losses."""
+    model, x, _ = implicit_linear_gaussian()
+    torch.manual_seed(8)
+    first = make_method("iwavb", particles=3, adaptive_contrast=True)
+    first.bind(model)
+    assert set(first.state_dict()) >= {"contrast_noise", "discriminator.net.0.weight"}
+    torch.manual_seed(9)
+    second = make_method("iwavb", particles=3, adaptive_contrast=True)
+    second.bind(model)
+    second.load_state_dict(first.state_dict())
+    outs = []
+    for method in (first, second):
+        torch.manual_seed(10)
+        outs.append(method(model, x).losses)
+    assert all(torch.equal(outs[0][g], outs[1][g]) for g in (THETA, DISCRIMINATOR))
