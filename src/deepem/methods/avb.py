@@ -16,6 +16,9 @@ in the θ/φ loss, but the trainer differentiates each loss with respect to its 
 loss never moves ω, and T's own loss sees z detached, so it never moves φ. The dependence of T* on φ
 (through q) is ignored, as in AVB: E_q[∇φ T*(x, z)] = 0 at fixed z (eq. 2.15 and below).
 
+p(z) is taken as fixed: without the contrast log p(z) lives inside T, so a learnable continuous prior
+would get no gradient (the library's continuous prior is N(0, I), which has no parameters).
+
 Options common to both: discriminator_hidden (T's hidden widths; None = the encoder's, or 200-200),
 discriminator_activation, adaptive_contrast (sec. 3.3 of Mescheder et al.; the IWAVB paper uses it,
 default False here) and contrast_draws (the fixed draws that estimate an implicit q's mean and std
