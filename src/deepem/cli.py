@@ -122,7 +122,7 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
                    help="explicit (the default: q has a density) or implicit (z = f(x, ε), no density; evaluate "
                         "with --estimator ais)")
     g.add_argument("--noise-dim", type=_positive_int,
-                   help="noise dimension of an implicit encoder (default: the latent dimension)")
+                   help="noise dimension of an implicit encoder (default 32, as IWAVB)")
     g.add_argument("--train-limit", type=_positive_int, help="train on the first N points only")
     g = p.add_argument_group("optimisation")
     g.add_argument("--particles", "-k", type=_positive_int,

@@ -18,7 +18,8 @@ from deepem.training import TrainConfig, Trainer
 #: small options so that every method runs in well under a second
 FAST = {"particles": 3, "temperatures": 3, "leapfrog_steps": 2, "p_samples": 2, "baseline_hidden": 8}
 FAMILIES = {"gaussian": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"),
-            "bernoulli": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli", latent="bernoulli")}
+            "bernoulli": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli", latent="bernoulli"),
+            "implicit": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli", encoder="implicit", noise_dim=4)}
 SETTINGS = TrainConfig(dataset="binary-synthetic", epochs=2, batch_size=20, lr=3e-3, seed=11, valid_every=0,
                        checkpoint_every_steps=1, keep_checkpoints=10)
 
@@ -77,3 +78,5 @@ def test_every_method_and_family_is_covered():
     assert covered == set(METHODS)
     discrete = {c.values[0] for c in cases() if c.values[1] == "bernoulli"}
     assert discrete == {"nvil", "rws", "vimco", "wake-sleep"}
+    implicit = {c.values[0] for c in cases() if c.values[1] == "implicit"}
+    assert implicit == {"avb", "iwavb"}

@@ -68,5 +68,8 @@ def test_methods_that_need_log_q_refuse_an_implicit_encoder(implicit_lg, name):
 def test_implicit_encoder_from_config():
     model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], encoder="implicit", noise_dim=5), 6)
     assert isinstance(model.encoder, ImplicitEncoder) and model.encoder.noise_dim == 5
+    default = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], encoder="implicit"), 6)
+    assert default.encoder.noise_dim == 32  # IWAVB's setting (sec. 5), whatever the latent width
+    assert default.encoder.net[0].in_features == 6 + 32  # ε enters at the input, beside x
     with pytest.raises(ValueError, match="continuous latents"):
         ModelConfig(latent="bernoulli", encoder="implicit").validate()

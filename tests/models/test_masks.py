@@ -86,7 +86,8 @@ def test_check_data_allows_nan_exactly_where_missing():
 
 
 NEW_CASES = [("vimco", "vimco", {"particles": 3}), ("nvil", "nvil", {"particles": 2}),
-             ("wake-sleep", "wake-sleep", {})]
+             ("wake-sleep", "wake-sleep", {}), ("avb", "avb", {}), ("iwavb", "iwavb", {"particles": 3}),
+             ("iwavb-contrast", "iwavb", {"particles": 3, "adaptive_contrast": True})]
 
 
 @pytest.mark.parametrize("label,name,options", CASES + NEW_CASES, ids=[c[0] for c in CASES + NEW_CASES])

@@ -99,3 +99,19 @@ def test_cli_optim_option_errors(capsys, text, message):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--optim", text])
     assert message in capsys.readouterr().err
+
+
+def test_a_methods_paper_settings_apply_under_the_users(tmp_path):
+    from tests.training.training_helpers import binary_data
+
+    from deepem.methods import make_method
+    from deepem.models import DeepLatentModel, ModelConfig
+    from deepem.training import TrainConfig, Trainer
+
+    model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
+    settings = TrainConfig(dataset="t", epochs=1, optim={"phi": {"lr": 1e-3}, "discriminator": {"steps": 2}})
+    trainer = Trainer(model, make_method("iwavb", particles=2), binary_data().train, tmp_path / "r", settings,
+                      progress=False, log=lambda s: None)
+    lrs = {g: o.param_groups[0]["lr"] for g, o in trainer.optimizers.items()}
+    assert lrs == {"theta": 5e-5, "phi": 1e-3, "discriminator": 1e-4}  # AVB paper, except the user's φ rate
+    assert trainer.config.optim["discriminator"] == {"lr": 1e-4, "steps": 2}

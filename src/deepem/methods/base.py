@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -150,6 +150,9 @@ class Method(nn.Module):
     loss_groups: ClassVar[tuple[str, ...]] = (THETA, PHI)
     #: what the model must offer (`inference.distributions`: RSAMPLE, Q_DENSITY, CONTINUOUS).
     requires: ClassVar[frozenset[str]] = frozenset({RSAMPLE, Q_DENSITY})
+    #: the optimiser settings of the method's paper, per parameter group (e.g. {"theta": {"lr": 1e-3}};
+    #: keys "lr", "betas", "steps" per batch); empty: the trainer's own defaults for every group.
+    default_optim: ClassVar[dict[str, dict[str, Any]]] = {}
     #: methods defined in deepem.methods, by name: the alternatives an incompatibility error names.
     known: ClassVar[dict[str, type[Method]]] = {}
 

@@ -7,6 +7,7 @@ import inspect
 from typing import Any
 
 from deepem.methods.aiwae import AIWAE
+from deepem.methods.avb import AVB, IWAVB
 from deepem.methods.base import Method
 from deepem.methods.iwae import IWAE
 from deepem.methods.iwae_dreg import IWAESTL, IWAEDReG
@@ -32,6 +33,8 @@ METHODS: dict[str, type[Method]] = {
     WakeSleep.name: WakeSleep,
     VIMCO.name: VIMCO,
     NVIL.name: NVIL,
+    AVB.name: AVB,
+    IWAVB.name: IWAVB,
 }
 
 

@@ -89,23 +89,35 @@ class BernoulliEncoder(Encoder):
         return FactorisedBernoulli(self(x))
 
 
+#: noise width of an implicit encoder: 32 in IWAVB's experiments (Gómez-Sancho & Hernández-Lobato 2020, sec. 5)
+DEFAULT_NOISE_DIM = 32
+
+
 class ImplicitEncoder(Encoder):
-    """z = f(x, ε) with ε ~ N(0, I_noise_dim) fed to an MLP with x (Mescheder et al. 2017, AVB): a
-    flexible q without a density. Particles of one data point share x and differ in ε."""
+    """z = f(x, ε), ε ~ N(0, I_noise_dim) (AVB: Mescheder et al. 2017; IWAVB eq. 2.12): a flexible q
+    without a density. Particles of one data point share x and differ in ε.
+
+    Where the noise enters, and why: ε is concatenated with x at the input of the MLP, so every layer
+    mixes noise and data non-linearly. Noise added only at the output (z = μ(x) + σ(x) ε) would make q
+    Gaussian again; fed at the input, q(z|x) can be skewed or multimodal, and the family contains the
+    Gaussian ones only approximately. noise_dim defaults to 32 (the paper's setting); with fewer noise
+    dimensions than latents q lives on a lower-dimensional manifold, where log q/p(z) is infinite and
+    a discriminator cannot estimate it, so keep noise_dim >= latent_dim."""
 
     has_log_prob = False
 
     def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200),
-                 activation: str = "tanh", noise_dim: int | None = None) -> None:
+                 activation: str = "tanh", noise_dim: int | None = DEFAULT_NOISE_DIM) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.noise_dim = latent_dim if noise_dim is None else noise_dim
+        self.noise_dim = DEFAULT_NOISE_DIM if noise_dim is None else noise_dim
         if self.noise_dim < 1:
             raise ValueError(f"noise_dim must be >= 1, got {self.noise_dim}")
         self.net = mlp(data_dim + self.noise_dim, hidden, latent_dim, activation)
 
     def forward(self, x: Tensor, eps: Tensor) -> Tensor:
-        """z for x (B, D) and noise eps (n, B, noise_dim): (n, B, Dz)."""
+        """z for x (B, D) and noise eps (n, B, noise_dim): (n, B, Dz); gradient flows to φ (the MLP)
+        and, through z, to whatever consumes it (the decoder, a discriminator)."""
         return self.net(torch.cat([x.expand(eps.shape[0], *x.shape), eps], dim=-1))
 
     def distribution(self, x: Tensor) -> Implicit:

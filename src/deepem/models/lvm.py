@@ -38,8 +38,8 @@ class ModelConfig:
     latent_dim: None = the family's default (DEFAULT_LATENT_DIMS: 50 Gaussian, 200 binary latents).
     latent: "gaussian" (N(0, I) prior, diagonal Gaussian q) or "bernoulli" (learnable factorised
         Bernoulli prior and q: a sigmoid belief net; hidden=[] makes its layers linear, as in the papers).
-    encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only;
-        noise_dim None = latent_dim)."""
+    encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only).
+    noise_dim: width of ε for an implicit encoder; None = 32, IWAVB's setting (sec. 5)."""
 
     latent_dim: int | None = None
     hidden: list[int] = field(default_factory=lambda: [200, 200])

@@ -67,6 +67,16 @@ def _finite_number(v: Any, minimum: float, strict: bool = False) -> bool:
     return v > minimum if strict else v >= minimum
 
 
+def with_method_defaults(defaults: Mapping[str, Mapping[str, Any]], optim: Mapping[str, Mapping[str, Any]]
+                         ) -> dict[str, dict[str, Any]]:
+    """The method's own per-group settings (its paper's, `Method.default_optim`) under the user's: a key
+    the user set for a group wins; the rest of the method's defaults stay."""
+    merged = {g: dict(spec) for g, spec in defaults.items()}
+    for g, spec in optim.items():
+        merged.setdefault(g, {}).update(spec)
+    return merged
+
+
 def group_settings(groups: tuple[str, ...] | list[str], optim: Mapping[str, Mapping[str, Any]], lr: float,
                    eps: float = 1e-4) -> dict[str, GroupOptim]:
     """Every group's settings: its entry in `optim` over the defaults (lr, DEFAULT_BETAS, 1 step)."""

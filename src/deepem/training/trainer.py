@@ -35,7 +35,7 @@ from deepem.training.data_order import batch_indices, batches_per_epoch, epoch_d
 from deepem.training.datacheck import DataError, check_split, check_values
 from deepem.training.guards import NonFiniteError
 from deepem.training.metrics import LOG_EVERY_STEPS, add_step, window_record
-from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates
+from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, with_method_defaults
 from deepem.training.run import RunFolder
 from deepem.training.schedules import learning_rate_factor
 from deepem.training.signals import StopRequest
@@ -75,6 +75,9 @@ class Trainer:
         method.bind(model)  # before optimisers and checkpoints: the method may build networks here
         self.method = method.to(self.config.device, self.config.torch_dtype)
         groups = tuple(parameter_groups(model, method))
+        # The method's paper settings (e.g. AVB's rates) apply where the user set nothing; config.json
+        # records the settings in effect, so a resumed run rebuilds exactly these optimisers.
+        self.config.optim = with_method_defaults(getattr(method, "default_optim", {}), self.config.optim)
         self.config.validate(groups=groups)
         # Missing entries may hold anything (NaN included): only observed values are checked.
         check_split("train", train_data if train_mask is None else torch.where(train_mask, train_data, 0.0))

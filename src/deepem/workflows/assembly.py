@@ -110,7 +110,11 @@ def assemble(config: TrainConfig, data: DataSplits | None = None) -> Assembled:
     seed_everything(config.seed)
     model = build_model(config, data)
     method = build_method(config)
-    validate = iw_validator(valid, config.valid_particles, config.seed) if config.valid_every else None
+    # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
+    # here; evaluate it with AIS (build_trainer says so).
+    has_density = getattr(model.encoder, "has_log_prob", True)
+    validate = iw_validator(valid, config.valid_particles, config.seed) if config.valid_every and has_density \
+        else None
     return Assembled(config, data, model, method, train, validate)
 
 
@@ -120,6 +124,9 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
                   stop: StopRequest | None = None) -> Trainer:
     """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig)."""
     a = assemble(config, data)
+    if a.config.valid_every and a.validate is None:
+        log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
+            "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
                    batch_hook=batch_hook, stop=stop)
