@@ -11,6 +11,8 @@ from deepem.methods.base import Method
 from deepem.methods.iwae import IWAE
 from deepem.methods.iwae_dreg import IWAESTL, IWAEDReG
 from deepem.methods.iwem import IWEM, IWEMWoa, IWEMWoo
+from deepem.methods.miss_iwem import MissIWEM, MissIWEMWoa
+from deepem.methods.miwae import MIWAE
 from deepem.methods.nvil import NVIL
 from deepem.methods.rem import REM, REMv2
 from deepem.methods.rws import RWS, WakeSleep
@@ -32,6 +34,9 @@ METHODS: dict[str, type[Method]] = {
     WakeSleep.name: WakeSleep,
     VIMCO.name: VIMCO,
     NVIL.name: NVIL,
+    MIWAE.name: MIWAE,
+    MissIWEM.name: MissIWEM,
+    MissIWEMWoa.name: MissIWEMWoa,
 }
 
 
