@@ -8,9 +8,10 @@ missing entries set to 0:
                  then x_m ~ p(x_m | z); as K grows each draw is distributed as p(x_m | x_o).
 
 Particles are processed in chunks, so memory does not grow with K: the single imputation keeps a
-running logsumexp of the weights and a running weighted mean rescaled to it; the M resampled particles
-are chosen by the Gumbel-max trick (the particle with the largest log w_k + Gumbel noise), whose running
-maximum over chunks is an exact draw from Categorical(w̄). Everything is seeded.
+running logsumexp of the weights and a running weighted mean rescaled to it; for the M resampled
+particles each chunk proposes M draws by its own weights and a draw moves to the chunk's proposal with
+probability (chunk's total weight) / (total weight so far) (weighted reservoir sampling), which leaves
+every draw exactly Categorical(w̄) over all K particles. Everything is seeded.
 
 `ImputationResult.summary()` is a JSON-ready dict (mse over missing entries, their number, the
 estimator and its settings); the baselines of `evaluation.imputation_baselines` return the same."""
@@ -80,8 +81,7 @@ def impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, particles: int
     q = model.encode(x, mask)  # q(z | x̃): the encoder reads observed entries and zeros
     log_total: Tensor | None = None  # running logsumexp_k log w_k, (B,)
     mean: Tensor | None = None  # running sum_k exp(log w_k - log_total) E[x | z_k], (B, D)
-    best_score: Tensor | None = None  # running max_k (log w_k + Gumbel_mk), (M, B)
-    best_z: Tensor | None = None  # the z_k attaining it, (M, B, Dz)
+    chosen_z: Tensor | None = None  # the M resampled particles so far, (M, B, Dz)
     done = 0
     while done < particles:
         k = min(chunk_particles, particles - done)
@@ -93,21 +93,23 @@ def impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, particles: int
         mean = chunk_mean if mean is None else mean * torch.exp(log_total - new_total).unsqueeze(-1) + chunk_mean
         log_total = new_total
         if draws > 0:
-            u = torch.rand((draws, k, x.shape[0]), generator=generator, dtype=log_w.dtype, device=log_w.device)
-            gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
-            score, idx = (log_w.unsqueeze(0) + gumbel).max(dim=1)  # (M, B)
+            # M draws from this chunk's particles by their weights, then weighted reservoir sampling:
+            # a draw moves to this chunk's choice with probability (chunk's total weight) / (total so
+            # far), so after the last chunk each draw is Categorical(w̄) over all K particles.
+            idx = torch.multinomial(torch.softmax(log_w, dim=0).T, draws, replacement=True,
+                                    generator=generator).T  # (M, B)
             chosen = torch.gather(z, 0, idx.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, B, Dz)
-            if best_score is None:
-                best_score, best_z = score, chosen
+            if chosen_z is None:
+                chosen_z = chosen
             else:
-                better = score > best_score
-                best_score = torch.where(better, score, best_score)
-                best_z = torch.where(better.unsqueeze(-1), chosen, best_z)
+                u = torch.rand((draws, x.shape[0]), generator=generator, dtype=log_w.dtype, device=log_w.device)
+                move = u < torch.exp(torch.logsumexp(log_w, dim=0) - new_total)
+                chosen_z = torch.where(move.unsqueeze(-1), chosen, chosen_z)
         done += k
     single = fill_missing(x, mask, mean)
     multiple = None
     if draws > 0:
-        values = model.likelihood.sample(model.decoder(best_z), generator)  # x ~ p(x | z), (M, B, D)
+        values = model.likelihood.sample(model.decoder(chosen_z), generator)  # x ~ p(x | z), (M, B, D)
         multiple = fill_missing(x, mask, values)
     return single, multiple
 
