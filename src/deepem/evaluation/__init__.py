@@ -4,7 +4,6 @@ from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.bdmc import BDMCResult, bdmc
 from deepem.evaluation.diagnostics import active_units, encoder_means, kl_to_prior
 from deepem.evaluation.imputation import ImputationResult, impute, missing_mse
-from deepem.evaluation.imputation_baselines import iterative_imputation, mean_imputation
 from deepem.evaluation.loglik import iw_log_likelihood, iw_log_likelihood_batch
 from deepem.evaluation.results import LogLikelihoodEstimate
 
@@ -17,10 +16,8 @@ __all__ = [
     "bdmc",
     "encoder_means",
     "impute",
-    "iterative_imputation",
     "iw_log_likelihood",
     "iw_log_likelihood_batch",
     "kl_to_prior",
-    "mean_imputation",
     "missing_mse",
 ]

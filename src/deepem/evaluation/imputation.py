@@ -1,11 +1,15 @@
 """Imputation of missing entries with a trained model (Mattei & Frellsen 2019, section 3; IWEM paper,
-Table 4 and Figure 5), by importance sampling with the model's own proposal q(z | x̃), x̃ = x with its
-missing entries set to 0:
+Table 4 and Figure 5), by importance sampling with the model's own proposal q(z | x̃):
 
     weights      w_k = p(x_o, z_k) / q(z_k | x̃),  z_k ~ q(z | x̃),   w̄_k = w_k / sum_k' w_k'
     single       E[x_m | x_o] ≈ sum_k w̄_k E[x_m | z_k]   (self-normalised IS, with the likelihood's mean)
     multiple     M draws by sampling importance resampling: z ~ Categorical(w̄) over the K particles,
                  then x_m ~ p(x_m | z); as K grows each draw is distributed as p(x_m | x_o).
+
+The encoder's input x̃ is, with proposal="zero-filled", x with its missing entries set to 0 (MIWAE's
+q(z | x̃0), what miwae trains); with proposal="completed", x̆ = (x_o, x̆_m) completed once per point by
+z̆ ~ q(z | x̃0), x̆_m ~ p(x_m | z̆) (section 4.1 of the IWEM paper: the input miss-IWEM trains q on).
+Both give consistent estimates; they differ in variance.
 
 Particles are processed in chunks, so memory does not grow with K: the single imputation keeps a
 running logsumexp of the weights and a running weighted mean rescaled to it; for the M resampled
@@ -26,8 +30,12 @@ from torch import Tensor
 
 from deepem.evaluation.loglik import DEFAULT_CHUNK_FLOATS, _widest_layer, require_q_density
 from deepem.inference.numerics import running_logsumexp
+from deepem.methods.miss_iwem import completion
 from deepem.models.likelihoods import observed
 from deepem.models.lvm import DeepLatentModel
+
+#: the encoder input of the importance-sampling proposal (see the module notes)
+PROPOSALS = ("zero-filled", "completed")
 
 
 @dataclass
@@ -72,13 +80,14 @@ def fill_missing(x: Tensor, mask: Tensor, values: Tensor) -> Tensor:
 
 @torch.no_grad()
 def impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, particles: int, draws: int = 0,
-                 chunk_particles: int | None = None, generator: torch.Generator | None = None
-                 ) -> tuple[Tensor, Tensor | None]:
+                 chunk_particles: int | None = None, generator: torch.Generator | None = None,
+                 proposal: str = "zero-filled") -> tuple[Tensor, Tensor | None]:
     """Single (B, D) and multiple (draws, B, D) imputations of one batch (see the module notes)."""
     require_q_density(model)
     if chunk_particles is None:
         chunk_particles = max(1, DEFAULT_CHUNK_FLOATS // (x.shape[0] * _widest_layer(model)))
-    q = model.encode(x, mask)  # q(z | x̃): the encoder reads observed entries and zeros
+    # q(z | x̃): the encoder reads observed entries and zeros, or the completion x̆ (a constant)
+    q = model.encode(x, mask) if proposal == "zero-filled" else model.encode(completion(model, x, mask, generator))
     log_total: Tensor | None = None  # running logsumexp_k log w_k, (B,)
     mean: Tensor | None = None  # running sum_k exp(log w_k - log_total) E[x | z_k], (B, D)
     chosen_z: Tensor | None = None  # the M resampled particles so far, (M, B, Dz)
@@ -117,11 +126,14 @@ def impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, particles: int
 @torch.no_grad()
 def impute(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: int = 1000, draws: int = 0,
            complete: Tensor | None = None, batch_size: int = 100, seed: int = 0,
-           chunk_particles: int | None = None) -> ImputationResult:
+           chunk_particles: int | None = None, proposal: str = "zero-filled") -> ImputationResult:
     """Impute the missing entries of `data` (mask True = observed; missing entries may hold anything):
     the self-normalised IS estimate of E[x_m | x_o] with K = `particles`, and `draws` multiple
     imputations by sampling importance resampling. With `complete` (the full data), the mse over the
-    missing entries. Seeded: the same model, data, mask and seed give the same values."""
+    missing entries. proposal: "zero-filled" (q(z | x̃0), MIWAE) or "completed" (q(z | x̆), miss-IWEM).
+    Seeded: the same model, data, mask and seed give the same values."""
+    if proposal not in PROPOSALS:
+        raise ValueError(f"unknown imputation proposal {proposal!r}; choose one of {', '.join(PROPOSALS)}")
     if particles < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
     if draws < 0:
@@ -136,12 +148,12 @@ def impute(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: int = 
     for start in range(0, data.shape[0], batch_size):
         m = mask[start:start + batch_size].to(p.device)
         x = observed(data[start:start + batch_size].to(p.device, p.dtype), m)
-        single, multiple = impute_batch(model, x, m, particles, draws, chunk_particles, generator)
+        single, multiple = impute_batch(model, x, m, particles, draws, chunk_particles, generator, proposal)
         singles.append(single.cpu())
         if multiple is not None:
             multiples.append(multiple.cpu())
     imputed = torch.cat(singles)
     mse, n_missing = (None, int((~mask).sum())) if complete is None else missing_mse(imputed, complete, mask)
-    settings = {"particles": particles, "seed": seed, "draws": draws}
+    settings = {"particles": particles, "seed": seed, "draws": draws, "proposal": proposal}
     return ImputationResult(imputed, torch.cat(multiples, dim=1) if multiples else None, mse, n_missing,
                             f"self-normalised IS mean, K={particles}", settings)
