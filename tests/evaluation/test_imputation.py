@@ -1,6 +1,7 @@
 """Imputation on the linear-Gaussian model, where p(x_m | x_o) is Gaussian with known moments: the
 SNIS single imputation tends to E[x_m | x_o] as K grows, SIR draws have its mean and variance, and
-model imputation beats the column mean on data drawn from the model."""
+model imputation beats the column mean on data drawn from the model; the summary of a corrupted
+dataset is JSON-ready."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 from tests.missing_testing import exact_conditional
 
-from deepem.data.corruption import mcar
+from deepem.data.base import DataSplits
+from deepem.data.corruption import corrupt_splits, mcar
 from deepem.evaluation.imputation import impute, missing_mse
 from deepem.evaluation.imputation_baselines import iterative_imputation, mean_imputation
+from deepem.evaluation.imputation_report import imputation_summary
 from deepem.models.linear_gaussian import linear_gaussian_model, set_encoder_to_posterior
 
 D, DZ, NOISE = 5, 2, 0.5
@@ -98,3 +101,18 @@ def test_model_imputation_beats_the_column_mean_on_model_data():
         summary = json.loads(json.dumps(result.summary()))
         assert summary["n_missing"] == model_result.n_missing and summary["mse"] == result.mse
         assert torch.equal(result.imputed[mask], x[mask])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_imputation_summary_of_a_corrupted_dataset_is_json_ready():
+    model, x, _ = problem(120, seed=4)
+    data = DataSplits("lg", x[:80], x[80:100], x[100:], "gaussian")
+    corrupted = corrupt_splits(data, "mcar:0.5", seed=0)
+    summary = json.loads(json.dumps(imputation_summary(model, corrupted, "test", particles=200, fit_split="train")))
+    assert summary["split"] == "test" and summary["missing"] == "mcar:0.5" and summary["corruption_seed"] == 0
+    assert summary["n_missing"] == int((~corrupted.splits.test_mask).sum())
+    assert summary["model"]["mse"] < summary["mean"]["mse"] and summary["iterative"]["mse"] < summary["mean"]["mse"]
+    with pytest.raises(ValueError, match="unknown imputation baseline"):
+        imputation_summary(model, corrupted, baselines=("knn",))
+    with pytest.raises(ValueError, match="no missing entries"):
+        imputation_summary(model, corrupt_splits(data, "mcar:0.5", seed=0, splits=("train",)), "test")
