@@ -21,6 +21,7 @@ from deepem.data.corruption import (
     patch_index,
     patches,
 )
+from deepem.data.incomplete import load_incomplete
 from deepem.data.standardize import restandardize_observed, standardize_observed
 from deepem.data.uci import standardize
 
@@ -140,3 +141,14 @@ def direct_moments(train: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray,
     """Per-column mean and std of the observed raw entries, by numpy."""
     cols = [train[:, j][mask[:, j]].numpy() for j in range(train.shape[1])]
     return np.array([c.mean() for c in cols]), np.array([c.std() for c in cols])
+
+
+def test_load_incomplete_uci_table_is_restandardised_with_observed_entries(shared_data_dir):
+    out = load_incomplete("banknote", "mcar:0.5", seed=3, data_dir=shared_data_dir)
+    again = load_incomplete("banknote", "mcar:0.5", seed=3, data_dir=shared_data_dir)
+    assert torch.equal(out.splits.train_mask, again.splits.train_mask)
+    mask = out.splits.train_mask
+    observed_mean = out.splits.train.masked_fill(~mask, 0.0).sum(0) / mask.sum(0)
+    torch.testing.assert_close(observed_mean, torch.zeros(4), atol=1e-5, rtol=0)
+    assert abs(float((~mask).float().mean()) - 0.5) < 0.03
+    assert not torch.isnan(out.complete.train).any() and out.complete.train_mask is None
