@@ -87,7 +87,11 @@ def test_check_data_allows_nan_exactly_where_missing():
 
 NEW_CASES = [("vimco", "vimco", {"particles": 3}), ("nvil", "nvil", {"particles": 2}),
              ("wake-sleep", "wake-sleep", {}), ("avb", "avb", {}), ("iwavb", "iwavb", {"particles": 3}),
-             ("iwavb-contrast", "iwavb", {"particles": 3, "adaptive_contrast": True})]
+             ("iwavb-contrast", "iwavb", {"particles": 3, "adaptive_contrast": True}),
+             ("miwae", "miwae", {"particles": 3}),
+             ("miss-iwem", "miss-iwem", {"particles": 3, "p_samples": 4, "alpha_start": 0.5}),
+             ("miss-iwem-woa-scaled", "miss-iwem-woa", {"particles": 3, "proposal_std_scale": 1.3}),
+             ("miss-iwem-mean", "miss-iwem", {"particles": 3, "completion": "mean"})]
 
 
 @pytest.mark.parametrize("label,name,options", CASES + NEW_CASES, ids=[c[0] for c in CASES + NEW_CASES])

@@ -42,9 +42,23 @@ def optimal_p_step_log_weights(particles: Particles) -> Tensor:
 
     |log p(x, z)| is floored at the smallest positive normal of the dtype so a joint of exactly 1
     contributes a zero weight instead of log 0 = -inf."""
-    log_joint = particles.log_joint
-    tiny = torch.finfo(log_joint.dtype).tiny
-    return torch.log(log_joint.abs().clamp_min(tiny)) + particles.log_w
+    return log_abs(particles.log_joint) + particles.log_w
+
+
+def log_abs(log_joint: Tensor) -> Tensor:
+    """log |log p|, floored at log of the dtype's smallest positive normal (the factor of q_opt)."""
+    return torch.log(log_joint.abs().clamp_min(torch.finfo(log_joint.dtype).tiny))
+
+
+def negative_log_mean_exp_loss(log_terms: Tensor) -> Tensor:
+    """-mean over the batch of log (1/J) sum_j exp(log_terms_j), for (J, B) log_terms.
+
+    Value: -log_mean_exp(log_terms); gradient: -sum_j sg(r_j) ∇ log_terms_j, r = softmax(log_terms),
+    which is log_mean_exp's own gradient but with negligible r flushed to zero (see
+    coefficient_weights: denormal coefficients slow the decoder backward on CPU)."""
+    value = log_mean_exp(log_terms.detach())
+    surrogate = (coefficient_weights(log_terms) * (log_terms - log_terms.detach())).sum(0)
+    return -(value + surrogate).mean()
 
 
 class IWEM(Method):
@@ -109,12 +123,7 @@ class IWEM(Method):
     def p_step_loss(self, p_part: Particles) -> Tensor:
         """-mean over the batch of eq. 7 (optimal P-step), or of IWAE's bound for IWEM-woo."""
         log_terms = optimal_p_step_log_weights(p_part) if self.optimal_p_step else p_part.log_w
-        # value: -log_mean_exp(log_terms); gradient: -sum_j sg(r_j) ∇ log_terms_j, r = softmax(log_terms),
-        # which is log_mean_exp's own gradient but with negligible r flushed to zero (see
-        # coefficient_weights: denormal coefficients slow the decoder backward on CPU).
-        value = log_mean_exp(log_terms.detach())
-        surrogate = (coefficient_weights(log_terms) * (log_terms - log_terms.detach())).sum(0)
-        return -(value + surrogate).mean()
+        return negative_log_mean_exp_loss(log_terms)
 
     def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         k, j, scale = self.particles, self.p_samples, self.proposal_std_scale

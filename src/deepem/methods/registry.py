@@ -12,6 +12,8 @@ from deepem.methods.base import Method
 from deepem.methods.iwae import IWAE
 from deepem.methods.iwae_dreg import IWAESTL, IWAEDReG
 from deepem.methods.iwem import IWEM, IWEMWoa, IWEMWoo
+from deepem.methods.miss_iwem import MissIWEM, MissIWEMWoa
+from deepem.methods.miwae import MIWAE
 from deepem.methods.nvil import NVIL
 from deepem.methods.rem import REM, REMv2
 from deepem.methods.rws import RWS, WakeSleep
@@ -35,6 +37,9 @@ METHODS: dict[str, type[Method]] = {
     NVIL.name: NVIL,
     AVB.name: AVB,
     IWAVB.name: IWAVB,
+    MIWAE.name: MIWAE,
+    MissIWEM.name: MissIWEM,
+    MissIWEMWoa.name: MissIWEMWoa,
 }
 
 
