@@ -21,6 +21,7 @@ from deepem.training.schedules import SCHEDULES
 from deepem.workflows.assembly import resolve
 from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
 from deepem.workflows.evaluate import evaluate_run
+from deepem.workflows.impute import run_imputation
 from deepem.workflows.loading import load_trained_run
 from deepem.workflows.train import run_training
 
@@ -31,6 +32,7 @@ CONFIG_ARGS = {
     "dataset": "dataset", "data_dir": "data_dir", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "latent": "model.latent",
     "encoder": "model.encoder", "noise_dim": "model.noise_dim", "train_limit": "train_limit",
+    "missing": "missing", "missing_seed": "missing_seed",
     "particles": "particles", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
     "adam_eps": "adam_eps", "schedule": "schedule", "options": "method_options", "optim": "optim",
     "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles",
@@ -124,6 +126,10 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-dim", type=_positive_int,
                    help="noise dimension of an implicit encoder (default 32, as IWAVB)")
     g.add_argument("--train-limit", type=_positive_int, help="train on the first N points only")
+    g.add_argument("--missing", metavar="SPEC",
+                   help="train on incomplete data: mcar:P removes each entry with probability P; patches:N removes "
+                        "N of the 3x3 patches of each 28x28 image (masks drawn once, saved with the run)")
+    g.add_argument("--missing-seed", type=int, help="seed of the missing-data masks (default 0)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--particles", "-k", type=_positive_int,
                    help="K, particles per data point (default: the method's own, e.g. 5 for iwae, 50 for rem-v1; "
@@ -207,12 +213,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                if v is not None}
     record = evaluate_run(args.run_dir, estimator=args.estimator, particles=args.particles, split=args.split,
                           limit=args.limit, seed=args.seed, batch_size=args.batch_size, data_dir=args.data_dir,
-                          device=args.device, progress=not args.quiet, **ais)
+                          device=args.device, progress=not args.quiet, observed=args.observed, **ais)
     print(f"{record['split']} log-likelihood ({record['estimator']}, {record['n_points']} points): "
           f"{record['log_likelihood']:.3f} ± {record['stderr']:.3f} nats")
     print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {record['kl_to_prior']:.3f} nats, "
           f"{record['points_per_sec']:.1f} points/s")
     print(f"written to {Path(args.run_dir) / 'evaluation.json'}")
+    return 0
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    summary = run_imputation(args.run_dir, split=args.split, particles=args.particles, draws=args.draws,
+                             seed=args.seed, data_dir=args.data_dir)
+    base = "  ".join(f"{name} {summary[name]['mse']:.4f}" for name in ("mean", "iterative") if name in summary)
+    print(f"{summary['split']} split, {summary['n_missing']} missing entries ({summary['missing']}): imputation "
+          f"mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
+    print(f"written to {Path(args.run_dir) / 'imputation.json'}")
     return 0
 
 
@@ -291,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leapfrog-steps", type=_positive_int, default=None, help="AIS: leapfrog steps per HMC move")
     p.add_argument("--ais-initial", choices=["prior", "encoder"], default=None,
                    help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x)")
+    p.add_argument("--observed", action="store_true",
+                   help="a run trained with --missing: log p(x_o) of the observed part of the corrupted split "
+                        "(default: log p(x) of the complete split, as IWEM's Table 3)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -306,6 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate a fixed random subset of N test (and train) points (default all)")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("impute", help="impute the missing entries of a run trained with --missing")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="train",
+                   help="whose missing entries to impute (default train: the MIWAE/IWEM UCI setting, the "
+                        "incomplete table the model was trained on)")
+    p.add_argument("--particles", "-k", type=_positive_int, default=1000,
+                   help="K of the self-normalised importance-sampling estimate of E[x_m | x_o] (default 1000)")
+    p.add_argument("--draws", type=int, default=0,
+                   help="multiple imputations per point by sampling importance resampling (default 0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_impute)
 
     p = sub.add_parser("sample", help="an image grid of samples from a trained model")
     p.add_argument("run_dir")

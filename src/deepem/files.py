@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -109,3 +112,10 @@ def read_json_lines(path: Path) -> list[Any]:
         except json.JSONDecodeError:
             break
     return records
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of a .npy file (for atomic_write_bytes)."""
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()

@@ -21,15 +21,20 @@ ESTIMATORS = ("iw", "ais")
 
 def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimator: str = "iw",
                             particles: int = 5000, seed: int = 0, batch_size: int = 100,
-                            progress: bool = True, **ais_options: Any) -> LogLikelihoodEstimate:
-    """log p(x) for every row of `data` by the named estimator, with a progress bar."""
+                            progress: bool = True, mask: torch.Tensor | None = None,
+                            **ais_options: Any) -> LogLikelihoodEstimate:
+    """log p(x) for every row of `data` by the named estimator, with a progress bar; with an observed-data
+    mask, log p(x_o) (the importance-weighted estimator only)."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if mask is not None and estimator != "iw":
+        raise ValueError("log p(x_o) of incomplete data is estimated with the importance-weighted estimator "
+                         "only; use --estimator iw")
     bar = tqdm(total=data.shape[0], unit="pt", disable=not progress, desc=f"{estimator} log-likelihood")
     try:
         if estimator == "iw":
             return iw_log_likelihood(model, data, particles, batch_size=batch_size, seed=seed,
-                                     progress=bar.update)
+                                     progress=bar.update, mask=mask)
         return ais_log_likelihood(model, data, seed=seed, batch_size=batch_size, progress=bar.update,
                                   **ais_options)
     finally:
@@ -38,19 +43,20 @@ def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimato
 
 def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str = "iw",
                    particles: int = 5000, seed: int = 0, batch_size: int = 100, progress: bool = True,
-                   **ais_options: Any) -> tuple[dict[str, Any], LogLikelihoodEstimate]:
+                   mask: torch.Tensor | None = None, **ais_options: Any
+                   ) -> tuple[dict[str, Any], LogLikelihoodEstimate]:
     """The summary record of one evaluation and the per-point estimate behind it."""
     start = time.perf_counter()
     with flush_denormals():
         estimate = estimate_log_likelihood(model, data, estimator, particles, seed, batch_size, progress,
-                                           **ais_options)
+                                           mask, **ais_options)
     seconds = time.perf_counter() - start
-    means = encoder_means(model, data)
+    means = encoder_means(model, data, mask=mask)
     record = estimate.summary()
     record.update(
         particles=estimate.settings.get("particles", particles if estimator == "iw" else None),
         active_units=active_units(model, data, means=means),
-        kl_to_prior=kl_to_prior(model, data),
+        kl_to_prior=kl_to_prior(model, data, mask=mask),
         seconds=seconds,
         points_per_sec=data.shape[0] / max(seconds, 1e-9),
     )

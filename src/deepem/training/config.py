@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from deepem.data.corruption import parse_corruption
 from deepem.models.likelihoods import LIKELIHOODS
 from deepem.models.lvm import ModelConfig
 from deepem.models.networks import ACTIVATIONS
@@ -57,6 +58,8 @@ class TrainConfig:
     optim: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     data_dir: str | None = None
+    missing: str | None = None  # corrupt the data: "mcar:P" or "patches:N" (data/corruption.py); None: complete
+    missing_seed: int = 0  # the seed of the missing-data masks (drawn once, the same on resume)
     train_limit: int | None = None  # use only the first N training points (quick experiments)
     valid_every: int = 1  # epochs between validation bounds; 0 = never
     valid_particles: int = 100
@@ -113,6 +116,12 @@ class TrainConfig:
         need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {', '.join(NAN_POLICIES)}")
         need(self.dtype in DTYPES, "dtype", f"one of {', '.join(DTYPES)}")
         need(self.data_dir is None or isinstance(self.data_dir, str), "data_dir", "a path or None")
+        need_int("missing_seed", 0)
+        if self.missing is not None:
+            try:
+                parse_corruption(self.missing)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"invalid missing = {self.missing!r}: {err}") from err
         need(isinstance(self.device, str)
              and (self.device in ("cpu", "cuda", "mps") or self.device.startswith("cuda:")), "device",
              "cpu, cuda, cuda:N or mps")

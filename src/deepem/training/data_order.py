@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from deepem.data.base import binarize
+from deepem.data.corruption import binarize_observed
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -20,12 +20,13 @@ def batches_per_epoch(n_points: int, batch_size: int) -> int:
     return math.ceil(n_points / batch_size)
 
 
-def epoch_data(train: Tensor, seed: int, epoch: int, dynamic_binarization: bool) -> tuple[Tensor, Tensor]:
+def epoch_data(train: Tensor, seed: int, epoch: int, dynamic_binarization: bool, mask: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
     """(order, data) of epoch `epoch`: a permutation of the rows, and the rows (binarised afresh each
-    epoch when `dynamic_binarization`)."""
+    epoch when `dynamic_binarization`; missing entries, where `mask` is False, stay missing)."""
     gen = epoch_generator(seed, epoch)
     order = torch.randperm(train.shape[0], generator=gen)
-    return order, binarize(train, gen) if dynamic_binarization else train
+    return order, binarize_observed(train, mask, gen) if dynamic_binarization else train
 
 
 def batch_indices(order: Tensor, batch: int, batch_size: int) -> Tensor:

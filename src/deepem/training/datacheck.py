@@ -50,11 +50,15 @@ def check_values(name: str, x: Tensor, likelihood_check: Callable[..., None], ma
 def check_data(data: DataSplits, likelihood_check: Callable[..., None], need_valid: bool) -> None:
     """Check every split of `data`; `likelihood_check(x)` is the model's own value check (binary data
     for a Bernoulli likelihood), raising ValueError."""
-    check_split("train", data.train)
+    def observed(name: str) -> Tensor:  # missing entries (mask False) may hold NaN: check the rest
+        x, m = data.split(name), data.mask(name)
+        return x if m is None else torch.where(m, x, torch.zeros((), dtype=x.dtype))
+
+    check_split("train", observed("train"))
     if data.train.shape[0] == 0:
         raise DataError("train split is empty; a dataset needs at least one training point")
     for name in ("valid", "test"):
-        check_split(name, getattr(data, name), data.data_dim)
+        check_split(name, observed(name), data.data_dim)
     if need_valid and data.valid.shape[0] == 0:
         raise DataError("valid split is empty but validation is on; set valid_every = 0 (--valid-every 0) "
                         "or provide validation data")
@@ -63,9 +67,9 @@ def check_data(data: DataSplits, likelihood_check: Callable[..., None], need_val
         if x.shape[0] == 0:
             continue
         if name == "train" and data.dynamic_binarization:
-            lo, hi = float(x.min()), float(x.max())
+            lo, hi = float(observed(name).min()), float(observed(name).max())
             if lo < 0 or hi > 1:
                 raise DataError(f"train split: dynamic binarisation needs grey levels in [0, 1], got values "
                                 f"in [{lo:.3g}, {hi:.3g}]; rescale the data (e.g. divide by 255)")
             continue  # grey levels: the likelihood sees their binarised draws
-        check_values(name, x, likelihood_check)
+        check_values(name, x, likelihood_check, data.mask(name))

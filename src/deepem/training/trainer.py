@@ -239,7 +239,8 @@ class Trainer:
         try:
             while s.epoch < cfg.epochs:
                 self._set_learning_rates(s.epoch)
-                order, data = epoch_data(self.train_data, cfg.seed, s.epoch, self.dynamic_binarization)
+                order, data = epoch_data(self.train_data, cfg.seed, s.epoch, self.dynamic_binarization,
+                                         self.train_mask)
                 while s.batch < bpe:
                     if self.stop.requested:
                         self._interrupt(started)

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from deepem.data.base import DataSplits
+from deepem.data.corruption import CorruptedData
+from deepem.data.incomplete import make_incomplete
 from deepem.data.registry import DATASETS, load_dataset
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.results import LogLikelihoodEstimate
@@ -95,15 +97,29 @@ class Assembled:
     method: Method
     train: Tensor  # the training rows used (train_limit applied)
     validate: Validator | None
+    train_mask: Tensor | None = None  # their observed-data mask (None: complete)
+
+
+def run_data(config: TrainConfig, data: DataSplits | None = None) -> tuple[DataSplits, CorruptedData | None]:
+    """The data a run trains on: the dataset (or `data`), corrupted by `config.missing` when it is set
+    (masks drawn once from `config.missing_seed`, so a resumed or re-evaluated run sees the same ones),
+    and the corrupted data with the complete copy beside them (None for complete data)."""
+    data = data if data is not None else load_dataset(config.dataset, config.data_dir)
+    if config.missing is None:
+        return data, None
+    corrupted = make_incomplete(data, config.missing, config.missing_seed)
+    return corrupted.splits, corrupted
 
 
 def assemble(config: TrainConfig, data: DataSplits | None = None) -> Assembled:
     """Data, model, method and validator of `config`; `data` given directly skips the dataset registry
     (tests, library use). Everything is checked before anything is written."""
     config = resolve(config, check_dataset=data is None)
-    data = data if data is not None else load_dataset(config.dataset, config.data_dir)
+    data, _ = run_data(config, data)
     train = data.train if config.train_limit is None else data.train[: config.train_limit]
     valid = data.valid if config.valid_limit is None else data.valid[: config.valid_limit]
+    train_mask, valid_mask = (None if m is None else m[: len(x)] for m, x in
+                              ((data.train_mask, train), (data.valid_mask, valid)))
     likelihood = make_likelihood(config.model.likelihood or data.likelihood)
     check_data(data, likelihood.check_data, need_valid=config.valid_every > 0)
     # The seed is set before the model is built: its initial weights are part of the run.
@@ -113,9 +129,9 @@ def assemble(config: TrainConfig, data: DataSplits | None = None) -> Assembled:
     # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
     # here; evaluate it with AIS (build_trainer says so).
     has_density = getattr(model.encoder, "has_log_prob", True)
-    validate = iw_validator(valid, config.valid_particles, config.seed) if config.valid_every and has_density \
-        else None
-    return Assembled(config, data, model, method, train, validate)
+    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask) \
+        if config.valid_every and has_density else None
+    return Assembled(config, data, model, method, train, validate, train_mask)
 
 
 def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | None = None,
@@ -127,6 +143,6 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
     if a.config.valid_every and a.validate is None:
         log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
             "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")
-    return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate,
+    return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
                    batch_hook=batch_hook, stop=stop)

@@ -4,12 +4,18 @@ JSON-ready dict a command line can write (`deepem impute`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from deepem.data.corruption import CorruptedData
-from deepem.evaluation.imputation import impute
+from deepem.evaluation.imputation import ImputationResult, impute
 from deepem.evaluation.imputation_baselines import iterative_imputation, mean_imputation
+from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
 from deepem.models.lvm import DeepLatentModel
+from deepem.report.figures import image_grid
+from deepem.workflows.loading import load_trained_run
 
 BASELINES = ("mean", "iterative")
 
@@ -24,6 +30,15 @@ def imputation_summary(model: DeepLatentModel, corrupted: CorruptedData, split: 
     MIWAE and IWEM UCI experiments (train on the incomplete table, impute its missing entries).
     fit_split: the split the baselines are fitted on (None: the imputed split itself).
     Every summary holds the mse over the missing entries of `split` against the complete data."""
+    return imputation_with_baselines(model, corrupted, split, particles, draws, seed, batch_size, proposal,
+                                     baselines, fit_split)[0]
+
+
+def imputation_with_baselines(model: DeepLatentModel, corrupted: CorruptedData, split: str = "train",
+                              particles: int = 1000, draws: int = 0, seed: int = 0, batch_size: int = 100,
+                              proposal: str = "zero-filled", baselines: tuple[str, ...] = BASELINES,
+                              fit_split: str | None = None) -> tuple[dict[str, Any], ImputationResult]:
+    """`imputation_summary` and the model's ImputationResult (the imputed arrays) behind it."""
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown imputation baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
@@ -33,12 +48,44 @@ def imputation_summary(model: DeepLatentModel, corrupted: CorruptedData, split: 
     complete = corrupted.complete.split(split)
     out: dict[str, Any] = {"split": split, "missing": str(corrupted.spec), "corruption_seed": corrupted.seed,
                            "n_missing": int((~mask).sum())}
-    out["model"] = impute(model, data, mask, particles, draws, complete, batch_size, seed,
-                          proposal=proposal).summary()
+    result = impute(model, data, mask, particles, draws, complete, batch_size, seed, proposal=proposal)
+    out["model"] = result.summary()
     fit = {} if fit_split is None else {"fit_data": corrupted.splits.split(fit_split),
                                         "fit_mask": corrupted.splits.mask(fit_split)}
     if "mean" in baselines:
         out["mean"] = mean_imputation(data, mask, complete, **fit).summary()
     if "iterative" in baselines:
         out["iterative"] = iterative_imputation(data, mask, complete, seed=seed, **fit).summary()
-    return out
+    return out, result
+
+
+def run_imputation(run_dir: str | Path, split: str = "train", particles: int = 1000, draws: int = 0,
+                   seed: int = 0, proposal: str = "zero-filled", data_dir: str | None = None,
+                   baselines: tuple[str, ...] = BASELINES, figure_points: int = 8) -> dict[str, Any]:
+    """`deepem impute`: impute the missing entries of a split of the run's incomplete data, write
+    RUN/imputation.json (mse over missing entries beside the baselines', n_missing, particles, split),
+    RUN/imputation/imputed-SPLIT.npy (and draws-SPLIT.npy for multiple imputation) and, for images,
+    RUN/figures/imputation-SPLIT.png (rows: observed, truth, imputed; IWEM paper Figure 5)."""
+    trained = load_trained_run(run_dir, data_dir=data_dir)
+    if trained.corrupted is None:
+        raise ValueError(f"run {run_dir} was trained on complete data: there is nothing to impute. Train with "
+                         "--missing mcar:P or --missing patches:N")
+    summary, result = imputation_with_baselines(trained.model, trained.corrupted, split, particles, draws, seed,
+                                                proposal=proposal, baselines=baselines)
+    summary.update(particles=particles, draws=draws, method=trained.config.method,
+                   checkpoint=trained.checkpoint.name, step=trained.step)
+    run = Path(run_dir)
+    atomic_write_bytes(run / "imputation" / f"imputed-{split}.npy", npy_bytes(result.imputed.numpy()))
+    if result.draws is not None:
+        atomic_write_bytes(run / "imputation" / f"draws-{split}.npy", npy_bytes(result.draws.numpy()))
+    shape = trained.data.image_shape
+    if shape is not None:
+        n = min(figure_points, result.imputed.shape[0])
+        mask = trained.corrupted.splits.mask(split)[:n]
+        truth = trained.corrupted.complete.split(split)[:n]
+        shown = torch.where(mask, truth, torch.full_like(truth, 0.5))  # missing pixels in mid grey
+        grid = torch.cat([shown, truth, result.imputed[:n].clamp(0, 1)])
+        image_grid(grid, shape, run / "figures" / f"imputation-{split}.png", columns=n,
+                   title=f"observed (missing grey) / truth / imputed ({result.estimator})")
+    atomic_write_json(run / "imputation.json", summary, checksum=True)
+    return summary

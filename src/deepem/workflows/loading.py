@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 
 from deepem.data.base import DataSplits
-from deepem.data.registry import load_dataset
+from deepem.data.corruption import CorruptedData
 from deepem.methods.base import Method
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.checkpoint import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
-from deepem.workflows.assembly import build_method
+from deepem.workflows.assembly import build_method, run_data
 
 
 @dataclass
@@ -26,6 +26,7 @@ class TrainedRun:
     data: DataSplits
     checkpoint: Path
     step: int
+    corrupted: CorruptedData | None = None  # the incomplete data of a run trained with --missing
 
 
 def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: str = "cpu",
@@ -33,7 +34,13 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     """The run's model in eval mode on `device`, with the data it was trained on."""
     run = RunFolder(Path(run_dir))
     config = TrainConfig.from_dict(run.read_config())
-    data = load_dataset(config.dataset, data_dir or config.data_dir)
+    if data_dir:
+        config.data_dir = data_dir
+    # The data as trained on; for a run trained on incomplete data, `data` is the complete copy (on the
+    # same scale) and `corrupted` the incomplete one with its masks.
+    data, corrupted = run_data(config)
+    if corrupted is not None:
+        data = corrupted.complete
     found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn, move_aside=False)
     if found is None:
         raise RunFolderError(f"run {run.root} has no usable checkpoint yet; train it first (or --resume it)")
@@ -48,7 +55,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     method.load_state_dict(ckpt["method"])
     model.to(device, config.torch_dtype).eval()
     method.to(device, config.torch_dtype)
-    return TrainedRun(config, model, method, data, path, int(ckpt["train_state"]["step"]))
+    return TrainedRun(config, model, method, data, path, int(ckpt["train_state"]["step"]), corrupted)
 
 
 def default_device() -> str:
