@@ -2,7 +2,13 @@
 
 from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.bdmc import BDMCResult, bdmc
-from deepem.evaluation.diagnostics import active_units, encoder_means, kl_to_prior
+from deepem.evaluation.diagnostics import (
+    active_units,
+    active_units_per_layer,
+    encoder_means,
+    kl_estimator,
+    kl_to_prior,
+)
 from deepem.evaluation.loglik import iw_log_likelihood, iw_log_likelihood_batch
 from deepem.evaluation.results import LogLikelihoodEstimate
 
@@ -10,10 +16,12 @@ __all__ = [
     "BDMCResult",
     "LogLikelihoodEstimate",
     "active_units",
+    "active_units_per_layer",
     "ais_log_likelihood",
     "bdmc",
     "encoder_means",
     "iw_log_likelihood",
     "iw_log_likelihood_batch",
+    "kl_estimator",
     "kl_to_prior",
 ]
