@@ -30,6 +30,7 @@ def test_preset_shapes_with_particles_first():
     torch.manual_seed(0)
     model = DeepLatentModel.from_config(conv_config(), 784)
     assert isinstance(model.encoder, ConvEncoder) and isinstance(model.decoder, ConvDecoder)
+    assert model.decoder.widest_activation == 64 * 784  # sizes the IW evaluator's particle chunks
     assert model.latent_dim == 50 and model.latent_layers == (50,)
     x = images(3)
     mean, std = model.encoder(x)

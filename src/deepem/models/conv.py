@@ -130,6 +130,8 @@ class ConvDecoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.out = nn.Conv2d(in_ch, out_features // IMAGE_DIM, 1)
         self.output_bias = nn.Parameter(torch.zeros(out_features))
+        #: floats per image of the largest activation (the IW evaluator sizes its particle chunks by it)
+        self.widest_activation = max(channels, 1) * IMAGE_DIM
 
     def forward(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
