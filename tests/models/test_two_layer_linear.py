@@ -30,9 +30,9 @@ def problem(n: int = 6, seed: int = 0):
     model = two_layer_linear_gaussian_model(D, (D1, D2), generator=g)
     set_encoder_near_posterior(model)
     mean, cov = exact_marginal(model)
-    with torch.no_grad():
-        x = torch.distributions.MultivariateNormal(mean, cov).sample((n,))
-    return model, x.detach()
+    with torch.no_grad():  # x ~ N(mean, cov), drawn with the seeded generator
+        x = mean + torch.randn(n, D, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    return model, x
 
 
 def test_closed_form_matches_simulation():
@@ -61,7 +61,7 @@ def test_ais_converges_to_exact_log_marginal(initial, single_thread):  # noqa: F
     model, x = problem()
     exact = exact_log_marginal(model, x).detach()
     est = ais_log_likelihood(model, x, chains=64, temperatures=200, leapfrog_steps=5, initial=initial, seed=0)
-    # measured: mean |error| 0.035 nats from the prior, 0.012 from the encoder (8 chains: 0.13 and 0.03)
+    # measured: mean |error| 0.047 nats from the prior, 0.012 from the encoder (8 chains: 0.11 and 0.031)
     assert float((est.per_point - exact).abs().mean()) < 0.07
 
 
@@ -99,7 +99,7 @@ def test_snis_theta_gradients_converge_to_the_exact_gradient(name, single_thread
         torch.manual_seed(0)
         out = make_method(name, particles=k)(model, x)
         errors[k] = float((covered_grad(model, out.losses[THETA]) - exact).norm() / exact.norm())
-    # measured (rws and iwae alike, same draws): relative error K=2 0.93, K=200 0.076, K=20000 0.014
+    # measured (rws and iwae alike, same draws): relative error K=2 1.41, K=200 0.16, K=20000 0.021
     assert errors[20000] < 0.03 and errors[20000] < errors[200] < errors[2]
 
 
@@ -117,3 +117,24 @@ def test_kl_is_monte_carlo_and_active_units_are_per_layer():
     with torch.no_grad():  # switch off z2's dependence on z1: the second layer's means no longer vary
         model.encoder.second.net[-1].weight.zero_()
     assert active_units_per_layer(model, x) == [D1, 0]
+
+
+def test_masked_data_give_the_observed_marginal_and_ignore_missing_values():
+    model, x = problem()
+    mask = torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.6
+    mask[:, 0] = True
+    mean, cov = (t.detach() for t in exact_marginal(model))
+    exact = torch.stack([torch.distributions.MultivariateNormal(mean[m], cov[m][:, m]).log_prob(xi[m])
+                         for xi, m in zip(x, mask, strict=True)])
+    err = {k: iw_log_likelihood(model, x, particles=k, seed=0, mask=mask).per_point - exact for k in (10, 30000)}
+    # the encoder sees zeros in the holes, so q is a worse proposal than with full data: the bound
+    # converges more slowly. measured mean |error|: K=10 0.29, K=30000 0.042 (all rows below exact)
+    assert float(err[30000].abs().mean()) < 0.08 < float(err[10].abs().mean())
+    assert float(err[30000].max()) < 0.02
+    # a training step reads no missing value: NaN or 1e30 in the holes give bitwise the same losses
+    losses = []
+    for fill in (float("nan"), 1e30):
+        torch.manual_seed(0)
+        out = make_method("iwae-dreg", particles=4)(model, torch.where(mask, x, fill), mask=mask)
+        losses.append({k: v.detach() for k, v in out.losses.items()})
+    assert all(torch.equal(losses[0][k], losses[1][k]) and torch.isfinite(losses[0][k]) for k in losses[0])
