@@ -3,6 +3,8 @@ refusal of data that are not 28x28, and a few Trainer steps that lower the loss 
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from tests.training.training_helpers import assert_trees_equal
@@ -94,3 +96,28 @@ def test_trainer_steps_lower_the_loss_and_resume_bitwise(tmp_path):
     assert_trees_equal(again.model.state_dict(), trainer.model.state_dict())
     assert_trees_equal({g: o.state_dict() for g, o in again.optimizers.items()},
                        {g: o.state_dict() for g, o in trainer.optimizers.items()})
+
+
+def test_every_method_that_accepts_a_diagonal_gaussian_q_runs_a_step():
+    """The conv encoder's q is one diagonal Gaussian: every method for continuous latents accepts it,
+    IWEM's widened proposal included; each gives finite losses on a batch of 28x28 images."""
+    from tests.methods.test_contract import FAST
+
+    from deepem.methods import METHODS
+
+    torch.manual_seed(0)
+    model = DeepLatentModel.from_config(conv_config(latent_dim=3, architecture_options=NARROW), 784)
+    x = images(4)
+    accepted = []
+    for name, cls in sorted(METHODS.items()):
+        if not cls.requires <= model.capabilities():
+            continue
+        params = inspect.signature(cls.__init__).parameters
+        method = make_method(name, **{k: v for k, v in FAST.items() if k in params and
+                                      not (name in ("wake-sleep", "nvil") and k == "particles")})
+        method.bind(model)
+        out = method(model, x)
+        assert all(torch.isfinite(loss) for loss in out.losses.values()), name
+        accepted.append(name)
+    assert set(accepted) == set(METHODS)
+    make_method("iwem", particles=2, proposal_std_scale=1.5).bind(model)
