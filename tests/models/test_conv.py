@@ -7,10 +7,11 @@ import inspect
 
 import pytest
 import torch
+from tests.methods.test_contract import FAST
 from tests.training.training_helpers import assert_trees_equal
 
 from deepem.evaluation.loglik import iw_log_likelihood
-from deepem.methods import make_method
+from deepem.methods import METHODS, make_method
 from deepem.models import DeepLatentModel, ModelConfig
 from deepem.models.conv import ConvDecoder, ConvEncoder
 from deepem.training import TrainConfig, Trainer
@@ -101,10 +102,6 @@ def test_trainer_steps_lower_the_loss_and_resume_bitwise(tmp_path):
 def test_every_method_that_accepts_a_diagonal_gaussian_q_runs_a_step():
     """The conv encoder's q is one diagonal Gaussian: every method for continuous latents accepts it,
     IWEM's widened proposal included; each gives finite losses on a batch of 28x28 images."""
-    from tests.methods.test_contract import FAST
-
-    from deepem.methods import METHODS
-
     torch.manual_seed(0)
     model = DeepLatentModel.from_config(conv_config(latent_dim=3, architecture_options=NARROW), 784)
     x = images(4)
