@@ -119,6 +119,8 @@ def test_refusals():
                                                 architecture_options={"layer_sizes": [3, 2]}), D)
     with pytest.raises(ValueError, match="unknown architecture_options \\['width'\\]"):
         ModelConfig(architecture="mlp-2layer", architecture_options={"width": 3}).validate()
+    with pytest.raises(ValueError, match="mlp-2layer needs layer_sizes of two positive sizes, got \\[3, 2, 1\\]"):
+        ModelConfig(architecture="mlp-2layer", architecture_options={"layer_sizes": [3, 2, 1]}).validate()
     with pytest.raises(ValueError, match="need architecture 'mlp'"):
         ModelConfig(architecture="mlp-2layer", latent="bernoulli").validate()
     with pytest.raises(ValueError, match="unknown model.architecture 'resnet'; choose one of mlp, mlp-2layer, conv"):

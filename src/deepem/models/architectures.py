@@ -60,11 +60,62 @@ class ModelParts:
 Builder = Callable[..., ModelParts]
 
 
+def family_latent_dim(config: ModelConfig) -> int:
+    """The latent family's default size (DEFAULT_LATENT_DIMS)."""
+    return DEFAULT_LATENT_DIMS.get(config.latent, DEFAULT_LATENT_DIMS["gaussian"])
+
+
+def two_layer_sizes(config: ModelConfig) -> tuple[int, int]:
+    sizes = tuple(config.architecture_options.get("layer_sizes", TWO_LAYER_SIZES))
+    if len(sizes) != 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f"mlp-2layer needs layer_sizes of two positive sizes, got {list(sizes)}")
+    return int(sizes[0]), int(sizes[1])
+
+
+def two_layer_latent_dim(config: ModelConfig) -> int:
+    """D1 + D2; 0 for malformed layer_sizes, which `check_mlp_2layer` then names."""
+    try:
+        return sum(two_layer_sizes(config))
+    except (TypeError, ValueError):
+        return 0
+
+
+def check_gaussian_explicit(config: ModelConfig) -> None:
+    if config.latent != "gaussian" or config.encoder != "explicit":
+        raise ValueError(f"architecture {config.architecture!r} has Gaussian latents and an explicit encoder; "
+                         "latent 'bernoulli' and encoder 'implicit' need architecture 'mlp'")
+
+
+def check_mlp(config: ModelConfig) -> None:
+    """Every latent family and encoder kind of ModelConfig: nothing more to check."""
+
+
+def check_mlp_2layer(config: ModelConfig) -> None:
+    check_gaussian_explicit(config)
+    d1, d2 = two_layer_sizes(config)
+    if config.latent_dim != d1 + d2:
+        raise ValueError(f"mlp-2layer has {d1} + {d2} = {d1 + d2} latents, so latent_dim must be {d1 + d2} "
+                         f"(or None), got {config.latent_dim}; set architecture_options layer_sizes to change "
+                         "the layers")
+
+
+def check_conv(config: ModelConfig) -> None:
+    check_gaussian_explicit(config)
+    if list(config.hidden) != DEFAULT_HIDDEN:
+        raise ValueError("hidden sets MLP widths and does not apply to architecture 'conv'; its channels "
+                         "are architecture_options (encoder_layers, channels, depth)")
+
+
 @dataclass(frozen=True)
 class Architecture:
+    """A preset: `build(config, data_dim, likelihood, **architecture_options) -> ModelParts`, `check`
+    (raise a ValueError for a setting it cannot honour) and `latent_dim` (the default number of latents)."""
+
     name: str
     description: str  # one line, citing the source
-    build: Builder  # build(config, data_dim, likelihood, **architecture_options) -> ModelParts
+    build: Builder
+    check: Callable[[ModelConfig], None]
+    latent_dim: Callable[[ModelConfig], int] = family_latent_dim
 
     def options(self) -> list[str]:
         """The keyword options `architecture_options` may set."""
@@ -72,9 +123,7 @@ class Architecture:
         return [p.name for p in params]
 
     def default_latent_dim(self, config: ModelConfig) -> int:
-        if self.name == "mlp-2layer":
-            return sum(config.architecture_options.get("layer_sizes", TWO_LAYER_SIZES))
-        return DEFAULT_LATENT_DIMS.get(config.latent, DEFAULT_LATENT_DIMS["gaussian"])
+        return self.latent_dim(config)
 
     def validate(self, config: ModelConfig) -> None:
         """Raise a ValueError naming a setting this architecture cannot honour."""
@@ -83,22 +132,7 @@ class Architecture:
             allowed = ", ".join(self.options()) or "none"
             raise ValueError(f"unknown architecture_options {unknown} for architecture {self.name!r}; "
                              f"its options: {allowed}")
-        if self.name == "mlp":
-            return
-        if config.latent != "gaussian" or config.encoder != "explicit":
-            raise ValueError(f"architecture {self.name!r} has Gaussian latents and an explicit encoder; "
-                             "latent 'bernoulli' and encoder 'implicit' need architecture 'mlp'")
-        if self.name == "mlp-2layer":
-            sizes = config.architecture_options.get("layer_sizes", TWO_LAYER_SIZES)
-            if len(sizes) != 2 or any(int(s) < 1 for s in sizes):
-                raise ValueError(f"mlp-2layer needs layer_sizes of two positive sizes, got {sizes}")
-            if config.latent_dim != sum(sizes):
-                raise ValueError(f"mlp-2layer has {sizes[0]} + {sizes[1]} = {sum(sizes)} latents, so "
-                                 f"latent_dim must be {sum(sizes)} (or None), got {config.latent_dim}; set "
-                                 "architecture_options layer_sizes to change the layers")
-        if self.name == "conv" and list(config.hidden) != DEFAULT_HIDDEN:
-            raise ValueError("hidden sets MLP widths and does not apply to architecture 'conv'; its channels "
-                             "are architecture_options (encoder_layers, channels, depth)")
+        self.check(config)
 
 
 def build_mlp(config: ModelConfig, data_dim: int, likelihood: Likelihood) -> ModelParts:
@@ -144,11 +178,13 @@ def build_conv(config: ModelConfig, data_dim: int, likelihood: Likelihood,
 
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
-    Architecture("mlp", "one stochastic layer, tanh MLPs 200-200 (Burda et al. 2015); the default", build_mlp),
+    Architecture("mlp", "one stochastic layer, tanh MLPs 200-200 (Burda et al. 2015); the default", build_mlp,
+                 check_mlp),
     Architecture("mlp-2layer", "two stochastic layers of 100 and 50 units, tanh MLPs 200-200 and 100-100 "
-                 "(Burda et al. 2015, sec. 5)", build_mlp_2layer),
+                 "(Burda et al. 2015, sec. 5)", build_mlp_2layer, check_mlp_2layer,
+                 latent_dim=two_layer_latent_dim),
     Architecture("conv", "gated convolutional encoder and decoder for 28x28 images, 50 latents (Tomczak & "
-                 "Welling 2017, as the IWEM paper uses)", build_conv),
+                 "Welling 2017, as the IWEM paper uses)", build_conv, check_conv),
 )}
 
 

@@ -60,6 +60,9 @@ class ModelConfig:
             self.latent_dim = arch.default_latent_dim(self)
 
     def validate(self) -> None:
+        if not isinstance(self.architecture_options, dict):
+            raise ValueError(f"model.architecture_options must be a dict, got {self.architecture_options!r}")
+        get_architecture(self.architecture).validate(self)
         if self.latent_dim < 1:
             raise ValueError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
         if any(h < 1 for h in self.hidden):
@@ -72,9 +75,6 @@ class ModelConfig:
             raise ValueError("an implicit encoder needs continuous latents: use latent 'gaussian' with it")
         if self.noise_dim is not None and self.noise_dim < 1:
             raise ValueError(f"model.noise_dim must be >= 1 or None, got {self.noise_dim}")
-        if not isinstance(self.architecture_options, dict):
-            raise ValueError(f"model.architecture_options must be a dict, got {self.architecture_options!r}")
-        get_architecture(self.architecture).validate(self)
 
 
 class DeepLatentModel(nn.Module):
