@@ -7,6 +7,7 @@ import torch
 
 from deepem.inference.distributions import (
     CONTINUOUS,
+    DIAGONAL_Q,
     Q_DENSITY,
     RSAMPLE,
     DiagonalGaussian,
@@ -50,6 +51,7 @@ def test_bernoulli_log_prob_kl_and_refusal():
 
 
 def test_encoders_declare_what_their_q_can_do():
-    assert GaussianEncoder.capabilities() == {RSAMPLE, Q_DENSITY, CONTINUOUS}
+    # one diagonal Gaussian: its std can be widened (IWEM's proposal_std_scale)
+    assert GaussianEncoder.capabilities() == {RSAMPLE, Q_DENSITY, CONTINUOUS, DIAGONAL_Q}
     assert BernoulliEncoder.capabilities() == {Q_DENSITY}
     assert ImplicitEncoder.capabilities() == {RSAMPLE, CONTINUOUS}

@@ -19,7 +19,10 @@ from deepem.training import TrainConfig, Trainer
 FAST = {"particles": 3, "temperatures": 3, "leapfrog_steps": 2, "p_samples": 2, "baseline_hidden": 8}
 FAMILIES = {"gaussian": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"),
             "bernoulli": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli", latent="bernoulli"),
-            "implicit": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli", encoder="implicit", noise_dim=4)}
+            "implicit": ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli", encoder="implicit", noise_dim=4),
+            # two stochastic layers (3 + 2 latents) with tiny widths through the builder's options
+            "2layer": ModelConfig(hidden=[8], likelihood="bernoulli", architecture="mlp-2layer",
+                                  architecture_options={"layer_sizes": [3, 2], "between": [8]})}
 SETTINGS = TrainConfig(dataset="binary-synthetic", epochs=2, batch_size=20, lr=3e-3, seed=11, valid_every=0,
                        checkpoint_every_steps=1, keep_checkpoints=10)
 
@@ -80,3 +83,6 @@ def test_every_method_and_family_is_covered():
     assert discrete == {"nvil", "rws", "vimco", "wake-sleep"}
     implicit = {c.values[0] for c in cases() if c.values[1] == "implicit"}
     assert implicit == {"avb", "iwavb"}
+    # q(z1|x) q(z2|z1) has an rsample and a density over continuous z: every method accepts it
+    two_layer = {c.values[0] for c in cases() if c.values[1] == "2layer"}
+    assert two_layer == set(METHODS)

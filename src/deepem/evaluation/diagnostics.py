@@ -1,5 +1,11 @@
-"""Posterior-collapse diagnostics of the encoder (Burda et al. 2015; REM Fig. 2): active units and
-the KL divergence of q(z | x) to the prior."""
+"""Posterior-collapse diagnostics of the encoder (Burda et al. 2015; REM Fig. 2): active units (in
+total and per stochastic layer) and the KL divergence of q(z | x) to the prior.
+
+KL to the prior is in closed form where the prior offers one (`prior.kl_from`: a diagonal Gaussian q
+against N(0, I), a factorised Bernoulli q against a Bernoulli prior). Otherwise (two stochastic layers:
+q(z1|x) q(z2|z1) against p(z2) p(z1|z2)) it is a Monte Carlo estimate, the mean of log q(z|x) - log p(z)
+over KL_DRAWS draws z ~ q per data point, seeded; `kl_estimator` names which one a model gets. A q
+without a density (implicit) gives NaN: log q cannot be evaluated."""
 
 from __future__ import annotations
 
@@ -8,7 +14,11 @@ import math
 import torch
 from torch import Tensor
 
+from deepem.models.hierarchical import split_layers
 from deepem.models.lvm import DeepLatentModel
+
+#: draws per data point of the Monte Carlo KL estimate (when the prior has no closed form)
+KL_DRAWS = 64
 
 
 @torch.no_grad()
@@ -30,17 +40,44 @@ def active_units(model: DeepLatentModel, data: Tensor, threshold: float = 0.01,
     return int((means.var(dim=0, unbiased=True) > threshold).sum())
 
 
+def active_units_per_layer(model: DeepLatentModel, data: Tensor, threshold: float = 0.01,
+                           means: Tensor | None = None) -> list[int]:
+    """Active units of each stochastic layer, in the order of `model.latent_layers` (one entry for a
+    model with one layer). For a chained q the means are its mean path (see ChainedGaussian.mean)."""
+    means = encoder_means(model, data) if means is None else means
+    active = means.var(dim=0, unbiased=True) > threshold
+    sizes = getattr(model, "latent_layers", (means.shape[-1],))
+    return [int(block.sum()) for block in split_layers(active, sizes)]
+
+
+def kl_estimator(model: DeepLatentModel, draws: int = KL_DRAWS) -> str:
+    """How `kl_to_prior` computes KL for this model: "closed form", "Monte Carlo, N draws per point", or
+    "none (q has no density)"."""
+    if not getattr(model.encoder, "has_log_prob", True):
+        return "none (q has no density)"
+    if hasattr(model.prior, "kl_from"):
+        return "closed form"
+    return f"Monte Carlo, {draws} draws per point"
+
+
 @torch.no_grad()
-def kl_to_prior(model: DeepLatentModel, data: Tensor, batch_size: int = 1000, mask: Tensor | None = None
-                ) -> float:
-    """Average over data of KL(q(z | x) || p(z)), in closed form (diagonal Gaussian q against N(0, I),
-    factorised Bernoulli q against a Bernoulli prior); NaN for a q without a density (implicit)."""
+def kl_to_prior(model: DeepLatentModel, data: Tensor, batch_size: int = 1000, mask: Tensor | None = None,
+                draws: int = KL_DRAWS, seed: int = 0) -> float:
+    """Average over data of KL(q(z | x) || p(z)): closed form where the prior has one, else a seeded
+    Monte Carlo estimate from `draws` draws per point (see the module notes and `kl_estimator`); NaN for
+    a q without a density (implicit)."""
     if not getattr(model.encoder, "has_log_prob", True):
         return math.nan
     p = next(model.parameters())
+    generator = torch.Generator(device=p.device).manual_seed(seed)
+    closed_form = hasattr(model.prior, "kl_from")
     total = 0.0
     for i in range(0, data.shape[0], batch_size):
         m = None if mask is None else mask[i:i + batch_size].to(p.device)
         q = model.encode(data[i:i + batch_size].to(p.device, p.dtype), m)
-        total += float(model.prior.kl_from(q).sum())
+        if closed_form:
+            total += float(model.prior.kl_from(q).sum())
+        else:
+            z = q.sample(draws, generator)
+            total += float((q.log_prob(z) - model.log_prior(z)).mean(0).sum())
     return total / data.shape[0]

@@ -10,7 +10,13 @@ import torch
 from tqdm import tqdm
 
 from deepem.evaluation.ais import ais_log_likelihood
-from deepem.evaluation.diagnostics import active_units, encoder_means, kl_to_prior
+from deepem.evaluation.diagnostics import (
+    active_units,
+    active_units_per_layer,
+    encoder_means,
+    kl_estimator,
+    kl_to_prior,
+)
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.inference.numerics import flush_denormals
@@ -56,7 +62,9 @@ def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str = 
     record.update(
         particles=estimate.settings.get("particles", particles if estimator == "iw" else None),
         active_units=active_units(model, data, means=means),
+        active_units_per_layer=active_units_per_layer(model, data, means=means),
         kl_to_prior=kl_to_prior(model, data, mask=mask),
+        kl_estimator=kl_estimator(model),
         seconds=seconds,
         points_per_sec=data.shape[0] / max(seconds, 1e-9),
     )

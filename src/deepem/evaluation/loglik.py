@@ -22,7 +22,9 @@ DEFAULT_CHUNK_FLOATS = 1_000_000
 
 
 def _widest_layer(model: DeepLatentModel) -> int:
-    widths = [model.data_dim, model.latent_dim]
+    """Floats per particle and point of the decoder's largest activation: its widest linear layer, or
+    what the decoder declares (`widest_activation`: a convolutional decoder's channels x pixels)."""
+    widths = [model.data_dim, model.latent_dim, getattr(model.decoder, "widest_activation", 0)]
     widths += [m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
     return max(widths)
 

@@ -10,6 +10,12 @@ A distribution says what it can do, and refuses the rest with an error that says
 | DiagonalGaussian      | yes    | yes     | yes      | real    |
 | FactorisedBernoulli   | yes    | no      | yes      | binary  |
 | Implicit (z = f(ε))   | yes    | yes     | no       | real    |
+| ChainedGaussian       | yes    | yes     | yes      | real    |
+
+ChainedGaussian is a two-block Gaussian chain, a root N(m, diag s^2) and a child drawn from a
+diagonal Gaussian whose parameters are a network of the root: the encoder q(z1|x) q(z2|z1) and the
+prior p(z2) p(z1|z2) of a model with two stochastic layers (Burda et al. 2015, sec. 5). Its z is one
+tensor, the blocks concatenated in the model's order [z1, z2].
 
 A method that needs an rsample or a density checks it before training (`methods.base`); these errors
 are the last line of defence, so that a wrong gradient is never computed silently."""
@@ -22,7 +28,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -33,6 +39,7 @@ BINARY = "binary"
 RSAMPLE = "reparameterised q"
 Q_DENSITY = "q density"
 CONTINUOUS = "continuous z"
+DIAGONAL_Q = "diagonal Gaussian q"
 
 
 def normal_log_density(value: Tensor, mean: Tensor | float, std: Tensor | None = None, *,
@@ -225,9 +232,78 @@ class Implicit(LatentDistribution):
         return self  # no density to evaluate with fixed parameters
 
 
-def capabilities(has_rsample: bool, has_log_prob: bool, support: str) -> frozenset[str]:
-    """The names methods use to state what they require of q and of z (see methods.base)."""
+class ChainedGaussian(LatentDistribution):
+    """A root block r ~ N(loc, diag std^2) and a child block c | r ~ N(m(r), diag s(r)^2), with
+    (m, s) = conditional(r) from a network: z is the concatenation of the blocks, the root first
+    (`root_first=True`: q(z1|x) q(z2|z1), z = [z1, z2]) or last (p(z2) p(z1|z2), z = [z1, z2]).
+
+    rsample draws the root by reparameterisation, then the child given that root, so the pathwise
+    gradient reaches the root's parameters, the conditional network's, and (through r) both.
+    log_prob(z) = log N(r; loc, std) + log N(c; m(r), s(r)) at the given z.
+    detach() cuts the root's parameters and calls the conditional network with its parameters
+    detached (torch.func.functional_call): log q then depends on φ only through z, as DReG and STL
+    need, while z itself keeps its gradient.
+    mean: the mean path (E[r], m(E[r])), with no sampling; E[r] is exact, m(E[r]) equals E[c] when
+    m is linear (the linear-Gaussian models) and is a first-order approximation otherwise."""
+
+    has_rsample = True
+    support = REAL
+    description = "chained Gaussian (two stochastic layers)"
+
+    def __init__(self, root: DiagonalGaussian, conditional: nn.Module, root_first: bool = True,
+                 frozen: bool = False) -> None:
+        self.root, self.conditional, self.root_first, self.frozen = root, conditional, root_first, frozen
+        self.root_dim = root.loc.shape[-1]
+
+    def _child_params(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, std) of the child block given root values r (..., B, Dr)."""
+        if not self.frozen:
+            return self.conditional(r)
+        params = {k: v.detach() for k, v in self.conditional.named_parameters()}
+        return torch.func.functional_call(self.conditional, params, (r,))
+
+    def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(root block, child block) of z (..., Dz)."""
+        if self.root_first:
+            return z[..., :self.root_dim], z[..., self.root_dim:]
+        child_dim = z.shape[-1] - self.root_dim
+        return z[..., child_dim:], z[..., :child_dim]
+
+    def _join(self, r: Tensor, c: Tensor) -> Tensor:
+        return torch.cat([r, c] if self.root_first else [c, r], dim=-1)
+
+    def rsample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        r = self.root.rsample(n, generator)
+        mean, std = self._child_params(r)
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return self._join(r, mean + std * eps)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(n, generator)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        r, c = self.split(z)
+        mean, std = self._child_params(r)
+        return self.root.log_prob(r) + normal_log_density(c, mean, std).sum(-1)
+
+    def detach(self) -> ChainedGaussian:
+        return ChainedGaussian(self.root.detach(), self.conditional, self.root_first, frozen=True)
+
+    @property
+    def mean(self) -> Tensor:
+        """The mean path (E[r], m(E[r])): see the class notes."""
+        r = self.root.loc
+        return self._join(r, self._child_params(r)[0])
+
+
+def capabilities(has_rsample: bool, has_log_prob: bool, support: str, diagonal: bool = False
+                 ) -> frozenset[str]:
+    """The names methods use to state what they require of q and of z (see methods.base);
+    `diagonal`: q is one diagonal Gaussian (a proposal whose std can be widened, IWEM)."""
     caps = set()
+    if diagonal:
+        caps.add(DIAGONAL_Q)
     if has_rsample:
         caps.add(RSAMPLE)
     if has_log_prob:

@@ -29,8 +29,18 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from deepem.inference.distributions import DIAGONAL_Q
 from deepem.inference.numerics import log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, Particles, draw_particles, weight_diagnostics
+from deepem.methods.base import (
+    PHI,
+    THETA,
+    IncompatibleModelError,
+    Method,
+    MethodOutput,
+    Particles,
+    draw_particles,
+    weight_diagnostics,
+)
 from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
@@ -103,6 +113,16 @@ class IWEM(Method):
         self.proposal_std_scale = proposal_std_scale
         # number of elapsed alpha_units (updates or epochs); a buffer so checkpoints carry it.
         self.register_buffer("anneal_count", torch.zeros((), dtype=torch.long))
+
+    def bind(self, model: DeepLatentModel) -> None:
+        """Besides the usual requirements, a widened proposal (proposal_std_scale != 1) needs q to be
+        one diagonal Gaussian; refuse other q (two stochastic layers, a chained q) before training."""
+        super().bind(model)
+        if self.proposal_std_scale != 1.0 and DIAGONAL_Q not in model.capabilities():
+            raise IncompatibleModelError(
+                f"{self.name} with proposal_std_scale={self.proposal_std_scale} widens the std of a diagonal "
+                f"Gaussian q(z|x), and this model's encoder ({type(model.encoder).__name__}) is not one; "
+                "use proposal_std_scale=1.0 with it")
 
     # annealing --------------------------------------------------------------------------------
     @property

@@ -1,6 +1,15 @@
 """Networks, likelihoods, priors, encoders and the latent variable model p(z) p(x | z) with q(z | x)."""
 
+from deepem.models.architectures import ARCHITECTURES, Architecture, ModelParts, get_architecture
+from deepem.models.conv import ConvDecoder, ConvEncoder
 from deepem.models.encoders import BernoulliEncoder, Encoder, GaussianEncoder, ImplicitEncoder, diagonal_gaussian
+from deepem.models.hierarchical import (
+    FirstLayerDecoder,
+    GaussianLayer,
+    HierarchicalEncoder,
+    HierarchicalGaussianPrior,
+    split_layers,
+)
 from deepem.models.likelihoods import (
     BernoulliLikelihood,
     GaussianLikelihood,
@@ -13,6 +22,17 @@ from deepem.models.networks import mlp
 from deepem.models.priors import BernoulliPrior, Prior, StandardNormalPrior, standard_normal_log_prob
 
 __all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "ConvDecoder",
+    "ConvEncoder",
+    "FirstLayerDecoder",
+    "GaussianLayer",
+    "HierarchicalEncoder",
+    "HierarchicalGaussianPrior",
+    "ModelParts",
+    "get_architecture",
+    "split_layers",
     "BernoulliEncoder",
     "BernoulliLikelihood",
     "BernoulliPrior",

@@ -42,18 +42,22 @@ class Encoder(nn.Module):
     has_rsample: ClassVar[bool] = True
     has_log_prob: ClassVar[bool] = True
     support: ClassVar[str] = REAL
+    #: q is one diagonal Gaussian (DiagonalGaussian): its std can be widened (IWEM's proposal)
+    diagonal_q: ClassVar[bool] = False
 
     def distribution(self, x: Tensor) -> LatentDistribution:
         raise NotImplementedError
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
-        return capabilities(cls.has_rsample, cls.has_log_prob, cls.support)
+        return capabilities(cls.has_rsample, cls.has_log_prob, cls.support, cls.diagonal_q)
 
 
 class GaussianEncoder(Encoder):
     """q(z | x) = N(mu(x), diag(sigma(x)^2)) with an MLP; sigma = exp(raw) as in Burda et al. (2015).
     `forward` returns the parameters (mean, std); `distribution` the q object."""
+
+    diagonal_q = True
 
     def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200),
                  activation: str = "tanh") -> None:

@@ -10,24 +10,21 @@ Three parts can be swapped independently (a mismatch of the latents' support is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from deepem.inference.distributions import LatentDistribution, capabilities
-from deepem.models.encoders import ENCODERS
+from deepem.models.architectures import ARCHITECTURES, DEFAULT_LATENT_DIMS, LATENTS, get_architecture
 from deepem.models.likelihoods import Likelihood, make_likelihood, observed
-from deepem.models.networks import mlp, output_layer
-from deepem.models.priors import PRIORS, Prior, StandardNormalPrior, standard_normal_log_prob
+from deepem.models.priors import Prior, StandardNormalPrior, standard_normal_log_prob
 
-__all__ = ["DeepLatentModel", "ModelConfig", "standard_normal_log_prob"]
+__all__ = ["ARCHITECTURES", "DEFAULT_LATENT_DIMS", "LATENTS", "DeepLatentModel", "ModelConfig",
+           "standard_normal_log_prob"]
 
-#: latent families: (prior, encoder) of each
-LATENTS = {"gaussian": ("normal", "gaussian"), "bernoulli": ("bernoulli", "bernoulli")}
-#: latent units when none are given: Burda et al.'s 50 Gaussian latents; the 200-unit sigmoid belief net
-#: layer of the NVIL (Mnih & Gregor 2014) and VIMCO (Mnih & Rezende 2016) papers
-DEFAULT_LATENT_DIMS = {"gaussian": 50, "bernoulli": 200}
 ENCODER_KINDS = ("explicit", "implicit")
 
 
@@ -35,7 +32,13 @@ ENCODER_KINDS = ("explicit", "implicit")
 class ModelConfig:
     """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood.
 
-    latent_dim: None = the family's default (DEFAULT_LATENT_DIMS: 50 Gaussian, 200 binary latents).
+    architecture: a preset of `models.architectures` ("mlp", the default and the model above;
+        "mlp-2layer", Burda et al.'s two stochastic layers; "conv", Tomczak & Welling's gated CNN).
+    architecture_options: keyword options of the preset's builder (e.g. {"layer_sizes": [3, 2],
+        "between": [8]} for a tiny mlp-2layer; {"channels": 8} for a narrow conv); saved with the run.
+    latent_dim: None = the default (DEFAULT_LATENT_DIMS: 50 Gaussian, 200 binary latents; mlp-2layer:
+        the sum of its layers, 150).
+    hidden: MLP widths between x and the (first) stochastic layer (mlp, mlp-2layer).
     latent: "gaussian" (N(0, I) prior, diagonal Gaussian q) or "bernoulli" (learnable factorised
         Bernoulli prior and q: a sigmoid belief net; hidden=[] makes its layers linear, as in the papers).
     encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only).
@@ -48,12 +51,18 @@ class ModelConfig:
     latent: str = "gaussian"
     encoder: str = "explicit"
     noise_dim: int | None = None
+    architecture: str = "mlp"
+    architecture_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latent_dim is None:
-            self.latent_dim = DEFAULT_LATENT_DIMS.get(self.latent, DEFAULT_LATENT_DIMS["gaussian"])
+            arch = ARCHITECTURES.get(self.architecture, ARCHITECTURES["mlp"])
+            self.latent_dim = arch.default_latent_dim(self)
 
     def validate(self) -> None:
+        if not isinstance(self.architecture_options, dict):
+            raise ValueError(f"model.architecture_options must be a dict, got {self.architecture_options!r}")
+        get_architecture(self.architecture).validate(self)
         if self.latent_dim < 1:
             raise ValueError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
         if any(h < 1 for h in self.hidden):
@@ -69,10 +78,14 @@ class ModelConfig:
 
 
 class DeepLatentModel(nn.Module):
-    """p(z) = prior, p(x | z) = likelihood(decoder(z)), q(z | x) = encoder.distribution(x)."""
+    """p(z) = prior, p(x | z) = likelihood(decoder(z)), q(z | x) = encoder.distribution(x).
+
+    latent_layers: sizes of the stochastic layers in the order of z's last dimension (one layer of
+    latent_dim units by default; (D1, D2) for two layers, z = [z1, z2]), for per-layer diagnostics."""
 
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, encoder: nn.Module,
-                 latent_dim: int, data_dim: int, prior: Prior | None = None) -> None:
+                 latent_dim: int, data_dim: int, prior: Prior | None = None,
+                 latent_layers: Sequence[int] | None = None) -> None:
         super().__init__()
         self.decoder = decoder
         self.likelihood = likelihood
@@ -80,6 +93,9 @@ class DeepLatentModel(nn.Module):
         self.prior = StandardNormalPrior(latent_dim) if prior is None else prior
         self.latent_dim = latent_dim
         self.data_dim = data_dim
+        self.latent_layers = (latent_dim,) if latent_layers is None else tuple(int(d) for d in latent_layers)
+        if sum(self.latent_layers) != latent_dim:
+            raise ValueError(f"latent_layers {self.latent_layers} must add up to latent_dim {latent_dim}")
         q_support = getattr(encoder, "support", self.prior.support)
         if q_support != self.prior.support:
             raise ValueError(f"the encoder's latents are {q_support} but the prior's are {self.prior.support}; "
@@ -88,18 +104,16 @@ class DeepLatentModel(nn.Module):
     @classmethod
     def from_config(cls, config: ModelConfig, data_dim: int, data_mean: Tensor | None = None
                     ) -> DeepLatentModel:
+        """The model of `config.architecture` (a preset of `models.architectures`) for data_dim-dimensional
+        data; with data_mean, the decoder's output bias starts at the data mean (Burda et al. 2015)."""
         config.validate()
         likelihood = make_likelihood(config.likelihood or "bernoulli")
-        decoder = mlp(config.latent_dim, config.hidden, likelihood.out_features(data_dim), config.activation)
-        prior_name, encoder_name = LATENTS[config.latent]
-        if config.encoder == "implicit":
-            encoder = ENCODERS["implicit"](data_dim, config.latent_dim, config.hidden, config.activation,
-                                           noise_dim=config.noise_dim)
-        else:
-            encoder = ENCODERS[encoder_name](data_dim, config.latent_dim, config.hidden, config.activation)
-        if data_mean is not None:
-            likelihood.init_output_bias(output_layer(decoder).bias, data_mean)
-        return cls(decoder, likelihood, encoder, config.latent_dim, data_dim, PRIORS[prior_name](config.latent_dim))
+        parts = get_architecture(config.architecture).build(config, data_dim, likelihood,
+                                                            **config.architecture_options)
+        if data_mean is not None and parts.output_bias is not None:
+            likelihood.init_output_bias(parts.output_bias, data_mean)
+        return cls(parts.decoder, likelihood, parts.encoder, config.latent_dim, data_dim, parts.prior,
+                   parts.latent_layers)
 
     # what the model offers a method ------------------------------------------------------------
     @property
@@ -110,7 +124,7 @@ class DeepLatentModel(nn.Module):
         """What q and z allow (see `inference.distributions`): a method's `requires` must be a subset."""
         enc = self.encoder
         return capabilities(getattr(enc, "has_rsample", True), getattr(enc, "has_log_prob", True),
-                            self.latent_support)
+                            self.latent_support, getattr(enc, "diagonal_q", False))
 
     # parameter groups -------------------------------------------------------------------------
     def generative_parameters(self) -> list[nn.Parameter]:

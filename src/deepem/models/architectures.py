@@ -1,0 +1,203 @@
+"""Architecture presets of the papers, by name: what `ModelConfig.architecture` selects.
+
+| name       | networks (q and p)                                    | latents         | source                    |
+| ---------- | ----------------------------------------------------- | --------------- | ------------------------- |
+| mlp        | x -200-200- z, tanh MLPs, widths from `hidden` (also  | 50 Gaussian     | Burda et al. 2015         |
+|            | a sigmoid belief net or an implicit q)                 | (200 binary)    |                           |
+| mlp-2layer | x -200-200- z1 -100-100- z2, tanh MLPs, both ways     | 100 + 50 Gauss. | Burda et al. 2015, sec. 5 |
+| conv       | gated convolutions, 28x28 images only                 | 50 Gaussian     | Tomczak & Welling 2017    |
+
+A builder gets the ModelConfig, the data dimension and the likelihood, and returns the parts of a
+DeepLatentModel. `ModelConfig.architecture_options` passes the keyword options of a builder (the
+widths of a preset: tiny ones for tests, other ones for experiments); they are saved with the run.
+
+Every preset keeps a latent as ONE tensor (K, B, Dz): two stochastic layers are concatenated,
+z = [z1, z2], and declare `latent_layers = (D1, D2)` for per-layer diagnostics."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor, nn
+
+from deepem.models.conv import ENCODER_LAYERS, ConvDecoder, ConvEncoder, check_image_dim
+from deepem.models.encoders import ENCODERS
+from deepem.models.hierarchical import FirstLayerDecoder, HierarchicalEncoder, HierarchicalGaussianPrior
+from deepem.models.likelihoods import Likelihood
+from deepem.models.networks import mlp, output_layer
+from deepem.models.priors import PRIORS, Prior
+
+if TYPE_CHECKING:
+    from deepem.models.lvm import ModelConfig
+
+#: latent families of the "mlp" architecture: (prior, encoder) of each
+LATENTS = {"gaussian": ("normal", "gaussian"), "bernoulli": ("bernoulli", "bernoulli")}
+#: latent units when none are given: Burda et al.'s 50 Gaussian latents; the 200-unit sigmoid belief net
+#: layer of the NVIL (Mnih & Gregor 2014) and VIMCO (Mnih & Rezende 2016) papers
+DEFAULT_LATENT_DIMS = {"gaussian": 50, "bernoulli": 200}
+#: Burda et al.'s two stochastic layers (sec. 5): 100 and 50 units, 100-100 deterministic units between
+TWO_LAYER_SIZES = (100, 50)
+TWO_LAYER_BETWEEN = (100, 100)
+#: the ModelConfig.hidden default: the presets other than "mlp" take their own widths from options
+DEFAULT_HIDDEN = [200, 200]
+
+
+@dataclass
+class ModelParts:
+    """What a builder returns: the networks and prior of a DeepLatentModel, the sizes of its stochastic
+    layers in the order of z, and the decoder bias to start at the data mean (None: no such bias)."""
+
+    decoder: nn.Module
+    encoder: nn.Module
+    prior: Prior
+    latent_layers: tuple[int, ...]
+    output_bias: Tensor | None
+
+
+Builder = Callable[..., ModelParts]
+
+
+def family_latent_dim(config: ModelConfig) -> int:
+    """The latent family's default size (DEFAULT_LATENT_DIMS)."""
+    return DEFAULT_LATENT_DIMS.get(config.latent, DEFAULT_LATENT_DIMS["gaussian"])
+
+
+def two_layer_sizes(config: ModelConfig) -> tuple[int, int]:
+    sizes = tuple(config.architecture_options.get("layer_sizes", TWO_LAYER_SIZES))
+    if len(sizes) != 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f"mlp-2layer needs layer_sizes of two positive sizes, got {list(sizes)}")
+    return int(sizes[0]), int(sizes[1])
+
+
+def two_layer_latent_dim(config: ModelConfig) -> int:
+    """D1 + D2; 0 for malformed layer_sizes, which `check_mlp_2layer` then names."""
+    try:
+        return sum(two_layer_sizes(config))
+    except (TypeError, ValueError):
+        return 0
+
+
+def check_gaussian_explicit(config: ModelConfig) -> None:
+    if config.latent != "gaussian" or config.encoder != "explicit":
+        raise ValueError(f"architecture {config.architecture!r} has Gaussian latents and an explicit encoder; "
+                         "latent 'bernoulli' and encoder 'implicit' need architecture 'mlp'")
+
+
+def check_mlp(config: ModelConfig) -> None:
+    """Every latent family and encoder kind of ModelConfig: nothing more to check."""
+
+
+def check_mlp_2layer(config: ModelConfig) -> None:
+    check_gaussian_explicit(config)
+    d1, d2 = two_layer_sizes(config)
+    if config.latent_dim != d1 + d2:
+        raise ValueError(f"mlp-2layer has {d1} + {d2} = {d1 + d2} latents, so latent_dim must be {d1 + d2} "
+                         f"(or None), got {config.latent_dim}; set architecture_options layer_sizes to change "
+                         "the layers")
+
+
+def check_conv(config: ModelConfig) -> None:
+    check_gaussian_explicit(config)
+    if list(config.hidden) != DEFAULT_HIDDEN:
+        raise ValueError("hidden sets MLP widths and does not apply to architecture 'conv'; its channels "
+                         "are architecture_options (encoder_layers, channels, depth)")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A preset: `build(config, data_dim, likelihood, **architecture_options) -> ModelParts`, `check`
+    (raise a ValueError for a setting it cannot honour) and `latent_dim` (the default number of latents)."""
+
+    name: str
+    description: str  # one line, citing the source
+    build: Builder
+    check: Callable[[ModelConfig], None]
+    latent_dim: Callable[[ModelConfig], int] = family_latent_dim
+
+    def options(self) -> list[str]:
+        """The keyword options `architecture_options` may set."""
+        params = list(inspect.signature(self.build).parameters.values())[3:]
+        return [p.name for p in params]
+
+    def default_latent_dim(self, config: ModelConfig) -> int:
+        return self.latent_dim(config)
+
+    def validate(self, config: ModelConfig) -> None:
+        """Raise a ValueError naming a setting this architecture cannot honour."""
+        unknown = sorted(set(config.architecture_options) - set(self.options()))
+        if unknown:
+            allowed = ", ".join(self.options()) or "none"
+            raise ValueError(f"unknown architecture_options {unknown} for architecture {self.name!r}; "
+                             f"its options: {allowed}")
+        self.check(config)
+
+
+def build_mlp(config: ModelConfig, data_dim: int, likelihood: Likelihood) -> ModelParts:
+    """Today's default model: one stochastic layer, `hidden` tanh MLPs (Burda et al. 2015), or a sigmoid
+    belief net / an implicit q as `latent` and `encoder` say. Built in the order of the original code
+    (decoder, encoder, prior), so seeded initial weights are unchanged."""
+    decoder = mlp(config.latent_dim, config.hidden, likelihood.out_features(data_dim), config.activation)
+    prior_name, encoder_name = LATENTS[config.latent]
+    if config.encoder == "implicit":
+        encoder = ENCODERS["implicit"](data_dim, config.latent_dim, config.hidden, config.activation,
+                                       noise_dim=config.noise_dim)
+    else:
+        encoder = ENCODERS[encoder_name](data_dim, config.latent_dim, config.hidden, config.activation)
+    return ModelParts(decoder, encoder, PRIORS[prior_name](config.latent_dim), (config.latent_dim,),
+                      output_layer(decoder).bias)
+
+
+def build_mlp_2layer(config: ModelConfig, data_dim: int, likelihood: Likelihood,
+                     layer_sizes: Sequence[int] = TWO_LAYER_SIZES,
+                     between: Sequence[int] = TWO_LAYER_BETWEEN) -> ModelParts:
+    """Burda et al. (2015, sec. 5) with two stochastic layers: `hidden` (200-200) tanh units between
+    x and z1 and `between` (100-100) between z1 and z2, in the generative model (p(z1 | z2), p(x | z1))
+    and the encoder (q(z1 | x), q(z2 | z1)) alike; p(z2) = N(0, I)."""
+    d1, d2 = (int(s) for s in layer_sizes)
+    net = mlp(d1, config.hidden, likelihood.out_features(data_dim), config.activation)
+    decoder = FirstLayerDecoder(net, d1)
+    encoder = HierarchicalEncoder(data_dim, (d1, d2), config.hidden, between, config.activation)
+    prior = HierarchicalGaussianPrior((d1, d2), between, config.activation)
+    return ModelParts(decoder, encoder, prior, (d1, d2), output_layer(net).bias)
+
+
+def build_conv(config: ModelConfig, data_dim: int, likelihood: Likelihood,
+               encoder_layers: Sequence[Sequence[int]] = ENCODER_LAYERS, channels: int = 64,
+               depth: int = 4) -> ModelParts:
+    """Gated convolutional encoder and decoder of Tomczak & Welling (2017), one Gaussian stochastic
+    layer of `latent_dim` units (see `models.conv`). 28x28 images (784 values) only."""
+    check_image_dim(data_dim)
+    layers = tuple(tuple(int(v) for v in layer) for layer in encoder_layers)
+    decoder = ConvDecoder(config.latent_dim, likelihood.out_features(data_dim), channels, depth)
+    encoder = ConvEncoder(config.latent_dim, layers)
+    return ModelParts(decoder, encoder, PRIORS["normal"](config.latent_dim), (config.latent_dim,),
+                      decoder.output_bias)
+
+
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
+    Architecture("mlp", "one stochastic layer, tanh MLPs 200-200 (Burda et al. 2015); the default", build_mlp,
+                 check_mlp),
+    Architecture("mlp-2layer", "two stochastic layers of 100 and 50 units, tanh MLPs 200-200 and 100-100 "
+                 "(Burda et al. 2015, sec. 5)", build_mlp_2layer, check_mlp_2layer,
+                 latent_dim=two_layer_latent_dim),
+    Architecture("conv", "gated convolutional encoder and decoder for 28x28 images, 50 latents (Tomczak & "
+                 "Welling 2017, as the IWEM paper uses)", build_conv, check_conv),
+)}
+
+
+def get_architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model.architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def describe() -> dict[str, str]:
+    """name -> one-line description, for `deepem list`."""
+    return {name: a.description for name, a in ARCHITECTURES.items()}
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "ModelParts", "build_conv", "build_mlp", "build_mlp_2layer",
+           "describe", "get_architecture"]
