@@ -14,6 +14,8 @@ from deepem.data import DATASETS
 from deepem.evaluation.bdmc import bdmc
 from deepem.files import atomic_write_json
 from deepem.methods.registry import METHODS, method_options
+from deepem.models.architectures import ARCHITECTURES
+from deepem.models.architectures import describe as describe_architectures
 from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.training.config import NAN_POLICIES, TrainConfig
 from deepem.training.optim import OPTIM_KEYS
@@ -32,7 +34,8 @@ CONFIG_ARGS = {
     "dataset": "dataset", "data_dir": "data_dir", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
     "activation": "model.activation", "likelihood": "model.likelihood", "latent": "model.latent",
     "encoder": "model.encoder", "noise_dim": "model.noise_dim", "train_limit": "train_limit",
-    "missing": "missing", "missing_seed": "missing_seed",
+    "missing": "missing", "missing_seed": "missing_seed", "architecture": "model.architecture",
+    "architecture_options": "model.architecture_options",
     "particles": "particles", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
     "adam_eps": "adam_eps", "schedule": "schedule", "options": "method_options", "optim": "optim",
     "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles",
@@ -117,6 +120,11 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--activation", help=f"default {m.activation}")
     g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],
                    help="default: the dataset's (bernoulli for binary images)")
+    g.add_argument("--architecture", choices=sorted(ARCHITECTURES),
+                   help="network preset (default mlp; `deepem list` describes them): mlp-2layer is Burda et al.'s "
+                        "two stochastic layers, conv the gated CNN of Tomczak & Welling (28x28 images)")
+    g.add_argument("--architecture-option", dest="architecture_options", action="append", type=_parse_option,
+                   metavar="KEY=VALUE", help="an option of the preset (repeatable), e.g. layer_sizes=[100,50]")
     g.add_argument("--latent", choices=list(LATENTS),
                    help="gaussian (the default: N(0, I) prior, diagonal Gaussian q) or bernoulli (a sigmoid belief "
                         "net: learnable Bernoulli prior and Bernoulli q; train it with rws, vimco, nvil, wake-sleep)")
@@ -170,7 +178,7 @@ def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, dest, None)
         if value is None:
             continue
-        if dest == "options":
+        if dest in ("options", "architecture_options"):
             value = dict(value)
         elif dest == "optim":
             optim: dict[str, dict[str, Any]] = {}
@@ -273,6 +281,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
         needs = ", ".join(sorted(METHODS[name].requires))
         print(f"  {name:12s} {opts}\n  {'':12s} needs: {needs}")
+    print("architectures (--architecture):")
+    for name, text in sorted(describe_architectures().items()):
+        print(f"  {name:12s} {text}")
     print("datasets:")
     for name in sorted(DATASETS):
         print(f"  {name}")

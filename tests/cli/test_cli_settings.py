@@ -85,3 +85,20 @@ def test_compare_rerun_keeps_finished_runs(tmp_path, capsys):
     # a different setting is refused rather than mixed into the finished run
     assert main([*args, "--lr", "0.01"]) == 2
     assert "does not match the run" in capsys.readouterr().err
+
+
+def test_architecture_from_the_command_line_is_recorded_and_listed(tmp_path, capsys):
+    import json
+
+    from deepem.cli import main
+
+    out = tmp_path / "two"
+    assert main(["--threads", "1", "train", "--dataset", "digits", "--architecture", "mlp-2layer",
+                 "--architecture-option", "layer_sizes=[3,2]", "--architecture-option", "between=[8]",
+                 "--hidden", "16", "--epochs", "1", "--train-limit", "40", "--valid-every", "0",
+                 "--out", str(out), "--quiet"]) == 0
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert model["architecture"] == "mlp-2layer" and model["latent_dim"] == 5
+    assert model["architecture_options"] == {"layer_sizes": [3, 2], "between": [8]}
+    assert main(["list"]) == 0
+    assert "mlp-2layer   two stochastic layers" in capsys.readouterr().out
