@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepem.errors import UserError
 from deepem.models.lvm import ModelConfig
 from deepem.training.config import NAN_POLICIES, RESUME_OVERRIDABLE, TrainConfig
 from deepem.training.schedules import SCHEDULES
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (UserError, ValueError, FileNotFoundError, RuntimeError) as err:
         # Known failure modes carry a message meant for the user; a traceback would bury it.
         print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2
