@@ -32,6 +32,8 @@ def damaged_file_message(dataset: str, path: Path, reason: str, expected_sha256:
     """'DATASET: PATH is damaged (REASON); replace it ...', with the sha256 the original file has when known."""
     try:
         got = f"sha256 {_sha256(path)}"
+        if path.stat().st_size == 0:
+            reason = "the file is empty, 0 bytes"
     except OSError:
         got = "unreadable"
     if expected_sha256 is not None:

@@ -65,12 +65,13 @@ def _train(dataset: str, data: Path) -> list[str]:
             "--quiet"]
 
 
-def _damaged_npz(filename: str, dataset: str, sha256: str, damage: Callable[[bytes], bytes]) -> Callable:
+def _damaged_npz(filename: str, dataset: str, sha256: str, damage: Callable[[bytes], bytes],
+                 reason: str = "") -> Callable[[Path], Case]:
     def setup(home: Path) -> Case:
         path = home / "data" / filename
         path.parent.mkdir()
         path.write_bytes(damage(_tiny_npz()))
-        return Case(_train(dataset, home / "data"), [str(path), "is damaged", sha256, "replace it"])
+        return Case(_train(dataset, home / "data"), [str(path), "is damaged", reason, sha256, "replace it"])
     return setup
 
 
@@ -113,9 +114,9 @@ FAULTS = [
     Fault(1, "npz-truncated", _damaged_npz("binarized_mnist.npz", "binarized-mnist", BINARIZED_MNIST_SHA256,
                                            _truncated)),
     Fault(1, "npz-empty", _damaged_npz("binarized_mnist.npz", "binarized-mnist", BINARIZED_MNIST_SHA256,
-                                       lambda raw: b"")),
+                                       lambda raw: b"", reason="empty, 0 bytes")),
     Fault(1, "npz-bad-crc", _damaged_npz("binarized_mnist.npz", "binarized-mnist", BINARIZED_MNIST_SHA256,
-                                         _flipped_byte)),
+                                         _flipped_byte, reason="Bad CRC-32")),
     Fault(1, "caltech-truncated", _damaged_npz("caltech101_silhouettes_28.npz", "caltech101", CALTECH_SHA256,
                                                _truncated)),
 ]
