@@ -119,6 +119,10 @@ FAULTS = [
                                          _flipped_byte, reason="Bad CRC-32")),
     Fault(1, "caltech-truncated", _damaged_npz("caltech101_silhouettes_28.npz", "caltech101", CALTECH_SHA256,
                                                _truncated)),
+    Fault(2, "csv-non-numeric", _csv([*BANKNOTE[:3], "3.866,abc,1.9242,0.10645,0", *BANKNOTE[4:]],
+                                     ["line 4, column 2 (skewness)", "'abc' is not a number", "fix or delete"])),
+    Fault(2, "csv-empty-cell", _csv([*BANKNOTE[:2], "4.5459,8.1674,-2.4586,-1.4621,", *BANKNOTE[3:]],
+                                    ["line 3, column 5 (class) is empty", "fix or delete"])),
 ]
 
 
