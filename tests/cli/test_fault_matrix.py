@@ -123,6 +123,8 @@ FAULTS = [
                                      ["line 4, column 2 (skewness)", "'abc' is not a number", "fix or delete"])),
     Fault(2, "csv-empty-cell", _csv([*BANKNOTE[:2], "4.5459,8.1674,-2.4586,-1.4621,", *BANKNOTE[3:]],
                                     ["line 3, column 5 (class) is empty", "fix or delete"])),
+    Fault(6, "mnist-offline", _offline("mnist", "DEEPEM_MNIST_URL")),
+    Fault(6, "fashion-mnist-offline", _offline("fashion-mnist", "DEEPEM_FASHION_MNIST_URL")),
 ]
 
 
