@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepem.errors import UserError
+from deepem.errors import UserError, quiet_on_broken_pipe
 from deepem.models.lvm import ModelConfig
 from deepem.training.config import NAN_POLICIES, RESUME_OVERRIDABLE, TrainConfig
 from deepem.training.schedules import SCHEDULES
@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:

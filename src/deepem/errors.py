@@ -7,8 +7,13 @@ or setting at fault and says what to do. Concrete errors also derive from the bu
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -50,3 +55,23 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def quiet_on_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a command's main so that a reader that goes away (`deepem list | head -1`) ends it quietly.
+
+    The standard recipe (Python docs, signal module, "Note on SIGPIPE"): flush inside the try so the error
+    surfaces here, then point stdout at devnull so the interpreter's own flush at exit cannot fail again."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            code = main(*args, **kwargs)
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+
+    return wrapper
