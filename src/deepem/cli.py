@@ -1,4 +1,5 @@
-"""The `deepem` command: train, evaluate, compare, sample, list."""
+"""The `deepem` command: train (one method, a run folder), evaluate (log-likelihood of a run), compare (several
+methods, one table), sample (image grid), bdmc (how far to trust AIS), list (methods and datasets)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from deepem.errors import UserError, quiet_on_broken_pipe
+from deepem.evaluation.ais import DEFAULT_CHAINS, DEFAULT_LEAPFROG_STEPS, DEFAULT_TEMPERATURES
 from deepem.models.lvm import ModelConfig
 from deepem.training.config import NAN_POLICIES, RESUME_OVERRIDABLE, TrainConfig
 from deepem.training.schedules import SCHEDULES
+
+DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -215,15 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--particles", "-k", type=_positive_int, default=5000, help="K of the IW estimate")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--limit", type=_positive_int, default=None,
-                   help="evaluate a fixed random subset of N points (the same for every run and seed)")
+                   help="evaluate a fixed random subset of N points (the same for every run and seed) "
+                        "(default: all points)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--temperatures", type=_positive_int, default=None, help="AIS: number of temperatures")
-    p.add_argument("--chains", type=_positive_int, default=None, help="AIS: chains per data point")
-    p.add_argument("--leapfrog-steps", type=_positive_int, default=None, help="AIS: leapfrog steps per HMC move")
+    p.add_argument("--temperatures", type=_positive_int, default=None,
+                   help=f"AIS: number of temperatures (default: {DEFAULT_TEMPERATURES})")
+    p.add_argument("--chains", type=_positive_int, default=None,
+                   help=f"AIS: chains per data point (default: {DEFAULT_CHAINS})")
+    p.add_argument("--leapfrog-steps", type=_positive_int, default=None,
+                   help=f"AIS: leapfrog steps per HMC move (default: {DEFAULT_LEAPFROG_STEPS})")
     p.add_argument("--ais-initial", choices=["prior", "encoder"], default=None,
-                   help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x)")
-    p.add_argument("--data-dir", default=None)
+                   help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x) (default: prior)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -253,13 +261,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=_positive_int, default=16)
     p.add_argument("--leapfrog-steps", type=_positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_bdmc)
 
     p = sub.add_parser("list", help="available methods (with options) and datasets")
     p.set_defaults(func=cmd_list)
+    _finish(parser, sub)
     return parser
+
+
+def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """What every subcommand shares: --threads after the subcommand too, and each option's default in --help."""
+    threads = next(a for a in parser._actions if a.dest == "threads")
+    for p in sub.choices.values():
+        # SUPPRESS: without --threads here, the value given before the subcommand (or None) is kept.
+        p.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, help=threads.help)
+    for p in (parser, *sub.choices.values()):
+        for action in p._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
+                continue
+            if "default" not in (action.help or "").lower():
+                shown = ("off" if action.default is False else "none" if action.default in (None, [])
+                         else ",".join(map(str, action.default)) if isinstance(action.default, list)
+                         else action.default)
+                shown = str(shown).replace("%", "%%")  # help strings are %-format templates
+                action.help = f"{action.help or ''} (default: {shown})".strip()
 
 
 @quiet_on_broken_pipe
