@@ -193,9 +193,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(METHODS):
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
         print(f"  {name:12s} {opts}")
-    print("datasets:")
+    print("datasets (files are looked for in --data-dir, else $DEEPEM_DATA, else ~/.cache/deepem):")
     for name in sorted(DATASETS):
-        print(f"  {name}")
+        print(f"  {name:15s} {DATASETS[name].summary()}")
     return 0
 
 

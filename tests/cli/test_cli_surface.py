@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from deepem.cli import build_parser
+from deepem.cli import build_parser, main
+from deepem.data import DATASETS
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -41,6 +42,14 @@ def test_help_shows_the_default_of_every_option(command):
     (["--threads", "3", "evaluate", "run", "--threads", "2"], 2), (["list", "--threads", "4"], 4)])
 def test_threads_before_or_after_the_subcommand(argv, threads):
     assert build_parser().parse_args(argv).threads == threads
+
+
+def test_list_describes_every_dataset(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name, info in DATASETS.items():
+        line = next(line for line in out.splitlines() if line.split() and line.split()[0] == name)
+        assert info.summary() in line
 
 
 def test_closed_pipe_ends_quietly():

@@ -107,3 +107,16 @@ def test_binarized_mnist_from_amat_files(tmp_path, monkeypatch, fmt):
     d = load_dataset("binarized-mnist", data_dir=tmp_path)
     for s, x in splits.items():
         np.testing.assert_array_equal(d.split(s).numpy(), x.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["digits", "binarized-mnist", "caltech101", "banknote", "breast-cancer",
+                                  "wine-red", "wine-white"])
+def test_registry_summary_matches_the_data(name, shared_data_dir):
+    """`deepem list` prints these facts: the dimension and split sizes must be those of the loaded data."""
+    info = DATASETS[name]
+    d = load_dataset(name, data_dir=shared_data_dir, download=False)
+    assert d.data_dim == info.dim
+    assert (d.train.shape[0], d.valid.shape[0], d.test.shape[0]) == info.splits
+    summary = info.summary()
+    assert f"{info.dim}-dim" in summary and "/".join(map(str, info.splits)) in summary
+    assert "download" in info.source  # says whether a download is needed
