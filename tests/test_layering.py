@@ -1,7 +1,7 @@
 """Imports only go down a layer, and no deepem module is imported inside a function (lazy imports were
 the workaround for upward imports). The layers, lowest first:
 
-    files, inference -> models -> methods;  data (files);  evaluation (models, inference);
+    files, errors, inference -> models -> methods;  data (files, errors);  evaluation (models, inference);
     training (methods, models, inference, data, files);  report (files);
     workflows (everything below);  cli (everything)."""
 
@@ -18,15 +18,17 @@ ROOT = Path(deepem.__file__).parent
 ALLOWED: dict[str, set[str]] = {
     "deepem": set(),
     "files": set(),
+    "errors": set(),
     "inference": set(),
     "models": {"inference"},
     "methods": {"models", "inference"},
-    "data": {"files"},
+    "data": {"files", "errors"},
     "evaluation": {"models", "inference"},
-    "training": {"methods", "models", "inference", "data", "files"},
+    "training": {"methods", "models", "inference", "data", "files", "errors"},
     "report": {"files"},
-    "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
-    "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
+    "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "errors", "report"},
+    "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "errors",
+            "report"},
 }
 
 #: (importing module, imported layer) pairs tolerated for now, each with the reason and who removes it.

@@ -1,4 +1,6 @@
-"""The `deepem` command: train, evaluate, compare, sample, list."""
+"""The `deepem` command: train (one method, a run folder), evaluate (log-likelihood of a run), compare (several
+methods, one table), impute (missing entries of a run trained with --missing), sample (image grid), bdmc (how
+far to trust AIS), list (methods, architectures and datasets)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import Any
 import torch
 
 from deepem.data import DATASETS
+from deepem.errors import UserError, quiet_on_broken_pipe
+from deepem.evaluation.ais import DEFAULT_CHAINS, DEFAULT_LEAPFROG_STEPS, DEFAULT_TEMPERATURES
 from deepem.evaluation.bdmc import bdmc
 from deepem.files import atomic_write_json
 from deepem.methods.registry import METHODS, method_options
@@ -43,6 +47,8 @@ CONFIG_ARGS = {
     "keep_checkpoints": "keep_checkpoints", "nan_policy": "nan_policy", "max_rollbacks": "max_rollbacks",
     "max_consecutive_skips": "max_consecutive_skips", "device": "device", "dtype": "dtype",
 }
+
+DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -284,9 +290,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("architectures (--architecture):")
     for name, text in sorted(describe_architectures().items()):
         print(f"  {name:12s} {text}")
-    print("datasets:")
+    print("datasets (files are looked for in --data-dir, else $DEEPEM_DATA, else ~/.cache/deepem):")
     for name in sorted(DATASETS):
-        print(f"  {name}")
+        print(f"  {name:15s} {DATASETS[name].summary()}")
     return 0
 
 
@@ -310,18 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--particles", "-k", type=_positive_int, default=5000, help="K of the IW estimate")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--limit", type=_positive_int, default=None,
-                   help="evaluate a fixed random subset of N points (the same for every run and seed)")
+                   help="evaluate a fixed random subset of N points (the same for every run and seed) "
+                        "(default: all points)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--temperatures", type=_positive_int, default=None, help="AIS: number of temperatures")
-    p.add_argument("--chains", type=_positive_int, default=None, help="AIS: chains per data point")
-    p.add_argument("--leapfrog-steps", type=_positive_int, default=None, help="AIS: leapfrog steps per HMC move")
+    p.add_argument("--temperatures", type=_positive_int, default=None,
+                   help=f"AIS: number of temperatures (default: {DEFAULT_TEMPERATURES})")
+    p.add_argument("--chains", type=_positive_int, default=None,
+                   help=f"AIS: chains per data point (default: {DEFAULT_CHAINS})")
+    p.add_argument("--leapfrog-steps", type=_positive_int, default=None,
+                   help=f"AIS: leapfrog steps per HMC move (default: {DEFAULT_LEAPFROG_STEPS})")
     p.add_argument("--ais-initial", choices=["prior", "encoder"], default=None,
-                   help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x)")
+                   help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x) (default: prior)")
     p.add_argument("--observed", action="store_true",
                    help="a run trained with --missing: log p(x_o) of the observed part of the corrupted split "
                         "(default: log p(x) of the complete split, as IWEM's Table 3)")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -364,22 +374,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=_positive_int, default=16)
     p.add_argument("--leapfrog-steps", type=_positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_bdmc)
 
     p = sub.add_parser("list", help="available methods (with options) and datasets")
     p.set_defaults(func=cmd_list)
+    _finish(parser, sub)
     return parser
 
 
+def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """What every subcommand shares: --threads after the subcommand too, and each option's default in --help."""
+    threads = next(a for a in parser._actions if a.dest == "threads")
+    for p in sub.choices.values():
+        # SUPPRESS: without --threads here, the value given before the subcommand (or None) is kept.
+        p.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, help=threads.help)
+    for p in (parser, *sub.choices.values()):
+        for action in p._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
+                continue
+            if "default" not in (action.help or "").lower():
+                shown = ("off" if action.default is False else "none" if action.default in (None, [])
+                         else ",".join(map(str, action.default)) if isinstance(action.default, list)
+                         else action.default)
+                shown = str(shown).replace("%", "%%")  # help strings are %-format templates
+                action.help = f"{action.help or ''} (default: {shown})".strip()
+
+
+@quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (UserError, ValueError, FileNotFoundError, RuntimeError) as err:
         # Known failure modes carry a message meant for the user; a traceback would bury it.
         print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2

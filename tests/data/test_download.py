@@ -103,7 +103,7 @@ def test_wrong_checksum_raises_and_leaves_no_file(tiny_mnist, tmp_path):
     message = str(info.value)
     assert wrong in message and spec.train_images.sha256 in message  # expected and got
     assert "by hand" in message
-    assert list(cache.iterdir()) == []  # neither the file nor a temporary .part file
+    assert not cache.exists()  # neither the file nor a temporary .part file, nor the folder made for them
 
 
 def test_cached_file_with_wrong_checksum_is_refused(tiny_mnist, tmp_path):
@@ -125,7 +125,7 @@ def test_dead_url_and_missing_file_give_clear_errors(tmp_path, local_server):
     assert not isinstance(info.value, ChecksumMismatchError)
     assert dead in message and missing in message and "404" in message
     assert str(tmp_path / "cache" / "thing.bin") in message  # where to put it by hand
-    assert not any((tmp_path / "cache").iterdir())
+    assert not (tmp_path / "cache").exists()  # the folder this attempt created is gone again
 
 
 def test_falls_back_to_the_next_mirror(tmp_path, local_server):
@@ -192,3 +192,14 @@ def test_omniglot_orientation_and_iwae_split(tmp_path, monkeypatch):
     assert d.dynamic_binarization and d.valid.shape == (n_valid, 784) and d.test.shape == (n_test, 784)
     images = d.test.numpy().reshape(-1, 28, 28)
     assert np.all(images[:, 0, 1:] == 0) and np.all(images[:, :, 0] == 1)
+
+
+def test_failed_download_keeps_folders_that_were_there(tmp_path):
+    """Only the folders a failed attempt created are removed; existing ones and their files stay."""
+    cache = tmp_path / "data" / "mnist"
+    cache.mkdir(parents=True)
+    (cache / "keep.txt").write_text("mine")
+    with pytest.raises(DownloadError):
+        download_file(RemoteFile("thing.bin", "0" * 64), cache / "sub", [_dead_url() + "thing.bin"], "demo")
+    assert not (cache / "sub").exists()
+    assert sorted(p.name for p in cache.iterdir()) == ["keep.txt"]

@@ -119,3 +119,16 @@ def test_masked_splits_mean_over_observed_entries_only() -> None:
     data = DataSplits("t", x, x[:1], x[:1], "bernoulli", train_mask=mask)
     assert torch.allclose(data.train_mean(), torch.tensor([2 / 3, 1.0]))
     assert data.mask("train") is mask and data.mask("test") is None
+
+
+@pytest.mark.parametrize("name", ["digits", "binarized-mnist", "caltech101", "banknote", "breast-cancer",
+                                  "wine-red", "wine-white"])
+def test_registry_summary_matches_the_data(name, shared_data_dir):
+    """`deepem list` prints these facts: the dimension and split sizes must be those of the loaded data."""
+    info = DATASETS[name]
+    d = load_dataset(name, data_dir=shared_data_dir, download=False)
+    assert d.data_dim == info.dim
+    assert (d.train.shape[0], d.valid.shape[0], d.test.shape[0]) == info.splits
+    summary = info.summary()
+    assert f"{info.dim}-dim" in summary and "/".join(map(str, info.splits)) in summary
+    assert "download" in info.source  # says whether a download is needed

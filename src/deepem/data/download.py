@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepem.data.paths import DATA_ENV_VAR, DatasetNotFoundError, missing_data_message
+from deepem.errors import UserError
 from deepem.files import fsync_dir
 
 TIMEOUT_S = 60.0
@@ -26,7 +27,7 @@ CHUNK_BYTES = 1 << 20
 USER_AGENT = "deepem-data/0.1 (python urllib)"
 
 
-class DownloadError(OSError):
+class DownloadError(UserError, OSError):
     """No mirror delivered the file (network failure, HTTP error, or checksum mismatch)."""
 
 
@@ -91,8 +92,31 @@ def fetch_url(url: str, dest: Path, sha256: str | None, timeout: float = TIMEOUT
 
 
 def download_file(remote: RemoteFile, dest_dir: Path, urls: Sequence[str], dataset: str) -> Path:
-    """Fetch `remote` into `dest_dir`, trying each URL in turn until one delivers the right bytes."""
+    """Fetch `remote` into `dest_dir`, trying each URL in turn until one delivers the right bytes. When none
+    does, the folders this call created are removed again, so a failed attempt leaves nothing behind."""
     dest = dest_dir / remote.filename
+    created = _missing_folders(dest_dir)
+    try:
+        return _download_from_mirrors(remote, dest, urls, dataset)
+    except BaseException:
+        for folder in created:  # deepest first; a folder that is not empty (another process) is kept
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _download_from_mirrors(remote: RemoteFile, dest: Path, urls: Sequence[str], dataset: str) -> Path:
     failures: list[str] = []
     mismatch = False
     for url in urls:
@@ -108,15 +132,16 @@ def download_file(remote: RemoteFile, dest_dir: Path, urls: Sequence[str], datas
             continue
         if remote.sha256 is None:
             warnings.warn(f"{dataset}: {remote.filename} has no pinned checksum in deepem; downloaded "
-                          f"from {url} with sha256 {got}. Compare it with a trusted copy.", stacklevel=3)
+                          f"from {url} with sha256 {got}. Compare it with a trusted copy.", stacklevel=4)
         return dest
     error = ChecksumMismatchError if mismatch else DownloadError
+    why = "no source delivered the expected file" if mismatch else "no source could be reached (check the network)"
+    # One line: the CLI prints it as is, after the 'downloading ...' lines.
     raise error(
-        f"could not download {remote.filename} for dataset {dataset!r}. Tried:\n"
-        + "\n".join(f"  - {f}" for f in failures)
-        + f"\nTo install it by hand, download {remote.filename} from one of those URLs, check its sha256 "
+        f"could not download {remote.filename} for dataset {dataset!r}: {why}; tried " + "; ".join(failures)
+        + f". To install it by hand, download {remote.filename} from one of those URLs, check its sha256 "
         f"({remote.sha256 or 'not pinned'}), and put it at {dest}; or set {DATA_ENV_VAR} / --data-dir to a "
-        "directory that holds it.")
+        "directory that holds it")
 
 
 def ensure_file(remote: RemoteFile, dest_dir: Path, urls: Sequence[str], dataset: str, download: bool,

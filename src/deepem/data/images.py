@@ -3,6 +3,11 @@ Caltech 101 Silhouettes."""
 
 from __future__ import annotations
 
+import pickle
+import struct
+import zipfile
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +15,7 @@ import torch
 
 from deepem.data.base import DataSplits
 from deepem.data.paths import DatasetNotFoundError, first_existing, missing_data_message
+from deepem.errors import DamagedFileError, damaged_file_message
 
 # The digits split must not move when a user changes the training seed: it is part of the dataset.
 DIGITS_SPLIT_SEED = 20240601
@@ -21,6 +27,12 @@ BINARIZED_MNIST_AMAT = tuple(f"binarized_mnist_{s}.amat" for s in ("train", "val
 BINARIZED_MNIST_SIZES = (50000, 10000, 10000)
 CALTECH_NPZ = "caltech101_silhouettes_28.npz"
 CALTECH_SIZES = (4100, 2264, 2307)
+# sha256 of the verified files of the benchmark data set-up (its README lists them); named when a file is damaged.
+BINARIZED_MNIST_SHA256 = "50de2c8299a5a297789293ab2c30f6fc3cb8c359a15e5e88d5501aa18ebb8fa5"
+CALTECH_SHA256 = "bc7e0e70ce91fe0514a1215268c71f0b7964eb00e28dc61d60018e1413fa8353"
+
+# What np.load and the lazy per-key decompression raise on an empty, truncated or corrupted .npz file.
+NPZ_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, struct.error, pickle.UnpicklingError)
 
 
 def to_tensor(x: np.ndarray) -> torch.Tensor:
@@ -38,6 +50,17 @@ def check_split_sizes(dataset: str, path: Path, arrays: tuple[np.ndarray, ...], 
     for a in arrays:
         if a.ndim != 2 or a.shape[1] != 784:
             raise ValueError(f"{dataset}: {path} holds arrays of shape {a.shape}, expected (N, 784)")
+
+
+def read_npz(dataset: str, path: Path, keys: Sequence[str], sha256: str | None = None) -> dict[str, np.ndarray]:
+    """The arrays `keys` of an .npz file; a damaged file raises DamagedFileError naming it and its checksum.
+    Every key is read inside the try: np.load only reads the zip directory, a corrupt member fails later."""
+    try:
+        with np.load(path) as d:
+            return {k: d[k] for k in keys}
+    except NPZ_DAMAGE as err:
+        reason = f"{type(err).__name__}: {err}"
+        raise DamagedFileError(damaged_file_message(dataset, path, reason, sha256)) from None
 
 
 def load_digits_binary() -> DataSplits:
@@ -74,8 +97,8 @@ def load_binarized_mnist(data_dir: Path) -> DataSplits:
     npz = data_dir / BINARIZED_MNIST_NPZ
     amats = [data_dir / name for name in BINARIZED_MNIST_AMAT]
     if npz.is_file():
-        with np.load(npz) as d:
-            arrays = tuple(np.unpackbits(d[k], axis=1) for k in ("train", "valid", "test"))
+        packed = read_npz("binarized-mnist", npz, ("train", "valid", "test"), BINARIZED_MNIST_SHA256)
+        arrays = tuple(np.unpackbits(a, axis=1) for a in packed.values())
         source = npz
     elif all(p.is_file() for p in amats):
         arrays = tuple(_read_amat(p) for p in amats)
@@ -107,8 +130,8 @@ def load_caltech101(data_dir: Path) -> DataSplits:
             "caltech101", [data_dir / CALTECH_NPZ],
             f"Provide {CALTECH_NPZ} (keys train/valid/test, bit-packed pixels of "
             "caltech101_silhouettes_28_split1.mat) in that directory. No automatic download."))
-    with np.load(path) as d:
-        arrays = tuple(_caltech_object_upright(d[k]) for k in ("train", "valid", "test"))
+    packed = read_npz("caltech101", path, ("train", "valid", "test"), CALTECH_SHA256)
+    arrays = tuple(_caltech_object_upright(a) for a in packed.values())
     check_split_sizes("caltech101", path, arrays, CALTECH_SIZES)
     train, valid, test = (to_tensor(a) for a in arrays)
     return DataSplits("caltech101", train, valid, test, likelihood="bernoulli", image_shape=(28, 28))

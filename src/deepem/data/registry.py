@@ -8,11 +8,20 @@ from functools import partial
 from pathlib import Path
 
 from deepem.data.base import DataSplits
-from deepem.data.images import load_binarized_mnist, load_caltech101, load_digits_binary
+from deepem.data.images import (
+    BINARIZED_MNIST_NPZ,
+    BINARIZED_MNIST_SIZES,
+    CALTECH_NPZ,
+    CALTECH_SIZES,
+    DIGITS_SPLIT_SIZES,
+    load_binarized_mnist,
+    load_caltech101,
+    load_digits_binary,
+)
 from deepem.data.mnist import FASHION_MNIST, MNIST, load_idx_dataset
-from deepem.data.omniglot import load_omniglot
+from deepem.data.omniglot import OMNIGLOT_N_VALID, OMNIGLOT_SIZES, load_omniglot
 from deepem.data.paths import resolve_data_dir
-from deepem.data.uci import load_uci
+from deepem.data.uci import UCI_FILES, UCI_SUBDIR, load_uci, split_sizes
 
 # Every loader takes (data_dir, download, seed); the ones that need none of them ignore them.
 Loader = Callable[[Path, bool, int], DataSplits]
@@ -20,8 +29,17 @@ Loader = Callable[[Path, bool, int], DataSplits]
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A loader and what `deepem list` says about the dataset (tests check dim and splits against the data)."""
+
     loader: Loader
-    description: str
+    description: str  # what it is
+    dim: int  # features per data point
+    splits: tuple[int, int, int]  # train / valid / test sizes
+    source: str  # where the data come from; says whether a download is needed
+
+    def summary(self) -> str:
+        train, valid, test = self.splits
+        return f"{self.description}; {self.dim}-dim, train/valid/test {train}/{valid}/{test}; {self.source}"
 
 
 def _digits(data_dir: Path, download: bool, seed: int) -> DataSplits:
@@ -48,37 +66,34 @@ def _uci(name: str, data_dir: Path, download: bool, seed: int) -> DataSplits:
     return load_uci(name, data_dir)
 
 
+_NO_DOWNLOAD = "no download"
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
-        _digits, "scikit-learn 8x8 digits thresholded at 0.5, 1257/270/270, 64-dim binary; "
-                 "bundled, no download"),
+        _digits, "scikit-learn 8x8 digits, thresholded at 0.5, binary", 64, DIGITS_SPLIT_SIZES,
+        "bundled with scikit-learn, no download"),
     "binarized-mnist": DatasetInfo(
-        _binarized_mnist, "static binarized MNIST (Larochelle & Murray 2011), 50000/10000/10000, 784-dim; "
-                          "file binarized_mnist.npz"),
+        _binarized_mnist, "static binarized MNIST (Larochelle & Murray 2011)", 784, BINARIZED_MNIST_SIZES,
+        f"file {BINARIZED_MNIST_NPZ} in the data dir, {_NO_DOWNLOAD}"),
     "caltech101": DatasetInfo(
-        _caltech, "Caltech 101 Silhouettes 28x28 split 1, 4100/2264/2307, 784-dim, object = 1; "
-                  "file caltech101_silhouettes_28.npz"),
+        _caltech, "Caltech 101 Silhouettes 28x28, split 1, object = 1", 784, CALTECH_SIZES,
+        f"file {CALTECH_NPZ} in the data dir, {_NO_DOWNLOAD}"),
     "mnist": DatasetInfo(
-        _mnist, "grey-level MNIST, dynamically binarised train 50000, valid/test 10000 binarised once; "
-                "downloaded to mnist/ (sha256-checked)"),
+        _mnist, "grey-level MNIST, train binarised afresh every epoch, valid/test once", 784, (50000, 10000, 10000),
+        "downloaded to mnist/ in the data dir (sha256-checked)"),
     "fashion-mnist": DatasetInfo(
-        _fashion, "Fashion-MNIST, treated like mnist (dynamic binarisation); "
-                  "downloaded to fashion-mnist/ (sha256-checked)"),
+        _fashion, "Fashion-MNIST, binarised like mnist", 784, (50000, 10000, 10000),
+        "downloaded to fashion-mnist/ in the data dir (sha256-checked)"),
     "omniglot": DatasetInfo(
-        load_omniglot, "Omniglot 28x28 of Burda et al. (chardata.mat), 23000/1345/8070, "
-                       "dynamic binarisation; downloaded to omniglot/ (checksum not pinned)"),
-    "banknote": DatasetInfo(
-        partial(_uci, "banknote"), "UCI banknote authentication, 4 real features, standardised; "
-                                   "file uci/banknote_authentication.csv"),
-    "breast-cancer": DatasetInfo(
-        partial(_uci, "breast-cancer"), "UCI breast cancer Wisconsin (diagnostic), 30 real features, "
-                                        "standardised; file uci/breast_cancer_wdbc.csv"),
-    "wine-red": DatasetInfo(
-        partial(_uci, "wine-red"), "UCI wine quality (red), 11 real features, standardised; "
-                                   "file uci/winequality_red.csv"),
-    "wine-white": DatasetInfo(
-        partial(_uci, "wine-white"), "UCI wine quality (white), 11 real features, standardised; "
-                                     "file uci/winequality_white.csv"),
+        load_omniglot, "Omniglot 28x28 of Burda et al. (chardata.mat), binarised like mnist", 784,
+        (OMNIGLOT_SIZES[0] - OMNIGLOT_N_VALID, OMNIGLOT_N_VALID, OMNIGLOT_SIZES[1]),
+        "downloaded to omniglot/ in the data dir (checksum not pinned)"),
+    **{name: DatasetInfo(partial(_uci, name), description, dim, split_sizes(rows),
+                         f"file {UCI_SUBDIR}/{UCI_FILES[name]} in the data dir, {_NO_DOWNLOAD}")
+       for name, description, dim, rows in (
+           ("banknote", "UCI banknote authentication, real features standardised", 4, 1372),
+           ("breast-cancer", "UCI breast cancer Wisconsin (diagnostic), real features standardised", 30, 569),
+           ("wine-red", "UCI wine quality (red), real features standardised", 11, 1599),
+           ("wine-white", "UCI wine quality (white), real features standardised", 11, 4898))},
 }
 
 
