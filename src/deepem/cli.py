@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from deepem.data import DATASETS
-from deepem.errors import UserError, quiet_on_broken_pipe
+from deepem.errors import ResultNotSavedError, UserError, not_saved_message, quiet_on_broken_pipe
 from deepem.evaluation.ais import DEFAULT_CHAINS, DEFAULT_LEAPFROG_STEPS, DEFAULT_TEMPERATURES
 from deepem.evaluation.bdmc import bdmc
 from deepem.files import atomic_write_json
@@ -225,15 +226,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ais = {k: v for k, v in (("temperatures", args.temperatures), ("chains", args.chains),
                                  ("leapfrog_steps", args.leapfrog_steps), ("initial", args.ais_initial))
                if v is not None}
-    record = evaluate_run(args.run_dir, estimator=args.estimator, particles=args.particles, split=args.split,
-                          limit=args.limit, seed=args.seed, batch_size=args.batch_size, data_dir=args.data_dir,
-                          device=args.device, progress=not args.quiet, observed=args.observed, **ais)
+    try:
+        record = evaluate_run(args.run_dir, estimator=args.estimator, particles=args.particles, split=args.split,
+                              limit=args.limit, seed=args.seed, batch_size=args.batch_size, data_dir=args.data_dir,
+                              device=args.device, progress=not args.quiet, observed=args.observed, **ais)
+    except ResultNotSavedError as err:  # computed but not written: show it, then say why it was not saved
+        _print_evaluation(err.result)
+        raise
+    _print_evaluation(record)
+    print(f"written to {Path(args.run_dir) / record['file']} and {Path(args.run_dir) / 'evaluation.json'}")
+    return 0
+
+
+def _print_evaluation(record: dict[str, Any]) -> None:
     print(f"{record['split']} log-likelihood ({record['estimator']}, {record['n_points']} points): "
           f"{record['log_likelihood']:.3f} ± {record['stderr']:.3f} nats")
-    print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {record['kl_to_prior']:.3f} nats, "
-          f"{record['points_per_sec']:.1f} points/s")
-    print(f"written to {Path(args.run_dir) / 'evaluation.json'}")
-    return 0
+    kl = record["kl_to_prior"]
+    kl_text = "n/a (q has no density)" if kl != kl else f"{kl:.3f} nats"
+    print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {kl_text}, "
+          f"{record['points_per_sec']:.1f} points/s; data: {record.get('data', record['split'])}")
 
 
 def cmd_impute(args: argparse.Namespace) -> int:
@@ -270,14 +281,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_bdmc(args: argparse.Namespace) -> int:
     trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
-    result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
-                  leapfrog_steps=args.leapfrog_steps, seed=args.seed)
+    with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
+              disable=True if args.quiet else None) as bar:  # None: a bar on a terminal only, not in logs
+        result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
+                      leapfrog_steps=args.leapfrog_steps, seed=args.seed, progress=bar.update)
     summary = {**result.summary(), "checkpoint": trained.checkpoint.name, "step": trained.step}
-    atomic_write_json(Path(args.run_dir) / "bdmc.json", summary, checksum=True)
     print(f"BDMC on {args.points} points simulated from the model: lower {float(result.lower.mean()):.3f}, "
           f"upper {float(result.upper.mean()):.3f}, gap {result.gap:.3f} nats "
           f"(AIS estimates at these settings are off by at most about the gap)")
-    print(f"written to {Path(args.run_dir) / 'bdmc.json'}")
+    path = Path(args.run_dir) / "bdmc.json"
+    try:  # the result is on the screen first: a folder that cannot be written loses nothing computed
+        atomic_write_json(path, summary, checksum=True)
+    except OSError as err:
+        raise ResultNotSavedError(not_saved_message(path, err), summary) from err
+    print(f"written to {path}")
     return 0
 
 
@@ -376,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
     p.set_defaults(func=cmd_bdmc)
 
     p = sub.add_parser("list", help="available methods (with options) and datasets")

@@ -20,6 +20,20 @@ class UserError(Exception):
     """An error whose message is meant for the user (one line, names what is wrong and the fix)."""
 
 
+class ResultNotSavedError(UserError, OSError):
+    """A result was computed but could not be written; `result` holds it so that it can still be shown."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def not_saved_message(path: Path, err: OSError) -> str:
+    """The one line for a result that could not be written (read-only folder, disk full, ...)."""
+    return (f"the result above could not be written to {path} ({err.strerror or err}); make the run folder "
+            "writable (or free disk space) and run the command again to save it")
+
+
 class DamagedFileError(UserError, ValueError):
     """A data file exists but cannot be read: truncated, corrupt, empty, or not the expected format."""
 

@@ -41,7 +41,7 @@ def test_evaluate_is_seeded_and_writes_evaluation_json(trained_run, capsys):
     assert -64 * 0.7 < first["log_likelihood"] < 0  # 64 binary pixels: better than coin flips, below zero
     assert first["n_points"] == 60 and first["particles"] == 200 and first["estimator"] == "IWAE bound, K=200"
     assert 0 <= first["active_units"] <= 4
-    assert (trained_run / "evaluations" / "iw-test-per-point.npy").exists()
+    assert (trained_run / "evaluations" / "iw-k200-test-n60-s0-per-point.npy").exists()
     assert "log-likelihood" in capsys.readouterr().out
 
 
@@ -97,7 +97,7 @@ def test_evaluate_with_ais_names_the_estimator(trained_run):
     record = json.loads((trained_run / "evaluation.json").read_text())
     assert record["estimator"].startswith("AIS, T=20, chains=4")
     assert record["temperatures"] == 20 and record["n_points"] == 10 and record["log_likelihood"] < 0
-    assert (trained_run / "evaluations" / "ais-test.json").exists()
+    assert list((trained_run / "evaluations").glob("ais-T*-test-*.json"))
 
 
 def test_bdmc_writes_bounds(trained_run):

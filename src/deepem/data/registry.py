@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,7 @@ from deepem.data.images import (
 )
 from deepem.data.mnist import FASHION_MNIST, MNIST, load_idx_dataset
 from deepem.data.omniglot import OMNIGLOT_N_VALID, OMNIGLOT_SIZES, load_omniglot
-from deepem.data.paths import resolve_data_dir
+from deepem.data.paths import DATA_ENV_VAR, DatasetNotFoundError, resolve_data_dir
 from deepem.data.uci import UCI_FILES, UCI_SUBDIR, load_uci, split_sizes
 
 # Every loader takes (data_dir, download, seed); the ones that need none of them ignore them.
@@ -110,4 +111,15 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    return DATASETS[key].loader(resolve_data_dir(data_dir), download, seed)
+    try:
+        return DATASETS[key].loader(resolve_data_dir(data_dir), download, seed)
+    except DatasetNotFoundError as not_there:
+        # A run folder records where its data were; on another machine (or from another directory) they
+        # may be elsewhere, and $DEEPEM_DATA says where: look there before giving up.
+        env = os.environ.get(DATA_ENV_VAR)
+        if data_dir is None or not env or Path(env).expanduser() == Path(data_dir).expanduser():
+            raise
+        try:
+            return DATASETS[key].loader(Path(env).expanduser(), download, seed)
+        except DatasetNotFoundError:
+            raise not_there from None

@@ -36,7 +36,8 @@ def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimato
     if mask is not None and estimator != "iw":
         raise ValueError("log p(x_o) of incomplete data is estimated with the importance-weighted estimator "
                          "only; use --estimator iw")
-    bar = tqdm(total=data.shape[0], unit="pt", disable=not progress, desc=f"{estimator} log-likelihood")
+    # disable=None: a bar on a terminal only; written to a log file, bars would fill it
+    bar = tqdm(total=data.shape[0], unit="pt", disable=None if progress else True, desc=f"{estimator} log-likelihood")
     try:
         if estimator == "iw":
             return iw_log_likelihood(model, data, particles, batch_size=batch_size, seed=seed,

@@ -26,14 +26,23 @@ COLUMNS = [
 ]
 
 
+def newest_iw_evaluation(run_dir: Path, split: str) -> dict[str, Any]:
+    """The newest importance-weighted evaluation of the complete `split` that the run holds (every
+    evaluation keeps its own file, named by its settings: evaluations/iw-k<K>-<split>-<subset>-s<seed>.json)."""
+    files = [p for p in (run_dir / "evaluations").glob(f"iw-k*-{split}-*.json") if "-observed-" not in p.name]
+    if not files:
+        raise FileNotFoundError(f"run {run_dir} has no IW evaluation of its {split} split; run "
+                                f"`deepem evaluate {run_dir} --split {split}` first")
+    return json.loads(max(files, key=lambda p: p.stat().st_mtime_ns).read_text())
+
+
 def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> dict[str, Any]:
     """One table row from what a finished, evaluated run folder holds: its config, its IW evaluations of
     the test and train splits, and the training throughput logged in metrics.jsonl (median over the
     logged windows, so validation time does not count)."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    test = json.loads((run_dir / "evaluations" / "iw-test.json").read_text())
-    train = json.loads((run_dir / "evaluations" / "iw-train.json").read_text())
+    test, train = newest_iw_evaluation(run_dir, "test"), newest_iw_evaluation(run_dir, "train")
     records = read_json_lines(run_dir / "metrics.jsonl")
     rates = sorted(r["points_per_sec"] for r in records if r.get("kind") == "train" and "points_per_sec" in r)
     epochs = max((r["epoch"] for r in records if r.get("kind") == "valid"), default=config["epochs"])

@@ -81,6 +81,9 @@ class RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def require_run(self) -> None:
+        if self.root.is_file():
+            raise RunFolderError(f"{self.root} is a file, not a run folder; give the folder that holds config.json "
+                                 f"and checkpoints/ (here perhaps {self.root.parent})")
         if not self.root.is_dir():
             raise RunFolderError(f"{self.root} does not exist, so it is not a deepem run folder; give the "
                                  "--out folder of a `deepem train` run")

@@ -119,6 +119,10 @@ class Trainer:
         again from step 0, which the seed makes identical to its first start)."""
         self.run.require_run()
         checkpointing.check_same_run(self.run, self.config)
+        if self.run.read_config() != self.config.to_dict():
+            # Only fields a resumed run may change differ (epochs, checkpointing, ...): record them, so that
+            # config.json says how far the run now goes.
+            self.run.write_config(self.config.to_dict())
         found = load_latest_good(self.run.checkpoints, map_location="cpu", warn=self.log,
                                  validate=self._check_fits)
         if found is None:
@@ -233,7 +237,8 @@ class Trainer:
         cfg, s = self.config, self.state
         bpe = self.batches_per_epoch
         started = time.perf_counter() - s.elapsed
-        bar = tqdm(total=cfg.epochs * bpe, initial=min(s.step, cfg.epochs * bpe), disable=not self.progress,
+        bar = tqdm(total=cfg.epochs * bpe, initial=min(s.step, cfg.epochs * bpe),
+                   disable=None if self.progress else True,  # None: on a terminal only, never into log files
                    unit="step", dynamic_ncols=True, mininterval=1.0)
         window_start = time.perf_counter()
         try:

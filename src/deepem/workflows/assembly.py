@@ -61,7 +61,10 @@ def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
         raise ConfigError(f"invalid dataset = {config.dataset!r}: unknown dataset; must be one of "
                           f"{', '.join(DATASETS)} (`deepem list` describes them)")
     method = build_method(config)
+    # The data location is recorded absolute, so the run folder works from any directory.
+    data_dir = None if not config.data_dir else str(Path(config.data_dir).expanduser().resolve())
     resolved = dataclasses.replace(config, particles=method.particles, model=dataclasses.replace(config.model),
+                                   data_dir=data_dir,
                                    method_options={k: v for k, v in config.method_options.items()
                                                    if k != "particles"})
     resolved.validate(groups=tuple(method.loss_groups))

@@ -103,7 +103,7 @@ def _evaluate(run_dir: Path, particles: int, split: str, limit: int | None, seed
               progress: bool) -> dict[str, Any]:
     """The run's IW evaluation of `split`: the one on file when it was made of the newest checkpoint with
     these settings, else a new one."""
-    path = run_dir / "evaluations" / f"iw-{split}.json"
+    path = run_dir / "evaluations" / f"iw-k{particles}-{split}-{f'n{limit}' if limit else 'all'}-s{seed}.json"
     newest = list_checkpoints(RunFolder(run_dir).checkpoints)
     try:
         record = read_json(path) if path.is_file() else None

@@ -1,11 +1,13 @@
 """Evaluate a trained run: a log-likelihood estimate on one split plus encoder diagnostics, written to
-RUN/evaluation.json (the newest) and RUN/evaluations/<estimator>-<split>.json with per-point values."""
+RUN/evaluation.json (the newest) and RUN/evaluations/<estimator and settings>-<split>-<subset>-<seed>.json with
+per-point values beside it: every evaluation is kept."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from deepem.errors import ResultNotSavedError, not_saved_message
 from deepem.evaluation.evaluate import evaluate_model, evaluation_subset
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
 from deepem.workflows.loading import load_trained_run
@@ -42,11 +44,27 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     record.update(split=split, seed=seed, limit=limit, method=trained.config.method, dataset=trained.config.dataset,
                   checkpoint=trained.checkpoint.name, step=trained.step,
                   subset=f"fixed random {min(limit, n_split)} of {n_split}" if limit else f"all {n_split}")
+    record["dtype"] = str(next(trained.model.parameters()).dtype).removeprefix("torch.")
     run = Path(run_dir)
-    tag = f"{estimator}-{split}" + ("-observed" if observed else "")
-    buffer = npy_bytes(estimate.per_point.numpy())
-    atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", buffer)
-    atomic_write_json(run / "evaluations" / f"{tag}.json", record, checksum=True)
-    atomic_write_json(run / "evaluation.json", record, checksum=True)
+    # Every evaluation keeps its own files, named by its settings (a quick K = 10 check never replaces a
+    # K = 5000 record); evaluation.json is the newest, and names the file it copies.
+    tag = evaluation_tag(record, estimator, split, observed, limit, seed)
+    record["file"] = f"evaluations/{tag}.json"
+    try:
+        atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", npy_bytes(estimate.per_point.numpy()))
+        atomic_write_json(run / record["file"], record, checksum=True)
+        atomic_write_json(run / "evaluation.json", record, checksum=True)
+    except OSError as err:
+        raise ResultNotSavedError(not_saved_message(run / record["file"], err), record) from err
     return record
+
+
+def evaluation_tag(record: dict[str, Any], estimator: str, split: str, observed: bool, limit: int | None,
+                   seed: int) -> str:
+    """A file name that says what was evaluated and how, e.g. "iw-k5000-test-n1000-s0"."""
+    s = record.get("settings", record)
+    how = (f"k{record.get('particles')}" if estimator == "iw" else
+           f"ais-T{s.get('temperatures')}-c{s.get('chains')}-L{s.get('leapfrog_steps')}-{s.get('initial')}")
+    how = how if estimator == "ais" else f"iw-{how}"
+    return f"{how}-{split}{'-observed' if observed else ''}-{f'n{limit}' if limit else 'all'}-s{seed}"
 

@@ -32,6 +32,8 @@ class TrainedRun:
 def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: str = "cpu",
                      warn: Callable[[str], None] = print) -> TrainedRun:
     """The run's model in eval mode on `device`, with the data it was trained on."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     run = RunFolder(Path(run_dir))
     config = TrainConfig.from_dict(run.read_config())
     if data_dir:

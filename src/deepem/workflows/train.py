@@ -4,6 +4,7 @@ only parses arguments and calls `run_training`, whose return value is the proces
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from deepem.data.base import DataSplits
+from deepem.errors import UserError
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest, graceful_stop
@@ -21,6 +23,8 @@ from deepem.workflows.assembly import build_trainer
 
 EXIT_OK = 0
 EXIT_ABORTED = 130  # a second Ctrl-C: stopped without a new checkpoint (the shell's SIGINT code)
+#: write errors the user can fix (disk full, quota, read-only, permission); others are bugs and propagate
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 @dataclass
@@ -86,6 +90,14 @@ def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False,
         except TrainingInterrupted as stopped:
             log(str(stopped))
             return TrainOutcome(stop.exit_code or EXIT_ABORTED)
+        except OSError as err:
+            if err.errno not in WRITE_FAILURES:
+                raise
+            # Checkpoints are written atomically: a failed write leaves the previous one whole.
+            raise UserError(
+                f"could not write to the run folder {out} ({err.strerror}: {err.filename or 'a run file'}); "
+                f"the run's last checkpoint is intact. Free disk space (or make the folder writable), then "
+                f"resume with: {resume_command(out)}") from err
         except KeyboardInterrupt:
             # A second Ctrl-C: stop at once. Checkpoint writes are atomic, so the newest complete
             # checkpoint is intact and the run resumes from it.
