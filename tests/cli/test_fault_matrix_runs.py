@@ -135,3 +135,21 @@ def test_item13_resumed_settings_are_recorded(run, capsys):
 def test_item19_no_license_deprecation_in_the_package_metadata():
     text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert 'license = "MIT"' in text and "setuptools>=77" in text
+
+
+def test_item10_compare_never_overwrites_a_users_folder_and_validates_first(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my own notes")
+    tiny = ["--dataset", "digits", "--latent-dim", "2", "--hidden", "8", "--epochs", "1", "--train-limit", "40",
+            "--valid-every", "0", "--eval-particles", "5", "--eval-limit", "10", "--quiet"]
+    assert main(["--threads", "1", "compare", "--methods", "vae", "--out", str(mine), "--force", *tiny]) == 2
+    error, _ = one_error(capsys)
+    assert "is not a deepem comparison" in error and (mine / "results.md").read_text() == "my own notes"
+    fresh = tmp_path / "fresh"
+    assert main(["--threads", "1", "compare", "--methods", "vae,vae", "--out", str(fresh), *tiny]) == 2
+    error, _ = one_error(capsys)
+    assert "names vae more than once" in error and not fresh.exists()
+    assert main(["--threads", "1", "compare", "--methods", "vae,nosuch", "--out", str(fresh), *tiny]) == 2
+    one_error(capsys)
+    assert not fresh.exists()  # nothing written before the settings were checked

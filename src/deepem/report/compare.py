@@ -60,15 +60,21 @@ def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> di
         "train_seconds": train_seconds,
         "estimator": test["estimator"],
         "test_points": test["n_points"],
+        "test_subset": test.get("subset", ""),
+        "train_subset": train.get("subset", ""),
     }
 
 
 def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]]) -> None:
-    estimator = rows[0]["estimator"] if rows else ""
-    note = (f"\nTest log-likelihood: {estimator} on {rows[0]['test_points']} test points (nats, higher is "
-            "better), on a fixed random subset when --eval-limit is set; train log-likelihood with the same "
-            "estimator on a fixed random subset of the points trained on; "
-            "gen. gap = train - test; KL(q‖p(z)) and active units on the test points.\n") if rows else ""
+    note = ""
+    if rows:
+        first = rows[0]
+        # Say "subset" only where one was used: the record's own description ("fixed random 500 of
+        # 10000" or "all 10000").
+        note = (f"\nTest log-likelihood: {first['estimator']} on {first['test_subset'] or first['test_points']} "
+                f"test points (nats, higher is better); train log-likelihood with the same estimator on "
+                f"{first['train_subset'] or 'the'} points trained on; gen. gap = train - test; KL(q‖p(z)) "
+                "and active units on the test points.\n")
     atomic_write_bytes(root / "results.md", (markdown_table(rows, COLUMNS) + note).encode())
     atomic_write_bytes(root / "results.csv", csv_table(rows, COLUMNS).encode())
     atomic_write_bytes(root / "results.json", (json.dumps(rows, indent=2) + "\n").encode())

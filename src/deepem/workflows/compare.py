@@ -66,18 +66,23 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
     if not methods:
         raise ValueError("give at least one method, e.g. --methods vae,iwae")
     root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        if not force and not (root / "comparison.json").exists():
-            raise RunFolderError(f"{root} exists and is not empty; pass --force or choose another --out")
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
-    rows, curves = [], {}
     specs = [parse_method_spec(m, base.particles) for m in methods]
+    labels = [label for *_, label in specs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"--methods names {', '.join(repeated)} more than once; give each method spec once")
     configs = [(dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model),
                                     method_options={**base.method_options, **options}), label)
                for method, particles, options, label in specs]
-    # every method checked before hours of training; K resolved (the method's default when not given)
+    # every method checked before anything is written or trained; K resolved (the method's default if not given)
     configs = [(resolve(config), label) for config, label in configs]
+    if root.exists() and any(root.iterdir()) and not (root / "comparison.json").exists():
+        # Not a comparison folder: a user's own files are never overwritten, --force or not.
+        raise RunFolderError(f"{root} exists, is not empty and is not a deepem comparison (no comparison.json); "
+                             "choose another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
+    rows, curves = [], {}
     for config, name in configs:
         run_dir = root / name
         resume = not force and RunFolder(run_dir).is_run()
