@@ -61,6 +61,7 @@ def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> di
         "estimator": test["estimator"],
         "test_points": test["n_points"],
         "test_subset": test.get("subset", ""),
+        "dataset": config.get("dataset", ""),
         "train_subset": train.get("subset", ""),
     }
 
@@ -79,5 +80,10 @@ def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, l
     atomic_write_bytes(root / "results.csv", csv_table(rows, COLUMNS).encode())
     atomic_write_bytes(root / "results.json", (json.dumps(rows, indent=2) + "\n").encode())
     learning_curves(curves, root / "figures" / "validation.png")
-    bar_chart({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
-              root / "figures" / "test_log_likelihood.png", ylabel="test log-likelihood (nats)")
+    if rows:  # estimates as points with ± 1 s.e., labelled with the dataset, the estimator and the subset
+        subset = rows[0]["test_subset"].split()
+        total = int(subset[-1]) if subset and subset[-1].isdigit() else None
+        bar_chart({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
+                  root / "figures" / "test_log_likelihood.png", ylabel="test log-likelihood (nats)",
+                  dataset=rows[0]["dataset"], estimator=rows[0]["estimator"], n_points=rows[0]["test_points"],
+                  n_total=total)
