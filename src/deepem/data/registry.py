@@ -111,15 +111,20 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    return DATASETS[key].loader(resolve_data_dir(data_dir), download, seed)
+
+
+def load_recorded_dataset(name: str, data_dir: str | Path | None, download: bool = True, seed: int = 0
+                          ) -> DataSplits:
+    """`load_dataset` for a dataset location recorded in a run folder: on another machine (or after the
+    data moved) the files may be elsewhere, and $DEEPEM_DATA says where, so look there before giving up."""
     try:
-        return DATASETS[key].loader(resolve_data_dir(data_dir), download, seed)
+        return load_dataset(name, data_dir, download, seed)
     except DatasetNotFoundError as not_there:
-        # A run folder records where its data were; on another machine (or from another directory) they
-        # may be elsewhere, and $DEEPEM_DATA says where: look there before giving up.
         env = os.environ.get(DATA_ENV_VAR)
         if data_dir is None or not env or Path(env).expanduser() == Path(data_dir).expanduser():
             raise
         try:
-            return DATASETS[key].loader(Path(env).expanduser(), download, seed)
+            return load_dataset(name, env, download, seed)
         except DatasetNotFoundError:
             raise not_there from None

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
 from deepem.data.incomplete import make_incomplete
-from deepem.data.registry import DATASETS, load_dataset
+from deepem.data.registry import DATASETS, load_dataset, load_recorded_dataset
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.methods.base import Method
@@ -103,22 +103,25 @@ class Assembled:
     train_mask: Tensor | None = None  # their observed-data mask (None: complete)
 
 
-def run_data(config: TrainConfig, data: DataSplits | None = None) -> tuple[DataSplits, CorruptedData | None]:
+def run_data(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False
+             ) -> tuple[DataSplits, CorruptedData | None]:
     """The data a run trains on: the dataset (or `data`), corrupted by `config.missing` when it is set
     (masks drawn once from `config.missing_seed`, so a resumed or re-evaluated run sees the same ones),
-    and the corrupted data with the complete copy beside them (None for complete data)."""
-    data = data if data is not None else load_dataset(config.dataset, config.data_dir)
+    and the corrupted data with the complete copy beside them (None for complete data). recorded=True:
+    the config comes from a run folder, whose data may have moved ($DEEPEM_DATA is searched too)."""
+    load = load_recorded_dataset if recorded else load_dataset
+    data = data if data is not None else load(config.dataset, config.data_dir)
     if config.missing is None:
         return data, None
     corrupted = make_incomplete(data, config.missing, config.missing_seed)
     return corrupted.splits, corrupted
 
 
-def assemble(config: TrainConfig, data: DataSplits | None = None) -> Assembled:
+def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False) -> Assembled:
     """Data, model, method and validator of `config`; `data` given directly skips the dataset registry
     (tests, library use). Everything is checked before anything is written."""
     config = resolve(config, check_dataset=data is None)
-    data, _ = run_data(config, data)
+    data, _ = run_data(config, data, recorded)
     train = data.train if config.train_limit is None else data.train[: config.train_limit]
     valid = data.valid if config.valid_limit is None else data.valid[: config.valid_limit]
     train_mask, valid_mask = (None if m is None else m[: len(x)] for m, x in
@@ -140,9 +143,10 @@ def assemble(config: TrainConfig, data: DataSplits | None = None) -> Assembled:
 def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | None = None,
                   log: Callable[[str], None] = print, progress: bool = True,
                   batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-                  stop: StopRequest | None = None) -> Trainer:
-    """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig)."""
-    a = assemble(config, data)
+                  stop: StopRequest | None = None, recorded: bool = False) -> Trainer:
+    """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig; then
+    recorded=True, as its data may have moved)."""
+    a = assemble(config, data, recorded)
     if a.config.valid_every and a.validate is None:
         log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
             "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")

@@ -77,7 +77,7 @@ def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False,
     stop = StopRequest()
     # Validation and data loading happen here, before anything is written to `out`.
     trainer = build_trainer(config, out, data=data, log=log, progress=progress, batch_hook=batch_hook,
-                            stop=stop)
+                            stop=stop, recorded=resume)
     if not resume:
         trainer.start(force=force)
     with run.lock(), (graceful_stop(stop) if handle_signals else nullcontext()):
