@@ -76,14 +76,15 @@ def ais_batch(model: DeepLatentModel, x: Tensor, chains: int = DEFAULT_CHAINS,
               temperatures: int = DEFAULT_TEMPERATURES, leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
               schedule: str = "sigmoid", initial: str = "prior", step_size: float = DEFAULT_STEP_SIZE,
               target_acceptance: float = TARGET_ACCEPTANCE,
-              generator: torch.Generator | None = None) -> AISResult:
+              generator: torch.Generator | None = None,
+              on_transition: Callable[[int, int], None] | None = None) -> AISResult:
     """Forward AIS for one batch x (B, D): per-(chain, point) log-weights, final samples, diagnostics."""
     betas = make_schedule(schedule, temperatures)
     q0 = initial_distribution(model, x, initial)
     # The transition at β = 1 would change no weight: skip it (final_transition=False).
     return ais(lambda z: model.log_joint(x, z), q0, betas, chains, step_size, leapfrog_steps, generator,
                adapt=True, target_acceptance=target_acceptance, adaptation_rate=ADAPTATION_RATE,
-               final_transition=False)
+               final_transition=False, on_transition=on_transition)
 
 
 def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAULT_CHAINS,
@@ -106,14 +107,15 @@ def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAU
     parts, acceptance, ess = [], [], []
     for start in range(0, data.shape[0], batch_size):
         x = data[start:start + batch_size]
+        # Progress in fractions of the batch's points after every transition, so that a long AIS run
+        # moves its bar every few seconds instead of once per batch.
+        tick = None if progress is None else _fractional_progress(progress, x.shape[0])
         result = ais_batch(model, x, chains, temperatures, leapfrog_steps, schedule, initial, step_size,
-                           target_acceptance, generator)
+                           target_acceptance, generator, tick)
         parts.append(result.log_marginal)
         acceptance.append(result.acceptance.mean(0) if result.acceptance.numel() else x.new_full(
             (x.shape[0],), float("nan")))
         ess.append(result.ess)
-        if progress is not None:
-            progress(x.shape[0])
     settings = {
         "chains": chains, "temperatures": temperatures, "leapfrog_steps": leapfrog_steps,
         "schedule": schedule, "initial": initial, "step_size": step_size,
@@ -123,6 +125,15 @@ def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAU
     }
     return LogLikelihoodEstimate(LogLikelihoodEstimate.concat(parts), ais_estimator_name(
         temperatures, chains, leapfrog_steps, initial), settings)
+
+
+def _fractional_progress(progress: Callable[[float], None], points: int) -> Callable[[int, int], None]:
+    """A transition callback that reports `points` in equal parts over a batch's transitions."""
+
+    def tick(done: int, total: int) -> None:
+        progress(points / total)
+
+    return tick
 
 
 def ais_estimator_name(temperatures: int, chains: int, leapfrog_steps: int, initial: str) -> str:

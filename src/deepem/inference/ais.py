@@ -161,7 +161,8 @@ def ais(log_target: Callable[[Tensor], Tensor], initial: InitialDistribution, be
         step_size: float | Tensor | Sequence[float | Tensor], leapfrog_steps: int = 10,
         generator: torch.Generator | None = None, *, adapt: bool = False,
         target_acceptance: float = TARGET_ACCEPTANCE, adaptation_rate: float = 0.02,
-        start: Tensor | None = None, reverse: bool = False, final_transition: bool = True) -> AISResult:
+        start: Tensor | None = None, reverse: bool = False, final_transition: bool = True,
+        on_transition: Callable[[int, int], None] | None = None) -> AISResult:
     """Run `chains` AIS chains per data point from q0 = `initial` to p(x, z) = exp(`log_target`).
 
     log_target: z (K, B, Dz) -> log p(x, z) (K, B); betas: increasing inverse temperatures from 0 to 1.
@@ -176,6 +177,7 @@ def ais(log_target: Callable[[Tensor], Tensor], initial: InitialDistribution, be
     reverse: anneal from β = 1 to β = 0 instead; `start` must then be exact samples of p(z | x), and
         the result's log_marginal is a stochastic upper bound (BDMC). A per-transition step-size list
         is indexed by transition in the order run.
+    on_transition: called after every transition with (done, total): progress for long runs.
     final_transition: make the transition at the last temperature too. It changes no weight, only the
         returned samples (AIWAE Alg. 1 uses them at β = 1); estimation alone can skip it.
     """
@@ -223,6 +225,8 @@ def ais(log_target: Callable[[Tensor], Tensor], initial: InitialDistribution, be
         used.append(eps_t)
         if adapt:
             eps = adapt_step_size(eps, accept_t, target_acceptance, adaptation_rate)
+        if on_transition is not None:  # progress reporting: (transitions done, transitions in all)
+            on_transition(t, n_transitions - (0 if final_transition else 1))
 
     b = z0.shape[1]
     acc = torch.stack(acceptance) if acceptance else z0.new_zeros(0, b)
