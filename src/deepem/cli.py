@@ -32,6 +32,8 @@ from deepem.workflows.impute import run_imputation
 from deepem.workflows.loading import load_trained_run
 from deepem.workflows.train import run_training
 
+EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
+
 #: CLI destination -> TrainConfig field (model fields as "model.NAME"). Every such option defaults to
 #: None, meaning "not typed": TrainConfig's own defaults apply to a new run, and a resumed run changes
 #: exactly the fields typed on its command line, even to a value equal to the default.
@@ -431,6 +433,13 @@ def main(argv: list[str] | None = None) -> int:
         # Known failure modes carry a message meant for the user; a traceback would bury it.
         print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop (which handles it itself, with a checkpoint): nothing half-written
+        # is kept (every write is atomic), so the same command can simply be run again.
+        again = {"train": "; an interrupted run resumes with --resume RUN", "compare": "; re-run the same command "
+                 "to resume the comparison"}.get(args.command, "")
+        print(f"deepem {args.command}: interrupted{again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
