@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from deepem.evaluation.results import LogLikelihoodEstimate
-from deepem.inference.distributions import DensityUnavailableError
+from deepem.inference.distributions import DensityUnavailableError, LatentDistribution
 from deepem.inference.numerics import running_logsumexp
 from deepem.models.lvm import DeepLatentModel
 
@@ -45,9 +45,17 @@ def iw_log_likelihood_batch(model: DeepLatentModel, x: Tensor, particles: int,
                             generator: torch.Generator | None = None, mask: Tensor | None = None) -> Tensor:
     """log (1/K) sum_k p(x_obs, z_k)/q(z_k | x_obs), z_k ~ q, for one batch x: (B,) values."""
     require_q_density(model)
+    return iw_estimate(model, x, model.encode(x, mask), particles, chunk_particles, generator, mask)
+
+
+@torch.no_grad()
+def iw_estimate(model: DeepLatentModel, x: Tensor, q: LatentDistribution, particles: int,
+                chunk_particles: int | None = None, generator: torch.Generator | None = None,
+                mask: Tensor | None = None) -> Tensor:
+    """log (1/K) sum_k p(x_obs, z_k)/q(z_k), z_k ~ q, for one batch and any proposal q with a density:
+    particles in chunks folded into a running logsumexp, so memory does not grow with K."""
     if chunk_particles is None:
         chunk_particles = max(1, DEFAULT_CHUNK_FLOATS // (x.shape[0] * _widest_layer(model)))
-    q = model.encode(x, mask)
     total = None
     done = 0
     while done < particles:

@@ -10,15 +10,12 @@ A model trained by miss-IWEM fits q(z | x̆), not q(z | x̃0): validate it with 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from deepem.evaluation.imputation import PROPOSALS
-from deepem.evaluation.loglik import DEFAULT_CHUNK_FLOATS, _widest_layer, require_q_density
+from deepem.evaluation.loglik import iw_estimate, require_q_density
 from deepem.evaluation.results import LogLikelihoodEstimate
-from deepem.inference.numerics import running_logsumexp
 from deepem.models.completion import completion
 from deepem.models.likelihoods import observed
 from deepem.models.lvm import DeepLatentModel
@@ -30,17 +27,8 @@ def observed_log_likelihood_batch(model: DeepLatentModel, x: Tensor, mask: Tenso
                                   generator: torch.Generator | None = None) -> Tensor:
     """(B,) IW estimates of log p(x_o) for one batch, particles drawn in chunks."""
     require_q_density(model)
-    if chunk_particles is None:
-        chunk_particles = max(1, DEFAULT_CHUNK_FLOATS // (x.shape[0] * _widest_layer(model)))
     q = model.encode(x, mask) if proposal == "zero-filled" else model.encode(completion(model, x, mask, generator))
-    total = None
-    done = 0
-    while done < particles:
-        k = min(chunk_particles, particles - done)
-        z = q.sample(k, generator)
-        total = running_logsumexp(total, model.log_joint(x, z, mask) - q.log_prob(z))
-        done += k
-    return total - math.log(particles)
+    return iw_estimate(model, x, q, particles, chunk_particles, generator, mask)
 
 
 def observed_log_likelihood(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: int = 5000,
