@@ -61,3 +61,23 @@ def test_only_requested_gradients_are_computed():
     (grad_h,) = torch.autograd.grad(bernoulli_linear_log_prob(x, h, weight, bias).sum(), (h,))
     (ref_h,) = torch.autograd.grad(reference(x, h, weight, bias).sum(), (h,))
     assert torch.allclose(grad_h, ref_h, atol=1e-5)
+
+
+def test_a_backward_pass_for_some_inputs_computes_only_theirs():
+    """θ's and φ's losses are differentiated in separate passes (inputs=group): each gets its own
+    gradient right, and a pass for h does not fill W's .grad (nor the reverse)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.bernoulli(torch.full((3, 5), 0.5), generator=g)
+    h0 = torch.randn(4, 3, 6, generator=g).requires_grad_()
+    weight = torch.randn(5, 6, generator=g).requires_grad_()
+    bias = torch.randn(5, generator=g).requires_grad_()
+    value = bernoulli_linear_log_prob(x, torch.tanh(h0), weight, bias).sum()
+    value.backward(inputs=[h0], retain_graph=True)
+    assert weight.grad is None and bias.grad is None
+    ref_h0 = torch.autograd.grad(reference(x, torch.tanh(h0), weight, bias).sum(), h0)[0]
+    assert torch.allclose(h0.grad, ref_h0, atol=1e-5)
+    h0.grad = None
+    value.backward(inputs=[weight, bias])
+    assert h0.grad is None
+    ref_w, ref_b = torch.autograd.grad(reference(x, torch.tanh(h0), weight, bias).sum(), (weight, bias))
+    assert torch.allclose(weight.grad, ref_w, atol=1e-5) and torch.allclose(bias.grad, ref_b, atol=1e-5)

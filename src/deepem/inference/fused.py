@@ -26,6 +26,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 
 def log_sigmoid_floor(dtype: torch.dtype) -> float:
@@ -49,6 +50,23 @@ def _sum_log_sigmoid_(t: Tensor) -> tuple[Tensor, Tensor]:
     return torch.log(sig).sum(-1).add_(excess), sig
 
 
+def _edge(t: Tensor | None) -> GradientEdge | None:
+    return get_gradient_edge(t) if t is not None and t.requires_grad else None
+
+
+def _will_run(edge: GradientEdge | None) -> bool:
+    """Whether the current backward pass needs the gradient along `edge`. A method that
+    differentiates θ's and φ's losses separately (IWEM, REM, RWS) runs one pass per loss, each with
+    `inputs=` its own group: the φ pass must not pay for dW, the decoder's largest product. Built-in
+    nodes skip unneeded outputs this way; a custom Function has to ask (private API, hence the guard)."""
+    if edge is None:
+        return False
+    try:
+        return bool(torch._C._will_engine_execute_node(edge.node))
+    except (AttributeError, RuntimeError):
+        return True
+
+
 class _BernoulliLinear(torch.autograd.Function):
     """Autograd for (h, W, b) ↦ Σ_d log Bern(x_d | σ((h Wᵀ + b)_d)); `signs` = 2x − 1 is data."""
 
@@ -58,7 +76,7 @@ class _BernoulliLinear(torch.autograd.Function):
         log_lik, sig = _sum_log_sigmoid_(t)
         grad_logits = sig.mul_(signs).neg_().add_(signs)  # s·(1 − σ(t)), in place of σ(t)
         ctx.save_for_backward(h, weight, grad_logits)
-        ctx.has_bias = bias is not None
+        ctx.edges = (_edge(h), _edge(weight), _edge(bias))
         return log_lik
 
     @staticmethod
@@ -67,13 +85,10 @@ class _BernoulliLinear(torch.autograd.Function):
         g = grad_logits.reshape(-1, grad_logits.shape[-1])  # (N, D)
         c = grad.reshape(-1, 1)  # (N, 1): the incoming gradient of each particle's log-likelihood
         flat_h = h.reshape(-1, h.shape[-1])
-        d_h = d_weight = d_bias = None
-        if ctx.needs_input_grad[0]:
-            d_h = torch.mm(g, weight).mul_(c).view(h.shape)
-        if ctx.needs_input_grad[1]:
-            d_weight = torch.mm(g.t(), flat_h * c)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            d_bias = torch.mv(g.t(), c.flatten())
+        need_h, need_weight, need_bias = (_will_run(edge) for edge in ctx.edges)
+        d_h = torch.mm(g, weight).mul_(c).view(h.shape) if need_h else None
+        d_weight = torch.mm(g.t(), flat_h * c) if need_weight else None
+        d_bias = torch.mv(g.t(), c.flatten()) if need_bias else None
         return d_h, d_weight, d_bias, None
 
 
