@@ -81,3 +81,11 @@ def test_a_backward_pass_for_some_inputs_computes_only_theirs():
     assert h0.grad is None
     ref_w, ref_b = torch.autograd.grad(reference(x, torch.tanh(h0), weight, bias).sum(), (weight, bias))
     assert torch.allclose(weight.grad, ref_w, atol=1e-5) and torch.allclose(bias.grad, ref_b, atol=1e-5)
+
+
+def test_under_vmap_the_composite_form_gives_the_same_values():
+    g = torch.Generator().manual_seed(4)
+    x = torch.bernoulli(torch.full((3, 5), 0.5), generator=g)
+    hs, weight, bias = torch.randn(2, 4, 3, 6, generator=g), torch.randn(5, 6, generator=g), torch.randn(5, generator=g)
+    batched = torch.func.vmap(lambda h: bernoulli_linear_log_prob(x, h, weight, bias))(hs)
+    assert torch.allclose(batched, torch.stack([reference(x, h, weight, bias) for h in hs]), atol=1e-5)

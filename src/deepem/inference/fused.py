@@ -117,6 +117,11 @@ def bernoulli_linear_log_prob(x: Tensor, h: Tensor, weight: Tensor, bias: Tensor
     """Σ_d log Bern(x_d | σ(l_d)) with l = h Wᵀ + b: x (B, D) binary, h (..., B, H) → (..., B).
 
     Differentiable in h, W and b (first order); without a graph (evaluation) nothing is kept."""
+    if torch._C._are_functorch_transforms_active():
+        # Under torch.func (vmap, grad: vectorised seeds) the composite form, which has batching rules.
+        logits = torch.nn.functional.linear(h, weight, bias)
+        return -torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none").sum(-1)
     signs = 2 * x - 1
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
