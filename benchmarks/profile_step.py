@@ -1,0 +1,104 @@
+"""Where the time of an IWAE training step goes, deepem's and plain PyTorch's, by kind of work: matrix
+products, element-wise passes, the optimiser, and everything else (small ops, autograd, Python).
+
+    python benchmarks/profile_step.py [--threads 1] [--steps 20] [--out benchmarks/results]
+
+It says how far a step can get faster without changing what is computed: the matrix products (the
+same FLOPs in every implementation) are a floor, so total / matmul time bounds the speed-up that any
+amount of work on the rest can give. Writes step_profile.md and step_profile.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from peers import D, deepem_step, plain_step
+
+KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::mv", "aten::addmv_", "aten::baddbmm"),
+    "transcendental element-wise": ("aten::log", "aten::log_", "aten::sigmoid", "aten::sigmoid_", "aten::tanh",
+                                    "aten::exp", "aten::exp_", "aten::log_sigmoid_forward", "aten::softplus",
+                                    "aten::log1p", "aten::tanh_backward", "aten::sigmoid_backward",
+                                    "aten::log_sigmoid_backward"),
+    "optimiser": ("aten::_fused_adam_", "aten::_foreach_", "aten::lerp_", "aten::addcdiv_", "aten::addcmul_",
+                  "aten::sqrt"),
+    "random numbers": ("aten::normal_",),
+}
+
+
+def kind_of(name: str) -> str:
+    for kind, names in KINDS.items():
+        if name in names or any(name.startswith(n) for n in names if n.endswith("_")):
+            return kind
+    return "other element-wise, small ops, autograd"
+
+
+def profile_step(step, steps: int) -> dict[str, float]:
+    for _ in range(3):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.key.startswith("aten::"):
+            kind = kind_of(event.key)
+            totals[kind] = totals.get(kind, 0.0) + event.self_cpu_time_total / steps / 1e3
+    return totals
+
+
+def wall_ms(step, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = []
+    for k, b in ((50, 20), (50, 100), (5, 20)):
+        x = torch.bernoulli(torch.full((b, D), 0.13))
+        for name, make in (("deepem", deepem_step), ("plain", plain_step)):
+            step = make(x, k)
+            kinds = profile_step(step, args.steps)
+            wall = min(wall_ms(step, args.steps) for _ in range(3))
+            kinds["Python, dispatch, autograd (wall - ops)"] = max(0.0, wall - sum(kinds.values()))
+            rows.append({"k": k, "batch": b, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds})
+    load = os.getloadavg()
+    kinds = list(KINDS) + ["other element-wise, small ops, autograd", "Python, dispatch, autograd (wall - ops)"]
+    lines = [f"# Where an IWAE training step's time goes ({args.threads} thread(s), torch {torch.__version__})", "",
+             f"Command: `python benchmarks/profile_step.py --threads {args.threads} --steps {args.steps}`. "
+             f"Load average (1 min) at the end: {load[0]:.1f} on {os.cpu_count()} CPUs. Milliseconds per step "
+             "(profiler self time per kind of op; the last column is wall time minus the ops' time). "
+             "Bound = wall / matrix products: the speed-up left if all but the matrix products were free.", "",
+             "| workload | implementation | wall ms | " + " | ".join(kinds) + " | bound |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- |"]
+    for r in rows:
+        m = r["ms_by_kind"]
+        lines.append(f"| K={r['k']}, B={r['batch']} | {r['implementation']} | {r['wall_ms']:.2f} | "
+                     + " | ".join(f"{m.get(kd, 0.0):.2f}" for kd in kinds)
+                     + f" | {r['wall_ms'] / max(m.get('matrix products', 1e-9), 1e-9):.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "step_profile.md").write_text(text)
+    (out / "step_profile.json").write_text(json.dumps({"threads": args.threads, "load_average": load,
+                                                       "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The same code runs on CPU and CUDA: the device is a setting, never a call in library code. The CUDA
+half runs where a GPU is present (skipped on CPU-only machines)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepem.inference.fused import bernoulli_linear_log_prob
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "deepem"
+HARD_CODED = re.compile(r"\.cuda\(|device=[\"']cuda|torch\.device\([\"']cuda")
+
+
+def test_no_hard_coded_cuda_in_library_code():
+    offenders = [f"{p.relative_to(SRC)}:{i}" for p in SRC.rglob("*.py")
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if HARD_CODED.search(line)]
+    assert not offenders, f"device set in code instead of from the settings: {offenders}"
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_fused_output_layer_on_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.full((4, 30), 0.3), generator=g)
+    h = torch.randn(6, 4, 8, generator=g, requires_grad=True)
+    weight, bias = torch.randn(30, 8, generator=g, requires_grad=True), torch.randn(30, generator=g)
+    cpu = bernoulli_linear_log_prob(x, h, weight, bias)
+    gpu = bernoulli_linear_log_prob(x.cuda(), h.detach().cuda().requires_grad_(), weight.detach().cuda(),
+                                    bias.cuda())
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-3)
