@@ -26,6 +26,7 @@ from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.datacheck import check_data
+from deepem.training.distributed import Parallel
 from deepem.training.rng import seed_everything
 from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
@@ -143,7 +144,8 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
 def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | None = None,
                   log: Callable[[str], None] = print, progress: bool = True,
                   batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-                  stop: StopRequest | None = None, recorded: bool = False) -> Trainer:
+                  stop: StopRequest | None = None, recorded: bool = False,
+                  parallel: Parallel | None = None) -> Trainer:
     """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig; then
     recorded=True, as its data may have moved)."""
     a = assemble(config, data, recorded)
@@ -152,4 +154,4 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
             "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
-                   batch_hook=batch_hook, stop=stop)
+                   batch_hook=batch_hook, stop=stop, parallel=parallel)

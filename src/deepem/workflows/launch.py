@@ -1,0 +1,59 @@
+"""`--nproc N`: start N ranks of a command on this machine with torch.distributed's own launcher (the
+elastic launch API behind `torchrun --standalone`), and report how the job ended in one line.
+
+The ranks run the same command line; each finds its rank in the environment the launcher sets
+(training/distributed.py). If a rank dies, the launcher stops the others and the job fails: the
+command's own checkpoints (training) make it resumable, and the message says how."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+from deepem.errors import UserError
+
+
+def _rank(entry: Callable[[list[str]], int], argv: list[str]) -> int:
+    """One rank: run the command; a failing rank exits with its code, so that the launcher notices at
+    once and stops the others (a rank that merely returned would leave them waiting in a collective)."""
+    code = entry(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code:
+        sys.exit(code)
+    return code
+
+
+def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, command: str,
+           after_failure: str = "") -> int:
+    """Run `entry(argv)` in `nproc` local ranks (gloo on CPU, NCCL on GPU, chosen by each rank); the
+    exit code of the job: 0, the first failing rank's code, or 1 when a rank was killed by a signal.
+    A message for the user, when a rank fails for a reason other than its own reported error (exit
+    code 2, already printed by that rank): one line naming the rank, plus `after_failure`."""
+    if nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {nproc}")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"deepem-{uuid.uuid4().hex[:8]}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                          monitor_interval=0.1, start_method="spawn")
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the launcher's failure report is a page; ours is one line
+    try:
+        elastic_launch(config, _rank)(entry, argv)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        if failure.exitcode == 2:  # a user error: the rank printed its one line already
+            return 2
+        how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
+               else f"failed with exit code {failure.exitcode}")
+        print(f"deepem {command}: rank {rank} of {nproc} {how}; the job was stopped"
+              + (f". {after_failure}" if after_failure else ""), file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    finally:
+        quiet.setLevel(level)
+    return 0
