@@ -17,6 +17,9 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from deepem.errors import UserError
 
+#: how ranks are started: "spawn" (a fresh interpreter, safe with threads); tests use "fork" (no re-import)
+START_METHOD = "spawn"
+
 
 def _rank(entry: Callable[[list[str]], int], argv: list[str]) -> int:
     """One rank: run the command; a failing rank exits with its code, so that the launcher notices at
@@ -39,7 +42,7 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
         raise UserError(f"--nproc must be >= 1, got {nproc}")
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"deepem-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
-                          monitor_interval=0.1, start_method="spawn")
+                          monitor_interval=0.1, start_method=START_METHOD)
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # the launcher's failure report is a page; ours is one line
