@@ -14,7 +14,7 @@ import torch
 from training_helpers import binary_data, tiny_config
 
 from deepem.training.checkpoint import CheckpointError, load_latest_good
-from deepem.training.distributed import rank_seed
+from deepem.training.distributed import Parallel, finish, rank_seed, seed_rank_stream
 from deepem.training.step import StepResult, TrainStep, backward_losses
 from deepem.workflows import launch as launch_module
 from deepem.workflows.assembly import build_trainer
@@ -145,3 +145,32 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+def _sync_entry(argv: list[str]) -> int:
+    """One rank: train argv[1] (with discriminator:steps=3 for AVB) for one epoch and save this rank's
+    final parameters and method state to argv[0]/rankR.pt."""
+    torch.set_num_threads(1)
+    out, method = Path(argv[0]), argv[1]
+    optim = {"discriminator": {"steps": 3}} if method == "avb" else {}
+    config = tiny_config(method=method, particles=2, valid_every=0, epochs=1, optim=optim)
+    parallel = Parallel.from_env()
+    trainer = build_trainer(config, out, data=DATA, log=_quiet, progress=False, parallel=parallel)
+    seed_rank_stream(config.seed, parallel)
+    trainer.start()
+    trainer.fit()
+    torch.save({"model": trainer.model.state_dict(), "method": trainer.method.state_dict()},
+               out / f"rank{parallel.rank}.pt")
+    finish(parallel)
+    return 0
+
+
+@pytest.mark.parametrize("method", ["avb", "nvil"])
+def test_groups_a_method_owns_and_extra_steps_are_averaged_so_ranks_stay_identical(tmp_path: Path,
+                                                                                   method: str) -> None:
+    # AVB: a discriminator group with 3 optimiser steps per batch; NVIL: a baseline group and
+    # learning-signal moments fitted to the batch (averaged over ranks after each step).
+    assert launch(_sync_entry, [str(tmp_path), method], WORLD, "train") == 0
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    assert _equal(states[0], states[1])
+    assert any("discriminator" in k or "baseline" in k for k in states[0]["method"])
