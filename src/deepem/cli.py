@@ -300,7 +300,8 @@ def cmd_bdmc(args: argparse.Namespace) -> int:
               disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
         try:
             result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
-                          leapfrog_steps=args.leapfrog_steps, seed=args.seed, progress=bar.update, shard=shard)
+                          leapfrog_steps=args.leapfrog_steps, seed=args.seed, batch_size=args.batch_size,
+                          progress=bar.update, shard=shard)
         finally:
             finish(parallel)
     if not is_rank_zero():
@@ -431,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=_positive_int, default=16)
     p.add_argument("--leapfrog-steps", type=_positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=100,
+                   help="points per batch (the unit --nproc shares out; the draws depend on it)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
@@ -479,8 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         # --- end scale-out ---
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, RuntimeError) as err:
-        # Known failure modes carry a message meant for the user; a traceback would bury it.
-        print(f"deepem {args.command}: error: {err}", file=sys.stderr)
+        # Known failure modes carry a message meant for the user; a traceback would bury it. (Ranks > 0 of
+        # an --nproc job hit the same error as rank 0, which reports it.)
+        if is_rank_zero():
+            print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Ctrl-C outside a training loop (which handles it itself, with a checkpoint): nothing half-written

@@ -41,6 +41,8 @@ def batch_plan(n_points: int, batch_size: int, shard: Shard | None) -> list[tupl
     if shard is None:
         return [(s, True) for s in starts]
     mine = shard.block(len(starts))
+    if not mine:  # fewer batches than ranks: this one has none
+        return []
     return [(s, i in mine) for i, s in enumerate(starts[: mine.stop])]
 
 

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from deepem.training.checkpoint import CheckpointError
+from deepem.training.config import ConfigError
 from deepem.training.rng import capture_rng_state, restore_rng_state
 
 #: seconds a collective waits for the other ranks before the job fails (a rank that died without
@@ -210,3 +211,13 @@ def check_launched(nproc: int, command: str) -> None:
 def is_rank_zero() -> bool:
     """True in a single process and in rank 0 of a launched job (the one that reports)."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def check_shardable(n_points: int, batch_size: int, world: int) -> None:
+    """Every batch, the epoch's last (ragged) one too, must give each of the `world` ranks a point."""
+    last = n_points % batch_size or batch_size
+    smallest = min(batch_size, n_points, last)
+    if smallest < world:
+        raise ConfigError(f"invalid batch_size = {batch_size} for {world} processes and {n_points} training "
+                          f"points: a batch of {smallest} cannot give each process a point; use a batch size "
+                          f">= {world} whose last batch of an epoch (n mod batch size) is 0 or >= {world}")

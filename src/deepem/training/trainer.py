@@ -33,7 +33,14 @@ from deepem.training.checkpoint import checkpoint_name, load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.data_order import batch_indices, batches_per_epoch, epoch_data
 from deepem.training.datacheck import DataError, check_split, check_values
-from deepem.training.distributed import Parallel, check_world_size, distributed_state, restore_rank_rng, shard_batch
+from deepem.training.distributed import (
+    Parallel,
+    check_shardable,
+    check_world_size,
+    distributed_state,
+    restore_rank_rng,
+    shard_batch,
+)
 from deepem.training.guards import NonFiniteError
 from deepem.training.metrics import LOG_EVERY_STEPS, add_step, window_record
 from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, with_method_defaults
@@ -101,6 +108,7 @@ class Trainer:
         # data parallel: gradients averaged in the step; only rank 0 writes the run folder
         self.parallel = parallel
         if parallel is not None:
+            check_shardable(train_data.shape[0], self.config.batch_size, parallel.world)
             self.step.grad_sync = parallel.grad_sync
         self._saved_at: tuple[int, int] | None = None  # (epoch, step) of the newest checkpoint written
 

@@ -36,8 +36,8 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
            after_failure: str = "") -> int:
     """Run `entry(argv)` in `nproc` local ranks (gloo on CPU, NCCL on GPU, chosen by each rank); the
     exit code of the job: 0, the first failing rank's code, or 1 when a rank was killed by a signal.
-    A message for the user, when a rank fails for a reason other than its own reported error (exit
-    code 2, already printed by that rank): one line naming the rank, plus `after_failure`."""
+    A message for the user, unless rank 0 reported a user error itself (exit code 2; the other ranks
+    keep theirs to themselves, being the same): one line naming the rank, plus `after_failure`."""
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {nproc}")
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"deepem-{uuid.uuid4().hex[:8]}",
@@ -50,7 +50,8 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
         elastic_launch(config, _rank)(entry, argv)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
-        if failure.exitcode == 2:  # a user error: the rank printed its one line already
+        zero = err.failures.get(0)
+        if zero is not None and zero.exitcode == 2:  # a user error: rank 0 printed its one line already
             return 2
         how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
                else f"failed with exit code {failure.exitcode}")
