@@ -30,6 +30,7 @@ from deepem.training.distributed import (
     is_rank_zero,
     launched,
     local_world_size,
+    lost_peer,
 )
 from deepem.training.optim import OPTIM_KEYS
 from deepem.training.schedules import SCHEDULES
@@ -483,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, RuntimeError) as err:
         # Known failure modes carry a message meant for the user; a traceback would bury it. (Ranks > 0 of
-        # an --nproc job hit the same error as rank 0, which reports it.)
+        # an --nproc job hit the same error as rank 0, which reports it; a rank whose peer died says
+        # nothing: the launcher names the rank that died.)
+        if launched() and lost_peer(err):
+            return 1
         if is_rank_zero():
             print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2

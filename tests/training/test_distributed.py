@@ -174,3 +174,33 @@ def test_groups_a_method_owns_and_extra_steps_are_averaged_so_ranks_stay_identic
     states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     assert _equal(states[0], states[1])
     assert any("discriminator" in k or "baseline" in k for k in states[0]["method"])
+
+
+def _poison_entry(argv: list[str]) -> int:
+    """One rank: CONFIG with nan_policy skip; at step 3 a NaN in rank 1's shard only (row 15 of 20)."""
+    torch.set_num_threads(1)
+
+    def hook(step: int, x: torch.Tensor) -> torch.Tensor:
+        if step == 3:
+            x = x.clone()
+            x[15, 0] = float("nan")
+        return x
+
+    config = tiny_config(particles=2, valid_every=0, epochs=1, nan_policy="skip")
+    parallel = Parallel.from_env()
+    trainer = build_trainer(config, argv[0], data=DATA, log=_quiet, progress=False, batch_hook=hook,
+                            parallel=parallel)
+    seed_rank_stream(config.seed, parallel)
+    trainer.start()
+    trainer.fit()
+    torch.save({"model": trainer.model.state_dict(), "skipped": trainer.state.skipped_steps},
+               Path(argv[0]) / f"rank{parallel.rank}.pt")
+    finish(parallel)
+    return 0
+
+
+def test_a_non_finite_value_on_one_rank_makes_every_rank_skip_the_step(tmp_path: Path) -> None:
+    assert launch(_poison_entry, [str(tmp_path)], WORLD, "train") == 0
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    assert states[0]["skipped"] == states[1]["skipped"] == 1  # rank 0's shard was finite, yet it skipped too
+    assert _equal(states[0]["model"], states[1]["model"])

@@ -221,3 +221,9 @@ def check_shardable(n_points: int, batch_size: int, world: int) -> None:
         raise ConfigError(f"invalid batch_size = {batch_size} for {world} processes and {n_points} training "
                           f"points: a batch of {smallest} cannot give each process a point; use a batch size "
                           f">= {world} whose last batch of an epoch (n mod batch size) is 0 or >= {world}")
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether `err` is a collective that failed because another rank is gone (its launcher reports it)."""
+    text = str(err)
+    return isinstance(err, dist.DistError) or "gloo" in text or "NCCL" in text or "Connection reset" in text

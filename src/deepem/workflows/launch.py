@@ -43,13 +43,18 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"deepem-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                           monitor_interval=0.1, start_method=START_METHOD)
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # the launcher's failure report is a page; ours is one line
+    # The launcher's failure report is a page, and it logs each rank it terminates; ours is one line.
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    # (a killed rank leaves a semaphore behind; the resource tracker's warning about it is noise)
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
     try:
         elastic_launch(config, _rank)(entry, argv)
     except ChildFailedError as err:
-        rank, failure = err.get_first_failure()
+        # the rank that died of a signal, if one did: the others failed because it was gone
+        rank, failure = min(err.failures.items(), key=lambda kv: (kv[1].exitcode >= 0, kv[1].timestamp))
         zero = err.failures.get(0)
         if zero is not None and zero.exitcode == 2:  # a user error: rank 0 printed its one line already
             return 2
@@ -59,5 +64,6 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
               + (f". {after_failure}" if after_failure else ""), file=sys.stderr)
         return failure.exitcode if failure.exitcode > 0 else 1
     finally:
-        quiet.setLevel(level)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
     return 0
