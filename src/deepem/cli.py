@@ -295,8 +295,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_bdmc(args: argparse.Namespace) -> int:
-    trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     parallel, shard = evaluation_shard(args.device)  # a launched job shares the batches (--nproc)
+    trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
               disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
         try:

@@ -26,6 +26,8 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
 
     A run trained on incomplete data (--missing) is evaluated on the complete split, log p(x) (IWEM's
     Table 3); with observed=True on the observed part of the corrupted copy of the split, log p(x_o)."""
+    # (a launched job first: with NCCL, "cuda" then means this rank's GPU)
+    parallel, shard = evaluation_shard(device)
     trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
     if observed and trained.corrupted is None:
         raise ValueError(f"run {run_dir} was trained on complete data; --observed needs a run trained with "
@@ -39,7 +41,6 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     if limit is not None:
         subset = evaluation_subset(n_split, limit)
         data, mask = data[subset], None if mask is None else mask[subset]
-    parallel, shard = evaluation_shard(device)
     try:
         record, estimate = evaluate_model(trained.model, data, estimator, particles, seed, batch_size,
                                           progress and (shard is None or shard.rank == 0), mask=mask, shard=shard,
