@@ -344,7 +344,8 @@ class Trainer:
             name, path,
             f"training stopped by {name} after step {s.step} (epoch {s.epoch}, batch {s.batch} of "
             f"{self.batches_per_epoch}); checkpoint written: {path}\n"
-            f"Resume with:\n  {resume_command(self.run.root)}",
+            f"Resume with:\n  {resume_command(self.run.root)}"
+            + (f" --nproc {self.parallel.world}" if self.parallel is not None else ""),
         )
 
     def _end_of_epoch(self) -> None:
