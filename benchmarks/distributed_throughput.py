@@ -131,7 +131,10 @@ def main() -> None:
                      f"{r[f'vs_1_process_{cores}_threads']:.2f} | {r['vs_1_process_1_threads']:.2f} | "
                      f"{r['load_before']} | {r['load_after']} |")
     lines += ["", "On 2 cores the ranks can at best use the same 2 cores one process with 2 threads uses, and they "
-              "add a gradient all-reduce per step: data parallelism pays off across machines or GPUs, not here."]
+              "add a gradient all-reduce per step: data parallelism pays off across machines or GPUs, not here. A "
+              "process with 2 threads on a loaded 2-core machine can be far slower than with 1: its threads wait "
+              "for each other at every operation while other processes hold the cores (the `--nproc` rule gives "
+              "each rank cores // N threads for this reason)."]
     (out / "distributed_throughput.md").write_text("\n".join(lines) + "\n")
     print((out / "distributed_throughput.md").read_text())
 
