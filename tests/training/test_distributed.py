@@ -4,6 +4,7 @@ that they need not import torch again)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -22,7 +23,7 @@ from deepem.workflows.launch import launch
 from deepem.workflows.train import run_training
 
 WORLD = 2
-CONFIG = tiny_config(particles=5, valid_every=0, epochs=2)  # 100 points, global batch 20: 10 steps
+CONFIG = tiny_config(particles=5, epochs=2)  # 100 points, global batch 20: 10 steps; validation each epoch
 DATA = binary_data(100, 16)
 
 
@@ -108,6 +109,10 @@ def test_two_ranks_take_the_steps_of_one_process_computing_their_shards_in_turn(
     for name, value in trainer.model.state_dict().items():
         # the same floating-point operations in the same order: equal bit for bit
         assert torch.equal(parallel["model"][name], value), name
+    # the validation bound (its batches shared by the ranks) is the one process's too
+    valid = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+              if '"valid"' in line] for run in ("parallel", "reference")]
+    assert len(valid[0]) == 2 and [r["valid_bound"] for r in valid[0]] == [r["valid_bound"] for r in valid[1]]
     # and not trivially: the ranks drew different particles (their streams differ)
     assert not torch.equal(parallel["rng_ranks"][0]["torch"], parallel["rng_ranks"][1]["torch"])
 
