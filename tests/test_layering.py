@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "errors", "report"},
     "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "errors",
             "report"},
+    "__main__": {"cli"},  # python -m deepem (and torchrun -m deepem)
 }
 
 #: (importing module, imported layer) pairs tolerated for now, each with the reason and who removes it.

@@ -23,12 +23,23 @@ from deepem.models.architectures import ARCHITECTURES
 from deepem.models.architectures import describe as describe_architectures
 from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.training.config import NAN_POLICIES, TrainConfig
+from deepem.training.distributed import (
+    check_launched,
+    default_threads,
+    finish,
+    is_rank_zero,
+    launched,
+    local_world_size,
+    lost_peer,
+)
 from deepem.training.optim import OPTIM_KEYS
 from deepem.training.schedules import SCHEDULES
+from deepem.training.state import resume_command
 from deepem.workflows.assembly import resolve
 from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
-from deepem.workflows.evaluate import evaluate_run
+from deepem.workflows.evaluate import evaluate_run, evaluation_shard
 from deepem.workflows.impute import run_imputation
+from deepem.workflows.launch import launch
 from deepem.workflows.loading import load_trained_run
 from deepem.workflows.train import run_training
 
@@ -235,6 +246,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ResultNotSavedError as err:  # computed but not written: show it, then say why it was not saved
         _print_evaluation(err.result)
         raise
+    if not is_rank_zero():  # a sharded evaluation: rank 0 reports
+        return 0
     _print_evaluation(record)
     print(f"written to {Path(args.run_dir) / record['file']} and {Path(args.run_dir) / 'evaluation.json'}")
     return 0
@@ -282,11 +295,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_bdmc(args: argparse.Namespace) -> int:
+    parallel, shard = evaluation_shard(args.device)  # a launched job shares the batches (--nproc)
     trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
-              disable=True if args.quiet else None) as bar:  # None: a bar on a terminal only, not in logs
-        result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
-                      leapfrog_steps=args.leapfrog_steps, seed=args.seed, progress=bar.update)
+              disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
+        try:
+            result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
+                          leapfrog_steps=args.leapfrog_steps, seed=args.seed, batch_size=args.batch_size,
+                          progress=bar.update, shard=shard)
+        finally:
+            finish(parallel)
+    if not is_rank_zero():
+        return 0
     summary = {**result.summary(), "checkpoint": trained.checkpoint.name, "step": trained.step}
     print(f"BDMC on {args.points} points simulated from the model: lower {float(result.lower.mean()):.3f}, "
           f"upper {float(result.upper.mean()):.3f}, gap {result.gap:.3f} nats "
@@ -315,6 +335,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _after_failure(args: argparse.Namespace) -> str:
+    """What to do after a rank of an --nproc job died."""
+    if args.command != "train":
+        return "Run the same command again"
+    run = args.resume or args.out
+    if run is None:  # the default folder name needs the resolved K; resolve() is cheap
+        config = resolve(_config_from(args, args.method or "iwae"))
+        run = f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}"
+    return f"Resume from the last checkpoint with: {resume_command(run)} --nproc {args.nproc}"
+
+
+def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--nproc", type=_positive_int, default=1,
+                   help=f"{what} in N processes on this machine (torch.distributed; gloo on CPU, NCCL on GPU). "
+                        "Each gets max(1, cores // N) torch threads unless --threads is given. Under torchrun, "
+                        "leave it out (or give torchrun's --nproc-per-node)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepem", description=__doc__)
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -326,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-METHOD-kK-sSEED)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
+    _add_nproc(p, "data-parallel training: the global batch split over")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -353,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
+    _add_nproc(p, "sharded evaluation: the points' batches split over")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="train several methods under one budget and tabulate them")
@@ -393,9 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=_positive_int, default=16)
     p.add_argument("--leapfrog-steps", type=_positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=100,
+                   help="points per batch (the unit --nproc shares out; the draws depend on it)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
+    _add_nproc(p, "the simulated points' batches split over")
     p.set_defaults(func=cmd_bdmc)
 
     p = sub.add_parser("list", help="available methods (with options) and datasets")
@@ -424,14 +467,29 @@ def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) ->
 
 @quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
+        # --- scale-out (training/distributed.py, workflows/launch.py) ---
+        nproc = getattr(args, "nproc", 1)
+        if nproc > 1 and not launched():
+            return launch(main, argv, nproc, args.command, _after_failure(args))
+        if launched():
+            check_launched(nproc, args.command)
+            if args.threads is None:  # ranks share the cores
+                torch.set_num_threads(default_threads(local_world_size()))
+        # --- end scale-out ---
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, RuntimeError) as err:
-        # Known failure modes carry a message meant for the user; a traceback would bury it.
-        print(f"deepem {args.command}: error: {err}", file=sys.stderr)
+        # Known failure modes carry a message meant for the user; a traceback would bury it. (Ranks > 0 of
+        # an --nproc job hit the same error as rank 0, which reports it; a rank whose peer died says
+        # nothing: the launcher names the rank that died.)
+        if launched() and lost_peer(err):
+            return 1
+        if is_rank_zero():
+            print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Ctrl-C outside a training loop (which handles it itself, with a checkpoint): nothing half-written

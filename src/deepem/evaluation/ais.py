@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.evaluation.sharding import Shard, batch_plan, gathered
 from deepem.inference.adaptation import TARGET_ACCEPTANCE
 from deepem.inference.ais import SCHEDULES, AISResult, ais, make_schedule
 from deepem.inference.distributions import LatentDistribution
@@ -77,14 +78,22 @@ def ais_batch(model: DeepLatentModel, x: Tensor, chains: int = DEFAULT_CHAINS,
               schedule: str = "sigmoid", initial: str = "prior", step_size: float = DEFAULT_STEP_SIZE,
               target_acceptance: float = TARGET_ACCEPTANCE,
               generator: torch.Generator | None = None,
-              on_transition: Callable[[int, int], None] | None = None) -> AISResult:
-    """Forward AIS for one batch x (B, D): per-(chain, point) log-weights, final samples, diagnostics."""
+              on_transition: Callable[[int, int], None] | None = None, replay: bool = False) -> AISResult:
+    """Forward AIS for one batch x (B, D): per-(chain, point) log-weights, final samples, diagnostics.
+    replay=True: the same random draws with a flat target instead of the model (no decoder), to advance
+    `generator` past a batch another rank computes (sharding.py); the result is meaningless."""
     betas = make_schedule(schedule, temperatures)
     q0 = initial_distribution(model, x, initial)
+    target = flat_target if replay else (lambda z: model.log_joint(x, z))
     # The transition at β = 1 would change no weight: skip it (final_transition=False).
-    return ais(lambda z: model.log_joint(x, z), q0, betas, chains, step_size, leapfrog_steps, generator,
+    return ais(target, q0, betas, chains, step_size, leapfrog_steps, generator,
                adapt=True, target_acceptance=target_acceptance, adaptation_rate=ADAPTATION_RATE,
                final_transition=False, on_transition=on_transition)
+
+
+def flat_target(z: Tensor) -> Tensor:
+    """log p = 0 for every z (differentiable in z): HMC on it draws what it would on any target."""
+    return (z * 0).sum(-1)
 
 
 def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAULT_CHAINS,
@@ -92,8 +101,10 @@ def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAU
                        leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS, schedule: str = "sigmoid",
                        initial: str = "prior", step_size: float = DEFAULT_STEP_SIZE,
                        target_acceptance: float = TARGET_ACCEPTANCE, batch_size: int = 100, seed: int = 0,
-                       progress: Callable[[int], None] | None = None) -> LogLikelihoodEstimate:
+                       progress: Callable[[int], None] | None = None,
+                       shard: Shard | None = None) -> LogLikelihoodEstimate:
     """The AIS estimate of log p(x) for every row of `data`, seeded so that it is reproducible.
+    shard: this rank's part of a sharded evaluation (sharding.py); the result is the same.
 
     `progress`, if given, is called after every batch with the number of points that batch finished
     (tqdm's `update`). Mean acceptance and mean ESS over chains are recorded in the settings."""
@@ -105,8 +116,12 @@ def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAU
     model.check_data(data)
     generator = torch.Generator(device=p.device).manual_seed(seed)
     parts, acceptance, ess = [], [], []
-    for start in range(0, data.shape[0], batch_size):
+    for start, compute in batch_plan(data.shape[0], batch_size, shard):
         x = data[start:start + batch_size]
+        if not compute:  # another rank's batch: advance the generator past its draws
+            ais_batch(model, x, chains, temperatures, leapfrog_steps, schedule, initial, step_size,
+                      target_acceptance, generator, replay=True)
+            continue
         # Progress in fractions of the batch's points after every transition, so that a long AIS run
         # moves its bar every few seconds instead of once per batch.
         tick = None if progress is None else _fractional_progress(progress, x.shape[0])
@@ -120,10 +135,14 @@ def ais_log_likelihood(model: DeepLatentModel, data: Tensor, chains: int = DEFAU
         "chains": chains, "temperatures": temperatures, "leapfrog_steps": leapfrog_steps,
         "schedule": schedule, "initial": initial, "step_size": step_size,
         "target_acceptance": target_acceptance, "batch_size": batch_size, "seed": seed,
-        "mean_acceptance": float(torch.cat(acceptance).mean()),
-        "mean_ess": float(torch.cat(ess).mean()),
     }
-    return LogLikelihoodEstimate(LogLikelihoodEstimate.concat(parts), ais_estimator_name(
+    per_point = gathered(parts, shard, data)
+    if shard is None:  # (the float32 means of one process, unchanged)
+        settings.update(mean_acceptance=float(torch.cat(acceptance).mean()), mean_ess=float(torch.cat(ess).mean()))
+    else:
+        settings.update(mean_acceptance=float(shard.gather(torch.cat(acceptance).cpu()).mean()),
+                        mean_ess=float(shard.gather(torch.cat(ess).cpu()).mean()))
+    return LogLikelihoodEstimate(per_point, ais_estimator_name(
         temperatures, chains, leapfrog_steps, initial), settings)
 
 

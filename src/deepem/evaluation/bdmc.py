@@ -25,8 +25,10 @@ from deepem.evaluation.ais import (
     ais_batch,
     check_ais_model,
     check_ais_settings,
+    flat_target,
     initial_distribution,
 )
+from deepem.evaluation.sharding import Shard, batch_plan, gathered
 from deepem.inference.adaptation import TARGET_ACCEPTANCE
 from deepem.inference.ais import ais, make_schedule
 from deepem.models.lvm import DeepLatentModel
@@ -85,10 +87,11 @@ def bdmc(model: DeepLatentModel, n_points: int = 100, chains: int = DEFAULT_CHAI
          temperatures: int = DEFAULT_TEMPERATURES, leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
          schedule: str = "sigmoid", initial: str = "prior", step_size: float = DEFAULT_STEP_SIZE,
          target_acceptance: float = TARGET_ACCEPTANCE, batch_size: int = 100, seed: int = 0,
-         progress: Callable[[int], None] | None = None) -> BDMCResult:
+         progress: Callable[[int], None] | None = None, shard: Shard | None = None) -> BDMCResult:
     """Simulate `n_points` (z, x) from the model and bound log p(x) from both sides by AIS.
 
-    Settings are those of `ais_log_likelihood`; `progress` is called with the points each batch finished."""
+    Settings are those of `ais_log_likelihood`; `progress` is called with the points each batch finished.
+    shard: this rank's part of a sharded run (evaluation/sharding.py); the result is the same."""
     check_ais_settings(chains, temperatures, leapfrog_steps, schedule, initial, step_size, batch_size)
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -99,14 +102,18 @@ def bdmc(model: DeepLatentModel, n_points: int = 100, chains: int = DEFAULT_CHAI
     data, latents = simulate(model, n_points, generator)
     betas = make_schedule(schedule, temperatures)
     lower, upper = [], []
-    for start in range(0, n_points, batch_size):
+    for start, compute in batch_plan(n_points, batch_size, shard):
         x, z = data[start:start + batch_size], latents[start:start + batch_size]
+        # replay (compute False): another rank's batch; the same draws with a flat target
         forward = ais_batch(model, x, chains, temperatures, leapfrog_steps, schedule, initial, step_size,
-                            target_acceptance, generator)
+                            target_acceptance, generator, replay=not compute)
         steps = reversed_step_sizes(forward.step_sizes, temperatures - 1, step_size)
-        backward = ais(partial(model.log_joint, x), initial_distribution(model, x, initial), betas,
+        backward = ais(partial(model.log_joint, x) if compute else flat_target,
+                       initial_distribution(model, x, initial), betas,
                        chains, steps, leapfrog_steps, generator, start=z, reverse=True,
                        final_transition=False)
+        if not compute:
+            continue
         lower.append(forward.log_marginal)
         upper.append(backward.log_marginal)
         if progress is not None:
@@ -116,6 +123,5 @@ def bdmc(model: DeepLatentModel, n_points: int = 100, chains: int = DEFAULT_CHAI
         "schedule": schedule, "initial": initial, "step_size": step_size,
         "target_acceptance": target_acceptance, "batch_size": batch_size, "seed": seed,
     }
-    cpu = {"device": "cpu", "dtype": torch.float64}
-    return BDMCResult(torch.cat(lower).to(**cpu), torch.cat(upper).to(**cpu), data.cpu(), latents.cpu(),
+    return BDMCResult(gathered(lower, shard, data), gathered(upper, shard, data), data.cpu(), latents.cpu(),
                       settings)

@@ -19,6 +19,7 @@ from deepem.evaluation.diagnostics import (
 )
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.evaluation.sharding import Shard
 from deepem.inference.numerics import flush_denormals
 from deepem.models.lvm import DeepLatentModel
 
@@ -28,7 +29,7 @@ ESTIMATORS = ("iw", "ais")
 def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimator: str = "iw",
                             particles: int = 5000, seed: int = 0, batch_size: int = 100,
                             progress: bool = True, mask: torch.Tensor | None = None,
-                            **ais_options: Any) -> LogLikelihoodEstimate:
+                            shard: Shard | None = None, **ais_options: Any) -> LogLikelihoodEstimate:
     """log p(x) for every row of `data` by the named estimator, with a progress bar; with an observed-data
     mask, log p(x_o) (the importance-weighted estimator only)."""
     if estimator not in ESTIMATORS:
@@ -41,22 +42,23 @@ def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimato
     try:
         if estimator == "iw":
             return iw_log_likelihood(model, data, particles, batch_size=batch_size, seed=seed,
-                                     progress=bar.update, mask=mask)
+                                     progress=bar.update, mask=mask, shard=shard)
         return ais_log_likelihood(model, data, seed=seed, batch_size=batch_size, progress=bar.update,
-                                  **ais_options)
+                                  shard=shard, **ais_options)
     finally:
         bar.close()
 
 
 def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str = "iw",
                    particles: int = 5000, seed: int = 0, batch_size: int = 100, progress: bool = True,
-                   mask: torch.Tensor | None = None, **ais_options: Any
+                   mask: torch.Tensor | None = None, shard: Shard | None = None, **ais_options: Any
                    ) -> tuple[dict[str, Any], LogLikelihoodEstimate]:
-    """The summary record of one evaluation and the per-point estimate behind it."""
+    """The summary record of one evaluation and the per-point estimate behind it (shard: this rank's
+    part of a sharded evaluation, evaluation/sharding.py; the record is the same)."""
     start = time.perf_counter()
     with flush_denormals():
         estimate = estimate_log_likelihood(model, data, estimator, particles, seed, batch_size, progress,
-                                           mask, **ais_options)
+                                           mask, shard, **ais_options)
     seconds = time.perf_counter() - start
     means = encoder_means(model, data, mask=mask)
     record = estimate.summary()

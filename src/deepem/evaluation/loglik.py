@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.evaluation.sharding import Shard, batch_plan, gathered
 from deepem.inference.distributions import DensityUnavailableError, LatentDistribution
 from deepem.inference.numerics import running_logsumexp
 from deepem.models.lvm import DeepLatentModel
@@ -51,9 +52,10 @@ def iw_log_likelihood_batch(model: DeepLatentModel, x: Tensor, particles: int,
 @torch.no_grad()
 def iw_estimate(model: DeepLatentModel, x: Tensor, q: LatentDistribution, particles: int,
                 chunk_particles: int | None = None, generator: torch.Generator | None = None,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, replay: bool = False) -> Tensor | None:
     """log (1/K) sum_k p(x_obs, z_k)/q(z_k), z_k ~ q, for one batch and any proposal q with a density:
-    particles in chunks folded into a running logsumexp, so memory does not grow with K."""
+    particles in chunks folded into a running logsumexp, so memory does not grow with K.
+    replay=True: only draw the particles (advancing `generator` as the estimate would), return None."""
     if chunk_particles is None:
         chunk_particles = max(1, DEFAULT_CHUNK_FLOATS // (x.shape[0] * _widest_layer(model)))
     total = None
@@ -61,19 +63,21 @@ def iw_estimate(model: DeepLatentModel, x: Tensor, q: LatentDistribution, partic
     while done < particles:
         k = min(chunk_particles, particles - done)
         z = q.sample(k, generator)
-        total = running_logsumexp(total, model.log_joint(x, z, mask) - q.log_prob(z))
+        if not replay:
+            total = running_logsumexp(total, model.log_joint(x, z, mask) - q.log_prob(z))
         done += k
-    return total - math.log(particles)
+    return None if replay else total - math.log(particles)
 
 
 def iw_log_likelihood(model: DeepLatentModel, data: Tensor, particles: int = 5000,
                       batch_size: int = 100, seed: int = 0, chunk_particles: int | None = None,
                       progress: Callable[[int], None] | None = None,
-                      mask: Tensor | None = None) -> LogLikelihoodEstimate:
+                      mask: Tensor | None = None, shard: Shard | None = None) -> LogLikelihoodEstimate:
     """The IWAE-K estimate of log p(x) for every row of `data`, seeded so that it is reproducible.
 
     It is a stochastic lower bound on log p(x) whose bias shrinks as K grows. With an observed-data
-    mask (True = observed) it estimates log p(x_obs), the marginal of the observed coordinates."""
+    mask (True = observed) it estimates log p(x_obs), the marginal of the observed coordinates.
+    shard: this rank's part of a sharded evaluation (sharding.py); the result is the same."""
     if particles < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
     require_q_density(model)
@@ -81,13 +85,16 @@ def iw_log_likelihood(model: DeepLatentModel, data: Tensor, particles: int = 500
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)
     parts = []
-    for start in range(0, data.shape[0], batch_size):
+    for start, compute in batch_plan(data.shape[0], batch_size, shard):
         x = data[start:start + batch_size].to(p.device, p.dtype)
         m = None if mask is None else mask[start:start + batch_size].to(p.device)
+        if not compute:  # another rank's batch: advance the generator past its draws
+            iw_estimate(model, x, model.encode(x, m), particles, chunk_particles, generator, m, replay=True)
+            continue
         parts.append(iw_log_likelihood_batch(model, x, particles, chunk_particles, generator, m))
         if progress is not None:
             progress(x.shape[0])
     return LogLikelihoodEstimate(
-        LogLikelihoodEstimate.concat(parts), f"IWAE bound, K={particles}",
+        gathered(parts, shard, data), f"IWAE bound, K={particles}",
         {"particles": particles, "seed": seed},
     )

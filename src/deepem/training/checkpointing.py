@@ -76,14 +76,19 @@ def restore(ckpt: dict[str, Any], model: nn.Module, method: nn.Module,
 def write(run: RunFolder, state: dict[str, Any], step: int, keep: int, where: str) -> Path:
     """Write a checkpoint of `state`, unless some of it is not finite: then raise NonFiniteError and
     leave the good checkpoints as they are."""
-    bad = first_non_finite_tensor({k: state[k] for k in ("model", "method", "optimizers")})
-    if bad:
-        raise NonFiniteError(f"refusing to write a checkpoint: {bad} is not finite at {where}; the last good "
-                             f"checkpoint in {run.checkpoints} is kept")
+    check_finite(state, run, where)
     path = run.checkpoints / checkpoint_name(step)
     save_checkpoint(path, state)
     prune_checkpoints(run.checkpoints, keep)
     return path
+
+
+def check_finite(state: dict[str, Any], run: RunFolder, where: str) -> None:
+    """NonFiniteError if some parameter, method state or optimiser state is not finite."""
+    bad = first_non_finite_tensor({k: state[k] for k in ("model", "method", "optimizers")})
+    if bad:
+        raise NonFiniteError(f"refusing to write a checkpoint: {bad} is not finite at {where}; the last good "
+                             f"checkpoint in {run.checkpoints} is kept")
 
 
 def check_same_run(run: RunFolder, config: TrainConfig) -> None:

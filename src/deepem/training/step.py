@@ -14,7 +14,7 @@ optimiser states do not move. (AVB's discriminator takes several steps per gener
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -86,6 +86,8 @@ class TrainStep:
             raise ValueError(f"no optimiser settings for parameter groups {missing}")
         self.optimizers = make_optimizers(self.groups, self.settings)
         self.names = parameter_names(model, method)
+        #: data-parallel hook: (parameters, local problem) -> agreed problem, gradients averaged if none
+        self.grad_sync: Callable[[list[nn.Parameter], str], str] | None = None
 
     def zero_grad(self) -> None:
         for params in self.groups.values():
@@ -94,17 +96,19 @@ class TrainStep:
     def __call__(self, x: Tensor, mask: Tensor | None = None) -> StepResult:
         self.zero_grad()
         bad = non_finite_input(x if mask is None else x[mask])
-        if bad:
+        if bad and self.grad_sync is None:
             return StepResult(None, bad)
-        out = self._forward(x, mask)
-        backward_losses(out.losses, self.groups)
-        # One synchronisation for losses, log-weights and gradients together; only when it fails are
-        # they searched one by one for the first offender (a non-finite loss makes non-finite gradients).
-        if not losses_and_grads_finite(out, self.groups):
-            bad = non_finite_losses(out) or first_non_finite_grad(self.groups, self.names)
-            if bad:
-                self.zero_grad()
-                return StepResult(None, bad)
+        out = None if bad else self._forward(x, mask)
+        if not bad:
+            backward_losses(out.losses, self.groups)
+            # One synchronisation for losses, log-weights and gradients together; only when it fails
+            # are they searched one by one (a non-finite loss makes non-finite gradients).
+            if not losses_and_grads_finite(out, self.groups):
+                bad = non_finite_losses(out) or first_non_finite_grad(self.groups, self.names)
+        bad = self._sync(self.groups, bad)
+        if bad:
+            self.zero_grad()
+            return StepResult(None, bad)
         for name in out.losses:
             self.optimizers[name].step()
         self.method.after_update()
@@ -132,9 +136,19 @@ class TrainStep:
         if not bad:
             backward_losses({group: loss}, {group: params})
             bad = first_non_finite_grad({group: params}, self.names)
+        bad = self._sync({group: params}, bad)
         if not bad:
             self.optimizers[group].step()
         return bad
+
+    # data-parallel hook (training/distributed.py) ------------------------------------------------
+    def _sync(self, groups: Mapping[str, list[nn.Parameter]], bad: str) -> str:
+        """With a `grad_sync` hook (data-parallel training): let every rank agree on `bad` and, if
+        nothing is bad, average the groups' gradients over ranks. Called after backward and before the
+        optimiser steps, in the joint step and in every extra step."""
+        if self.grad_sync is None:
+            return bad
+        return self.grad_sync([p for params in groups.values() for p in params], bad)
 
 
 def make_step(model: DeepLatentModel, method: Method, lr: float | Mapping[str, float] = 1e-3,

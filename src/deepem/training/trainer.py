@@ -33,6 +33,14 @@ from deepem.training.checkpoint import checkpoint_name, load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.data_order import batch_indices, batches_per_epoch, epoch_data
 from deepem.training.datacheck import DataError, check_split, check_values
+from deepem.training.distributed import (
+    Parallel,
+    check_shardable,
+    check_world_size,
+    distributed_state,
+    restore_rank_rng,
+    shard_batch,
+)
 from deepem.training.guards import NonFiniteError
 from deepem.training.metrics import LOG_EVERY_STEPS, add_step, window_record
 from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, with_method_defaults
@@ -55,6 +63,7 @@ class Trainer:
     train_mask: observed-data mask shaped like train_data (True = observed); None = fully observed.
     dynamic_binarization: draw binary pixels from grey levels afresh each epoch.
     batch_hook, stop: for tests (poison or kill at a step) and signal handling (workflows/train.py).
+    parallel: this process's rank in a data-parallel job (training/distributed.py); None: one process.
 
     The method is bound to the model (`method.bind`) before optimisers are built or a checkpoint is
     loaded. Seed the RNGs before building the model for a reproducible run."""
@@ -64,7 +73,7 @@ class Trainer:
                  train_mask: Tensor | None = None, dynamic_binarization: bool = False,
                  log: Callable[[str], None] = print, progress: bool = True,
                  batch_hook: Callable[[int, Tensor], Tensor] | None = None,
-                 stop: StopRequest | None = None) -> None:
+                 stop: StopRequest | None = None, parallel: Parallel | None = None) -> None:
         k = getattr(method, "particles", None)
         settings = settings if settings is not None else TrainConfig(dataset="custom")
         # The run records the method it really trains, whatever the settings' defaults said.
@@ -96,6 +105,11 @@ class Trainer:
         self.step = TrainStep(model, method, group_settings(groups, self.config.optim, self.config.lr,
                                                             self.config.adam_eps))
         self.state = TrainState()
+        # data parallel: gradients averaged in the step; only rank 0 writes the run folder
+        self.parallel = parallel
+        if parallel is not None:
+            check_shardable(train_data.shape[0], self.config.batch_size, parallel.world)
+            self.step.grad_sync = parallel.grad_sync
         self._saved_at: tuple[int, int] | None = None  # (epoch, step) of the newest checkpoint written
 
     @property
@@ -110,8 +124,9 @@ class Trainer:
     def start(self, force: bool = False) -> None:
         """A new run: create the folder, save the configuration and a step-0 checkpoint (so that the
         rollback policy and --resume always have a state to return to)."""
-        self.run.create(force=force)
-        self.run.write_config(self.config.to_dict())
+        if self._writes:
+            self.run.create(force=force)
+            self.run.write_config(self.config.to_dict())
         self.save()
 
     def resume(self) -> bool:
@@ -119,7 +134,7 @@ class Trainer:
         again from step 0, which the seed makes identical to its first start)."""
         self.run.require_run()
         checkpointing.check_same_run(self.run, self.config)
-        if self.run.read_config() != self.config.to_dict():
+        if self._writes and self.run.read_config() != self.config.to_dict():
             # Only fields a resumed run may change differ (epochs, checkpointing, ...): record them, so that
             # config.json says how far the run now goes.
             self.run.write_config(self.config.to_dict())
@@ -128,33 +143,44 @@ class Trainer:
         if found is None:
             self.log(f"warning: no usable checkpoint in {self.run.checkpoints}: starting the run again "
                      "from step 0")
-            self.run.truncate_metrics(0)
+            self._truncate_metrics(0)
             self.save()
             return False
         path, ckpt = found
         self.load_state(ckpt)
         if "metrics_records" in ckpt["train_state"]:  # (absent from checkpoints of format 1)
-            self.run.truncate_metrics(self.state.metrics_records)
+            self._truncate_metrics(self.state.metrics_records)
         self.log(f"resumed from {path.name}: epoch {self.state.epoch}, batch {self.state.batch}, "
                  f"step {self.state.step}")
         return True
 
     # checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return checkpointing.training_state(self.model, self.method, self.optimizers, self.state,
-                                            self.config.to_dict())
+        state = checkpointing.training_state(self.model, self.method, self.optimizers, self.state,
+                                             self.config.to_dict())
+        if self.parallel is not None:
+            state.update(distributed_state(self.parallel))
+        return state
 
     def _check_fits(self, ckpt: dict[str, Any]) -> None:
         checkpointing.check_fits(ckpt, self.model, self.optimizers)
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
+        check_world_size(ckpt, self.parallel, self.run.root)
         self.state = checkpointing.restore(ckpt, self.model, self.method, self.optimizers)
+        if self.parallel is not None:
+            restore_rank_rng(ckpt, self.parallel)
         self._saved_at = (self.state.epoch, self.state.step)
 
     def save(self) -> Path:
         """Write a checkpoint of the current state (NonFiniteError, and nothing written, if some of it
         is not finite)."""
-        path = checkpointing.write(self.run, self.state_dict(), self.state.step, self.config.keep_checkpoints,
+        state = self.state_dict()
+        if not self._writes:  # another rank writes; this one refuses a non-finite state as the writer does
+            checkpointing.check_finite(state, self.run, self._where())
+            self._saved_at = (self.state.epoch, self.state.step)
+            return self.run.checkpoints / checkpoint_name(self.state.step)
+        path = checkpointing.write(self.run, state, self.state.step, self.config.keep_checkpoints,
                                    self._where())
         self._saved_at = (self.state.epoch, self.state.step)
         return path
@@ -204,7 +230,7 @@ class Trainer:
         self.load_state(found[1])
         nonfinite.carry_over(self.state, before)
         self._saved_at = None  # the state now differs from the checkpoint's (lr scale, rollbacks)
-        self.run.truncate_metrics(self.state.metrics_records)
+        self._truncate_metrics(self.state.metrics_records)
         self._append_metrics({"kind": "nonfinite", "action": "rollback", "what": diagnosis,
                               "step": self.state.step, "epoch": self.state.epoch, "lr_scale": self.state.lr_scale})
         self._set_learning_rates(self.state.epoch)
@@ -214,8 +240,24 @@ class Trainer:
 
     # the loop ----------------------------------------------------------------------------------
     def _append_metrics(self, record: dict[str, Any]) -> None:
-        self.run.append_metrics(record)
+        if self._writes:
+            self.run.append_metrics(record)
         self.state.metrics_records += 1
+
+    @property
+    def _writes(self) -> bool:
+        """Whether this process writes the run folder (always, but for ranks > 0 of a parallel job)."""
+        return self.parallel is None or self.parallel.is_writer
+
+    def _truncate_metrics(self, records: int) -> None:
+        if self._writes:
+            self.run.truncate_metrics(records)
+
+    def _stop_requested(self) -> bool:
+        # Every rank must stop at the same step (a checkpoint is a collective): agree on it.
+        if self.parallel is None:
+            return self.stop.requested
+        return bool(self.parallel.any_rank("stop" if self.stop.requested else ""))
 
     def _set_learning_rates(self, epoch: int) -> None:
         factor = learning_rate_factor(self.config.schedule, epoch) * self.state.lr_scale
@@ -247,18 +289,23 @@ class Trainer:
                 order, data = epoch_data(self.train_data, cfg.seed, s.epoch, self.dynamic_binarization,
                                          self.train_mask)
                 while s.batch < bpe:
-                    if self.stop.requested:
+                    if self._stop_requested():
                         self._interrupt(started)
                     idx = batch_indices(order, s.batch, cfg.batch_size)
                     x = data[idx].to(cfg.device, cfg.torch_dtype)
                     mask = None if self.train_mask is None else self.train_mask[idx].to(cfg.device)
                     if self.batch_hook is not None:
                         x = self.batch_hook(s.step, x)
+                    points = x.shape[0]
+                    if self.parallel is not None:  # this rank's shard of the global batch
+                        x, mask = shard_batch(self.parallel, x, mask)
                     out = self.train_step(x, mask)
+                    if self.parallel is not None:
+                        self.parallel.average_buffers(self.method)
                     s.batch += 1
                     s.step += 1
                     bar.update(1)
-                    s.window_points += x.shape[0]
+                    s.window_points += points
                     if out is not None:
                         add_step(s, out)
                     if s.step % LOG_EVERY_STEPS == 0 or s.batch == bpe:
@@ -277,7 +324,7 @@ class Trainer:
                 self._end_of_epoch()
                 if s.epoch % cfg.checkpoint_every == 0 or s.epoch == cfg.epochs or step_due:
                     self._checkpoint(started)
-                if self.stop.requested:
+                if self._stop_requested():
                     self._interrupt(started)
         finally:
             bar.close()
@@ -297,7 +344,8 @@ class Trainer:
             name, path,
             f"training stopped by {name} after step {s.step} (epoch {s.epoch}, batch {s.batch} of "
             f"{self.batches_per_epoch}); checkpoint written: {path}\n"
-            f"Resume with:\n  {resume_command(self.run.root)}",
+            f"Resume with:\n  {resume_command(self.run.root)}"
+            + (f" --nproc {self.parallel.world}" if self.parallel is not None else ""),
         )
 
     def _end_of_epoch(self) -> None:

@@ -20,12 +20,14 @@ from deepem.data.incomplete import make_incomplete
 from deepem.data.registry import DATASETS, load_dataset, load_recorded_dataset
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.results import LogLikelihoodEstimate
+from deepem.evaluation.sharding import Shard
 from deepem.methods.base import Method
 from deepem.methods.registry import METHODS, make_method
 from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.datacheck import check_data
+from deepem.training.distributed import Parallel
 from deepem.training.rng import seed_everything
 from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
@@ -79,13 +81,15 @@ def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
     return model.to(config.device, config.torch_dtype)
 
 
-def iw_validator(valid: Tensor, particles: int, seed: int, mask: Tensor | None = None) -> Validator:
-    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG)."""
+def iw_validator(valid: Tensor, particles: int, seed: int, mask: Tensor | None = None,
+                 shard: Shard | None = None) -> Validator:
+    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG);
+    shard: in a data-parallel job the ranks share its batches (the bound is the same)."""
 
     def validate(model: nn.Module) -> LogLikelihoodEstimate:
         if mask is None:
-            return iw_log_likelihood(model, valid, particles, seed=seed)
-        return iw_log_likelihood(model, valid, particles, seed=seed, mask=mask)
+            return iw_log_likelihood(model, valid, particles, seed=seed, shard=shard)
+        return iw_log_likelihood(model, valid, particles, seed=seed, mask=mask, shard=shard)
 
     return validate
 
@@ -117,7 +121,8 @@ def run_data(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     return corrupted.splits, corrupted
 
 
-def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False) -> Assembled:
+def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False,
+             shard: Shard | None = None) -> Assembled:
     """Data, model, method and validator of `config`; `data` given directly skips the dataset registry
     (tests, library use). Everything is checked before anything is written."""
     config = resolve(config, check_dataset=data is None)
@@ -135,7 +140,7 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
     # here; evaluate it with AIS (build_trainer says so).
     has_density = getattr(model.encoder, "has_log_prob", True)
-    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask) \
+    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) \
         if config.valid_every and has_density else None
     return Assembled(config, data, model, method, train, validate, train_mask)
 
@@ -143,13 +148,15 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
 def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | None = None,
                   log: Callable[[str], None] = print, progress: bool = True,
                   batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-                  stop: StopRequest | None = None, recorded: bool = False) -> Trainer:
+                  stop: StopRequest | None = None, recorded: bool = False,
+                  parallel: Parallel | None = None) -> Trainer:
     """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig; then
     recorded=True, as its data may have moved)."""
-    a = assemble(config, data, recorded)
+    shard = None if parallel is None else Shard(parallel.rank, parallel.world, parallel.gather_cat)
+    a = assemble(config, data, recorded, shard)
     if a.config.valid_every and a.validate is None:
         log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
             "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
-                   batch_hook=batch_hook, stop=stop)
+                   batch_hook=batch_hook, stop=stop, parallel=parallel)

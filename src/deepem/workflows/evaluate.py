@@ -9,7 +9,9 @@ from typing import Any
 
 from deepem.errors import ResultNotSavedError, not_saved_message
 from deepem.evaluation.evaluate import evaluate_model, evaluation_subset
+from deepem.evaluation.sharding import Shard
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
+from deepem.training.distributed import Parallel, finish, launched
 from deepem.workflows.loading import load_trained_run
 
 
@@ -19,8 +21,13 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
                  observed: bool = False, **ais_options: Any) -> dict[str, Any]:
     """Evaluate the newest good checkpoint of a run and write the results into the run folder.
 
+    Inside a launched job (`--nproc N`, torchrun) the batches are shared by the ranks and rank 0 writes
+    the result, which equals a single process's (evaluation/sharding.py).
+
     A run trained on incomplete data (--missing) is evaluated on the complete split, log p(x) (IWEM's
     Table 3); with observed=True on the observed part of the corrupted copy of the split, log p(x_o)."""
+    # (a launched job first: with NCCL, "cuda" then means this rank's GPU)
+    parallel, shard = evaluation_shard(device)
     trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
     if observed and trained.corrupted is None:
         raise ValueError(f"run {run_dir} was trained on complete data; --observed needs a run trained with "
@@ -34,8 +41,12 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     if limit is not None:
         subset = evaluation_subset(n_split, limit)
         data, mask = data[subset], None if mask is None else mask[subset]
-    record, estimate = evaluate_model(trained.model, data, estimator, particles, seed, batch_size,
-                                      progress, mask=mask, **ais_options)
+    try:
+        record, estimate = evaluate_model(trained.model, data, estimator, particles, seed, batch_size,
+                                          progress and (shard is None or shard.rank == 0), mask=mask, shard=shard,
+                                          **ais_options)
+    finally:
+        finish(parallel)
     missing = trained.config.missing
     record["data"] = (f"observed part of the {split} split corrupted by {missing} (seed "
                       f"{trained.config.missing_seed}): log p(x_o)" if observed else
@@ -50,6 +61,10 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     # K = 5000 record); evaluation.json is the newest, and names the file it copies.
     tag = evaluation_tag(record, estimator, split, observed, limit, seed)
     record["file"] = f"evaluations/{tag}.json"
+    if shard is not None:
+        record["processes"] = shard.world
+        if shard.rank != 0:  # rank 0 writes
+            return record
     try:
         atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", npy_bytes(estimate.per_point.numpy()))
         atomic_write_json(run / record["file"], record, checksum=True)
@@ -57,6 +72,14 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     except OSError as err:
         raise ResultNotSavedError(not_saved_message(run / record["file"], err), record) from err
     return record
+
+
+def evaluation_shard(device: str = "cpu") -> tuple[Parallel | None, Shard | None]:
+    """Inside a launched job: this rank's process group and evaluation shard; else (None, None)."""
+    if not launched():
+        return None, None
+    parallel = Parallel.from_env(device)
+    return parallel, Shard(parallel.rank, parallel.world, parallel.gather_cat)
 
 
 def evaluation_tag(record: dict[str, Any], estimator: str, split: str, observed: bool, limit: int | None,

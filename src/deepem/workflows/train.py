@@ -16,6 +16,7 @@ import torch
 from deepem.data.base import DataSplits
 from deepem.errors import UserError
 from deepem.training.config import TrainConfig
+from deepem.training.distributed import Parallel, finish, launched, seed_rank_stream
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted, resume_command
@@ -74,13 +75,30 @@ def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False,
     elif overrides:
         config = config.with_overrides(overrides)
 
+    # Data parallel (torchrun or --nproc): this process is one rank; rank 0 alone logs and writes.
+    parallel = Parallel.from_env(config.device) if launched() else None
+    try:
+        return _train(config, out, run, resume, force, progress, log, data, batch_hook, handle_signals, parallel)
+    finally:
+        finish(parallel)
+
+
+def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: bool, progress: bool,
+           log: Callable[[str], None], data: DataSplits | None,
+           batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None, handle_signals: bool,
+           parallel: Parallel | None) -> TrainOutcome:
+    writer = parallel is None or parallel.is_writer
+    if not writer:
+        log, progress = _silent, False
     stop = StopRequest()
     # Validation and data loading happen here, before anything is written to `out`.
     trainer = build_trainer(config, out, data=data, log=log, progress=progress, batch_hook=batch_hook,
-                            stop=stop, recorded=resume)
+                            stop=stop, recorded=resume, parallel=parallel)
+    # Each rank draws its particles from its own stream from here on (after the identical model set-up).
+    seed_rank_stream(config.seed, parallel)
     if not resume:
         trainer.start(force=force)
-    with run.lock(), (graceful_stop(stop) if handle_signals else nullcontext()):
+    with (run.lock() if writer else nullcontext()), (graceful_stop(stop) if handle_signals else nullcontext()):
         if resume:
             if trainer.resume() and trainer.state.epoch >= config.epochs:
                 log(f"run {out} is already complete ({trainer.state.epoch} epochs); to train longer, "
@@ -110,3 +128,7 @@ def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False,
            if summary["rollbacks"] else "")
         + f"; run folder {out}; evaluate with: deepem evaluate {out}")
     return TrainOutcome(EXIT_OK, summary)
+
+
+def _silent(message: str) -> None:
+    """The log of ranks > 0: rank 0 says everything once."""

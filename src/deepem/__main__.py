@@ -1,0 +1,7 @@
+"""`python -m deepem ...` (and `torchrun --nproc-per-node N -m deepem train ...`): the `deepem` command."""
+
+import sys
+
+from deepem.cli import main
+
+sys.exit(main())
