@@ -30,6 +30,7 @@ from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
 from deepem.workflows.evaluate import evaluate_run
 from deepem.workflows.impute import run_imputation
 from deepem.workflows.loading import load_trained_run
+from deepem.workflows.seeds import train_seeds
 from deepem.workflows.train import run_training
 
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
@@ -205,6 +206,9 @@ def _config_from(args: argparse.Namespace, method: str) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume and args.seeds is not None:
+        raise UserError("--seeds trains new runs; resume each seed of a vectorised group alone with --resume "
+                        "OUT/seed-S")
     if args.resume:
         # Exactly the settings typed on this command line change the resumed run (even to a value equal
         # to the default); the rest comes from the run. A typed field that may not change is an error.
@@ -218,6 +222,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return run_training(None, Path(args.resume), resume=True, overrides=typed, progress=not args.quiet)
     config = _config_from(args, args.method or "iwae")
     config = resolve(config)  # K resolved for the folder name; errors before anything is written
+    if args.seeds is not None:  # vectorised seeds (workflows/seeds.py): OUT/seed-S per seed
+        seeds = range(config.seed, config.seed + args.seeds)
+        out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-"
+                               f"s{seeds[0]}-{seeds[-1]}")
+        return train_seeds(config, seeds, out, force=args.force, progress=not args.quiet).exit_code
     out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}")
     return run_training(config, out, force=args.force, progress=not args.quiet)
 
@@ -326,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-METHOD-kK-sSEED)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="train N seeds (--seed, --seed + 1, ...) in one process as one vectorised computation, "
+                        "seed S into OUT/seed-S, each as its single run would be (to float rounding); methods "
+                        "vae, iwae, iwae-stl with the mlp architecture")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_train)
 
