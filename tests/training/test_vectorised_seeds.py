@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from training_helpers import tiny_config
 
 from deepem.data.base import DataSplits
 from deepem.training.checkpoint import list_checkpoints, load_checkpoint
@@ -17,7 +18,6 @@ from deepem.training.config import TrainConfig
 from deepem.training.vectorised import VectorisationError
 from deepem.workflows.seeds import seed_folder, train_seeds
 from deepem.workflows.train import run_training
-from training_helpers import tiny_config
 
 
 def grey_data() -> DataSplits:
@@ -112,8 +112,8 @@ def test_a_seed_resumes_alone_from_a_group_checkpoint(tmp_path):
 ])
 def test_unsupported_settings_are_refused_before_anything_is_written(tmp_path, changes, named):
     with pytest.raises(VectorisationError, match=named) as err:
-        train_seeds(config(**{"method": "iwae", **changes}), [0, 1], tmp_path / "group", data=grey_data(), progress=False,
-                    log=lambda _: None)
+        train_seeds(config(**{"method": "iwae", **changes}), [0, 1], tmp_path / "group", data=grey_data(),
+                    progress=False, log=lambda _: None)
     assert "vae, iwae, iwae-stl" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "group").exists()
 

@@ -154,7 +154,8 @@ class SeedGroup:
         check_vectorisable(cfg)
         same = [t.config.to_dict() | {"seed": cfg.seed} for t in trainers]
         if any(c != same[0] for c in same) or len({t.config.seed for t in trainers}) != len(trainers):
-            raise VectorisationError("vectorised seeds must share every setting but the seed, and the seeds must differ")
+            raise VectorisationError("vectorised seeds must share every setting but the seed, and the seeds must "
+                                     "differ")
         if any(t.train_mask is not None for t in trainers):
             raise VectorisationError("vectorised seeds need complete data (no --missing)")
         if not isinstance(trainers[0].model.encoder, GaussianEncoder):
@@ -209,7 +210,7 @@ class SeedGroup:
     def step(self, x: Tensor) -> dict[str, Tensor]:
         """One step of every seed on its batch x[s] ((S, B, D)); returns the step's per-seed values,
         each (S,). NonFiniteError, with nothing applied, if some seed's step is not finite."""
-        k, (s_count, b) = self.config.particles, x.shape[:2]
+        k, b = self.config.particles, x.shape[1]
         dz = self.trainers[0].model.latent_dim
         dtype = self.config.torch_dtype
         eps = torch.stack([torch.randn((k, b, dz), generator=g, dtype=dtype, device=self.device)

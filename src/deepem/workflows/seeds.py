@@ -15,7 +15,7 @@ from typing import Any
 from deepem.data.base import DataSplits
 from deepem.training.config import TrainConfig
 from deepem.training.rng import capture_rng_state, restore_rng_state
-from deepem.training.run import RunFolder, RunFolderError
+from deepem.training.run import RunFolderError
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted
 from deepem.training.vectorised import SeedGroup, check_vectorisable
