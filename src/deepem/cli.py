@@ -274,7 +274,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/compare-{base.dataset}")
     try:
         compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
-                train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet)
+                train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet,
+                seeds=None if args.seeds is None else range(base.seed, base.seed + args.seeds))
     except ComparisonStopped as stopped:
         print(str(stopped), file=sys.stderr)
         return stopped.exit_code
@@ -376,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-particles", type=_positive_int, default=5000)
     p.add_argument("--eval-limit", type=_positive_int, default=None,
                    help="evaluate a fixed random subset of N test (and train) points (default all)")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="train every method with N seeds (--seed, --seed + 1, ...), into OUT/METHOD/seed-S, a table "
+                        "row per seed; vae, iwae and iwae-stl (mlp) train their seeds as one vectorised computation")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_compare)
 

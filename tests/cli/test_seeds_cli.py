@@ -29,3 +29,17 @@ def test_train_seeds_refuses_an_unsupported_method_in_one_line(tmp_path, capsys)
 def test_train_seeds_with_resume_is_refused(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--seeds", "2"]) == 2
     assert "resume each seed of a vectorised group alone" in capsys.readouterr().err
+
+
+def test_compare_with_seeds_has_a_row_per_method_and_seed(tmp_path):
+    """iwae's seeds are vectorised, rws's (not vectorisable) trained one after another; each is a row."""
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "iwae,rws", "-k", "2", "--seeds", "2", "--out", str(out),
+            "--eval-particles", "20", "--eval-limit", "20", *TINY]
+    assert main(args) == 0
+    table = (out / "results.md").read_text()
+    for name in ("iwae-s0", "iwae-s1", "rws-s0", "rws-s1"):
+        assert f"| {name} |" in table
+    assert json.loads((out / "iwae" / "seed-1" / "config.json").read_text())["seed"] == 1
+    assert main(args) == 0  # re-run: every seed run is complete and kept (resumed alone, nothing to train)
+    assert (out / "results.md").read_text().count("| iwae-s") == 2

@@ -1,6 +1,6 @@
 """`deepem train --seeds N`: N seeds of one run trained in one process as one batched computation
 (training/vectorised.py), seed s into OUT/seed-s, each folder as `deepem train --seed s --out OUT/seed-s`
-would write it (to float rounding). The data are loaded once and shared; each seed's trainer (model,
+would write it (to float rounding); `deepem compare --seeds N` trains each method's seeds this way. The data are loaded once and shared; each seed's trainer (model,
 validator, run folder) is built exactly as its single run's, so everything is checked before anything is
 written. A stopped group is resumed seed by seed (`deepem train --resume OUT/seed-s`)."""
 
@@ -15,12 +15,12 @@ from typing import Any
 from deepem.data.base import DataSplits
 from deepem.training.config import TrainConfig
 from deepem.training.rng import capture_rng_state, restore_rng_state
-from deepem.training.run import RunFolderError
+from deepem.training.run import RunFolder, RunFolderError
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted
-from deepem.training.vectorised import SeedGroup, check_vectorisable
+from deepem.training.vectorised import SeedGroup, VectorisationError, check_vectorisable
 from deepem.workflows.assembly import build_trainer, resolve, run_data
-from deepem.workflows.train import EXIT_ABORTED, EXIT_OK, TrainOutcome
+from deepem.workflows.train import EXIT_ABORTED, EXIT_OK, TrainOutcome, train_run
 
 
 def seed_folder(out: str | Path, seed: int) -> Path:
@@ -81,3 +81,35 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
 
 def _prefixed(log: Callable[[str], None], seed: int) -> Callable[[str], None]:
     return lambda text: log(f"seed {seed}: {text}")
+
+
+def train_method_seeds(config: TrainConfig, seeds: Sequence[int], out: Path, force: bool = False,
+                       progress: bool = True, log: Callable[[str], None] = print
+                       ) -> list[tuple[int, Path, dict[str, Any] | None, int]]:
+    """`deepem compare --seeds`: every seed of one method, in OUT/seed-S; (seed, run folder, summary, exit code)
+    per seed, stopping at the first seed that did not finish (exit code != 0).
+
+    Vectorised (one group) when the method allows it and no seed folder holds a run yet (or force);
+    otherwise seed after seed through `train_run`, which resumes a seed folder that holds a run."""
+    dirs = [seed_folder(out, s) for s in seeds]
+    fresh = force or not any(RunFolder(d).is_run() for d in dirs)
+    try:
+        check_vectorisable(config)
+        vectorisable = len(seeds) > 1
+    except VectorisationError as why:
+        vectorisable = False
+        log(f"   seeds one after another: {why}")
+    if fresh and vectorisable:
+        outcome = train_seeds(config, seeds, out, force=True, progress=progress, log=log)
+        if outcome.exit_code != 0 or outcome.summary is None:
+            return [(seeds[0], dirs[0], None, outcome.exit_code)]
+        return [(s, d, summary, 0) for s, d, summary in zip(seeds, dirs, outcome.summary["seeds"], strict=True)]
+    done = []
+    for seed, d in zip(seeds, dirs, strict=True):
+        seeded = dataclasses.replace(config, seed=seed, model=dataclasses.replace(config.model))
+        resume = not force and RunFolder(d).is_run()
+        outcome = train_run(seeded, d, resume=resume, force=True, log=log, progress=progress)
+        done.append((seed, d, outcome.summary, outcome.exit_code))
+        if outcome.exit_code != 0 or outcome.summary is None:
+            break
+    return done
