@@ -1,8 +1,9 @@
 """`deepem train --seeds N`: N seeds of one run trained in one process as one batched computation
 (training/vectorised.py), seed s into OUT/seed-s, each folder as `deepem train --seed s --out OUT/seed-s`
-would write it (to float rounding); `deepem compare --seeds N` trains each method's seeds this way. The data are loaded once and shared; each seed's trainer (model,
-validator, run folder) is built exactly as its single run's, so everything is checked before anything is
-written. A stopped group is resumed seed by seed (`deepem train --resume OUT/seed-s`)."""
+would write it (to float rounding); `deepem compare --seeds N` trains each method's seeds this way. The
+data are loaded once and shared; each seed's trainer (model, validator, run folder) is built exactly as
+its single run's, so everything is checked before anything is written. A stopped group is resumed seed
+by seed (`deepem train --resume OUT/seed-s`)."""
 
 from __future__ import annotations
 
