@@ -7,6 +7,7 @@ every particle, Adam's state) is the single run's, so the gap stays at rounding 
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from training_helpers import tiny_config
 from deepem.data.base import DataSplits
 from deepem.training.checkpoint import list_checkpoints, load_checkpoint
 from deepem.training.config import TrainConfig
+from deepem.training.run import RunFolder
+from deepem.training.signals import StopRequest
 from deepem.training.vectorised import VectorisationError
 from deepem.workflows.seeds import seed_folder, train_seeds
 from deepem.workflows.train import run_training
@@ -126,3 +129,35 @@ def test_existing_seed_folders_are_not_overwritten(tmp_path):
                     log=lambda _: None)
     assert not (tmp_path / "group" / "seed-0").exists()
     assert (tmp_path / "group" / "seed-1" / "mine.txt").read_text() == "keep"
+
+
+class StopAfter(StopRequest):
+    """A stop request (as Ctrl-C sets it) that fires by itself at the n-th time the loop asks."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.asked, self.n = 0, n
+
+    @property
+    def requested(self) -> bool:
+        self.asked += 1
+        if self.asked >= self.n:
+            self.signum = signal.SIGINT
+        return self.signum is not None
+
+
+def test_a_stopped_group_checkpoints_every_seed_and_each_resumes_alone(tmp_path):
+    data = grey_data()
+    quiet = dict(data=data, progress=False, log=lambda _: None)
+    outcome = train_seeds(config("vae"), [1, 2], tmp_path / "group", stop=StopAfter(10), handle_signals=False,
+                          **quiet)
+    assert outcome.exit_code == 130
+    for seed in (1, 2):  # asked before each of 7 steps, at the epoch end, then before steps 8, 9: stopped at 8
+        assert list_checkpoints(seed_folder(tmp_path / "group", seed) / "checkpoints")[-1].name.endswith("8.pt")
+    grouped = seed_folder(tmp_path / "group", 2)
+    assert run_training(None, grouped, resume=True, handle_signals=False, **quiet) == 0
+    assert run_training(config("vae", seed=2), tmp_path / "alone", handle_signals=False, **quiet) == 0
+    assert_close(final_checkpoint(grouped)["model"], final_checkpoint(tmp_path / "alone")["model"])
+    strip = [{k: v for k, v in r.items() if k != "points_per_sec"} for r in RunFolder(grouped).read_metrics()]
+    ref = [{k: v for k, v in r.items() if k != "points_per_sec"} for r in RunFolder(tmp_path / "alone").read_metrics()]
+    assert_close(strip, ref, "metrics")

@@ -31,12 +31,13 @@ def seed_folder(out: str | Path, seed: int) -> Path:
 
 def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, force: bool = False,
                 progress: bool = True, log: Callable[[str], None] = print, data: DataSplits | None = None,
-                handle_signals: bool = True) -> TrainOutcome:
+                handle_signals: bool = True, stop: StopRequest | None = None) -> TrainOutcome:
     """Train `config` once per seed in `seeds` as one vectorised computation into OUT/seed-S.
 
     Returns the exit code (0, or 128 + signal when a signal stopped the group after checkpointing every
     seed) and, when finished, {"seeds": [each seed's Trainer summary], "seconds": ...}. Errors for the
-    user (VectorisationError and those of `train_run`) are raised before anything is written."""
+    user (VectorisationError and those of `train_run`) are raised before anything is written. `stop`: for
+    tests (a stop request that fires by itself)."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"vectorised seeds need one or more distinct seeds, got {seeds}")
@@ -48,7 +49,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
             raise RunFolderError(f"run folder {d} already exists and is not empty; pass --force to overwrite it, "
                                  f"or continue that seed alone with --resume {d}")
     shared, _ = run_data(config, data)  # loaded once for every seed
-    stop = StopRequest()
+    stop = stop if stop is not None else StopRequest()
     trainers, rng_states = [], []
     for seed, d in zip(seeds, dirs, strict=True):
         # Built as the single run is (seed_everything, then the model): the same initial weights.
