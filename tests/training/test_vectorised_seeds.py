@@ -14,6 +14,7 @@ import torch
 from training_helpers import tiny_config
 
 from deepem.data.base import DataSplits
+from deepem.models.lvm import ModelConfig
 from deepem.training.checkpoint import list_checkpoints, load_checkpoint
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder
@@ -65,15 +66,17 @@ def assert_close(a, b, path=""):
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("method", ["vae", "iwae"])
-def test_each_seed_equals_its_single_run(tmp_path, method):
+@pytest.mark.parametrize(("method", "likelihood"), [("vae", None), ("iwae", None), ("iwae-stl", "gaussian")])
+def test_each_seed_equals_its_single_run(tmp_path, method, likelihood):
     data, seeds = grey_data(), [3, 8, 21]
-    outcome = train_seeds(config(method), seeds, tmp_path / "group", data=data, progress=False, log=lambda _: None)
+    model = ModelConfig(latent_dim=4, hidden=[16], likelihood=likelihood)
+    outcome = train_seeds(config(method, model=model), seeds, tmp_path / "group", data=data, progress=False,
+                          log=lambda _: None)
     assert outcome.exit_code == 0 and [s["steps"] for s in outcome.summary["seeds"]] == [21] * 3
     for seed in seeds:
         alone = tmp_path / f"alone-{seed}"
-        assert run_training(config(method, seed=seed), alone, data=data, progress=False, log=lambda _: None,
-                            handle_signals=False) == 0
+        assert run_training(config(method, seed=seed, model=model), alone, data=data, progress=False,
+                            log=lambda _: None, handle_signals=False) == 0
         grouped = seed_folder(tmp_path / "group", seed)
         assert json.loads((grouped / "config.json").read_text()) == json.loads((alone / "config.json").read_text())
         assert [p.name for p in list_checkpoints(grouped / "checkpoints")] == \
