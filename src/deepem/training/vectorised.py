@@ -336,7 +336,9 @@ class SeedGroup:
                     scale_learning_rates(t.optimizers, t.step.settings, factor * t.state.lr_scale)
                 epochs = [epoch_data(t.train_data, t.config.seed, s0.epoch, t.dynamic_binarization) for t in trainers]
                 orders = torch.stack([order for order, _ in epochs])
-                shared = all(data is trainers[0].train_data for _, data in epochs)
+                first = trainers[0].train_data  # one gather for all seeds when they share the data
+                shared = all(data is t.train_data and _same_tensor(data, first)
+                             for (_, data), t in zip(epochs, trainers, strict=True))
                 while s0.batch < bpe:
                     if self.stop.requested:
                         self._interrupt(started)
@@ -398,3 +400,7 @@ class SeedGroup:
             f"training of {len(self.trainers)} vectorised seeds stopped by {name} after step {s.step} (epoch "
             f"{s.epoch}, batch {s.batch}); every seed's checkpoint written. Resume each seed alone with:\n{commands}")
 
+
+def _same_tensor(a: Tensor, b: Tensor) -> bool:
+    """a and b are views of the same elements (the same data, however each trainer sliced it)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.device == b.device
