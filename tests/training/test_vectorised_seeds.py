@@ -68,15 +68,17 @@ def assert_close(a, b, path=""):
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize(("method", "likelihood"), [("vae", None), ("iwae", None), ("iwae-stl", "gaussian")])
-def test_each_seed_equals_its_single_run(tmp_path, method, likelihood):
+@pytest.mark.parametrize(("method", "likelihood", "per_call"), [
+    ("vae", None, None), ("iwae", None, 2), ("iwae-stl", "gaussian", None)])
+def test_each_seed_equals_its_single_run(tmp_path, method, likelihood, per_call):
+    """per_call 2: the 3 seeds in two vmapped calls (2 + 1), as on CPU with large K B D."""
     # Grey data with the Gaussian likelihood: one data tensor for all seeds (sliced by train_limit per
     # trainer), gathered once per step; binarised data: each seed's own, gathered seed by seed.
     data, seeds = grey_data(dynamic=likelihood is None), [3, 8, 21]
     model = ModelConfig(latent_dim=4, hidden=[16], likelihood=likelihood)
     limit = None if likelihood is None else 130
-    outcome = train_seeds(config(method, model=model, train_limit=limit), seeds, tmp_path / "group", data=data, progress=False,
-                          log=lambda _: None)
+    outcome = train_seeds(config(method, model=model, train_limit=limit), seeds, tmp_path / "group", data=data,
+                          progress=False, log=lambda _: None, seeds_per_call=per_call)
     assert outcome.exit_code == 0 and [s["steps"] for s in outcome.summary["seeds"]] == [21] * 3
     for seed in seeds:
         alone = tmp_path / f"alone-{seed}"

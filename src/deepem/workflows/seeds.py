@@ -31,13 +31,15 @@ def seed_folder(out: str | Path, seed: int) -> Path:
 
 def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, force: bool = False,
                 progress: bool = True, log: Callable[[str], None] = print, data: DataSplits | None = None,
-                handle_signals: bool = True, stop: StopRequest | None = None) -> TrainOutcome:
+                handle_signals: bool = True, stop: StopRequest | None = None,
+                seeds_per_call: int | None = None) -> TrainOutcome:
     """Train `config` once per seed in `seeds` as one vectorised computation into OUT/seed-S.
 
     Returns the exit code (0, or 128 + signal when a signal stopped the group after checkpointing every
     seed) and, when finished, {"seeds": [each seed's Trainer summary], "seconds": ...}. Errors for the
     user (VectorisationError and those of `train_run`) are raised before anything is written. `stop`: for
-    tests (a stop request that fires by itself)."""
+    tests (a stop request that fires by itself). seeds_per_call: seeds in one vmapped call (None: all on an
+    accelerator, a memory-bounded number on CPU; `training.vectorised.default_seeds_per_call`)."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"vectorised seeds need one or more distinct seeds, got {seeds}")
@@ -56,7 +58,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
         seeded = dataclasses.replace(config, seed=seed, model=dataclasses.replace(config.model))
         trainers.append(build_trainer(seeded, d, data=shared, log=_prefixed(log, seed), progress=False, stop=stop))
         rng_states.append(capture_rng_state())  # the generators the run alone would start from
-    group = SeedGroup(trainers, rng_states, stop=stop, progress=progress, log=log)
+    group = SeedGroup(trainers, rng_states, stop=stop, progress=progress, log=log, seeds_per_call=seeds_per_call)
     for trainer, state in zip(trainers, rng_states, strict=True):
         restore_rng_state(state)  # the step-0 checkpoint records the seed's own generators
         trainer.start(force=force)
