@@ -14,12 +14,16 @@ import torch
 from training_helpers import tiny_config
 
 from deepem.data.base import DataSplits
-from deepem.models.lvm import ModelConfig
+from deepem.methods import make_method
+from deepem.models.lvm import DeepLatentModel, ModelConfig
 from deepem.training.checkpoint import list_checkpoints, load_checkpoint
 from deepem.training.config import TrainConfig
+from deepem.training.guards import NonFiniteError
+from deepem.training.rng import capture_rng_state, seed_everything
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest
-from deepem.training.vectorised import VectorisationError
+from deepem.training.trainer import Trainer
+from deepem.training.vectorised import SeedGroup, VectorisationError
 from deepem.workflows.seeds import seed_folder, train_seeds
 from deepem.workflows.train import run_training
 
@@ -171,3 +175,23 @@ def test_a_stopped_group_checkpoints_every_seed_and_each_resumes_alone(tmp_path)
     strip = [{k: v for k, v in r.items() if k != "points_per_sec"} for r in RunFolder(grouped).read_metrics()]
     ref = [{k: v for k, v in r.items() if k != "points_per_sec"} for r in RunFolder(tmp_path / "alone").read_metrics()]
     assert_close(strip, ref, "metrics")
+
+
+def test_a_non_finite_step_of_one_seed_stops_the_group_with_nothing_applied(tmp_path):
+    trainers, states = [], []
+    x = torch.bernoulli(torch.full((40, 16), 0.3), generator=torch.Generator().manual_seed(0))
+    for seed in (0, 1):
+        seed_everything(seed)
+        model = DeepLatentModel.from_config(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16)
+        trainers.append(Trainer(model, make_method("iwae", particles=3), x, tmp_path / f"s{seed}",
+                                config(seed=seed, dataset="custom"), progress=False, log=lambda _: None))
+        states.append(capture_rng_state())
+    group = SeedGroup(trainers, states, progress=False)
+    name = next(iter(group.params))
+    with torch.no_grad():
+        group.params[name][1, 0] = float("nan")  # seed 1's first layer poisoned
+    before = {n: p.detach().clone() for n, p in group.params.items()}
+    with pytest.raises(NonFiniteError, match="non-finite loss or log-weights of seed 1 .*continue each seed alone"):
+        group.step(torch.stack([x[:20], x[20:]]))
+    for n, p in group.params.items():  # nothing applied, to either seed
+        assert torch.equal(p.detach().nan_to_num(), before[n].nan_to_num())

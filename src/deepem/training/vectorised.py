@@ -12,8 +12,8 @@ Why each seed follows its own single-seed run:
   same state, and ε of shape (K, B, Dz) is drawn from it outside vmap, step after step, in the order the
   run alone draws it; the method's q hands out that ε instead of drawing (`_FedGaussian`), so the
   method code and what it computes are unchanged;
-- gradients: d(sum over seeds of loss_s)/d(stacked parameters) is, slice by slice, each seed's own
-  gradient, since seed s's loss depends on slice s only;
+- gradients: `vmap(grad(loss))` is each seed's own gradient (seed s's loss depends on its slice only); on
+  CPU the seeds go in calls of a bounded number (`default_seeds_per_call`), on a GPU all at once;
 - Adam is elementwise: its moments, eps and bias correction act per entry, so one Adam over stacked
   tensors is S independent Adams (the step count is shared, and equal, since every seed steps).
 Results agree with single-seed runs to float rounding, not bitwise: batched matmuls and their backward
