@@ -1,34 +1,40 @@
-"""Throughput of IWAE training steps and of K = 5000 evaluation, against a minimal plain-PyTorch loop
-written out in this file, in the same run; achieved GFLOP/s as a fraction of the measured matmul peak.
+"""Speed of deepem's training step and K = 5000 evaluation against the same IWAE written in plain PyTorch,
+Pyro (SVI, RenyiELBO(alpha=0), vectorised particles) and pythae (IWAE), all in one process, plus REM,
+IWEM and RWS steps against deepem's IWAE step at the same K.
 
-    python benchmarks/throughput.py [--device cpu|cuda] [--repeats 5] [--out benchmarks/results]
+    python benchmarks/throughput.py [--device cpu|cuda] [--blocks 7] [--threads 2] [--out benchmarks/results]
 
 Model: the 784-200-200-50 tanh MLPs of Burda et al. (2015), Bernoulli likelihood, random binary data of
-MNIST's shape (throughput does not depend on the pixel values)."""
+MNIST's shape (throughput does not depend on the pixel values). Peers are optional (`pip install pyro-ppl
+pythae`); those not installed are left out of the table.
+
+Timing: `--blocks` blocks; in each, every contender runs a fixed number of whole steps (set after
+warm-up to fill about 0.2 s), in a rotated order. A block's ratio is the contender's seconds per step over
+deepem's in that block, so load from other processes falls on both alike; the table gives the median
+ratio over blocks and its range (min–max), the load average before and after, and the machine's
+measured matmul peak."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from deepem.evaluation.loglik import iw_log_likelihood_batch
-from deepem.methods import make_method
 from deepem.models import DeepLatentModel, ModelConfig
-from deepem.training.step import TrainStep
+from peers import D, PlainIWAE, Z, available_peers, deepem_step
 
-D, H, Z = 784, 200, 50
+H = 200
 DECODER_MACS = Z * H + H * H + H * D  # per particle
 ENCODER_MACS = D * H + H * H + H * 2 * Z  # per data point
+METHODS_AGAINST_IWAE = ("rem-v1", "iwem", "rws")
 
 
 def sync(device: str) -> None:
@@ -36,95 +42,65 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object], device: str, repeats: int, warmup: int = 2) -> float:
-    """Fastest seconds of one call."""
-    for _ in range(warmup):
+def seconds(fn: Callable[[], object], n: int, device: str) -> float:
+    """Seconds per call of n calls in a row."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
         fn()
     sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return (time.perf_counter() - start) / n
 
 
-def timed_pair(a: Callable[[], object], b: Callable[[], object], device: str, repeats: int,
-               warmup: int = 2) -> tuple[float, float]:
-    """Fastest seconds of one call of a and of b, measured in alternating rounds, so that load from
-    other processes falls on both alike (the minimum is the least disturbed round)."""
-    for _ in range(warmup):
-        a()
-        b()
-    sync(device)
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for fn, times in ((a, times_a), (b, times_b)):
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times.append(time.perf_counter() - start)
-    return min(times_a), min(times_b)
+def calls_per_round(fn: Callable[[], object], device: str, target: float = 0.2) -> int:
+    fn()
+    return max(1, round(target / seconds(fn, 2, device)))
 
 
-def matmul_peak(device: str, n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 matmul GFLOP/s (fastest round): the ceiling this hardware offers to dense layers."""
+def blocks(contenders: dict[str, Callable[[], object]], device: str, n_blocks: int) -> dict[str, list[float]]:
+    """Seconds per call of every contender in each block, the order rotated from block to block."""
+    counts = {name: calls_per_round(fn, device) for name, fn in contenders.items()}
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for b in range(n_blocks):
+        for name in names[b % len(names):] + names[:b % len(names)]:
+            times[name].append(seconds(contenders[name], counts[name], device))
+    return times
+
+
+def ratio_summary(times: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
+    """Per contender: median, min and max over blocks of (its seconds / the reference's seconds)."""
+    out = {}
+    for name, ts in times.items():
+        ratios = [t / r for t, r in zip(ts, times[reference], strict=True)]
+        out[name] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+                     "seconds_per_call": statistics.median(ts)}
+    return out
+
+
+def matmul_peak(device: str, n: int = 2048) -> float:
+    """Measured float32 matmul GFLOP/s (fastest of 5): the ceiling this hardware offers to dense layers."""
     a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    seconds = timed(lambda: a @ b, device, repeats)
-    return 2 * n**3 / seconds / 1e9
+    a @ a
+    return 2 * n**3 / min(seconds(lambda: a @ a, 1, device) for _ in range(5)) / 1e9
 
 
-class PlainIWAE(nn.Module):
-    """The reference: IWAE written directly with nn.Linear, no library code at all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(D, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, 2 * Z))
-        self.dec = nn.Sequential(nn.Linear(Z, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, D))
-
-    def log_w(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        mu, log_std = self.enc(x).chunk(2, -1)
-        eps = torch.randn(k, *mu.shape, device=x.device)
-        z = mu + log_std.exp() * eps
-        logits = self.dec(z)
-        log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-        log_pz = -0.5 * (z**2).sum(-1) - 0.5 * Z * math.log(2 * math.pi)
-        log_qz = (-0.5 * eps**2 - log_std).sum(-1) - 0.5 * Z * math.log(2 * math.pi)
-        return log_px + log_pz - log_qz
-
-    def loss(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        return -(torch.logsumexp(self.log_w(x, k), 0) - math.log(k)).mean()
-
-
-def bench_training(device: str, k: int, batch: int, repeats: int, steps: int) -> dict[str, float]:
-    x = torch.bernoulli(torch.full((batch, D), 0.13, device=device))
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(device)
-    method = make_method("iwae", particles=k)
-    step = TrainStep(model, method, lr=1e-3)  # the trainer's own step, non-finite guards included
-    plain = PlainIWAE().to(device)
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3, eps=1e-4)
-
-    def ours() -> None:
-        for _ in range(steps):
-            step(x)
-
-    def reference() -> None:
-        for _ in range(steps):
-            plain_opt.zero_grad(set_to_none=True)
-            plain.loss(x, k).backward()
-            plain_opt.step()
-
-    t_ours, t_ref = (t / steps for t in timed_pair(ours, reference, device, repeats))
+def bench_training(device: str, k: int, batch: int, n_blocks: int) -> dict:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.bernoulli(torch.full((batch, D), 0.13, device=device), generator=g)
+    torch.manual_seed(0)
+    contenders = {"deepem": deepem_step(x, k)}
+    contenders.update({name: make(x, k) for name, make in available_peers().items()})
+    contenders.update({f"deepem {m}": deepem_step(x, k, m) for m in METHODS_AGAINST_IWAE})
+    summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem")
     flops = 3 * 2 * (k * batch * DECODER_MACS + batch * ENCODER_MACS)  # forward + backward (2x forward)
-    return {"k": k, "batch": batch, "deepem_points_per_sec": batch / t_ours,
-            "plain_points_per_sec": batch / t_ref, "ratio_to_plain": t_ref / t_ours,
-            "deepem_gflops": flops / t_ours / 1e9}
+    return {"k": k, "batch": batch, "contenders": summary,
+            "deepem_points_per_sec": batch / summary["deepem"]["seconds_per_call"],
+            "deepem_gflops": flops / summary["deepem"]["seconds_per_call"] / 1e9}
 
 
 @torch.no_grad()
-def bench_evaluation(device: str, k: int, points: int, batch: int, repeats: int) -> dict[str, float]:
+def bench_evaluation(device: str, k: int, points: int, batch: int, n_blocks: int) -> dict:
     x = torch.bernoulli(torch.full((points, D), 0.13, device=device))
     model = DeepLatentModel.from_config(ModelConfig(), D).to(device).eval()
     plain = PlainIWAE().to(device).eval()
@@ -134,54 +110,73 @@ def bench_evaluation(device: str, k: int, points: int, batch: int, repeats: int)
         for i in range(0, points, batch):
             iw_log_likelihood_batch(model, x[i:i + batch], k)
 
-    def reference() -> None:
+    def plain_loop() -> None:
         # The straightforward loop: chunks of particles, all log-weights kept, one logsumexp at the end.
         for i in range(0, points, batch):
             xb = x[i:i + batch]
             torch.logsumexp(torch.cat([plain.log_w(xb, chunk) for _ in range(k // chunk)]), 0)
 
-    t_ours, t_ref = timed_pair(ours, reference, device, repeats, warmup=1)
+    summary = ratio_summary(blocks({"deepem": ours, "plain": plain_loop}, device, n_blocks), "deepem")
     flops = 2 * points * (k * DECODER_MACS + ENCODER_MACS)
-    return {"k": k, "points": points, "deepem_points_per_sec": points / t_ours,
-            "plain_points_per_sec": points / t_ref, "ratio_to_plain": t_ref / t_ours,
-            "deepem_gflops": flops / t_ours / 1e9}
+    return {"k": k, "points": points, "contenders": summary,
+            "deepem_points_per_sec": points / summary["deepem"]["seconds_per_call"],
+            "deepem_gflops": flops / summary["deepem"]["seconds_per_call"] / 1e9}
+
+
+def fmt_ratio(r: dict[str, float]) -> str:
+    return f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    load_before = os.getloadavg()
     peak = matmul_peak(args.device)
-    train = [bench_training(args.device, 50, b, args.repeats, steps=5) for b in (20, 100)]
-    evaluation = [bench_evaluation(args.device, 5000, 20, 10, max(1, args.repeats // 2))]
+    train = [bench_training(args.device, k, b, args.blocks) for k, b in ((50, 20), (50, 100), (5, 20))]
+    evaluation = [bench_evaluation(args.device, 5000, 20, 10, args.blocks)]
     for row in train + evaluation:
         row["fraction_of_peak"] = row["deepem_gflops"] / peak
     info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(), "matmul_peak_gflops": peak,
-            "load_average": os.getloadavg(),
-            "command": f"python benchmarks/throughput.py --device {args.device} --repeats {args.repeats}"
+            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "matmul_peak_gflops": peak, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            "command": f"python benchmarks/throughput.py --device {args.device} --blocks {args.blocks}"
                        + (f" --threads {args.threads}" if args.threads else "")}
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
+    peers = [p for p in ("plain", "pyro", "pythae") if p in train[0]["contenders"]]
     lines = [f"# Throughput ({args.device}, torch {torch.__version__}, {info['threads']} threads)", "",
-             f"Measured float32 matmul peak: {peak:.1f} GFLOP/s. Command: `{info['command']}`. "
-             f"Load average at the end: {info['load_average'][0]:.1f} on {os.cpu_count()} CPUs.", "",
-             "| workload | deepem points/s | plain PyTorch points/s | ratio (deepem / plain) | GFLOP/s | of peak |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             f"Command: `{info['command']}`. Measured float32 matmul peak: {peak:.1f} GFLOP/s. Load average "
+             f"(1 min) {load_before[0]:.1f} before and {info['load_average_after'][0]:.1f} after, on "
+             f"{os.cpu_count()} CPUs.", "",
+             "Speed-up of deepem = the peer's seconds per step / deepem's, median over "
+             f"{args.blocks} interleaved blocks (range in brackets); above 1, deepem is faster.", "",
+             "| workload | deepem points/s | " + " | ".join(f"vs {p}" for p in peers) + " | GFLOP/s | of peak |",
+             "| --- | --- | " + " | ".join("---" for _ in peers) + " | --- | --- |"]
     for r in train:
+        c = r["contenders"]
         lines.append(f"| IWAE train step, K={r['k']}, B={r['batch']} | {r['deepem_points_per_sec']:.0f} | "
-                     f"{r['plain_points_per_sec']:.0f} | {r['ratio_to_plain']:.2f} | {r['deepem_gflops']:.1f} | "
-                     f"{r['fraction_of_peak']:.0%} |")
+                     + " | ".join(fmt_ratio(c[p]) for p in peers)
+                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} |")
     for r in evaluation:
-        lines.append(f"| IW evaluation, K={r['k']} | {r['deepem_points_per_sec']:.1f} | "
-                     f"{r['plain_points_per_sec']:.1f} | {r['ratio_to_plain']:.2f} | {r['deepem_gflops']:.1f} | "
-                     f"{r['fraction_of_peak']:.0%} |")
+        c = r["contenders"]
+        lines.append(f"| IW evaluation, K={r['k']} | {r['deepem_points_per_sec']:.1f} | {fmt_ratio(c['plain'])} | "
+                     + " | ".join("–" for _ in peers[1:])
+                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} |")
+    lines += ["", "Other methods' steps, seconds per step as a multiple of deepem's IWAE step at the same K "
+              "(goal: within 1.3):", "",
+              "| workload | " + " | ".join(METHODS_AGAINST_IWAE) + " |",
+              "| --- | " + " | ".join("---" for _ in METHODS_AGAINST_IWAE) + " |"]
+    for r in train:
+        c = r["contenders"]
+        lines.append(f"| K={r['k']}, B={r['batch']} | "
+                     + " | ".join(fmt_ratio(c[f"deepem {m}"]) for m in METHODS_AGAINST_IWAE) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)

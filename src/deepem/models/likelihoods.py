@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepem.inference.distributions import normal_log_density
+from deepem.inference.fused import bernoulli_linear_log_prob
 
 
 def observed(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -37,6 +38,11 @@ class Likelihood(nn.Module):
     def log_prob(self, x: Tensor, out: Tensor, mask: Tensor | None = None) -> Tensor:
         """log p(x_obs | z) summed over the observed dimensions (all of them when mask is None)."""
         raise NotImplementedError
+
+    def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:
+        """log p(x_obs | z) when the decoder's output is layer(h): likelihoods with a fused kernel for
+        their output layer override this (same value, less work)."""
+        return self.log_prob(x, layer(h), mask)
 
     def mean(self, out: Tensor) -> Tensor:
         raise NotImplementedError
@@ -80,6 +86,12 @@ class BernoulliLikelihood(Likelihood):
         # measured ~25% fewer passes over the (K, B, D) logits than x*l - softplus(l). expand is a view.
         per_dim = F.binary_cross_entropy_with_logits(out, observed(x, mask).expand_as(out), reduction="none")
         return -sum_observed(per_dim, mask)
+
+    def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:
+        # The fused output layer (inference/fused.py) on complete data; with a mask, the general path.
+        if mask is not None:
+            return self.log_prob(x, layer(h), mask)
+        return bernoulli_linear_log_prob(x, h, layer.weight, layer.bias)
 
     def mean(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out)

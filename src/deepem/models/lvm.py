@@ -148,7 +148,16 @@ class DeepLatentModel(nn.Module):
     def log_likelihood(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
         """log p(x_obs | z) for z shaped (..., B, Dz) and x shaped (B, D): one decoder call for all
         particles; with a mask (True = observed) only observed dimensions count."""
-        return self.likelihood.log_prob(x, self.decoder(z), mask)
+        decoder = self.decoder
+        # A decoder ending in a linear layer hands that layer to the likelihood, which may fuse it with
+        # log p(x | z) (inference/fused.py); other decoders run whole.
+        if not (isinstance(decoder, nn.Sequential) and len(decoder) and isinstance(decoder[-1], nn.Linear)):
+            return self.likelihood.log_prob(x, decoder(z), mask)
+        *body, last = decoder
+        h = z
+        for module in body:
+            h = module(h)
+        return self.likelihood.log_prob_linear(x, h, last, mask)
 
     def log_joint(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.log_prior(z) + self.log_likelihood(x, z, mask)

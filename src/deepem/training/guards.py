@@ -70,6 +70,17 @@ def first_non_finite_grad(groups: Mapping[str, Iterable[nn.Parameter]],
     return ""
 
 
+def losses_and_grads_finite(out: MethodOutput, groups: Mapping[str, Iterable[nn.Parameter]]) -> bool:
+    """True when every loss, the log-weights and every gradient are finite, at the cost of one
+    reduction per tensor and a single device synchronisation (a sum is NaN or inf whenever an entry
+    is). False can also mean a finite sum overflowed: the caller then runs the exact checks above."""
+    sums = [loss.detach().sum() for loss in out.losses.values()]
+    if out.log_w is not None:
+        sums.append(out.log_w.detach().sum())
+    sums += [p.grad.sum() for params in groups.values() for p in params if p.grad is not None]
+    return not sums or bool(torch.stack(sums).isfinite().all())
+
+
 def first_non_finite_tensor(tree: object, prefix: str = "") -> str:
     """The path of the first non-finite floating tensor in nested dicts/lists of tensors, or ''.
     Used on a checkpoint's state before it is written."""

@@ -21,7 +21,13 @@ from torch import Tensor, nn
 
 from deepem.methods.base import Method, MethodOutput
 from deepem.models.lvm import DeepLatentModel
-from deepem.training.guards import first_non_finite_grad, non_finite_input, non_finite_losses, parameter_names
+from deepem.training.guards import (
+    first_non_finite_grad,
+    losses_and_grads_finite,
+    non_finite_input,
+    non_finite_losses,
+    parameter_names,
+)
 from deepem.training.optim import GroupOptim, group_settings, make_optimizers, parameter_groups
 
 
@@ -91,13 +97,14 @@ class TrainStep:
         if bad:
             return StepResult(None, bad)
         out = self._forward(x, mask)
-        bad = non_finite_losses(out)
-        if not bad:
-            backward_losses(out.losses, self.groups)
-            bad = first_non_finite_grad(self.groups, self.names)
-        if bad:
-            self.zero_grad()
-            return StepResult(None, bad)
+        backward_losses(out.losses, self.groups)
+        # One synchronisation for losses, log-weights and gradients together; only when it fails are
+        # they searched one by one for the first offender (a non-finite loss makes non-finite gradients).
+        if not losses_and_grads_finite(out, self.groups):
+            bad = non_finite_losses(out) or first_non_finite_grad(self.groups, self.names)
+            if bad:
+                self.zero_grad()
+                return StepResult(None, bad)
         for name in out.losses:
             self.optimizers[name].step()
         self.method.after_update()

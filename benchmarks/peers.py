@@ -1,0 +1,148 @@
+"""The same IWAE training step written four ways, for benchmarks/throughput.py: plain PyTorch, Pyro and
+pythae (optional peers: `pip install pyro-ppl pythae`, benchmark-only, not dependencies of deepem), and
+deepem's own trainer step. Each factory returns a zero-argument callable that takes one optimiser step
+on a fixed batch x, with the 784-200-200-50 tanh MLPs of Burda et al. (2015), a Bernoulli likelihood,
+K particles and Adam(lr 1e-3, eps 1e-4)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepem.methods import make_method
+from deepem.models import DeepLatentModel, ModelConfig
+from deepem.training.step import TrainStep
+
+D, H, Z = 784, 200, 50
+Step = Callable[[], None]
+
+
+def encoder_net() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(D, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, 2 * Z))
+
+
+def decoder_net() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(Z, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, D))
+
+
+class PlainIWAE(nn.Module):
+    """The reference: IWAE written directly with nn.Linear, no library code at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = encoder_net()
+        self.dec = decoder_net()
+
+    def log_w(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        mu, log_std = self.enc(x).chunk(2, -1)
+        eps = torch.randn(k, *mu.shape, device=x.device)
+        z = mu + log_std.exp() * eps
+        logits = self.dec(z)
+        log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_pz = -0.5 * (z**2).sum(-1) - 0.5 * Z * math.log(2 * math.pi)
+        log_qz = (-0.5 * eps**2 - log_std).sum(-1) - 0.5 * Z * math.log(2 * math.pi)
+        return log_px + log_pz - log_qz
+
+    def loss(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        return -(torch.logsumexp(self.log_w(x, k), 0) - math.log(k)).mean()
+
+
+def deepem_step(x: torch.Tensor, k: int, method: str = "iwae") -> Step:
+    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method."""
+    model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device)
+    step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
+    return lambda: step(x)
+
+
+def plain_step(x: torch.Tensor, k: int) -> Step:
+    model = PlainIWAE().to(x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        model.loss(x, k).backward()
+        opt.step()
+    return step
+
+
+def pyro_step(x: torch.Tensor, k: int) -> Step:
+    """Pyro's SVI with RenyiELBO(alpha=0): the IWAE bound with K vectorised particles."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, RenyiELBO
+
+    pyro.clear_param_store()
+    enc, dec = encoder_net().to(x.device), decoder_net().to(x.device)
+    zeros = torch.zeros(Z, device=x.device)
+
+    def model(data: torch.Tensor) -> None:
+        pyro.module("decoder", dec)
+        with pyro.plate("data", data.shape[0]):
+            z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=dec(z)).to_event(1), obs=data)
+
+    def guide(data: torch.Tensor) -> None:
+        pyro.module("encoder", enc)
+        mu, log_std = enc(data).chunk(2, -1)
+        with pyro.plate("data", data.shape[0]):
+            pyro.sample("z", dist.Normal(mu, log_std.exp()).to_event(1))
+
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3, "eps": 1e-4}),
+              RenyiELBO(alpha=0, num_particles=k, vectorize_particles=True, max_plate_nesting=1))
+    return lambda: svi.step(x)
+
+
+def pythae_step(x: torch.Tensor, k: int) -> Step:
+    """pythae's IWAE model (its decoder outputs probabilities, its loss is BCE on them) with torch Adam,
+    the optimiser pythae's trainer builds."""
+    from pythae.models import IWAE, IWAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = encoder_net()
+
+        def forward(self, data: torch.Tensor) -> ModelOutput:
+            mu, log_std = self.net(data).chunk(2, -1)
+            return ModelOutput(embedding=mu, log_covariance=2 * log_std)
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = decoder_net()
+
+        def forward(self, z: torch.Tensor) -> ModelOutput:
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    config = IWAEConfig(input_dim=(D,), latent_dim=Z, number_samples=k, reconstruction_loss="bce")
+    model = IWAE(config, encoder=Encoder(), decoder=Decoder()).to(x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+    batch = {"data": x}
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        model(batch).loss.backward()
+        opt.step()
+    return step
+
+
+PEERS: dict[str, Callable[[torch.Tensor, int], Step]] = {"plain": plain_step, "pyro": pyro_step,
+                                                         "pythae": pythae_step}
+
+
+def available_peers() -> dict[str, Callable[[torch.Tensor, int], Step]]:
+    """The peers whose libraries are installed (plain PyTorch always)."""
+    out = {"plain": plain_step}
+    for name, module in (("pyro", "pyro"), ("pythae", "pythae")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        out[name] = PEERS[name]
+    return out
