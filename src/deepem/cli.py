@@ -41,6 +41,7 @@ from deepem.workflows.evaluate import evaluate_run, evaluation_shard
 from deepem.workflows.impute import run_imputation
 from deepem.workflows.launch import launch
 from deepem.workflows.loading import load_trained_run
+from deepem.workflows.seeds import train_seeds
 from deepem.workflows.train import run_training
 
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
@@ -216,6 +217,9 @@ def _config_from(args: argparse.Namespace, method: str) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume and args.seeds is not None:
+        raise UserError("--seeds trains new runs; resume each seed of a vectorised group alone with --resume "
+                        "OUT/seed-S")
     if args.resume:
         # Exactly the settings typed on this command line change the resumed run (even to a value equal
         # to the default); the rest comes from the run. A typed field that may not change is an error.
@@ -229,6 +233,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return run_training(None, Path(args.resume), resume=True, overrides=typed, progress=not args.quiet)
     config = _config_from(args, args.method or "iwae")
     config = resolve(config)  # K resolved for the folder name; errors before anything is written
+    if args.seeds is not None:  # vectorised seeds (workflows/seeds.py): OUT/seed-S per seed
+        seeds = range(config.seed, config.seed + args.seeds)
+        out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-"
+                               f"s{seeds[0]}-{seeds[-1]}")
+        return train_seeds(config, seeds, out, force=args.force, progress=not args.quiet).exit_code
     out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}")
     return run_training(config, out, force=args.force, progress=not args.quiet)
 
@@ -278,7 +287,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/compare-{base.dataset}")
     try:
         compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
-                train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet)
+                train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet,
+                seeds=None if args.seeds is None else range(base.seed, base.seed + args.seeds))
     except ComparisonStopped as stopped:
         print(str(stopped), file=sys.stderr)
         return stopped.exit_code
@@ -365,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
     _add_nproc(p, "data-parallel training: the global batch split over")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="train N seeds (--seed, --seed + 1, ...) in one process as one vectorised computation, "
+                        "seed S into OUT/seed-S, each as its single run would be (to float rounding); methods "
+                        "vae, iwae, iwae-stl with the mlp architecture")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -403,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-particles", type=_positive_int, default=5000)
     p.add_argument("--eval-limit", type=_positive_int, default=None,
                    help="evaluate a fixed random subset of N test (and train) points (default all)")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="train every method with N seeds (--seed, --seed + 1, ...), into OUT/METHOD/seed-S, a table "
+                        "row per seed; vae, iwae and iwae-stl (mlp) train their seeds as one vectorised computation")
     _add_training_arguments(p)
     p.set_defaults(func=cmd_compare)
 
@@ -474,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # --- scale-out (training/distributed.py, workflows/launch.py) ---
         nproc = getattr(args, "nproc", 1)
+        if nproc > 1 and getattr(args, "seeds", None) is not None:
+            raise UserError("--seeds and --nproc do not combine: vectorised seeds run in one process; leave out "
+                            "one of them")
         if nproc > 1 and not launched():
             return launch(main, argv, nproc, args.command, _after_failure(args))
         if launched():

@@ -24,6 +24,7 @@ from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import resolve
 from deepem.workflows.evaluate import evaluate_run
 from deepem.workflows.loading import TrainedRun, load_trained_run
+from deepem.workflows.seeds import train_method_seeds
 from deepem.workflows.train import train_run
 
 
@@ -61,8 +62,12 @@ def parse_method_spec(spec: str, default_particles: int | None) -> tuple[str, in
 
 def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
             eval_limit: int | None = None, train_eval_limit: int | None = 1000, force: bool = False,
-            log: Callable[[str], None] = print, progress: bool = True) -> list[dict[str, Any]]:
-    """Train `methods` with the settings of `base` and compare their test log-likelihoods."""
+            log: Callable[[str], None] = print, progress: bool = True,
+            seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Train `methods` with the settings of `base` and compare their test log-likelihoods.
+
+    seeds: train each method once per seed, into OUT/METHOD/seed-S, one table row per seed (METHOD-sS);
+    the seeds of a method that allows it are trained as one vectorised computation (workflows/seeds.py)."""
     if not methods:
         raise ValueError("give at least one method, e.g. --methods vae,iwae")
     root = Path(out)
@@ -81,27 +86,43 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
         raise RunFolderError(f"{root} exists, is not empty and is not a deepem comparison (no comparison.json); "
                              "choose another --out")
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)})
+    atomic_write_json(root / "comparison.json", {"base_config": base.to_dict(), "methods": list(methods)}
+                      | ({"seeds": list(seeds)} if seeds else {}))
     rows, curves = [], {}
-    for config, name in configs:
-        run_dir = root / name
-        resume = not force and RunFolder(run_dir).is_run()
-        log(f"== {name}: {'resuming' if resume else 'training'} {config.epochs} epochs, K = {config.particles}")
-        outcome = train_run(config, run_dir, resume=resume, force=True, log=log, progress=progress)
-        if outcome.exit_code != 0 or outcome.summary is None:
-            raise ComparisonStopped(outcome.exit_code, f"comparison stopped during {name}; re-run the same "
-                                    "command (without --force) to resume it")
-        test = _evaluate(run_dir, eval_particles, "test", eval_limit, config.seed, progress)
-        train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, config.seed, progress)
-        log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
-            f"train {train['log_likelihood']:.3f}")
-        rows.append(run_row(run_dir, name, outcome.summary["seconds"]))
-        curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
-        trained = load_trained_run(run_dir, warn=log)
-        if trained.data.image_shape is not None:
-            draw_samples(trained, root / "figures" / f"samples-{name}.png")
+    for config, label in configs:
+        if seeds:  # --seeds: every seed of the method (vectorised where it can be), a row per seed
+            log(f"== {label}: {len(seeds)} seeds, {config.epochs} epochs, K = {config.particles}")
+            runs = [(f"{label}-s{seed}", run_dir, summary, code) for seed, run_dir, summary, code in
+                    train_method_seeds(config, seeds, root / label, force=force, progress=progress, log=log)]
+        else:
+            run_dir = root / label
+            resume = not force and RunFolder(run_dir).is_run()
+            log(f"== {label}: {'resuming' if resume else 'training'} {config.epochs} epochs, K = {config.particles}")
+            outcome = train_run(config, run_dir, resume=resume, force=True, log=log, progress=progress)
+            runs = [(label, run_dir, outcome.summary, outcome.exit_code)]
+        for name, run_dir, summary, code in runs:
+            if code != 0 or summary is None:
+                raise ComparisonStopped(code, f"comparison stopped during {name}; re-run the same command "
+                                        "(without --force) to resume it")
+            _add_row(rows, curves, root, name, run_dir, summary, config.seed, eval_particles, eval_limit,
+                     train_eval_limit, progress, log)
     write_comparison(root, rows, curves)
     return rows
+
+
+def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, name: str, run_dir: Path,
+             summary: dict[str, Any], seed: int, eval_particles: int, eval_limit: int | None,
+             train_eval_limit: int | None, progress: bool, log: Callable[[str], None]) -> None:
+    """Evaluate one finished run and add its table row, validation curve and sample grid."""
+    test = _evaluate(run_dir, eval_particles, "test", eval_limit, seed, progress)
+    train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, seed, progress)
+    log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
+        f"train {train['log_likelihood']:.3f}")
+    rows.append(run_row(run_dir, name, summary["seconds"]))
+    curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
+    trained = load_trained_run(run_dir, warn=log)
+    if trained.data.image_shape is not None:
+        draw_samples(trained, root / "figures" / f"samples-{name}.png")
 
 
 def _evaluate(run_dir: Path, particles: int, split: str, limit: int | None, seed: int,
