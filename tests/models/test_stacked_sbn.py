@@ -5,10 +5,13 @@ and the model refuses what it cannot do with one clear line."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch.distributions import Bernoulli
 
+from deepem.cli import main
 from deepem.evaluation import iw_log_likelihood
 from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.diagnostics import active_units_per_layer, kl_estimator, kl_to_prior
@@ -171,3 +174,21 @@ def test_refusals(settings, message):
     config = ModelConfig(architecture="sbn", **options)
     with pytest.raises(ValueError, match=message):
         config.validate()
+
+
+def test_command_line_trains_and_evaluates_a_stacked_sbn(tmp_path, capsys):
+    out = tmp_path / "sbn"
+    train = ["--threads", "1", "train", "--dataset", "digits", "--architecture", "sbn", "--architecture-option",
+             "layer_sizes=[6,4,3]", "--method", "vimco", "--particles", "3", "--epochs", "1", "--train-limit", "40",
+             "--valid-every", "0", "--out", str(out), "--quiet"]
+    assert main(train) == 2  # without --latent bernoulli: one line saying so
+    err = capsys.readouterr().err.strip()
+    assert "add --latent bernoulli" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert main([*train, "--latent", "bernoulli"]) == 0
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert model["architecture"] == "sbn" and model["latent_dim"] == 13 and model["latent"] == "bernoulli"
+    assert main(["--threads", "1", "evaluate", str(out), "--particles", "20", "--limit", "10", "--quiet"]) == 0
+    record = json.loads((out / "evaluation.json").read_text())
+    assert len(record["active_units_per_layer"]) == 3 and record["log_likelihood"] < 0
+    assert main(["--threads", "1", "evaluate", str(out), "--estimator", "ais", "--quiet"]) == 2
+    assert "continuous latents" in capsys.readouterr().err
