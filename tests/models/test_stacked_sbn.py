@@ -15,6 +15,7 @@ from deepem.cli import main
 from deepem.evaluation import iw_log_likelihood
 from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.diagnostics import active_units_per_layer, kl_estimator, kl_to_prior
+from deepem.inference.distributions import ChainedBernoulli, NotReparameterizableError
 from deepem.methods import make_method
 from deepem.methods.base import IncompatibleModelError
 from deepem.models import DeepLatentModel, ModelConfig
@@ -192,3 +193,23 @@ def test_command_line_trains_and_evaluates_a_stacked_sbn(tmp_path, capsys):
     assert len(record["active_units_per_layer"]) == 3 and record["log_likelihood"] < 0
     assert main(["--threads", "1", "evaluate", str(out), "--estimator", "ais", "--quiet"]) == 2
     assert "continuous latents" in capsys.readouterr().err
+
+
+def test_chained_bernoulli_detach_mean_and_sizes():
+    model, x = tiny_model(sizes=(3, 2, 2)), data(4)
+    q = model.encode(x)
+    z = q.sample(3, torch.Generator().manual_seed(0))
+    params = model.encoder_parameters()
+    assert all(g is not None and g.abs().sum() > 0 for g in torch.autograd.grad(q.log_prob(z).sum(), params))
+    assert not q.detach().log_prob(z).requires_grad  # z is data, so nothing is left to differentiate
+    torch.testing.assert_close(q.detach().log_prob(z), q.log_prob(z).detach())
+    m1 = torch.sigmoid(model.encoder.first(x))
+    m2 = torch.sigmoid(model.encoder.conditionals[0](m1))
+    m3 = torch.sigmoid(model.encoder.conditionals[1](m2))
+    torch.testing.assert_close(q.mean, torch.cat([m1, m2, m3], -1))  # the mean path
+    with pytest.raises(ValueError, match="do not add up"):
+        q.log_prob(z[..., :6])
+    with pytest.raises(ValueError, match="needs as many sizes"):
+        ChainedBernoulli(model.prior.logits, list(model.prior.conditionals), (2, 2))
+    with pytest.raises(NotReparameterizableError):
+        q.rsample(1)
