@@ -143,7 +143,8 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the dataset's (bernoulli for binary images)")
     g.add_argument("--architecture", choices=sorted(ARCHITECTURES),
                    help="network preset (default mlp; `deepem list` describes them): mlp-2layer is Burda et al.'s "
-                        "two stochastic layers, conv the gated CNN of Tomczak & Welling (28x28 images)")
+                        "two stochastic layers, conv the gated CNN of Tomczak & Welling (28x28 images), sbn the "
+                        "200-200-200 sigmoid belief net of NVIL/VIMCO (with --latent bernoulli)")
     g.add_argument("--architecture-option", dest="architecture_options", action="append", type=_parse_option,
                    metavar="KEY=VALUE", help="an option of the preset (repeatable), e.g. layer_sizes=[100,50]")
     g.add_argument("--latent", choices=list(LATENTS),

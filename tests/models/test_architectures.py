@@ -15,13 +15,14 @@ from deepem.training.config import ConfigError, TrainConfig
 
 
 def test_registry_names_descriptions_and_options():
-    assert list(ARCHITECTURES) == ["mlp", "mlp-2layer", "conv"]
+    assert list(ARCHITECTURES) == ["mlp", "mlp-2layer", "conv", "sbn"]
     text = describe()
     assert "Burda et al. 2015" in text["mlp"] and "sec. 5" in text["mlp-2layer"]
     assert "Tomczak & Welling 2017" in text["conv"]
     assert get_architecture("mlp").options() == []
     assert get_architecture("mlp-2layer").options() == ["layer_sizes", "between"]
     assert get_architecture("conv").options() == ["encoder_layers", "channels", "depth"]
+    assert get_architecture("sbn").options() == ["layer_sizes", "between"]
     with pytest.raises(ValueError, match="unknown architecture_options \\['between'\\] for architecture 'mlp'; "
                                          "its options: none"):
         ModelConfig(architecture_options={"between": [4]}).validate()

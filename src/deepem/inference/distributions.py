@@ -11,11 +11,15 @@ A distribution says what it can do, and refuses the rest with an error that says
 | FactorisedBernoulli   | yes    | no      | yes      | binary  |
 | Implicit (z = f(ε))   | yes    | yes     | no       | real    |
 | ChainedGaussian       | yes    | yes     | yes      | real    |
+| ChainedBernoulli      | yes    | no      | yes      | binary  |
 
 ChainedGaussian is a two-block Gaussian chain, a root N(m, diag s^2) and a child drawn from a
 diagonal Gaussian whose parameters are a network of the root: the encoder q(z1|x) q(z2|z1) and the
 prior p(z2) p(z1|z2) of a model with two stochastic layers (Burda et al. 2015, sec. 5). Its z is one
-tensor, the blocks concatenated in the model's order [z1, z2].
+tensor, the blocks concatenated in the model's order [z1, z2]. ChainedBernoulli is its binary analogue
+with any number of blocks, each a factorised Bernoulli whose logits are a network of the block before:
+the q(h1|x) q(h2|h1) q(h3|h2) and p(h3) p(h2|h3) p(h1|h2) of a stacked sigmoid belief net (Mnih & Gregor
+2014; Mnih & Rezende 2016), z = [h1, h2, h3].
 
 A method that needs an rsample or a density checks it before training (`methods.base`); these errors
 are the last line of defence, so that a wrong gradient is never computed silently."""
@@ -23,7 +27,7 @@ are the last line of defence, so that a wrong gradient is never computed silentl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -295,6 +299,79 @@ class ChainedGaussian(LatentDistribution):
         """The mean path (E[r], m(E[r])): see the class notes."""
         r = self.root.loc
         return self._join(r, self._child_params(r)[0])
+
+
+class ChainedBernoulli(LatentDistribution):
+    """Binary blocks b_0, ..., b_{L-1} drawn in order: b_0 ~ Bern(sigmoid(root_logits)), then
+    b_{i+1} | b_i ~ Bern(sigmoid(conditionals[i](b_i))), each factorised over its units. z is the
+    concatenation of the blocks, in chain order (`root_first=True`: q(h1|x) q(h2|h1) ..., z = [h1, h2, ...])
+    or reversed (`root_first=False`: p(hL) p(h_{L-1}|hL) ..., z = [h1, ..., hL] with hL the root).
+
+    root_logits are shaped (B, D0) for a per-point q, or (D0,) for a prior shared by every point.
+    `sizes` gives the block widths in chain order. log_prob(z) = sum over blocks of log Bern(b_i; ...)
+    at the given z, with gradient to the root logits and every conditional network (z is data: there is
+    no rsample). detach() cuts the root logits and calls the conditionals with detached parameters.
+    mean: the mean path (sigmoid(root), sigmoid(c_0(E b_0)), ...): exact for b_0, a first-order
+    approximation of E[b_i] for later blocks (the per-layer active-unit diagnostic reads it)."""
+
+    has_rsample = False
+    support = BINARY
+    description = "chained factorised Bernoulli (stacked sigmoid belief net layers)"
+
+    def __init__(self, root_logits: Tensor, conditionals: Sequence[nn.Module], sizes: Sequence[int],
+                 root_first: bool = True, frozen: bool = False) -> None:
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) != len(conditionals) + 1 or sizes[0] != root_logits.shape[-1]:
+            raise ValueError(f"a chain of {len(conditionals) + 1} blocks needs as many sizes, the first "
+                             f"{root_logits.shape[-1]}; got {sizes}")
+        self.root_logits, self.conditionals, self.sizes = root_logits, list(conditionals), sizes
+        self.root_first, self.frozen = root_first, frozen
+
+    def _logits(self, i: int, b: Tensor) -> Tensor:
+        """Logits of block i + 1 given block i's values b."""
+        net = self.conditionals[i]
+        if not self.frozen:
+            return net(b)
+        params = {k: v.detach() for k, v in net.named_parameters()}
+        return torch.func.functional_call(net, params, (b,))
+
+    def split(self, z: Tensor) -> list[Tensor]:
+        """The blocks of z (..., Dz) in chain order."""
+        if sum(self.sizes) != z.shape[-1]:
+            raise ValueError(f"block sizes {self.sizes} do not add up to the {z.shape[-1]} latents of z")
+        order = self.sizes if self.root_first else self.sizes[::-1]
+        blocks = list(z.split(list(order), dim=-1))
+        return blocks if self.root_first else blocks[::-1]
+
+    def _join(self, blocks: list[Tensor]) -> Tensor:
+        return torch.cat(blocks if self.root_first else blocks[::-1], dim=-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            probs = torch.sigmoid(self.root_logits).expand(n, *self.root_logits.shape)
+            blocks = [torch.bernoulli(probs, generator=generator)]
+            for i in range(len(self.conditionals)):
+                blocks.append(torch.bernoulli(torch.sigmoid(self._logits(i, blocks[-1])), generator=generator))
+            return self._join(blocks)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        blocks = self.split(z)
+        total = FactorisedBernoulli(self.root_logits).log_prob(blocks[0])
+        for i, child in enumerate(blocks[1:]):
+            total = total + FactorisedBernoulli(self._logits(i, blocks[i])).log_prob(child)
+        return total
+
+    def detach(self) -> ChainedBernoulli:
+        return ChainedBernoulli(self.root_logits.detach(), self.conditionals, self.sizes, self.root_first,
+                                frozen=True)
+
+    @property
+    def mean(self) -> Tensor:
+        """The mean path: see the class notes."""
+        means = [torch.sigmoid(self.root_logits)]
+        for i in range(len(self.conditionals)):
+            means.append(torch.sigmoid(self._logits(i, means[-1])))
+        return self._join(means)
 
 
 def capabilities(has_rsample: bool, has_log_prob: bool, support: str, diagonal: bool = False

@@ -20,6 +20,7 @@ from deepem.models.likelihoods import (
 from deepem.models.lvm import DeepLatentModel, ModelConfig
 from deepem.models.networks import mlp
 from deepem.models.priors import BernoulliPrior, Prior, StandardNormalPrior, standard_normal_log_prob
+from deepem.models.sbn import StackedBernoulliEncoder, StackedBernoulliPrior
 
 __all__ = [
     "ARCHITECTURES",
@@ -45,6 +46,8 @@ __all__ = [
     "Likelihood",
     "ModelConfig",
     "Prior",
+    "StackedBernoulliEncoder",
+    "StackedBernoulliPrior",
     "StandardNormalPrior",
     "diagonal_gaussian",
     "make_likelihood",

@@ -6,6 +6,8 @@
 |            | a sigmoid belief net or an implicit q)                 | (200 binary)    |                           |
 | mlp-2layer | x -200-200- z1 -100-100- z2, tanh MLPs, both ways     | 100 + 50 Gauss. | Burda et al. 2015, sec. 5 |
 | conv       | gated convolutions, 28x28 images only                 | 50 Gaussian     | Tomczak & Welling 2017    |
+| sbn        | stacked sigmoid belief net, linear (logistic) layers  | 200+200+200     | Mnih & Gregor 2014;       |
+|            | both ways, x - h1 - h2 - h3 (`--latent bernoulli`)     | binary          | Mnih & Rezende 2016       |
 
 A builder gets the ModelConfig, the data dimension and the likelihood, and returns the parts of a
 DeepLatentModel. `ModelConfig.architecture_options` passes the keyword options of a builder (the
@@ -29,6 +31,7 @@ from deepem.models.hierarchical import FirstLayerDecoder, HierarchicalEncoder, H
 from deepem.models.likelihoods import Likelihood
 from deepem.models.networks import mlp, output_layer
 from deepem.models.priors import PRIORS, Prior
+from deepem.models.sbn import SBN_LAYER_SIZES, StackedBernoulliEncoder, StackedBernoulliPrior, check_sizes
 
 if TYPE_CHECKING:
     from deepem.models.lvm import ModelConfig
@@ -106,6 +109,34 @@ def check_conv(config: ModelConfig) -> None:
                          "are architecture_options (encoder_layers, channels, depth)")
 
 
+# --- stacked sigmoid belief net (issue 12) ---------------------------------------------------------
+def sbn_sizes(config: ModelConfig) -> tuple[int, ...]:
+    return check_sizes(config.architecture_options.get("layer_sizes", SBN_LAYER_SIZES))
+
+
+def sbn_latent_dim(config: ModelConfig) -> int:
+    """D1 + ... + DL; 0 for malformed layer_sizes, which `check_sbn` then names."""
+    try:
+        return sum(sbn_sizes(config))
+    except (TypeError, ValueError):
+        return 0
+
+
+def check_sbn(config: ModelConfig) -> None:
+    if config.latent != "bernoulli" or config.encoder != "explicit":
+        raise ValueError("architecture 'sbn' has binary latents and an explicit q: add --latent bernoulli "
+                         "(model.latent 'bernoulli') and keep the explicit encoder")
+    sizes = sbn_sizes(config)
+    if config.latent_dim != sum(sizes):
+        raise ValueError(f"sbn has {' + '.join(map(str, sizes))} = {sum(sizes)} latents, so latent_dim must be "
+                         f"{sum(sizes)} (or None), got {config.latent_dim}; set architecture_options layer_sizes "
+                         "to change the layers")
+    if list(config.hidden) != DEFAULT_HIDDEN:
+        raise ValueError("hidden does not apply to architecture 'sbn' (its layers are linear); put tanh "
+                         "layers inside every conditional with architecture_options between")
+# --- end stacked sigmoid belief net -------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A preset: `build(config, data_dim, likelihood, **architecture_options) -> ModelParts`, `check`
@@ -177,6 +208,20 @@ def build_conv(config: ModelConfig, data_dim: int, likelihood: Likelihood,
                       decoder.output_bias)
 
 
+def build_sbn(config: ModelConfig, data_dim: int, likelihood: Likelihood,
+              layer_sizes: Sequence[int] = SBN_LAYER_SIZES, between: Sequence[int] = ()) -> ModelParts:
+    """The stacked sigmoid belief net of NVIL (Mnih & Gregor 2014) and VIMCO (Mnih & Rezende 2016):
+    binary layers h1..hL (`layer_sizes`, 200-200-200), each conditional a sigmoid of a linear function of
+    the layer before, generative (p(hL), p(h_l | h_{l+1}), p(x | h1)) and recognition (q(h1 | x),
+    q(h_{l+1} | h_l)) alike; `between` puts `activation` hidden layers inside every conditional."""
+    sizes = check_sizes(layer_sizes)
+    net = mlp(sizes[0], between, likelihood.out_features(data_dim), config.activation)
+    decoder = FirstLayerDecoder(net, sizes[0])
+    encoder = StackedBernoulliEncoder(data_dim, sizes, between, config.activation)
+    prior = StackedBernoulliPrior(sizes, between, config.activation)
+    return ModelParts(decoder, encoder, prior, sizes, output_layer(net).bias)
+
+
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("mlp", "one stochastic layer, tanh MLPs 200-200 (Burda et al. 2015); the default", build_mlp,
                  check_mlp),
@@ -185,6 +230,9 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
                  latent_dim=two_layer_latent_dim),
     Architecture("conv", "gated convolutional encoder and decoder for 28x28 images, 50 latents (Tomczak & "
                  "Welling 2017, as the IWEM paper uses)", build_conv, check_conv),
+    Architecture("sbn", "stacked sigmoid belief net, binary layers 200-200-200 with linear (logistic) "
+                 "conditionals both ways, needs --latent bernoulli (Mnih & Gregor 2014; Mnih & Rezende 2016)",
+                 build_sbn, check_sbn, latent_dim=sbn_latent_dim),
 )}
 
 
@@ -200,4 +248,4 @@ def describe() -> dict[str, str]:
 
 
 __all__ = ["ARCHITECTURES", "Architecture", "ModelParts", "build_conv", "build_mlp", "build_mlp_2layer",
-           "describe", "get_architecture"]
+           "build_sbn", "describe", "get_architecture"]
