@@ -1,0 +1,140 @@
+"""Table and figure of the AVB / IWAVB / IWAE experiment (benchmarks/scripts/avb_mnist.sh, issue 11).
+
+    python benchmarks/avb_mnist.py runs/avb-mnist [--results benchmarks/results]
+
+Reads OUT/l<latent>/<method>-k<K>/ run folders: the newest AIS and IW evaluations (per-point values, so
+IW and AIS are compared on the same points), bdmc.json where present, and metrics.jsonl (the
+discriminator's accuracy and KL estimate). Writes avb_mnist_table.md, avb_mnist.json and
+avb_discriminator.png into --results (default: OUT)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: Table 1 of Gómez-Sancho & Hernández-Lobato (2020), MNIST: -NLL by AIS (8 chains, 1000 steps),
+#: conv nets, 150000 steps, grey-level MNIST, adaptive contrast
+PAPER = {(8, 1): -90.23, (8, 5): -90.16, (8, 10): -90.19, (32, 1): -80.74, (32, 5): -80.49, (32, 10): -79.77}
+ORDER = ["iwae-k1", "iwae-k5", "iwae-k10", "avb-k1", "iwavb-k5", "iwavb-k10"]
+
+
+def newest(run: Path, prefix: str) -> dict[str, Any] | None:
+    files = sorted(run.glob(f"evaluations/{prefix}*-test-*.json"), key=lambda p: p.stat().st_mtime)
+    files = [f for f in files if not f.name.endswith("-per-point.json")]
+    if not files:
+        return None
+    summary = json.loads(files[-1].read_text())
+    per_point = files[-1].with_name(files[-1].stem + "-per-point.npy")
+    summary["_values"] = np.load(per_point) if per_point.exists() else None
+    return summary
+
+
+def train_records(run: Path) -> list[dict[str, Any]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+    return [r for r in map(json.loads, lines) if r.get("kind") == "train"]
+
+
+def row(latent: int, run: Path) -> dict[str, Any]:
+    method, k = run.name.rsplit("-k", 1)
+    ais, iw = newest(run, "ais-"), newest(run, "iw-")
+    records = train_records(run)
+    last = records[-1] if records else {}
+    out: dict[str, Any] = {
+        "latent": latent, "method": method, "K": int(k), "run": str(run),
+        "steps": last.get("step"), "train_pts_per_s": float(np.mean([r["points_per_sec"] for r in records]))
+        if records else None,
+        "ais": ais and ais["log_likelihood"], "ais_se": ais and ais["stderr"], "ais_points": ais and ais["n_points"],
+        "ais_settings": ais and ais["estimator"], "ais_acceptance": ais and ais.get("mean_acceptance"),
+        "iw": iw and iw["log_likelihood"], "iw_se": iw and iw["stderr"],
+        "active_units": (ais or {}).get("active_units"),
+        "final_discriminator_accuracy": last.get("discriminator_accuracy"),
+        "final_kl_estimate": last.get("kl_estimate"), "final_train_objective": last.get("bound_estimate"),
+        "paper_ll": PAPER.get((latent, int(k))) if method != "iwae" else None,
+    }
+    if ais and iw and ais["_values"] is not None and iw["_values"] is not None:
+        d = ais["_values"] - iw["_values"][: len(ais["_values"])]
+        out["ais_minus_iw"] = float(d.mean())
+    bdmc = run / "bdmc.json"
+    if bdmc.exists():
+        b = json.loads(bdmc.read_text())
+        out["bdmc"] = {key: b[key] for key in ("lower", "upper", "gap", "n_points", "estimator")}
+    return out
+
+
+def fmt(v: Any, nd: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("| latent | method | K | AIS test LL (± s.e.) | IW-5000 test LL | AIS − IW | paper (IWAVB, AIS) "
+            "| disc. acc. (last) | KL est. (last) | train objective (last) | active units | train pts/s |")
+    lines = [head, "|" + " --- |" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['latent']} | {r['method']} | {r['K']} | {fmt(r['ais'])} ± {fmt(r['ais_se'])} | {fmt(r['iw'])} "
+            f"| {fmt(r.get('ais_minus_iw'))} | {fmt(r['paper_ll'])} | {fmt(r['final_discriminator_accuracy'], 3)} "
+            f"| {fmt(r['final_kl_estimate'])} | {fmt(r['final_train_objective'])} | {r['active_units']} "
+            f"| {fmt(r['train_pts_per_s'], 0)} |")
+    bd = [r for r in rows if "bdmc" in r]
+    if bd:
+        lines += ["", "| run | BDMC lower (forward AIS) | upper (reverse AIS) | gap | points | settings |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| l{r['latent']}/{r['method']}-k{r['K']} | {fmt(r['bdmc']['lower'])} | {fmt(r['bdmc']['upper'])} "
+                  f"| {fmt(r['bdmc']['gap'])} | {r['bdmc']['n_points']} | {r['bdmc']['estimator']} |" for r in bd]
+    return "\n".join(lines) + "\n"
+
+
+def figure(runs: dict[str, Path], path: Path) -> None:
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, run in runs.items():
+        rec = train_records(run)
+        steps = [r["step"] for r in rec]
+        a1.plot(steps, [r["discriminator_accuracy"] for r in rec], label=label, lw=1.2)
+        a2.plot(steps, [r["kl_estimate"] for r in rec], label=label, lw=1.2)
+    a1.axhline(0.5, color="grey", ls=":", lw=1)
+    a1.set(xlabel="step", ylabel="discriminator accuracy (50-step mean)", title="T: q-draws vs p(z)-draws")
+    a2.set(xlabel="step", ylabel="E_q T(x, z)  (nats)", title="KL(q(z|x) || p(z)) estimated by T")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    a1.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--results", default=None)
+    args = parser.parse_args()
+    root = Path(args.out)
+    results = Path(args.results) if args.results else root
+    rows, implicit = [], {}
+    for ldir in sorted(root.glob("l*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else 0):
+        if not ldir.is_dir() or not ldir.name[1:].isdigit():
+            continue
+        for name in ORDER:
+            run = ldir / name
+            if (run / "config.json").exists():
+                rows.append(row(int(ldir.name[1:]), run))
+                if not name.startswith("iwae"):
+                    implicit[f"latent {ldir.name[1:]}, {name}"] = run
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "avb_mnist_table.md").write_text(table(rows))
+    (results / "avb_mnist.json").write_text(json.dumps(rows, indent=1) + "\n")
+    figure(implicit, results / "avb_discriminator.png")
+    print(table(rows), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 11 experiment: implicit posteriors (AVB, IWAVB) beside IWAE on binarized MNIST, the shape of
+# Table 1 of Gómez-Sancho & Hernández-Lobato (2020): latent 8 and 32, K = 1, 5, 10, one CPU budget each
+# (same data, same number of updates, same θ/φ learning rate). Test log-likelihood by AIS from the prior
+# on a fixed subset for every run (IW refuses implicit encoders), IW-5000 for the IWAE runs on the same
+# points, BDMC on data simulated from one model of each kind to bound the error of these AIS settings.
+# Budget set for a loaded 2-core CPU session (about 35 min of one core in all); sizes override by env.
+# Stable settings (see benchmarks/results/avb_mnist.md): Adam 1e-3 for θ and φ (the paper's 5e-5 learns
+# too little in 1000 updates), 2e-3 for the discriminator, one T step per batch, no adaptive contrast.
+set -euo pipefail
+LATENTS=${LATENTS:-"8 32"}
+EPOCHS=${EPOCHS:-2}
+TRAIN_LIMIT=${TRAIN_LIMIT:-10000}
+LR=${LR:-1e-3}            # θ and φ, every method
+LR_T=${LR_T:-2e-3}        # the discriminator of avb/iwavb
+CONTRAST=${CONTRAST:-false}
+AIS_LIMIT=${AIS_LIMIT:-100}
+AIS_T=${AIS_T:-300}
+AIS_CHAINS=${AIS_CHAINS:-8}
+IW_K=${IW_K:-5000}
+BDMC_LATENT=${BDMC_LATENT:-8}
+BDMC_RUNS=${BDMC_RUNS:-"iwae-k5 iwavb-k5"}
+BDMC_POINTS=${BDMC_POINTS:-10}
+OUT=${OUT:-runs/avb-mnist}
+DATA=${DEEPEM_DATA:-../shared/data}
+NICE=${NICE:-15}
+D=(nice -n "$NICE" .venv/bin/deepem --threads 1)
+COMMON=(--dataset binarized-mnist --data-dir "$DATA" --train-limit "$TRAIN_LIMIT" --epochs "$EPOCHS"
+        --valid-every 0 --seed 0 --force --quiet)
+
+stream() {  # every run of one latent dimension: train all, then evaluate all
+  local l=$1 dir="$OUT/l$1"
+  mkdir -p "$dir"
+  for k in 1 5 10; do
+    "${D[@]}" train --method iwae -k "$k" --latent-dim "$l" --lr "$LR" "${COMMON[@]}" --out "$dir/iwae-k$k"
+  done
+  for mk in avb:1 iwavb:5 iwavb:10; do
+    local m=${mk%%:*} k=${mk##*:}
+    "${D[@]}" train --method "$m" -k "$k" --encoder implicit --latent-dim "$l" "${COMMON[@]}" \
+      --optim theta:lr="$LR" --optim phi:lr="$LR" --optim discriminator:lr="$LR_T" \
+      -o adaptive_contrast="$CONTRAST" --out "$dir/$m-k$k"
+  done
+  for run in "$dir"/*-k*; do
+    "${D[@]}" evaluate "$run" --estimator ais --ais-initial prior --temperatures "$AIS_T" \
+      --chains "$AIS_CHAINS" --limit "$AIS_LIMIT" --data-dir "$DATA" --quiet
+  done
+  for run in "$dir"/iwae-k*; do
+    "${D[@]}" evaluate "$run" --estimator iw --particles "$IW_K" --limit "$AIS_LIMIT" --data-dir "$DATA" --quiet
+  done
+  if [ "$l" = "$BDMC_LATENT" ]; then
+    for r in $BDMC_RUNS; do
+      "${D[@]}" bdmc "$dir/$r" --points "$BDMC_POINTS" --temperatures "$AIS_T" --chains "$AIS_CHAINS" \
+        --data-dir "$DATA" --quiet | tee "$dir/$r/bdmc.txt"
+    done
+  fi
+}
+
+for l in $LATENTS; do stream "$l" > "$OUT.l$l.log" 2>&1 & done  # one stream per latent size, in parallel
+mkdir -p "$OUT"; wait
+.venv/bin/python benchmarks/avb_mnist.py "$OUT"
