@@ -24,6 +24,7 @@ BDMC_POINTS=${BDMC_POINTS:-10}
 OUT=${OUT:-runs/avb-mnist}
 DATA=${DEEPEM_DATA:-../shared/data}
 NICE=${NICE:-15}
+IWAE=${IWAE:-1}           # 0: only the implicit runs (e.g. a second pass with CONTRAST=true)
 D=(nice -n "$NICE" .venv/bin/deepem --threads 1)
 COMMON=(--dataset binarized-mnist --data-dir "$DATA" --train-limit "$TRAIN_LIMIT" --epochs "$EPOCHS"
         --valid-every 0 --seed 0 --force --quiet)
@@ -32,6 +33,7 @@ stream() {  # every run of one latent dimension: train all, then evaluate all
   local l=$1 dir="$OUT/l$1"
   mkdir -p "$dir"
   for k in 1 5 10; do
+    [ "$IWAE" = 1 ] || break
     "${D[@]}" train --method iwae -k "$k" --latent-dim "$l" --lr "$LR" "${COMMON[@]}" --out "$dir/iwae-k$k"
   done
   for mk in avb:1 iwavb:5 iwavb:10; do
@@ -45,6 +47,7 @@ stream() {  # every run of one latent dimension: train all, then evaluate all
       --chains "$AIS_CHAINS" --limit "$AIS_LIMIT" --data-dir "$DATA" --quiet
   done
   for run in "$dir"/iwae-k*; do
+    [ -d "$run" ] || continue
     "${D[@]}" evaluate "$run" --estimator iw --particles "$IW_K" --limit "$AIS_LIMIT" --data-dir "$DATA" --quiet
   done
   if [ "$l" = "$BDMC_LATENT" ]; then
