@@ -1,6 +1,6 @@
 """Table and figure of the AVB / IWAVB / IWAE experiment (benchmarks/scripts/avb_mnist.sh, issue 11).
 
-    python benchmarks/avb_mnist.py runs/avb-mnist [--results benchmarks/results]
+    python benchmarks/avb_mnist.py runs/avb-mnist [runs/avb-mnist-ac ...] [--results benchmarks/results]
 
 Reads OUT/l<latent>/<method>-k<K>/ run folders: the newest AIS and IW evaluations (per-point values, so
 IW and AIS are compared on the same points), bdmc.json where present, and metrics.jsonl (the
@@ -45,6 +45,9 @@ def train_records(run: Path) -> list[dict[str, Any]]:
 
 def row(latent: int, run: Path) -> dict[str, Any]:
     method, k = run.name.rsplit("-k", 1)
+    config = json.loads((run / "config.json").read_text())
+    if config.get("method_options", {}).get("adaptive_contrast"):
+        method += "+ac"  # adaptive contrast: T compares q with N(mean, std of q), not with p(z)
     ais, iw = newest(run, "ais-"), newest(run, "iw-")
     records = train_records(run)
     last = records[-1] if records else {}
@@ -114,21 +117,22 @@ def figure(runs: dict[str, Path], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out")
+    parser.add_argument("out", nargs="+")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
-    root = Path(args.out)
-    results = Path(args.results) if args.results else root
+    results = Path(args.results) if args.results else Path(args.out[0])
+    found = []  # (latent, order, root index, run)
+    for i, root in enumerate(map(Path, args.out)):
+        for ldir in root.glob("l*"):
+            if ldir.is_dir() and ldir.name[1:].isdigit():
+                found += [(int(ldir.name[1:]), j, i, ldir / n) for j, n in enumerate(ORDER)
+                          if (ldir / n / "config.json").exists()]
     rows, implicit = [], {}
-    for ldir in sorted(root.glob("l*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else 0):
-        if not ldir.is_dir() or not ldir.name[1:].isdigit():
-            continue
-        for name in ORDER:
-            run = ldir / name
-            if (run / "config.json").exists():
-                rows.append(row(int(ldir.name[1:]), run))
-                if not name.startswith("iwae"):
-                    implicit[f"latent {ldir.name[1:]}, {name}"] = run
+    for latent, _, _, run in sorted(found, key=lambda f: f[:3]):
+        r = row(latent, run)
+        rows.append(r)
+        if not run.name.startswith("iwae"):
+            implicit[f"latent {latent}, {r['method']}-k{r['K']}"] = run
     results.mkdir(parents=True, exist_ok=True)
     (results / "avb_mnist_table.md").write_text(table(rows))
     (results / "avb_mnist.json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -5,8 +5,12 @@
 # on a fixed subset for every run (IW refuses implicit encoders), IW-5000 for the IWAE runs on the same
 # points, BDMC on data simulated from one model of each kind to bound the error of these AIS settings.
 # Budget set for a loaded 2-core CPU session (about 35 min of one core in all); sizes override by env.
-# Stable settings (see benchmarks/results/avb_mnist.md): Adam 1e-3 for θ and φ (the paper's 5e-5 learns
-# too little in 1000 updates), 2e-3 for the discriminator, one T step per batch, no adaptive contrast.
+# Settings (see benchmarks/results/avb_mnist.md): Adam 1e-3 for θ and φ (the paper's 5e-5 learns too
+# little in 1000 updates), 2e-3 for the discriminator, one T step per batch. The recorded passes:
+#   benchmarks/scripts/avb_mnist.sh                                        # no contrast, latents 8 and 32
+#   IWAE=0 CONTRAST=true LATENTS=8 BDMC_LATENT=none OUT=runs/avb-mnist-ac benchmarks/scripts/avb_mnist.sh
+#   DIAG=1 benchmarks/scripts/avb_mnist.sh          # explicit q: T's KL estimate against the exact KL
+#   python benchmarks/avb_mnist.py runs/avb-mnist runs/avb-mnist-ac --results benchmarks/results
 set -euo pipefail
 LATENTS=${LATENTS:-"8 32"}
 EPOCHS=${EPOCHS:-2}
@@ -58,6 +62,19 @@ stream() {  # every run of one latent dimension: train all, then evaluate all
   fi
 }
 
+diagnose() {  # AVB with an explicit Gaussian q: T's KL estimate against the exact KL(q || p(z)) of IW-eval
+  local n=$1; shift
+  "${D[@]}" train --method avb -k 1 --latent-dim 8 "${COMMON[@]}" --optim theta:lr="$LR" --optim phi:lr="$LR" \
+    --optim discriminator:lr="$LR_T" "$@" --out "$OUT-diag/l8-avb-explicit$n"
+  "${D[@]}" evaluate "$OUT-diag/l8-avb-explicit$n" --estimator iw --particles "$IW_K" --limit "$AIS_LIMIT" \
+    --data-dir "$DATA" --quiet
+  tail -n 1 "$OUT-diag/l8-avb-explicit$n/metrics.jsonl"
+}
+
+if [ "${DIAG:-0}" = 1 ]; then  # DIAG=1: only the explicit-q check of the discriminator (3 short runs)
+  diagnose "" ; diagnose -ac -o adaptive_contrast=true ; diagnose -tsteps5 --optim discriminator:steps=5
+  exit 0
+fi
 for l in $LATENTS; do stream "$l" > "$OUT.l$l.log" 2>&1 & done  # one stream per latent size, in parallel
 mkdir -p "$OUT"; wait
 .venv/bin/python benchmarks/avb_mnist.py "$OUT"
