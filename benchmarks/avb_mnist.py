@@ -101,11 +101,14 @@ def figure(runs: dict[str, Path], path: Path) -> None:
     for label, run in runs.items():
         rec = train_records(run)
         steps = [r["step"] for r in rec]
-        a1.plot(steps, [r["discriminator_accuracy"] for r in rec], label=label, lw=1.2)
-        a2.plot(steps, [r["kl_estimate"] for r in rec], label=label, lw=1.2)
+        style = "--" if "+ac" in label else "-"
+        a1.plot(steps, [r["discriminator_accuracy"] for r in rec], style, label=label, lw=1.2)
+        a2.plot(steps, [r["kl_estimate"] for r in rec], style, label=label, lw=1.2)
     a1.axhline(0.5, color="grey", ls=":", lw=1)
-    a1.set(xlabel="step", ylabel="discriminator accuracy (50-step mean)", title="T: q-draws vs p(z)-draws")
-    a2.set(xlabel="step", ylabel="E_q T(x, z)  (nats)", title="KL(q(z|x) || p(z)) estimated by T")
+    a1.set(xlabel="step", ylabel="discriminator accuracy (50-step mean)",
+           title="T: q-draws vs p(z)-draws (+ac: vs r(z|x))")
+    a2.set(xlabel="step", ylabel="mean estimated log q(z|x)/p(z)  (nats)",
+           title="KL(q(z|x) || p(z)) as estimated through T")
     for a in (a1, a2):
         a.grid(alpha=0.3)
     a1.legend(fontsize=8)
