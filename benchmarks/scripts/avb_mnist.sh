@@ -75,6 +75,8 @@ if [ "${DIAG:-0}" = 1 ]; then  # DIAG=1: only the explicit-q check of the discri
   diagnose "" ; diagnose -ac -o adaptive_contrast=true ; diagnose -tsteps5 --optim discriminator:steps=5
   exit 0
 fi
-for l in $LATENTS; do stream "$l" > "$OUT.l$l.log" 2>&1 & done  # one stream per latent size, in parallel
-mkdir -p "$OUT"; wait
+mkdir -p "$OUT"
+pids=()
+for l in $LATENTS; do stream "$l" > "$OUT.l$l.log" 2>&1 & pids+=($!); done  # one stream per latent, in parallel
+for p in "${pids[@]}"; do wait "$p" || { echo "a stream failed: see $OUT.l*.log" >&2; exit 1; }; done
 .venv/bin/python benchmarks/avb_mnist.py "$OUT"
