@@ -9,6 +9,8 @@
 #     batch 20 (a fixed, small number of steps: conv is ~100x slower per step on a CPU); evaluated by the
 #     K = CONV_EVAL_PARTICLES IW bound on a fixed random CONV_EVAL_LIMIT test (and train) images.
 #  3. Training throughput of each architecture, interleaved (benchmarks/architecture_throughput.py).
+#  The recorded results also ran part 1 at a larger budget:
+#     OUT=runs/architectures-full TRAIN_LIMIT=50000 EPOCHS=1 STEPS=1 benchmarks/scripts/architectures_mnist.sh
 # No validation during training (--valid-every 0): for conv it would cost more than the training.
 # Run from the repository root; NICE=15 by default (the recorded run shared 2 cores with other jobs).
 set -euo pipefail
@@ -51,4 +53,11 @@ fi
 if [[ ,$STEPS, == *,3,* ]]; then
   DEEPEM_DATA="$DATA" nice -n "$NICE" .venv/bin/python benchmarks/architecture_throughput.py --threads 1 \
     --methods vae:k=1 iwae:k=5 iwem:k=5 --batch 20 --repeats 3 --round-seconds 0.5 --out "$OUT/throughput"
+  # K = 50 for the two MLPs only (a conv step at K = 50 takes ~30 s here)
+  DEEPEM_DATA="$DATA" nice -n "$NICE" .venv/bin/python benchmarks/architecture_throughput.py --threads 1 \
+    --architectures mlp mlp-2layer --methods iwae:k=50 --batch 20 --repeats 5 --round-seconds 0.5 \
+    --out "$OUT/throughput-k50"
 fi
+
+# Tables (per-layer active units, paired differences on the same test points) from the run folders
+.venv/bin/python benchmarks/architectures_report.py --json "$OUT/tables.json" "$OUT" > "$OUT/tables.md"
