@@ -9,6 +9,7 @@
 #     batch 20 (a fixed, small number of steps: conv is ~100x slower per step on a CPU); evaluated by the
 #     K = CONV_EVAL_PARTICLES IW bound on a fixed random CONV_EVAL_LIMIT test (and train) images.
 #  3. Training throughput of each architecture, interleaved (benchmarks/architecture_throughput.py).
+#  4. (STEPS=4) VAE with conv and mlp for 200 updates on MNIST: does conv leave its starting point?
 #  The recorded results also ran part 1 at a larger budget:
 #     OUT=runs/architectures-full TRAIN_LIMIT=50000 EPOCHS=1 STEPS=1 benchmarks/scripts/architectures_mnist.sh
 # No validation during training (--valid-every 0): for conv it would cost more than the training.
@@ -57,6 +58,16 @@ if [[ ,$STEPS, == *,3,* ]]; then
   DEEPEM_DATA="$DATA" nice -n "$NICE" .venv/bin/python benchmarks/architecture_throughput.py --threads 1 \
     --architectures mlp mlp-2layer --methods iwae:k=50 --batch 20 --repeats 5 --round-seconds 0.5 \
     --out "$OUT/throughput-k50"
+fi
+
+# 4 (not in the default STEPS): VAE only, conv beside mlp, for ten times the updates of part 2 on MNIST
+if [[ ,$STEPS, == *,4,* ]]; then
+  for arch in conv mlp; do
+    "${DEEPEM[@]}" compare --dataset binarized-mnist --data-dir "$DATA" --architecture "$arch" \
+      --methods "vae:k=1" --epochs 1 --train-limit "${VAE_TRAIN_LIMIT:-4000}" --valid-every 0 \
+      --eval-particles "$CONV_EVAL_PARTICLES" --eval-limit "$CONV_EVAL_LIMIT" \
+      --out "$OUT/binarized-mnist-vae-$arch" --force --quiet
+  done
 fi
 
 # Tables (per-layer active units, paired differences on the same test points) from the run folders
