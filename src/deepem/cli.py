@@ -24,6 +24,7 @@ from deepem.models.architectures import describe as describe_architectures
 from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.training.config import NAN_POLICIES, TrainConfig
 from deepem.training.distributed import (
+    EXIT_LOST_PEER,
     check_launched,
     default_threads,
     finish,
@@ -508,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         # an --nproc job hit the same error as rank 0, which reports it; a rank whose peer died says
         # nothing: the launcher names the rank that died.)
         if launched() and lost_peer(err):
-            return 1
+            return EXIT_LOST_PEER
         if is_rank_zero():
             print(f"deepem {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -223,6 +223,10 @@ def check_shardable(n_points: int, batch_size: int, world: int) -> None:
                           f">= {world} whose last batch of an epoch (n mod batch size) is 0 or >= {world}")
 
 
+#: exit code of a rank that stopped because a peer was gone (the launcher then names the peer if it can)
+EXIT_LOST_PEER = 75
+
+
 def lost_peer(err: BaseException) -> bool:
     """Whether `err` is a collective that failed because another rank is gone (its launcher reports it)."""
     text = str(err)

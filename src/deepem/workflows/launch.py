@@ -18,6 +18,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from deepem.errors import UserError
+from deepem.training.distributed import EXIT_LOST_PEER
 
 #: how ranks are started: "spawn" (a fresh interpreter, safe with threads); tests use "fork" (no re-import)
 START_METHOD = "spawn"
@@ -61,15 +62,22 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
         elastic_launch(config, _rank)(entry, argv)
     except ChildFailedError as err:
         # the rank that died of a signal, if one did: the others failed because it was gone
-        rank, failure = min(err.failures.items(), key=lambda kv: (kv[1].exitcode >= 0, kv[1].timestamp))
+        # (else one that failed by itself; a rank that only lost its peer is named last)
+        rank, failure = min(err.failures.items(), key=lambda kv: (kv[1].exitcode >= 0,
+                                                                   kv[1].exitcode == EXIT_LOST_PEER,
+                                                                   kv[1].timestamp))
         zero = err.failures.get(0)
         if zero is not None and zero.exitcode in (2, EXIT_INTERRUPTED):
             return zero.exitcode  # a user error or Ctrl-C: rank 0 said what happened (and how to resume)
-        how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
-               else f"failed with exit code {failure.exitcode}")
+        if failure.exitcode < 0:
+            how = f"was killed by {failure.signal_name()}"
+        elif failure.exitcode == EXIT_LOST_PEER:  # the dead rank's own exit was not seen by the launcher
+            how = "lost another rank (killed or crashed)"
+        else:
+            how = f"failed with exit code {failure.exitcode}"
         print(f"deepem {command}: rank {rank} of {nproc} {how}; the job was stopped"
               + (f". {after_failure}" if after_failure else ""), file=sys.stderr)
-        return failure.exitcode if failure.exitcode > 0 else 1
+        return failure.exitcode if 0 < failure.exitcode != EXIT_LOST_PEER else 1
     except SignalException as sig:
         # Ctrl-C or SIGTERM: the ranks got it too and stopped at a checkpoint (rank 0 said where).
         print(f"deepem {command}: the job was stopped by {signal.Signals(sig.sigval).name}", file=sys.stderr)
