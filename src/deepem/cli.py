@@ -45,7 +45,7 @@ CONFIG_ARGS = {
     "architecture_options": "model.architecture_options",
     "particles": "particles", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
     "adam_eps": "adam_eps", "schedule": "schedule", "options": "method_options", "optim": "optim",
-    "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles",
+    "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles", "patience": "patience",
     "checkpoint_every": "checkpoint_every", "checkpoint_every_steps": "checkpoint_every_steps",
     "keep_checkpoints": "keep_checkpoints", "nan_policy": "nan_policy", "max_rollbacks": "max_rollbacks",
     "max_consecutive_skips": "max_consecutive_skips", "device": "device", "dtype": "dtype",
@@ -167,6 +167,9 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--valid-every", type=int, help="epochs between validation bounds (0: never); default 1")
     g.add_argument("--valid-particles", type=_positive_int, help=f"default {d.valid_particles}")
+    g.add_argument("--patience", type=int, metavar="N",
+                   help="early stopping: stop when N validations in a row bring no new best bound, and evaluate "
+                        "the best validation's parameters (0: off, the default; --epochs stays the maximum)")
     g.add_argument("--checkpoint-every", type=_positive_int, help="epochs between checkpoints; default 1")
     g.add_argument("--checkpoint-every-steps", type=int, help="also every N steps (0: off, the default)")
     g.add_argument("--keep-checkpoints", type=_positive_int, help=f"default {d.keep_checkpoints}")
