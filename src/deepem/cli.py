@@ -254,10 +254,11 @@ def _print_evaluation(record: dict[str, Any]) -> None:
 
 def cmd_impute(args: argparse.Namespace) -> int:
     summary = run_imputation(args.run_dir, split=args.split, particles=args.particles, draws=args.draws,
-                             seed=args.seed, data_dir=args.data_dir)
+                             seed=args.seed, data_dir=args.data_dir, limit=args.limit)
     base = "  ".join(f"{name} {summary[name]['mse']:.4f}" for name in ("mean", "iterative") if name in summary)
-    print(f"{summary['split']} split, {summary['n_missing']} missing entries ({summary['missing']}): imputation "
-          f"mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
+    points = f" (first {summary['n_points']} points)" if summary["limit"] else ""
+    print(f"{summary['split']} split{points}, {summary['n_missing']} missing entries ({summary['missing']}): "
+          f"imputation mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
     print(f"written to {Path(args.run_dir) / 'imputation.json'}")
     return 0
 
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K of the self-normalised importance-sampling estimate of E[x_m | x_o] (default 1000)")
     p.add_argument("--draws", type=int, default=0,
                    help="multiple imputations per point by sampling importance resampling (default 0: none)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="impute only the first N points of the split (default: all); the baselines are still "
+                        "fitted on the whole split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_impute)
