@@ -58,7 +58,7 @@ CONFIG_ARGS = {
     "architecture_options": "model.architecture_options",
     "particles": "particles", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
     "adam_eps": "adam_eps", "schedule": "schedule", "options": "method_options", "optim": "optim",
-    "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles",
+    "seed": "seed", "valid_every": "valid_every", "valid_particles": "valid_particles", "patience": "patience",
     "checkpoint_every": "checkpoint_every", "checkpoint_every_steps": "checkpoint_every_steps",
     "keep_checkpoints": "keep_checkpoints", "nan_policy": "nan_policy", "max_rollbacks": "max_rollbacks",
     "max_consecutive_skips": "max_consecutive_skips", "device": "device", "dtype": "dtype",
@@ -181,6 +181,9 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--valid-every", type=int, help="epochs between validation bounds (0: never); default 1")
     g.add_argument("--valid-particles", type=_positive_int, help=f"default {d.valid_particles}")
+    g.add_argument("--patience", type=int, metavar="N",
+                   help="early stopping: stop when N validations in a row bring no new best bound, and evaluate "
+                        "the best validation's parameters (0: off, the default; --epochs stays the maximum)")
     g.add_argument("--checkpoint-every", type=_positive_int, help="epochs between checkpoints; default 1")
     g.add_argument("--checkpoint-every-steps", type=int, help="also every N steps (0: off, the default)")
     g.add_argument("--keep-checkpoints", type=_positive_int, help=f"default {d.keep_checkpoints}")
@@ -275,10 +278,11 @@ def _print_evaluation(record: dict[str, Any]) -> None:
 
 def cmd_impute(args: argparse.Namespace) -> int:
     summary = run_imputation(args.run_dir, split=args.split, particles=args.particles, draws=args.draws,
-                             seed=args.seed, data_dir=args.data_dir)
+                             seed=args.seed, data_dir=args.data_dir, limit=args.limit)
     base = "  ".join(f"{name} {summary[name]['mse']:.4f}" for name in ("mean", "iterative") if name in summary)
-    print(f"{summary['split']} split, {summary['n_missing']} missing entries ({summary['missing']}): imputation "
-          f"mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
+    points = f" (first {summary['n_points']} points)" if summary["limit"] else ""
+    print(f"{summary['split']} split{points}, {summary['n_missing']} missing entries ({summary['missing']}): "
+          f"imputation mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
     print(f"written to {Path(args.run_dir) / 'imputation.json'}")
     return 0
 
@@ -434,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K of the self-normalised importance-sampling estimate of E[x_m | x_o] (default 1000)")
     p.add_argument("--draws", type=int, default=0,
                    help="multiple imputations per point by sampling importance resampling (default 0: none)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="impute only the first N points of the split (default: all); the baselines are still "
+                        "fitted on the whole split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_impute)

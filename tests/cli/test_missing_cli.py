@@ -60,3 +60,28 @@ def test_bad_missing_spec_and_complete_run_are_one_line_errors(tmp_path, capsys)
     assert main([*TRAIN, "--missing", "mcar:1.5", "--out", str(tmp_path / "bad")]) == 2
     assert "invalid missing = 'mcar:1.5'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_impute_limit_imputes_the_first_points_with_baselines_fitted_on_the_whole_split(incomplete_run, capsys):
+    assert main(["impute", str(incomplete_run), "--split", "valid", "--particles", "20"]) == 0
+    full = json.loads((incomplete_run / "imputation.json").read_text())
+    whole = torch.from_numpy(__import__("numpy").load(incomplete_run / "imputation" / "imputed-valid.npy"))
+    assert main(["impute", str(incomplete_run), "--split", "valid", "--particles", "20", "--limit", "30"]) == 0
+    record = json.loads((incomplete_run / "imputation.json").read_text())
+    trained = load_trained_run(incomplete_run)
+    mask = trained.corrupted.splits.valid_mask
+    truth = trained.corrupted.complete.valid
+    assert record["limit"] == 30 and record["n_points"] == 30 and full["n_points"] == mask.shape[0] > 30
+    assert record["n_missing"] == int((~mask[:30]).sum()) < full["n_missing"]
+    imputed = torch.from_numpy(__import__("numpy").load(incomplete_run / "imputation" / "imputed-valid.npy"))
+    assert imputed.shape == (30, mask.shape[1])
+    assert torch.equal(imputed[mask[:30]], whole[:30][mask[:30]])  # observed entries as given
+    # the column means come from the whole split's observed entries: exactly the full run's values
+    m = mask.double()
+    means = torch.where(mask, truth.double(), 0.0).sum(0) / m.sum(0).clamp_min(1)
+    expected = ((means.expand(30, -1) - truth[:30].double())[~mask[:30]] ** 2).mean()
+    assert record["mean"]["mse"] == pytest.approx(float(expected), rel=1e-6)  # float32 imputed values
+    assert "valid split (first 30 points)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:  # argparse: one line on stderr, exit code 2
+        main(["impute", str(incomplete_run), "--limit", "0"])
+    assert info.value.code == 2 and "--limit: must be >= 1, got 0" in capsys.readouterr().err

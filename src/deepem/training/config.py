@@ -26,7 +26,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: fields a resumed run may change: they decide how the run is watched and kept, or how far it goes,
 #: never what the steps already taken computed.
 RESUME_OVERRIDABLE = ("epochs", "nan_policy", "max_rollbacks", "max_consecutive_skips", "keep_checkpoints",
-                      "checkpoint_every", "checkpoint_every_steps", "valid_every", "data_dir", "device")
+                      "checkpoint_every", "checkpoint_every_steps", "valid_every", "data_dir", "device",
+                      "patience")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,9 @@ class TrainConfig:
     missing_seed: int = 0  # the seed of the missing-data masks (drawn once, the same on resume)
     train_limit: int | None = None  # use only the first N training points (quick experiments)
     valid_every: int = 1  # epochs between validation bounds; 0 = never
+    #: early stopping: stop after this many validations in a row without a new best bound (0 = off);
+    #: the best validation's parameters are kept in the checkpoint and are what evaluation loads
+    patience: int = 0
     valid_particles: int = 100
     valid_limit: int | None = 1000
     checkpoint_every: int = 1  # epochs between checkpoints
@@ -105,8 +109,11 @@ class TrainConfig:
                               f"conflicts with particles = {self.particles!r} (--particles); give K once")
         for name in ("epochs", "batch_size", "valid_particles", "checkpoint_every", "keep_checkpoints"):
             need_int(name, 1)
-        for name in ("valid_every", "checkpoint_every_steps", "max_rollbacks", "max_consecutive_skips"):
+        for name in ("valid_every", "checkpoint_every_steps", "max_rollbacks", "max_consecutive_skips", "patience"):
             need_int(name, 0)
+        if self.patience and not self.valid_every:
+            raise ConfigError(f"invalid patience = {self.patience!r}: early stopping needs validation; set "
+                              "valid_every >= 1 (--valid-every) or patience = 0")
         need_int("seed", 0)
         need_int("train_limit", 1, allow_none=True)
         need_int("valid_limit", 1, allow_none=True)

@@ -21,6 +21,8 @@ class TrainState:
     rollbacks: int = 0
     elapsed: float = 0.0  # seconds of training before this process
     best_valid: float = -math.inf
+    best_epoch: int = 0  # the epoch of best_valid (0: none yet)
+    stale_validations: int = 0  # validations in a row without a new best (early stopping, config.patience)
     metrics_records: int = 0  # lines in metrics.jsonl written up to this state
     # train metrics not yet logged: 0-dim tensors while training (no device sync per step), floats
     # once logged or checkpointed (training/metrics.py)

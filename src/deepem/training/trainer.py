@@ -30,7 +30,7 @@ from deepem.methods.base import Method, MethodOutput
 from deepem.models.lvm import DeepLatentModel
 from deepem.training import checkpointing, nonfinite
 from deepem.training.checkpoint import checkpoint_name, load_latest_good
-from deepem.training.config import TrainConfig
+from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.data_order import batch_indices, batches_per_epoch, epoch_data
 from deepem.training.datacheck import DataError, check_split, check_values
 from deepem.training.distributed import (
@@ -97,6 +97,9 @@ class Trainer:
         self.train_data, self.train_mask = train_data, train_mask
         self.dynamic_binarization = dynamic_binarization
         self.validate = validate
+        if self.config.patience and validate is None:
+            raise ConfigError(f"patience = {self.config.patience} needs a validation bound, and this run has none "
+                              "(no validator, or a q(z|x) without a density); set patience = 0")
         self.run = RunFolder(Path(run_dir))
         self.log = log
         self.progress = progress
@@ -111,6 +114,8 @@ class Trainer:
             check_shardable(train_data.shape[0], self.config.batch_size, parallel.world)
             self.step.grad_sync = parallel.grad_sync
         self._saved_at: tuple[int, int] | None = None  # (epoch, step) of the newest checkpoint written
+        # early stopping: copies of the model's and method's states at the best validation (checkpointed)
+        self._best: dict[str, Any] | None = None
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Adam]:
@@ -160,6 +165,8 @@ class Trainer:
                                              self.config.to_dict())
         if self.parallel is not None:
             state.update(distributed_state(self.parallel))
+        if self._best is not None:  # early stopping: what evaluation loads (workflows/loading.py)
+            state["best"] = self._best
         return state
 
     def _check_fits(self, ckpt: dict[str, Any]) -> None:
@@ -170,6 +177,7 @@ class Trainer:
         self.state = checkpointing.restore(ckpt, self.model, self.method, self.optimizers)
         if self.parallel is not None:
             restore_rank_rng(ckpt, self.parallel)
+        self._best = ckpt.get("best")
         self._saved_at = (self.state.epoch, self.state.step)
 
     def save(self) -> Path:
@@ -284,7 +292,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True, mininterval=1.0)
         window_start = time.perf_counter()
         try:
-            while s.epoch < cfg.epochs:
+            while s.epoch < cfg.epochs and not self._patience_spent():
                 self._set_learning_rates(s.epoch)
                 order, data = epoch_data(self.train_data, cfg.seed, s.epoch, self.dynamic_binarization,
                                          self.train_mask)
@@ -322,15 +330,24 @@ class Trainer:
                 self.method.after_epoch(s.epoch)
                 s.epoch, s.batch = s.epoch + 1, 0
                 self._end_of_epoch()
-                if s.epoch % cfg.checkpoint_every == 0 or s.epoch == cfg.epochs or step_due:
+                if (s.epoch % cfg.checkpoint_every == 0 or s.epoch == cfg.epochs or step_due
+                        or self._patience_spent()):
                     self._checkpoint(started)
                 if self._stop_requested():
                     self._interrupt(started)
         finally:
             bar.close()
         s.elapsed = time.perf_counter() - started
+        stopped_early = self._patience_spent() and s.epoch < cfg.epochs
+        if self._best is not None:  # early stopping keeps the best validation's parameters
+            self.model.load_state_dict(self._best["model"])
+            self.method.load_state_dict(self._best["method"])
         return {"epochs": s.epoch, "steps": s.step, "seconds": s.elapsed, "skipped_steps": s.skipped_steps,
-                "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid}
+                "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid,
+                "best_epoch": s.best_epoch, "stopped_early": stopped_early}
+
+    def _patience_spent(self) -> bool:
+        return bool(self.config.patience) and self.state.stale_validations >= self.config.patience
 
     def _interrupt(self, started: float) -> None:
         """Honour a stop request: checkpoint the state reached (unless just written) and stop."""
@@ -354,14 +371,22 @@ class Trainer:
             return
         estimate = self.validate(self.model)
         self.model.train()
-        if math.isfinite(estimate.mean):
-            s.best_valid = max(s.best_valid, estimate.mean)
+        if math.isfinite(estimate.mean) and estimate.mean > s.best_valid:
+            s.best_valid, s.best_epoch, s.stale_validations = estimate.mean, s.epoch, 0
+            if cfg.patience:
+                self._best = {"model": _copy_state(self.model), "method": _copy_state(self.method)}
+        else:
+            s.stale_validations += 1
         record = {"kind": "valid", "step": s.step, "epoch": s.epoch, "valid_bound": estimate.mean,
                   "valid_stderr": estimate.stderr, "estimator": estimate.estimator}
         s.history.append(record)
         self._append_metrics(record)
         self.log(f"epoch {s.epoch}/{cfg.epochs}: validation {estimate.estimator} = "
                  f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
+
+
+def _copy_state(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class _RolledBack(Exception):

@@ -23,21 +23,23 @@ BASELINES = ("mean", "iterative")
 def imputation_summary(model: DeepLatentModel, corrupted: CorruptedData, split: str = "train",
                        particles: int = 1000, draws: int = 0, seed: int = 0, batch_size: int = 100,
                        proposal: str = "zero-filled", baselines: tuple[str, ...] = BASELINES,
-                       fit_split: str | None = None) -> dict[str, Any]:
+                       fit_split: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """{"split", "missing", "n_missing", "model": summary, "mean": summary, "iterative": summary}.
 
     split: the split whose missing entries are imputed; "train" is the transductive setting of the
     MIWAE and IWEM UCI experiments (train on the incomplete table, impute its missing entries).
-    fit_split: the split the baselines are fitted on (None: the imputed split itself).
+    fit_split: the split the baselines are fitted on (None: the imputed split itself, all of it).
+    limit: impute only the first `limit` points of the split (None: all).
     Every summary holds the mse over the missing entries of `split` against the complete data."""
     return imputation_with_baselines(model, corrupted, split, particles, draws, seed, batch_size, proposal,
-                                     baselines, fit_split)[0]
+                                     baselines, fit_split, limit)[0]
 
 
 def imputation_with_baselines(model: DeepLatentModel, corrupted: CorruptedData, split: str = "train",
                               particles: int = 1000, draws: int = 0, seed: int = 0, batch_size: int = 100,
                               proposal: str = "zero-filled", baselines: tuple[str, ...] = BASELINES,
-                              fit_split: str | None = None) -> tuple[dict[str, Any], ImputationResult]:
+                              fit_split: str | None = None, limit: int | None = None
+                              ) -> tuple[dict[str, Any], ImputationResult]:
     """`imputation_summary` and the model's ImputationResult (the imputed arrays) behind it."""
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
@@ -46,12 +48,17 @@ def imputation_with_baselines(model: DeepLatentModel, corrupted: CorruptedData, 
     if mask is None:
         raise ValueError(f"the {split} split has no missing entries: nothing to impute")
     complete = corrupted.complete.split(split)
-    out: dict[str, Any] = {"split": split, "missing": str(corrupted.spec), "corruption_seed": corrupted.seed,
-                           "n_missing": int((~mask).sum())}
-    result = impute(model, data, mask, particles, draws, complete, batch_size, seed, proposal=proposal)
-    out["model"] = result.summary()
+    # With a limit the baselines are still fitted on the whole split (fit_split's default), so their error on
+    # the first `limit` points is what they would make on those points in the full imputation.
+    fit_split = fit_split if fit_split is not None or limit is None else split
     fit = {} if fit_split is None else {"fit_data": corrupted.splits.split(fit_split),
                                         "fit_mask": corrupted.splits.mask(fit_split)}
+    if limit is not None:
+        data, mask, complete = data[:limit], mask[:limit], complete[:limit]
+    out: dict[str, Any] = {"split": split, "missing": str(corrupted.spec), "corruption_seed": corrupted.seed,
+                           "n_missing": int((~mask).sum()), "n_points": int(data.shape[0]), "limit": limit}
+    result = impute(model, data, mask, particles, draws, complete, batch_size, seed, proposal=proposal)
+    out["model"] = result.summary()
     if "mean" in baselines:
         out["mean"] = mean_imputation(data, mask, complete, **fit).summary()
     if "iterative" in baselines:
@@ -61,8 +68,10 @@ def imputation_with_baselines(model: DeepLatentModel, corrupted: CorruptedData, 
 
 def run_imputation(run_dir: str | Path, split: str = "train", particles: int = 1000, draws: int = 0,
                    seed: int = 0, proposal: str = "zero-filled", data_dir: str | None = None,
-                   baselines: tuple[str, ...] = BASELINES, figure_points: int = 8) -> dict[str, Any]:
-    """`deepem impute`: impute the missing entries of a split of the run's incomplete data, write
+                   baselines: tuple[str, ...] = BASELINES, figure_points: int = 8,
+                   limit: int | None = None) -> dict[str, Any]:
+    """`deepem impute`: impute the missing entries of a split (its first `limit` points, or all) of the
+    run's incomplete data, write
     RUN/imputation.json (mse over missing entries beside the baselines', n_missing, particles, split),
     RUN/imputation/imputed-SPLIT.npy (and draws-SPLIT.npy for multiple imputation) and, for images,
     RUN/figures/imputation-SPLIT.png (rows: observed, truth, imputed; IWEM paper Figure 5)."""
@@ -71,7 +80,7 @@ def run_imputation(run_dir: str | Path, split: str = "train", particles: int = 1
         raise ValueError(f"run {run_dir} was trained on complete data: there is nothing to impute. Train with "
                          "--missing mcar:P or --missing patches:N")
     summary, result = imputation_with_baselines(trained.model, trained.corrupted, split, particles, draws, seed,
-                                                proposal=proposal, baselines=baselines)
+                                                proposal=proposal, baselines=baselines, limit=limit)
     summary.update(particles=particles, draws=draws, method=trained.config.method,
                    checkpoint=trained.checkpoint.name, step=trained.step)
     run = Path(run_dir)

@@ -31,7 +31,8 @@ class TrainedRun:
 
 def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: str = "cpu",
                      warn: Callable[[str], None] = print) -> TrainedRun:
-    """The run's model in eval mode on `device`, with the data it was trained on."""
+    """The run's model in eval mode on `device`, with the data it was trained on: the newest checkpoint's
+    parameters, or for a run with early stopping (config.patience) those of its best validation."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     run = RunFolder(Path(run_dir))
@@ -51,10 +52,12 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     if config.model.likelihood is None:
         config.model.likelihood = data.likelihood
     model = DeepLatentModel.from_config(config.model, data.data_dim)
-    model.load_state_dict(ckpt["model"])
+    # A run trained with early stopping (--patience) is evaluated with its best validation's parameters.
+    params = ckpt.get("best", ckpt)
+    model.load_state_dict(params["model"])
     method = build_method(config)
     method.bind(model)  # the method's own networks exist once bound, before its state is loaded
-    method.load_state_dict(ckpt["method"])
+    method.load_state_dict(params["method"])
     model.to(device, config.torch_dtype).eval()
     method.to(device, config.torch_dtype)
     return TrainedRun(config, model, method, data, path, int(ckpt["train_state"]["step"]), corrupted)
