@@ -126,6 +126,7 @@ def test_a_seed_resumes_alone_from_a_group_checkpoint(tmp_path):
     (dict(method="iwae-dreg"), "method 'iwae-dreg'"),
     (dict(method="rws"), "method 'rws'"),
     (dict(nan_policy="skip"), "nan_policy 'skip'"),
+    (dict(patience=2), r"early stopping \(patience 2\)"),
 ])
 def test_unsupported_settings_are_refused_before_anything_is_written(tmp_path, changes, named):
     with pytest.raises(VectorisationError, match=named) as err:
