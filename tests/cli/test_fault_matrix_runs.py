@@ -168,7 +168,12 @@ def test_item7_ctrl_c_during_compare_stops_cleanly_and_resumes(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # "== vae: training ..." once the first run has started
     assert line.startswith("== vae"), line
-    time.sleep(4.0)  # inside the first method's training loop
+    # inside the first method's training loop: its first metrics record (step 50) is written; a fixed
+    # sleep could land before the loop on a loaded machine, and then there is nothing to resume
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in (tmp_path / "c").rglob("metrics.jsonl")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the first run never started training"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
