@@ -26,15 +26,17 @@ KINDS = {
                                     "aten::exp", "aten::exp_", "aten::log_sigmoid_forward", "aten::softplus",
                                     "aten::log1p", "aten::tanh_backward", "aten::sigmoid_backward",
                                     "aten::log_sigmoid_backward"),
-    "optimiser": ("aten::_fused_adam_", "aten::_foreach_", "aten::lerp_", "aten::addcdiv_", "aten::addcmul_",
+    "optimiser": ("aten::_fused_adam_", "aten::lerp_", "aten::addcdiv_", "aten::addcmul_",
                   "aten::sqrt"),
     "random numbers": ("aten::normal_",),
 }
 
 
 def kind_of(name: str) -> str:
+    if name.startswith("aten::_foreach_"):
+        return "optimiser"
     for kind, names in KINDS.items():
-        if name in names or any(name.startswith(n) for n in names if n.endswith("_")):
+        if name in names:
             return kind
     return "other element-wise, small ops, autograd"
 

@@ -23,8 +23,10 @@ the summed log-likelihood agrees to float tolerance (tests/inference/test_fused.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 
@@ -118,12 +120,50 @@ def bernoulli_linear_log_prob(x: Tensor, h: Tensor, weight: Tensor, bias: Tensor
 
     Differentiable in h, W and b (first order); without a graph (evaluation) nothing is kept."""
     if torch._C._are_functorch_transforms_active():
-        # Under torch.func (vmap, grad: vectorised seeds) the composite form, which has batching rules.
-        logits = torch.nn.functional.linear(h, weight, bias)
-        return -torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none").sum(-1)
+        # Under torch.func (vmap, grad: vectorised seeds) the composite form, with a batching rule.
+        logits = F.linear(h, weight, bias)
+        return -bernoulli_nll(logits, x.expand_as(logits)).sum(-1)
     signs = 2 * x - 1
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return _BernoulliLinear.apply(h, weight, bias, signs)
     return _sum_log_sigmoid_(_signed_logits(h, weight, bias, signs))[0]
+
+
+def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
+    """F.binary_cross_entropy_with_logits(logits, target, reduction="none"); under torch.func transforms
+    the same kernel through a Function with a batching rule of its own."""
+    if torch._C._are_functorch_transforms_active():
+        return _BernoulliNLL.apply(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+
+class _BernoulliNLL(torch.autograd.Function):
+    """The element-wise Bernoulli negative log-likelihood with a vmap rule.
+
+    vmap has no batching rule for binary_cross_entropy_with_logits and decomposes it into about ten
+    element-wise passes over the (S, K, B, D) logits (vectorised IWAE at K = 50 then ran at 0.2-0.7 times
+    the speed of sequential seeds on CPU). The op is element-wise, so its batched form is the op on the
+    whole stacked tensor. Forward is the library's kernel; backward its formula, (σ(l) − x)·grad."""
+
+    @staticmethod
+    def forward(logits: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        logits, target = ctx.saved_tensors
+        return (torch.sigmoid(logits) - target) * grad, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, int | None], logits: Tensor, target: Tensor
+             ) -> tuple[Tensor, int]:
+        def batched_first(t: Tensor, dim: int | None) -> Tensor:
+            return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
+
+        logits, target = batched_first(logits, in_dims[0]), batched_first(target, in_dims[1])
+        return _BernoulliNLL.apply(logits, target.expand_as(logits)), 0

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepem.inference.distributions import normal_log_density
-from deepem.inference.fused import bernoulli_linear_log_prob
+from deepem.inference.fused import bernoulli_linear_log_prob, bernoulli_nll
 
 
 def observed(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -84,7 +84,7 @@ class BernoulliLikelihood(Likelihood):
     def log_prob(self, x: Tensor, out: Tensor, mask: Tensor | None = None) -> Tensor:
         # log Bern(x | sigmoid(l)) = -BCE(l, x): one fused kernel forward and backward, which on CPU
         # measured ~25% fewer passes over the (K, B, D) logits than x*l - softplus(l). expand is a view.
-        per_dim = F.binary_cross_entropy_with_logits(out, observed(x, mask).expand_as(out), reduction="none")
+        per_dim = bernoulli_nll(out, observed(x, mask).expand_as(out))
         return -sum_observed(per_dim, mask)
 
     def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:

@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
@@ -46,7 +45,6 @@ from deepem.inference.distributions import DiagonalGaussian
 from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import THETA, Method
 from deepem.models.encoders import GaussianEncoder
-from deepem.models.likelihoods import BernoulliLikelihood, observed, sum_observed
 from deepem.training.checkpoint import checkpoint_name
 from deepem.training.config import TrainConfig
 from deepem.training.data_order import batch_indices, epoch_data
@@ -141,42 +139,8 @@ class _NoiseFedModel:
         return self.model.log_prior(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        if type(self.model.likelihood) is BernoulliLikelihood:
-            # BernoulliLikelihood.log_prob, with its one fused kernel kept under vmap (see _BernoulliNLL)
-            out = self.model.decoder(z)
-            return -sum_observed(_BernoulliNLL.apply(out, observed(x, mask).expand_as(out)), mask)
+        # (the Bernoulli kernel has a batching rule of its own: inference/fused.py, bernoulli_nll)
         return self.model.log_likelihood(x, z, mask)
-
-
-class _BernoulliNLL(torch.autograd.Function):
-    """F.binary_cross_entropy_with_logits(logits, target, reduction="none") with a vmap rule of its own.
-
-    vmap has no batching rule for this fused kernel and decomposes it into about ten elementwise passes
-    over the (S, K, B, D) logits (measured: vectorised IWAE at K = 50 ran at 0.2-0.7 times the speed of
-    sequential seeds on CPU). The op is elementwise, so its batched form is the op on the whole stacked
-    tensor. Forward is the library's kernel; backward is its formula, (sigmoid(l) - x) * grad."""
-
-    @staticmethod
-    def forward(logits: Tensor, target: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
-        ctx.save_for_backward(*inputs)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        logits, target = ctx.saved_tensors
-        return (torch.sigmoid(logits) - target) * grad, None
-
-    @staticmethod
-    def vmap(info: Any, in_dims: tuple[int | None, int | None], logits: Tensor, target: Tensor
-             ) -> tuple[Tensor, int]:
-        def batched_first(t: Tensor, dim: int | None) -> Tensor:
-            return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
-
-        logits, target = batched_first(logits, in_dims[0]), batched_first(target, in_dims[1])
-        return _BernoulliNLL.apply(logits, target.expand_as(logits)), 0
 
 
 class _SeedLoss(nn.Module):
