@@ -2,7 +2,7 @@
 per second of IWAE training steps (K = 5 and K = 50) at a global batch of B = 20, the 784-200-200-50
 tanh MLPs of Burda et al. (2015) on random binary data of MNIST's shape.
 
-    nice -n 10 python benchmarks/distributed_throughput.py [--seconds 3] [--out benchmarks/results]
+    python benchmarks/distributed_throughput.py [--seconds 3] [--out benchmarks/results]
 
 Each configuration times the trainer's own step (gradient all-reduce included for 2 ranks, whose
 shards are 10 points each) over `--seconds` per repeat, best of `--repeats`; ranks are started by the
@@ -109,7 +109,7 @@ def main() -> None:
             base = next(r for r in rows if r["k"] == row["k"] and r["nproc"] == 1 and r["threads_per_rank"] == threads)
             row[f"vs_1_process_{threads}_threads"] = round(row["points_per_s"] / base["points_per_s"], 3)
     meta = {"torch": torch.__version__, "cores": cores, "machine": platform.machine(),
-            "command": "nice -n 10 python benchmarks/distributed_throughput.py " + " ".join(sys.argv[1:]),
+            "command": "python benchmarks/distributed_throughput.py " + " ".join(sys.argv[1:]),
             "seconds": args.seconds, "repeats": args.repeats}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def main() -> None:
     lines = [
         "# Data-parallel training throughput: 1 process vs 2 (gloo, CPU)",
         "",
-        f"`{meta['command']}` — torch {meta['torch']}, {cores} cores shared with other work (the load "
+        f"`{meta['command']}` — torch {meta['torch']}, {cores} cores (the load "
         "average is the machine's 1-minute figure before and after each configuration). IWAE, global batch "
         f"B = {B} (10 points per rank with 2 ranks), 784-200-200-50 MLPs, best of {args.repeats} × "
         f"{args.seconds:g} s.",
