@@ -22,6 +22,7 @@ from deepem.methods.registry import METHODS, method_options
 from deepem.models.architectures import ARCHITECTURES
 from deepem.models.architectures import describe as describe_architectures
 from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
+from deepem.training.allocator import keep_freed_memory
 from deepem.training.config import NAN_POLICIES, TrainConfig
 from deepem.training.distributed import (
     EXIT_LOST_PEER,
@@ -497,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # no page faults for the tensors every step allocates again (training/allocator.py)
     try:
         # --- scale-out (training/distributed.py, workflows/launch.py) ---
         nproc = getattr(args, "nproc", 1)

@@ -89,3 +89,36 @@ def test_under_vmap_the_composite_form_gives_the_same_values():
     hs, weight, bias = torch.randn(2, 4, 3, 6, generator=g), torch.randn(5, 6, generator=g), torch.randn(5, generator=g)
     batched = torch.func.vmap(lambda h: bernoulli_linear_log_prob(x, h, weight, bias))(hs)
     assert torch.allclose(batched, torch.stack([reference(x, h, weight, bias) for h in hs]), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-15), (torch.float32, 2.5e-7)])
+def test_fast_tanh_matches_tanh_in_value_and_gradient(dtype, atol):
+    from deepem.inference.fused import fast_tanh
+
+    g = torch.Generator().manual_seed(1)
+    # small, moderate and saturated inputs, both signs, plus exact zeros and the tails
+    x = torch.cat([torch.randn(20000, dtype=dtype, generator=g) * s for s in (1e-4, 1.0, 5.0, 30.0)]
+                  + [torch.tensor([0.0, -0.0, 1e3, -1e3], dtype=dtype)]).requires_grad_()
+    coeff = torch.randn(x.shape, dtype=dtype, generator=g)
+    ours = fast_tanh(x)
+    ref = torch.tanh(x)
+    (d_ours,) = torch.autograd.grad((coeff * ours).sum(), x)
+    (d_ref,) = torch.autograd.grad((coeff * ref).sum(), x)
+    assert (ours - ref).abs().max() <= atol
+    assert ours.abs().max() <= 1  # never outside tanh's range
+    assert torch.allclose(d_ours, d_ref, rtol=0, atol=4 * atol * coeff.abs().max().item())
+    with torch.no_grad():
+        assert torch.equal(fast_tanh(x), ours)
+
+
+def test_mlp_tanh_layers_use_the_fast_kernel_and_stay_modules_of_tanh():
+    from deepem.models.networks import mlp
+
+    net = mlp(5, [200, 200], 3)
+    acts = [m for m in net if isinstance(m, torch.nn.Tanh)]
+    assert len(acts) == 2
+    x = torch.randn(400, 5, generator=torch.Generator().manual_seed(0))  # 80k hidden entries: the fast path
+    reference = x
+    for m in net:
+        reference = torch.tanh(reference) if isinstance(m, torch.nn.Tanh) else m(reference)
+    assert torch.allclose(net(x), reference, rtol=0, atol=1e-6)
