@@ -1,23 +1,26 @@
 """Where the time of an IWAE training step goes, deepem's and plain PyTorch's, by kind of work: matrix
 products, element-wise passes, the optimiser, and everything else (small ops, autograd, Python).
 
-    python benchmarks/profile_step.py [--threads 1] [--steps 20] [--out benchmarks/results]
+    python benchmarks/profile_step.py [--threads 1] [--steps 20] [--keep-freed-memory] [--out benchmarks/results]
 
 It says how far a step can get faster without changing what is computed: the matrix products (the
 same FLOPs in every implementation) are a floor, so total / matmul time bounds the speed-up that any
-amount of work on the rest can give. Writes step_profile.md and step_profile.json."""
+amount of work on the rest can give. Writes step_profile.md and step_profile.json (step_profile-keep.* with
+--keep-freed-memory: both implementations with the allocator setting the deepem command applies)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from deepem.training.allocator import keep_freed_memory
 from peers import D, deepem_step, plain_step
 
 KINDS = {
@@ -55,19 +58,26 @@ def profile_step(step, steps: int) -> dict[str, float]:
     return totals
 
 
-def wall_ms(step, steps: int) -> float:
+def wall_ms(step, steps: int) -> tuple[float, float]:
+    """Milliseconds and minor page faults per step."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / steps * 1e3
+    return ((time.perf_counter() - start) / steps * 1e3,
+            (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="both implementations with deepem's allocator setting (training/allocator.py)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.keep_freed_memory and not keep_freed_memory():
+        parser.error("--keep-freed-memory needs Linux with glibc")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
@@ -76,29 +86,36 @@ def main() -> None:
         for name, make in (("deepem", deepem_step), ("plain", plain_step)):
             step = make(x, k)
             kinds = profile_step(step, args.steps)
-            wall = min(wall_ms(step, args.steps) for _ in range(3))
+            wall, faults = min(wall_ms(step, args.steps) for _ in range(3))
             kinds["Python, dispatch, autograd (wall - ops)"] = max(0.0, wall - sum(kinds.values()))
-            rows.append({"k": k, "batch": b, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds})
+            rows.append({"k": k, "batch": b, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds,
+                         "page_faults_per_step": faults})
     load = os.getloadavg()
     kinds = list(KINDS) + ["other element-wise, small ops, autograd", "Python, dispatch, autograd (wall - ops)"]
-    lines = [f"# Where an IWAE training step's time goes ({args.threads} thread(s), torch {torch.__version__})", "",
-             f"Command: `python benchmarks/profile_step.py --threads {args.threads} --steps {args.steps}`. "
+    flag = " --keep-freed-memory" if args.keep_freed_memory else ""
+    allocator = "deepem's allocator setting" if args.keep_freed_memory else "malloc as it is"
+    lines = [f"# Where an IWAE training step's time goes ({args.threads} thread(s), torch {torch.__version__}, "
+             f"{allocator})", "",
+             f"Command: `python benchmarks/profile_step.py --threads {args.threads} --steps {args.steps}{flag}`. "
              f"Load average (1 min) at the end: {load[0]:.1f} on {os.cpu_count()} CPUs. Milliseconds per step "
              "(profiler self time per kind of op; the last column is wall time minus the ops' time). "
              "Bound = wall / matrix products: the speed-up left if all but the matrix products were free.", "",
-             "| workload | implementation | wall ms | " + " | ".join(kinds) + " | bound |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- |"]
+             "| workload | implementation | wall ms | page faults | " + " | ".join(kinds) + " | bound |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- |"]
     for r in rows:
         m = r["ms_by_kind"]
         lines.append(f"| K={r['k']}, B={r['batch']} | {r['implementation']} | {r['wall_ms']:.2f} | "
+                     f"{r['page_faults_per_step']:.0f} | "
                      + " | ".join(f"{m.get(kd, 0.0):.2f}" for kd in kinds)
                      + f" | {r['wall_ms'] / max(m.get('matrix products', 1e-9), 1e-9):.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "step_profile.md").write_text(text)
-    (out / "step_profile.json").write_text(json.dumps({"threads": args.threads, "load_average": load,
+    name = "step_profile-keep" if args.keep_freed_memory else "step_profile"
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps({"threads": args.threads, "load_average": load,
+                                                  "keep_freed_memory": args.keep_freed_memory,
                                                        "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
 
 

@@ -2,7 +2,8 @@
 Pyro (SVI, RenyiELBO(alpha=0), vectorised particles) and pythae (IWAE), all in one process, plus REM,
 IWEM and RWS steps against deepem's IWAE step at the same K.
 
-    python benchmarks/throughput.py [--device cpu|cuda] [--blocks 7] [--threads 2] [--out benchmarks/results]
+    python benchmarks/throughput.py [--device cpu|cuda] [--blocks 7] [--threads 2] [--keep-freed-memory]
+                                    [--out benchmarks/results]
 
 Model: the 784-200-200-50 tanh MLPs of Burda et al. (2015), Bernoulli likelihood, random binary data of
 MNIST's shape (throughput does not depend on the pixel values). Peers are optional (`pip install pyro-ppl
@@ -12,7 +13,12 @@ Timing: `--blocks` blocks; in each, every contender runs a fixed number of whole
 warm-up to fill about 0.2 s), in a rotated order. A block's ratio is the contender's seconds per step over
 deepem's in that block, so load from other processes falls on both alike; the table gives the median
 ratio over blocks and its range (min–max), the load average before and after, and the machine's
-measured matmul peak."""
+measured matmul peak.
+
+Allocator: by default malloc is left as it is, as in a user's own script. With --keep-freed-memory the
+whole process runs with the setting the deepem command applies at start-up (training/allocator.py), so
+every contender, the peers included, gets it; results go to throughput-keep.md. The two runs together show
+how much of a ratio comes from page faults."""
 
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import torch
 
 from deepem.evaluation.loglik import iw_log_likelihood_batch
 from deepem.models import DeepLatentModel, ModelConfig
+from deepem.training.allocator import keep_freed_memory
 from peers import D, PlainIWAE, Z, available_peers, deepem_step
 
 H = 200
@@ -132,8 +139,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="run every contender with deepem's allocator setting (training/allocator.py)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.keep_freed_memory and not keep_freed_memory():
+        parser.error("--keep-freed-memory needs Linux with glibc")
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -145,13 +156,16 @@ def main() -> None:
     info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "matmul_peak_gflops": peak, "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "keep_freed_memory": args.keep_freed_memory,
             "command": f"python benchmarks/throughput.py --device {args.device} --blocks {args.blocks}"
-                       + (f" --threads {args.threads}" if args.threads else "")}
+                       + (f" --threads {args.threads}" if args.threads else "")
+                       + (" --keep-freed-memory" if args.keep_freed_memory else "")}
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     peers = [p for p in ("plain", "pyro", "pythae") if p in train[0]["contenders"]]
-    lines = [f"# Throughput ({args.device}, torch {torch.__version__}, {info['threads']} threads)", "",
+    allocator = ("deepem's allocator setting for every contender" if args.keep_freed_memory
+                 else "malloc as it is")
+    lines = [f"# Throughput ({args.device}, torch {torch.__version__}, {info['threads']} threads, {allocator})", "",
              f"Command: `{info['command']}`. Measured float32 matmul peak: {peak:.1f} GFLOP/s. Load average "
              f"(1 min) {load_before[0]:.1f} before and {info['load_average_after'][0]:.1f} after, on "
              f"{os.cpu_count()} CPUs.", "",
@@ -181,7 +195,8 @@ def main() -> None:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
+    suffix = ("" if args.device == "cpu" else f"-{args.device.replace(':', '')}") + (
+        "-keep" if args.keep_freed_memory else "")
     (out / f"throughput{suffix}.md").write_text(text)
     (out / f"throughput{suffix}.json").write_text(json.dumps({"info": info, "train": train,
                                                               "evaluation": evaluation}, indent=2) + "\n")
