@@ -1,8 +1,9 @@
-"""The same IWAE training step written four ways, for benchmarks/throughput.py: plain PyTorch, Pyro and
-pythae (optional peers: `pip install pyro-ppl pythae`, benchmark-only, not dependencies of deepem), and
-deepem's own trainer step. Each factory returns a zero-argument callable that takes one optimiser step
-on a fixed batch x, with the 784-200-200-50 tanh MLPs of Burda et al. (2015), a Bernoulli likelihood,
-K particles and Adam(lr 1e-3, eps 1e-4)."""
+"""The same IWAE training step written four ways, for benchmarks/throughput.py and profile_step.py: plain
+PyTorch, Pyro and pythae (optional peers: `pip install pyro-ppl pythae`, benchmark-only, not dependencies
+of deepem), and deepem's own trainer step. Each factory returns a zero-argument callable that takes one
+optimiser step on a fixed batch x, with the 784-200-200-50 tanh MLPs of Burda et al. (2015), a Bernoulli
+likelihood, K particles and Adam(lr 1e-3, eps 1e-4). Also K-particle IW evaluation, deepem's and the plain
+chunked loop, and the FLOPs of both workloads."""
 
 from __future__ import annotations
 
@@ -13,12 +14,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepem.evaluation.loglik import iw_log_likelihood_batch
 from deepem.methods import make_method
 from deepem.models import DeepLatentModel, ModelConfig
 from deepem.training.step import TrainStep
 
 D, H, Z = 784, 200, 50
+DECODER_MACS = Z * H + H * H + H * D  # per particle
+ENCODER_MACS = D * H + H * H + H * 2 * Z  # per data point
 Step = Callable[[], None]
+
+
+def training_flops(k: int, batch: int) -> int:
+    """Matrix-product FLOPs of one training step: forward, and backward at twice the forward."""
+    return 3 * 2 * (k * batch * DECODER_MACS + batch * ENCODER_MACS)
+
+
+def evaluation_flops(k: int, points: int) -> int:
+    """Matrix-product FLOPs of K-particle IW evaluation of `points` points (forward only)."""
+    return 2 * points * (k * DECODER_MACS + ENCODER_MACS)
 
 
 def encoder_net() -> nn.Sequential:
@@ -130,6 +144,29 @@ def pythae_step(x: torch.Tensor, k: int) -> Step:
         model(batch).loss.backward()
         opt.step()
     return step
+
+
+def deepem_evaluation(x: torch.Tensor, k: int, batch: int) -> Step:
+    """deepem's IW log-likelihood of every point of x with K particles, `batch` points at a time."""
+    model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device).eval()
+
+    @torch.no_grad()
+    def evaluate() -> None:
+        for i in range(0, x.shape[0], batch):
+            iw_log_likelihood_batch(model, x[i:i + batch], k)
+    return evaluate
+
+
+def plain_evaluation(x: torch.Tensor, k: int, batch: int, chunk: int = 500) -> Step:
+    """The straightforward loop: chunks of particles, all log-weights kept, one logsumexp at the end."""
+    model = PlainIWAE().to(x.device).eval()
+
+    @torch.no_grad()
+    def evaluate() -> None:
+        for i in range(0, x.shape[0], batch):
+            xb = x[i:i + batch]
+            torch.logsumexp(torch.cat([model.log_w(xb, chunk) for _ in range(k // chunk)]), 0)
+    return evaluate
 
 
 PEERS: dict[str, Callable[[torch.Tensor, int], Step]] = {"plain": plain_step, "pyro": pyro_step,

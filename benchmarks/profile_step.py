@@ -1,5 +1,6 @@
-"""Where the time of an IWAE training step goes, deepem's and plain PyTorch's, by kind of work: matrix
-products, element-wise passes, the optimiser, and everything else (small ops, autograd, Python).
+"""Where the time of an IWAE training step and of K = 5000 evaluation goes, deepem's and plain PyTorch's, by
+kind of work: matrix products, element-wise passes, the optimiser, and everything else (small ops,
+autograd, Python); with the number of ATen calls and the rate the matrix products reach.
 
     python benchmarks/profile_step.py [--threads 1] [--steps 20] [--keep-freed-memory] [--out benchmarks/results]
 
@@ -21,7 +22,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from deepem.training.allocator import keep_freed_memory
-from peers import D, deepem_step, plain_step
+from peers import D, deepem_evaluation, deepem_step, evaluation_flops, plain_evaluation, plain_step, training_flops
+from throughput import matmul_peak
+
+EVAL_K, EVAL_POINTS = 5000, 4
 
 KINDS = {
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::mv", "aten::addmv_", "aten::baddbmm"),
@@ -44,18 +48,21 @@ def kind_of(name: str) -> str:
     return "other element-wise, small ops, autograd"
 
 
-def profile_step(step, steps: int) -> dict[str, float]:
+def profile_step(step, steps: int) -> tuple[dict[str, float], float]:
+    """Milliseconds per step by kind of op, and ATen calls per step (nested ones, views included)."""
     for _ in range(3):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
     totals: dict[str, float] = {}
+    calls = 0
     for event in prof.key_averages():
         if event.key.startswith("aten::"):
             kind = kind_of(event.key)
             totals[kind] = totals.get(kind, 0.0) + event.self_cpu_time_total / steps / 1e3
-    return totals
+            calls += event.count
+    return totals, calls / steps
 
 
 def wall_ms(step, steps: int) -> tuple[float, float]:
@@ -80,33 +87,46 @@ def main() -> None:
         parser.error("--keep-freed-memory needs Linux with glibc")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    rows = []
+    peak = matmul_peak("cpu")
+    workloads = []
     for k, b in ((50, 20), (50, 100), (5, 20)):
         x = torch.bernoulli(torch.full((b, D), 0.13))
-        for name, make in (("deepem", deepem_step), ("plain", plain_step)):
-            step = make(x, k)
-            kinds = profile_step(step, args.steps)
-            wall, faults = min(wall_ms(step, args.steps) for _ in range(3))
+        workloads.append((f"train K={k}, B={b}", training_flops(k, b), args.steps,
+                          {"deepem": deepem_step(x, k), "plain": plain_step(x, k)}))
+    x = torch.bernoulli(torch.full((EVAL_POINTS, D), 0.13))
+    workloads.append((f"evaluate K={EVAL_K}, {EVAL_POINTS} points", evaluation_flops(EVAL_K, EVAL_POINTS),
+                      max(1, args.steps // 10), {"deepem": deepem_evaluation(x, EVAL_K, EVAL_POINTS),
+                                                 "plain": plain_evaluation(x, EVAL_K, EVAL_POINTS)}))
+    rows = []
+    for workload, flops, steps, implementations in workloads:
+        for name, step in implementations.items():
+            kinds, calls = profile_step(step, steps)
+            wall, faults = min(wall_ms(step, steps) for _ in range(3))
             kinds["Python, dispatch, autograd (wall - ops)"] = max(0.0, wall - sum(kinds.values()))
-            rows.append({"k": k, "batch": b, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds,
-                         "page_faults_per_step": faults})
+            rows.append({"workload": workload, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds,
+                         "page_faults_per_step": faults, "aten_calls_per_step": calls,
+                         "matmul_gflops": flops / max(kinds.get("matrix products", 0.0), 1e-9) / 1e6})
     load = os.getloadavg()
     kinds = list(KINDS) + ["other element-wise, small ops, autograd", "Python, dispatch, autograd (wall - ops)"]
     flag = " --keep-freed-memory" if args.keep_freed_memory else ""
     allocator = "deepem's allocator setting" if args.keep_freed_memory else "malloc as it is"
-    lines = [f"# Where an IWAE training step's time goes ({args.threads} thread(s), torch {torch.__version__}, "
+    lines = [f"# Where an IWAE step's time goes ({args.threads} thread(s), torch {torch.__version__}, "
              f"{allocator})", "",
              f"Command: `python benchmarks/profile_step.py --threads {args.threads} --steps {args.steps}{flag}`. "
-             f"Load average (1 min) at the end: {load[0]:.1f} on {os.cpu_count()} CPUs. Milliseconds per step "
-             "(profiler self time per kind of op; the last column is wall time minus the ops' time). "
+             f"Load average (1 min) at the end: {load[0]:.1f} on {os.cpu_count()} CPUs. Measured float32 matmul "
+             f"peak: {peak:.1f} GFLOP/s. Milliseconds per step (one evaluation step: all {EVAL_POINTS} points; "
+             "profiler self time per kind of op; the Python column is wall time minus the ops' time). "
+             "Matmul GFLOP/s = the workload's matrix-product FLOPs / the profiled matrix-product time. "
              "Bound = wall / matrix products: the speed-up left if all but the matrix products were free.", "",
-             "| workload | implementation | wall ms | page faults | " + " | ".join(kinds) + " | bound |",
-             "| --- | --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- |"]
+             "| workload | implementation | wall ms | page faults | ATen calls | " + " | ".join(kinds)
+             + " | matmul GFLOP/s (of peak) | bound |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- | --- |"]
     for r in rows:
         m = r["ms_by_kind"]
-        lines.append(f"| K={r['k']}, B={r['batch']} | {r['implementation']} | {r['wall_ms']:.2f} | "
-                     f"{r['page_faults_per_step']:.0f} | "
+        lines.append(f"| {r['workload']} | {r['implementation']} | {r['wall_ms']:.2f} | "
+                     f"{r['page_faults_per_step']:.0f} | {r['aten_calls_per_step']:.0f} | "
                      + " | ".join(f"{m.get(kd, 0.0):.2f}" for kd in kinds)
+                     + f" | {r['matmul_gflops']:.1f} ({r['matmul_gflops'] / peak:.0%})"
                      + f" | {r['wall_ms'] / max(m.get('matrix products', 1e-9), 1e-9):.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
@@ -116,7 +136,8 @@ def main() -> None:
     (out / f"{name}.md").write_text(text)
     (out / f"{name}.json").write_text(json.dumps({"threads": args.threads, "load_average": load,
                                                   "keep_freed_memory": args.keep_freed_memory,
-                                                       "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+                                                  "matmul_peak_gflops": peak, "torch": torch.__version__,
+                                                  "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,14 +33,9 @@ from pathlib import Path
 
 import torch
 
-from deepem.evaluation.loglik import iw_log_likelihood_batch
-from deepem.models import DeepLatentModel, ModelConfig
 from deepem.training.allocator import keep_freed_memory
-from peers import D, PlainIWAE, Z, available_peers, deepem_step
+from peers import D, available_peers, deepem_evaluation, deepem_step, evaluation_flops, plain_evaluation, training_flops
 
-H = 200
-DECODER_MACS = Z * H + H * H + H * D  # per particle
-ENCODER_MACS = D * H + H * H + H * 2 * Z  # per data point
 METHODS_AGAINST_IWAE = ("rem-v1", "iwem", "rws")
 
 
@@ -100,34 +95,19 @@ def bench_training(device: str, k: int, batch: int, n_blocks: int) -> dict:
     contenders.update({name: make(x, k) for name, make in available_peers().items()})
     contenders.update({f"deepem {m}": deepem_step(x, k, m) for m in METHODS_AGAINST_IWAE})
     summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem")
-    flops = 3 * 2 * (k * batch * DECODER_MACS + batch * ENCODER_MACS)  # forward + backward (2x forward)
+    flops = training_flops(k, batch)
     return {"k": k, "batch": batch, "contenders": summary,
             "deepem_points_per_sec": batch / summary["deepem"]["seconds_per_call"],
             "deepem_gflops": flops / summary["deepem"]["seconds_per_call"] / 1e9}
 
 
-@torch.no_grad()
 def bench_evaluation(device: str, k: int, points: int, batch: int, n_blocks: int) -> dict:
     x = torch.bernoulli(torch.full((points, D), 0.13, device=device))
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(device).eval()
-    plain = PlainIWAE().to(device).eval()
-    chunk = 500
-
-    def ours() -> None:
-        for i in range(0, points, batch):
-            iw_log_likelihood_batch(model, x[i:i + batch], k)
-
-    def plain_loop() -> None:
-        # The straightforward loop: chunks of particles, all log-weights kept, one logsumexp at the end.
-        for i in range(0, points, batch):
-            xb = x[i:i + batch]
-            torch.logsumexp(torch.cat([plain.log_w(xb, chunk) for _ in range(k // chunk)]), 0)
-
-    summary = ratio_summary(blocks({"deepem": ours, "plain": plain_loop}, device, n_blocks), "deepem")
-    flops = 2 * points * (k * DECODER_MACS + ENCODER_MACS)
+    contenders = {"deepem": deepem_evaluation(x, k, batch), "plain": plain_evaluation(x, k, batch)}
+    summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem")
     return {"k": k, "points": points, "contenders": summary,
             "deepem_points_per_sec": points / summary["deepem"]["seconds_per_call"],
-            "deepem_gflops": flops / summary["deepem"]["seconds_per_call"] / 1e9}
+            "deepem_gflops": evaluation_flops(k, points) / summary["deepem"]["seconds_per_call"] / 1e9}
 
 
 def fmt_ratio(r: dict[str, float]) -> str:
