@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from deepem.inference.denormals import flush_denormals_everywhere
+
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     """log (1/K) sum_k exp(log_w_k) along `dim`, stable for log-weights of any magnitude."""
@@ -33,13 +35,12 @@ def running_logsumexp(total: Tensor | None, log_w_chunk: Tensor, dim: int = 0) -
 
 @contextmanager
 def flush_denormals() -> Iterator[None]:
-    """Treat float denormals as zero inside the block (CPU only), then restore the default.
+    """Treat float denormals as zero inside the block (CPU), on every thread that computes, then put the
+    caller's previous floating-point environment back on all of them.
 
-    Self-normalised weights of hopeless particles fall far below 1e-38 and become denormals, which
-    make CPU matmuls several times slower in a backward pass; as coefficients they are zero anyway."""
-    enabled = torch.set_flush_denormal(True)
-    try:
+    Self-normalised weights of hopeless particles (1e-30 and below) times activations give denormal
+    products, which make CPU arithmetic several times slower on many CPUs; as coefficients they are zero
+    anyway. torch.set_flush_denormal alone reaches the calling thread only, not the intra-op workers
+    (inference/denormals.py)."""
+    with flush_denormals_everywhere():
         yield
-    finally:
-        if enabled:
-            torch.set_flush_denormal(False)
