@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepem.evaluation.loglik import iw_log_likelihood_batch
+from deepem.inference.numerics import flush_denormals
 from deepem.methods import make_method
 from deepem.models import DeepLatentModel, ModelConfig
 from deepem.training.step import TrainStep
@@ -66,10 +67,15 @@ class PlainIWAE(nn.Module):
 
 
 def deepem_step(x: torch.Tensor, k: int, method: str = "iwae") -> Step:
-    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method."""
+    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method,
+    with denormals flushed on every thread as Trainer.fit does (inference/denormals.py)."""
     model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device)
     step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
-    return lambda: step(x)
+
+    def run() -> None:
+        with flush_denormals():
+            step(x)
+    return run
 
 
 def plain_step(x: torch.Tensor, k: int) -> Step:
@@ -147,13 +153,15 @@ def pythae_step(x: torch.Tensor, k: int) -> Step:
 
 
 def deepem_evaluation(x: torch.Tensor, k: int, batch: int) -> Step:
-    """deepem's IW log-likelihood of every point of x with K particles, `batch` points at a time."""
+    """deepem's IW log-likelihood of every point of x with K particles, `batch` points at a time, with
+    denormals flushed as evaluate_model does."""
     model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device).eval()
 
     @torch.no_grad()
     def evaluate() -> None:
-        for i in range(0, x.shape[0], batch):
-            iw_log_likelihood_batch(model, x[i:i + batch], k)
+        with flush_denormals():
+            for i in range(0, x.shape[0], batch):
+                iw_log_likelihood_batch(model, x[i:i + batch], k)
     return evaluate
 
 
