@@ -192,7 +192,8 @@ def markdown(info: dict, kern: dict, train: list[dict]) -> str:
              f"{info['load_after'][0]:.1f} after, on {info['cpus']} CPUs. Every-thread flush available: "
              f"{info['thread_wide']}. Milliseconds are medians over blocks; speed-up = no flush / flush, median "
              "of per-block ratios.", "", "## Kernels", "",
-             "| kernel | " + " | ".join(f"{m} ms" for m in modes) + " | speed-up calling thread | speed-up every thread |",
+             "| kernel | " + " | ".join(f"{m} ms" for m in modes)
+             + " | speed-up calling thread | speed-up every thread |",
              "| --- | " + " | ".join("---" for _ in modes) + " | --- | --- |"]
     for name, r in kern.items():
         if "no flush ms" in r:
@@ -247,7 +248,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "subnormals.md").write_text(text)
-    (out / "subnormals.json").write_text(json.dumps({"info": info, "kernels": kern, "training": train}, indent=2) + "\n")
+    record = {"info": info, "kernels": kern, "training": train}
+    (out / "subnormals.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def cpu_name() -> str:
