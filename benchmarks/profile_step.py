@@ -22,7 +22,18 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from deepem.training.allocator import keep_freed_memory
-from peers import D, deepem_evaluation, deepem_step, evaluation_flops, plain_evaluation, plain_step, training_flops
+from peers import (
+    D,
+    H,
+    Z,
+    deepem_evaluation,
+    deepem_step,
+    evaluation_flops,
+    plain_evaluation,
+    plain_step,
+    training_flops,
+)
+from subnormals import DenormalCounter
 from throughput import matmul_peak
 
 EVAL_K, EVAL_POINTS = 5000, 4
@@ -65,6 +76,44 @@ def profile_step(step, steps: int) -> tuple[dict[str, float], float]:
     return totals, calls / steps
 
 
+def product_shapes(k: int, batch: int, training: bool) -> list[tuple[int, int, int]]:
+    """(rows, inner, columns) of every matrix product of a step of the 784-200-200-50 IWAE: each layer's
+    forward product, and in training its grad-input (all but the encoder's first layer: x needs no
+    gradient) and grad-weight products."""
+    shapes = []
+    for rows, layers in ((batch, ((D, H), (H, H), (H, 2 * Z))), (k * batch, ((Z, H), (H, H), (H, D)))):
+        for i, (n_in, n_out) in enumerate(layers):
+            shapes.append((rows, n_in, n_out))
+            if training:
+                if not (rows == batch and i == 0):
+                    shapes.append((rows, n_out, n_in))  # grad-input: (M x out) @ (out x in)
+                shapes.append((n_out, rows, n_in))  # grad-weight: (out x M) @ (M x in)
+    return shapes
+
+
+def isolated_products_ms(shapes: list[tuple[int, int, int]], repeats: int = 5) -> float:
+    """Milliseconds the step's matrix products take as raw torch.mm calls on their own, with ordinary
+    (normal, random) operands: the physical floor, fastest of `repeats` rounds."""
+    g = torch.Generator().manual_seed(0)
+    operands = [(torch.randn(m, n, generator=g), torch.randn(n, c, generator=g)) for m, n, c in shapes]
+    outs = [torch.empty(m, c) for m, _, c in shapes]
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        for (a, b), out in zip(operands, outs, strict=True):
+            torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def denormals_per_step(step) -> int:
+    """Denormal float32 values that the step's ops compute (views not counted), one step traced."""
+    counter = DenormalCounter()
+    with counter:
+        step()
+    return sum(v["denormal"] for v in counter.ops.values())
+
+
 def wall_ms(step, steps: int) -> tuple[float, float]:
     """Milliseconds and minor page faults per step."""
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -91,20 +140,23 @@ def main() -> None:
     workloads = []
     for k, b in ((50, 20), (50, 100), (5, 20)):
         x = torch.bernoulli(torch.full((b, D), 0.13))
-        workloads.append((f"train K={k}, B={b}", training_flops(k, b), args.steps,
+        workloads.append((f"train K={k}, B={b}", training_flops(k, b), args.steps, product_shapes(k, b, True),
                           {"deepem": deepem_step(x, k), "plain": plain_step(x, k)}))
     x = torch.bernoulli(torch.full((EVAL_POINTS, D), 0.13))
     workloads.append((f"evaluate K={EVAL_K}, {EVAL_POINTS} points", evaluation_flops(EVAL_K, EVAL_POINTS),
-                      max(1, args.steps // 10), {"deepem": deepem_evaluation(x, EVAL_K, EVAL_POINTS),
-                                                 "plain": plain_evaluation(x, EVAL_K, EVAL_POINTS)}))
+                      max(1, args.steps // 10), product_shapes(EVAL_K, EVAL_POINTS, False),
+                      {"deepem": deepem_evaluation(x, EVAL_K, EVAL_POINTS),
+                       "plain": plain_evaluation(x, EVAL_K, EVAL_POINTS)}))
     rows = []
-    for workload, flops, steps, implementations in workloads:
+    for workload, flops, steps, shapes, implementations in workloads:
+        isolated = isolated_products_ms(shapes)
         for name, step in implementations.items():
             kinds, calls = profile_step(step, steps)
             wall, faults = min(wall_ms(step, steps) for _ in range(3))
             kinds["Python, dispatch, autograd (wall - ops)"] = max(0.0, wall - sum(kinds.values()))
             rows.append({"workload": workload, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds,
                          "page_faults_per_step": faults, "aten_calls_per_step": calls,
+                         "isolated_products_ms": isolated, "denormals_per_step": denormals_per_step(step),
                          "matmul_gflops": flops / max(kinds.get("matrix products", 0.0), 1e-9) / 1e6})
     load = os.getloadavg()
     kinds = list(KINDS) + ["other element-wise, small ops, autograd", "Python, dispatch, autograd (wall - ops)"]
@@ -117,17 +169,23 @@ def main() -> None:
              f"peak: {peak:.1f} GFLOP/s. Milliseconds per step (one evaluation step: all {EVAL_POINTS} points; "
              "profiler self time per kind of op; the Python column is wall time minus the ops' time). "
              "Matmul GFLOP/s = the workload's matrix-product FLOPs / the profiled matrix-product time. "
-             "Bound = wall / matrix products: the speed-up left if all but the matrix products were free.", "",
+             "Bound = wall / matrix products: the speed-up left if all but the matrix products were free. "
+             "Isolated products = the same shapes (forward, grad-input, grad-weight of every layer) as raw "
+             "torch.mm calls on their own with ordinary operands, fastest of 5 rounds: the physical floor; "
+             "physical bound = wall / isolated products. Denormals = float32 denormal values the step's ops "
+             "compute (views not counted; deepem's step flushes on every thread, as Trainer.fit does).", "",
              "| workload | implementation | wall ms | page faults | ATen calls | " + " | ".join(kinds)
-             + " | matmul GFLOP/s (of peak) | bound |",
-             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- | --- |"]
+             + " | matmul GFLOP/s (of peak) | bound | isolated products ms | physical bound | denormals |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in kinds) + " | --- | --- | --- | --- | --- |"]
     for r in rows:
         m = r["ms_by_kind"]
         lines.append(f"| {r['workload']} | {r['implementation']} | {r['wall_ms']:.2f} | "
                      f"{r['page_faults_per_step']:.0f} | {r['aten_calls_per_step']:.0f} | "
                      + " | ".join(f"{m.get(kd, 0.0):.2f}" for kd in kinds)
                      + f" | {r['matmul_gflops']:.1f} ({r['matmul_gflops'] / peak:.0%})"
-                     + f" | {r['wall_ms'] / max(m.get('matrix products', 1e-9), 1e-9):.2f} |")
+                     + f" | {r['wall_ms'] / max(m.get('matrix products', 1e-9), 1e-9):.2f}"
+                     + f" | {r['isolated_products_ms']:.2f} | {r['wall_ms'] / r['isolated_products_ms']:.2f}"
+                     + f" | {r['denormals_per_step']} |")
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
