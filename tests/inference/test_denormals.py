@@ -79,3 +79,17 @@ def test_normal_numbers_are_untouched(two_threads):
     expected = (a @ b).tanh().sum()
     with flush_denormals():
         assert torch.equal((a @ b).tanh().sum(), expected)
+
+
+@needs_x86
+def test_matrix_products_flush_on_every_thread(two_threads):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1000, 200, generator=g) * 1e-36, torch.randn(200, 784, generator=g) * 1e-3
+    tiny = torch.finfo(torch.float32).tiny
+
+    def denormal_share(c: torch.Tensor) -> float:
+        return ((c != 0) & (c.abs() < tiny)).float().mean().item()
+
+    assert denormal_share(a @ b) > 0.5  # sums of 200 products of about 1e-39
+    with flush_denormals():
+        assert denormal_share(a @ b) == 0.0
