@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from deepem.inference.numerics import flush_denormals
 from deepem.methods import METHODS, make_method
 from deepem.models import DeepLatentModel, ModelConfig
 from deepem.training.step import TrainStep
@@ -63,15 +64,18 @@ class Runner:
         self.x = x
         self.device = device
         self.model = DeepLatentModel.from_config(ModelConfig(), D, data_mean=x.mean(0).cpu()).to(device)
-        self.method = make_method(name, particles=k).to(device)
+        self.method = make_method(name, particles=k)
+        self.method.bind(self.model)  # as the trainer does: methods that own networks build them here
+        self.method.to(device)
         self.step = TrainStep(self.model, self.method, lr=1e-3)  # the trainer's own step, guards included
 
     def run(self, steps: int) -> float:
-        """Seconds per training step over `steps` steps."""
+        """Seconds per training step over `steps` steps, denormals flushed on every thread as in Trainer.fit."""
         sync(self.device)
         start = time.perf_counter()
-        for _ in range(steps):
-            self.step(self.x)
+        with flush_denormals():
+            for _ in range(steps):
+                self.step(self.x)
         sync(self.device)
         return (time.perf_counter() - start) / steps
 
