@@ -14,6 +14,7 @@ calling thread only, as `torch.set_flush_denormal` does; `thread_wide_flush_supp
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
 from collections.abc import Iterator
@@ -54,16 +55,17 @@ class _OpenMP:
 
 
 def _loaded_libgomp() -> str | None:
-    """Path of the libgomp torch is linked with, if this process has one mapped."""
+    """Path of the libgomp torch runs its intra-op threads on: the one in torch's own folder if mapped
+    (pip wheels bundle it), else the first this process has mapped (conda, distribution builds)."""
     try:
         with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                if "libgomp" in path and path.startswith("/"):
-                    return path
+            paths = {line.split()[-1] for line in maps if "libgomp" in line}
     except OSError:
         return None
-    return None
+    paths = sorted(p for p in paths if p.startswith("/"))
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__))
+    own = [p for p in paths if os.path.realpath(p).startswith(torch_dir)]
+    return (own or paths or [None])[0]
 
 
 @lru_cache(maxsize=1)
