@@ -29,6 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "errors", "report"},
     "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "errors",
             "report"},
+    # the scikit-learn estimators: a front end beside the CLI, on the library below it
+    "sklearn": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "errors"},
     "__main__": {"cli"},  # python -m deepem (and torchrun -m deepem)
 }
 
