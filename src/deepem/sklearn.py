@@ -10,8 +10,10 @@ standardised with their observed entries; outputs are returned on the input's ow
 the Jacobian of the standardisation, so they are log-densities of the rows as given).
 
 Monte Carlo estimates draw from one generator seeded by `random_state`, in row order: the same input
-gives the same output, but a row's value depends on the rows before it in the call. So both estimators
-carry the tag non_deterministic, which makes scikit-learn skip its subset- and order-invariance checks.
+gives the same output (fit, transform and score_samples are deterministic given random_state), but the
+estimate for a row with something to estimate depends on the rows before it in the call, so
+scikit-learn's subset- and order-invariance checks fail for `score_samples` (and would for `transform`
+on rows with NaN; scikit-learn's checks give the imputer complete rows, which come back unchanged).
 
 scikit-learn is an optional dependency: `pip install deepem[sklearn]`."""
 
@@ -66,11 +68,7 @@ class _DeepLatentEstimator(BaseEstimator):
     def __sklearn_tags__(self):  # noqa: ANN204 - the Tags class moved between scikit-learn versions
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.non_deterministic = True
         return tags
-
-    def _more_tags(self) -> dict[str, bool]:  # scikit-learn < 1.6
-        return {"allow_nan": True, "non_deterministic": True}
 
     def fit(self, X: Any, y: Any = None) -> _DeepLatentEstimator:  # noqa: N803 - scikit-learn's name
         """Standardise X with its observed entries (NaN = missing) and train the model on it."""

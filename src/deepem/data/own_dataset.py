@@ -171,16 +171,15 @@ def load_file_dataset(path: str | Path, seed: int = 0, fractions: tuple[float, f
              (("train", split.train), ("valid", split.valid), ("test", split.test))}
     data = DataSplits(
         name=table.path.name, likelihood="bernoulli" if bernoulli else "gaussian", image_shape=table.image_shape,
-        **{name: torch.from_numpy(v).float() for name, (v, _) in parts.items()},
+        **{name: torch.from_numpy(v) for name, (v, _) in parts.items()},
         **{f"{name}_mask": torch.from_numpy(m.copy()) for name, (_, m) in parts.items()})
     if missing:
         data = add_missing(data, missing, missing_seed)
     scale = None
-    if not bernoulli:
-        train = data.train.double().numpy()
-        scale = Standardization.fit(train, data.train_mask.numpy())
-        data = replace(data, **{s: torch.from_numpy(scale.apply(data.split(s).double().numpy())).float()
-                                for s in SPLITS})
+    if not bernoulli:  # statistics in float64 from the file's own numbers, then float32 for the model
+        scale = Standardization.fit(data.train.numpy(), data.train_mask.numpy())
+        data = replace(data, **{s: torch.from_numpy(scale.apply(data.split(s).numpy())) for s in SPLITS})
+    data = replace(data, **{s: data.split(s).float() for s in SPLITS})
     return FileDataset(data, table, split, scale, missing, missing_seed)
 
 
