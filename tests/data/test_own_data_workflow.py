@@ -80,6 +80,12 @@ def test_round_trip_keeps_observed_cells_and_fills_every_missing_one(trained):
     assert [p.split("/")[-1] for p in summary["outputs"]] == ["out.csv", "out_1.csv", "out_2.csv"]
     draw = cells(folder / "out_2.csv")
     assert draw != after and all(float(c) == float(c) for row in draw[1:] for c in row)
+    long = impute_file(model, record, record["path"], folder / "long.csv", particles=50, draws=2, seed=1,
+                       batch_size=25, long=True)
+    assert [p.split("/")[-1] for p in long["outputs"]] == ["long.csv", "long_draws.csv"]
+    stacked = cells(folder / "long_draws.csv")
+    assert stacked[0] == before[0] + ["imputation"] and len(stacked) == 1 + 2 * 60
+    assert [r[:4] for r in stacked[61:]] == draw[1:] and {r[4] for r in stacked[1:]} == {"1", "2"}
 
 
 def test_scores_are_the_evaluations_on_the_file_scale(trained):
