@@ -29,6 +29,9 @@ def test_csv_missing_tokens_header_and_mask(tmp_path):
     assert not headless.has_header and headless.columns == ["1", "2", "3"] and headless.n_rows == 10
     forced = read_table(write(tmp_path, "\n".join(ROWS) + "\n", "f.csv"), header=True)
     assert forced.has_header and forced.n_rows == 9 and forced.columns == ["1.50", "2", "3e1"]
+    bom = read_table(write(tmp_path, "\ufeffa,b\n1,2\n", "bom.csv"))
+    assert bom.columns == ["a", "b"] and bom.has_header
+    assert read_table(write(tmp_path, "\ufeff1,2\n", "bom2.csv")).values.tolist() == [[1.0, 2.0]]
     tsv = read_table(write(tmp_path, "x\ty\n1\t\n2\t3\n", "t.tsv"))
     assert tsv.delimiter == "\t" and tsv.mask.tolist() == [[True, False], [True, True]]
 

@@ -97,13 +97,18 @@ def read_table(path: str | Path, header: bool | None = None, npz_key: str | None
     return table
 
 
+def _bare(text: str) -> str:
+    """A cell without surrounding blanks, quotes, or the byte-order mark some editors put first."""
+    return text.lstrip("\ufeff").strip().strip('"')
+
+
 def _missing(text: str) -> bool:
-    return text.strip().strip('"').lower() in MISSING_TOKENS
+    return _bare(text).lower() in MISSING_TOKENS
 
 
 def _number(text: str) -> float | None:
     try:
-        return float(text.strip().strip('"'))
+        return float(_bare(text))
     except ValueError:
         return None
 
@@ -139,7 +144,7 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
                 raise TableError(f"{path}: line {index + 1}, {name}: {cell.strip()!r} is not a number; every "
                                  "cell must be a number, or empty / NA / NaN when missing")
             values[r, j] = number
-    names = [c.strip() for c in columns] if header else [str(j + 1) for j in range(width)]
+    names = [_bare(c) for c in columns] if header else [str(j + 1) for j in range(width)]
     return TableFile(path, suffix[1:], values, ~np.isnan(values), names, sha256_file(path), bool(header),
                      delimiter=delimiter, lines=lines, row_lines=rows,
                      header_line=content[0] if header else None)
