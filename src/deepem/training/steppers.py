@@ -20,7 +20,7 @@ from deepem.training.state import TrainState
 from deepem.training.step import StepResult
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepReport:
     """A step's data points (per run) and, when it was not finite, what was not (`problem`, '' if all
     was) and in which run (`run`, an index into the loop's runs). With a problem nothing was recorded."""
