@@ -1,4 +1,4 @@
-"""Training: the loop (`Trainer`), its step, per-group optimisers, configuration, run folders and
+"""Training: the Trainer (one run), the one loop and its steppers, per-group optimisers, configuration, run folders and
 checkpoints. Building a Trainer from a TrainConfig (registries, datasets) is workflows/assembly.py."""
 
 from deepem.files import ChecksumError
