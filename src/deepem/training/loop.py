@@ -10,7 +10,7 @@ it, so any of them resumes alone."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ class LoopRun(Protocol):
     validate: Validator | None
     early_stopping: EarlyStopping
     saved_at: tuple[int, int] | None
+    log: Callable[[str], None]
 
     @property
     def batches_per_epoch(self) -> int: ...
@@ -51,7 +52,6 @@ class LoopRun(Protocol):
     def validate_epoch(self) -> None: ...
     def save(self) -> Path: ...
     def roll_back(self, diagnosis: str) -> None: ...
-    def log(self, text: str) -> None: ...
     def finish(self, elapsed: float) -> dict[str, Any]: ...
 
 
@@ -60,6 +60,8 @@ def fit_runs(runs: Sequence[LoopRun], stepper: Stepper, stop: StopRequest, progr
     """Train every run to its configured number of epochs from where they stand (together: they must
     stand at the same step); each run's summary. TrainingInterrupted after checkpointing every run when
     `stop` is set; NonFiniteError when the non-finite policy says stop."""
+    if len({(r.state.epoch, r.state.batch, r.state.step) for r in runs}) != 1:
+        raise ValueError("runs trained together must stand at the same epoch, batch and step")
     with flush_denormals():
         return _Loop(runs, stepper, stop, progress, parallel).fit()
 
