@@ -13,7 +13,7 @@ from training_helpers import binary_data, tiny_config
 from deepem.inference.numerics import log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles
 from deepem.methods.registry import METHODS
-from deepem.training.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
+from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints, load_checkpoint
 from deepem.training.guards import NonFiniteError
 from deepem.training.trainer import Trainer
 from deepem.workflows.assembly import build_trainer

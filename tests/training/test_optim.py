@@ -37,7 +37,7 @@ def test_group_settings_are_applied_and_scaled_by_schedule_and_rollback(tmp_path
     assert settings_of(trainer)[PHI] == (1e-4, (0.5, 0.99), 1e-4)
     assert settings_of(trainer)[THETA] == (3e-3, (0.9, 0.999), 1e-4)
     trainer.state.lr_scale = 0.5
-    trainer._set_learning_rates(epoch=1)  # burda: epoch 1 is in the second stage
+    trainer.set_learning_rates(epoch=1)  # burda: epoch 1 is in the second stage
     factor = learning_rate_factor("burda", 1) * 0.5
     assert factor < 0.5
     assert math.isclose(trainer.optimizers[PHI].param_groups[0]["lr"], 1e-4 * factor)

@@ -153,6 +153,8 @@ class Method(nn.Module):
     #: the optimiser settings of the method's paper, per parameter group (e.g. {"theta": {"lr": 1e-3}};
     #: keys "lr", "betas", "steps" per batch); empty: the trainer's own defaults for every group.
     default_optim: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: S seeds may train as one vmapped step (training/vectorised.py): one loss, q's ε the only noise
+    vectorisable: ClassVar[bool] = False
     #: methods defined in deepem.methods, by name: the alternatives an incompatibility error names.
     known: ClassVar[dict[str, type[Method]]] = {}
 

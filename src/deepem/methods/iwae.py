@@ -14,6 +14,7 @@ from deepem.models.lvm import DeepLatentModel
 
 class IWAE(Method):
     name = "iwae"
+    vectorisable = True
 
     def __init__(self, particles: int = 5) -> None:
         super().__init__(particles)

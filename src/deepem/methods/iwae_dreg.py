@@ -55,4 +55,5 @@ class IWAESTL(IWAEDReG):
     """IWAE, with the sticking-the-landing estimator for φ. Option: `particles` K (default 5)."""
 
     name = "iwae-stl"
+    vectorisable = True
     weight_power = 1

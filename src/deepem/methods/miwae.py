@@ -24,3 +24,4 @@ class MIWAE(IWAE):
     its gradient through log p(z_k) + log p(x_o | z_k), φ through z_k and log q."""
 
     name = "miwae"
+    vectorisable = False  # (its point is missing data, which vectorised seeds do not take)

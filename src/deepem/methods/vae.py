@@ -11,6 +11,7 @@ from deepem.models.lvm import DeepLatentModel
 
 class VAE(Method):
     name = "vae"
+    vectorisable = True
 
     def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
         particles = draw_particles(model, x, self.particles, mask=mask)

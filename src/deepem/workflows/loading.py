@@ -12,7 +12,7 @@ from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
 from deepem.methods.base import Method
 from deepem.models.lvm import DeepLatentModel
-from deepem.training.checkpoint import load_latest_good
+from deepem.training.checkpoint_file import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import build_method, run_data
