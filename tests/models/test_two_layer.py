@@ -8,7 +8,7 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 from deepem.methods import make_method
-from deepem.methods.base import IncompatibleModelError, draw_particles
+from deepem.methods.base import IncompatibleModelError, draw
 from deepem.models import DeepLatentModel, ModelConfig
 
 D, D1, D2 = 12, 3, 2
@@ -84,7 +84,7 @@ def test_detached_q_has_gradient_through_z_only():
     fixed = q.detach().log_prob(z.detach())
     assert not fixed.requires_grad
     # STL's particles: log q evaluated with parameters stopped, still differentiable in φ via z
-    part = draw_particles(model, x, 3, stop_q_params=True)
+    part = draw(model, x, 3, stop_q_params=True)
     assert part.log_q.requires_grad
 
 

@@ -38,9 +38,10 @@ class WithDiscriminator(IWAE):
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {DISC: list(self.disc.parameters())}
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        out = super().forward(model, x)
-        z = torch.randn(x.shape[0], model.latent_dim)
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
+        out = super().forward(model, x, mask, generator=generator)
+        z = torch.randn(x.shape[0], model.latent_dim, generator=generator)
         out.losses[DISC] = self.disc(z).pow(2).mean()
         out.diagnostics = {k: torch.tensor(v) for k, v in out.diagnostics.items()}
         out.diagnostics["disc_loss"] = out.losses[DISC].detach()

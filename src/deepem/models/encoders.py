@@ -99,7 +99,7 @@ DEFAULT_NOISE_DIM = 32
 
 class ImplicitEncoder(Encoder):
     """z = f(x, ε), ε ~ N(0, I_noise_dim) (AVB: Mescheder et al. 2017; IWAVB eq. 2.12): a flexible q
-    without a density. Particles of one data point share x and differ in ε.
+    without a density. Draws of one data point share x and differ in ε.
 
     Where the noise enters, and why: ε is concatenated with x at the input of the MLP, so every layer
     mixes noise and data non-linearly. Noise added only at the output (z = μ(x) + σ(x) ε) would make q
