@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepem.inference.fused import bernoulli_linear_log_prob
+from deepem.models.bernoulli_head import bernoulli_linear_log_prob
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deepem"
 # (`torch.device("cuda", torch.cuda.current_device())` for NCCL's communication buffers is allowed: it

@@ -12,7 +12,7 @@ import torch
 from tests.training.training_helpers import assert_trees_equal, binary_data
 
 from deepem.methods import METHODS, make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training import TrainConfig, Trainer
 
 #: small options so that every method runs in well under a second
@@ -30,14 +30,14 @@ SETTINGS = TrainConfig(dataset="binary-synthetic", epochs=2, batch_size=20, lr=3
 def cases():
     for name, cls in sorted(METHODS.items()):
         for family, config in FAMILIES.items():
-            model = DeepLatentModel.from_config(config, 16)
+            model = make_model(config, 16)
             if cls.requires <= model.capabilities():
                 yield pytest.param(name, family, id=f"{name}-{family}")
 
 
 def build(name: str, family: str, seed: int = 0):
     torch.manual_seed(seed)
-    model = DeepLatentModel.from_config(FAMILIES[family], 16)
+    model = make_model(FAMILIES[family], 16)
     params = inspect.signature(METHODS[name].__init__).parameters
     options = {k: v for k, v in FAST.items() if k in params}
     if name in ("wake-sleep", "nvil"):

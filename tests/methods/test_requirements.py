@@ -6,11 +6,11 @@ import pytest
 
 from deepem.methods import METHODS, make_method
 from deepem.methods.base import Method, compatible_methods
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import DeepLatentModel, ModelConfig, make_model
 
 
 def model_of(**changes) -> DeepLatentModel:
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli", **changes), 5)
+    return make_model(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli", **changes), 5)
 
 
 def test_every_registered_method_is_known_to_the_base_class():

@@ -31,7 +31,8 @@ from deepem.data.base import DataSplits  # noqa: E402
 from deepem.inference.numerics import log_mean_exp  # noqa: E402
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw  # noqa: E402
 from deepem.methods.registry import METHODS  # noqa: E402
-from deepem.models.lvm import DeepLatentModel, ModelConfig  # noqa: E402
+from deepem.models.config import ModelConfig  # noqa: E402
+from deepem.models.lvm import DeepLatentModel  # noqa: E402
 from deepem.training import checkpoint as checkpoint_module  # noqa: E402
 from deepem.training.config import TrainConfig  # noqa: E402
 from deepem.workflows.train import run_training  # noqa: E402

@@ -13,7 +13,8 @@ from training_helpers import assert_trees_equal, binary_data
 
 from deepem.methods.base import PHI, THETA, MethodOutput
 from deepem.methods.iwae import IWAE
-from deepem.models.lvm import DeepLatentModel, ModelConfig
+from deepem.models.config import ModelConfig, make_model
+from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.trainer import Trainer
 
@@ -50,7 +51,7 @@ class WithDiscriminator(IWAE):
 
 def make(seed: int = 0) -> tuple[DeepLatentModel, WithDiscriminator]:
     torch.manual_seed(seed)
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16), \
+    return make_model(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16), \
         WithDiscriminator()
 
 

@@ -9,7 +9,8 @@ from training_helpers import binary_data
 
 from deepem.methods.base import PHI, THETA, MethodOutput
 from deepem.methods.iwae import IWAE
-from deepem.models.lvm import DeepLatentModel, ModelConfig
+from deepem.models.config import ModelConfig, make_model
+from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import TrainConfig
 from deepem.training.optim import GroupOptim
 from deepem.training.step import TrainStep
@@ -18,7 +19,7 @@ from deepem.training.trainer import Trainer
 
 def tiny_model() -> DeepLatentModel:
     torch.manual_seed(0)
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
+    return make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
 
 
 class NaNOnSecondCall(IWAE):

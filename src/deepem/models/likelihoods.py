@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepem.inference.distributions import normal_log_density
-from deepem.inference.fused import bernoulli_linear_log_prob, bernoulli_nll
+from deepem.models.bernoulli_head import bernoulli_linear_log_prob, bernoulli_nll
 
 
 def observed(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -42,10 +42,10 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def make_model_and_data():
-    from deepem.models import DeepLatentModel, ModelConfig
+    from deepem.models import ModelConfig, make_model
 
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=LATENT_DIM, hidden=HIDDEN,
+    model = make_model(ModelConfig(latent_dim=LATENT_DIM, hidden=HIDDEN,
                                                     likelihood="bernoulli"), DATA_DIM).double()
     g = torch.Generator().manual_seed(1)
     x = torch.bernoulli(torch.full((BATCH, DATA_DIM), 0.4, dtype=torch.float64), generator=g)
