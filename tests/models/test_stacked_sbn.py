@@ -15,7 +15,8 @@ from deepem.cli import main
 from deepem.evaluation import iw_log_likelihood
 from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.diagnostics import active_units_per_layer, kl_estimator, kl_to_prior
-from deepem.inference.distributions import ChainedBernoulli, NotReparameterizableError
+from deepem.inference.chained import ChainedBernoulli
+from deepem.inference.distributions import NotReparameterizableError
 from deepem.methods import make_method
 from deepem.methods.base import IncompatibleModelError
 from deepem.models import DeepLatentModel, ModelConfig, make_model

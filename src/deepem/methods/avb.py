@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import CONTINUOUS, RSAMPLE, LatentDistribution
+from deepem.inference.capabilities import CONTINUOUS, RSAMPLE
+from deepem.inference.distributions import LatentDistribution
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.methods.discriminator import (

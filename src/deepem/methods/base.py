@@ -23,14 +23,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import (
-    CONTINUOUS,
-    Q_DENSITY,
-    RSAMPLE,
-    DensityUnavailableError,
-    DiagonalGaussian,
-    LatentDistribution,
-)
+from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY, RSAMPLE
+from deepem.inference.distributions import DensityUnavailableError, DiagonalGaussian, LatentDistribution
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.models.lvm import DeepLatentModel
 

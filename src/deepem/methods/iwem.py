@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import DIAGONAL_Q
+from deepem.inference.capabilities import DIAGONAL_Q
 from deepem.inference.numerics import log_mean_exp
 from deepem.methods.base import (
     PHI,

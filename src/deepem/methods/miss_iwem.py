@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import Q_DENSITY, RSAMPLE, DiagonalGaussian
+from deepem.inference.capabilities import Q_DENSITY, RSAMPLE
+from deepem.inference.distributions import DiagonalGaussian
 from deepem.methods.base import PHI, THETA, Draws, MethodOutput, weight_diagnostics
 from deepem.methods.iwem import IWEM, log_abs, negative_log_mean_exp_loss
 from deepem.methods.weights import coefficient_weights

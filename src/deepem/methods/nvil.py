@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import Q_DENSITY
+from deepem.inference.capabilities import Q_DENSITY
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.likelihoods import observed
 from deepem.models.lvm import DeepLatentModel

@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import CONTINUOUS, Q_DENSITY
+from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY
 from deepem.inference.moments import COVARIANCES, GaussianSample, sample_gaussian, weighted_moments
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import Q_DENSITY
+from deepem.inference.capabilities import Q_DENSITY
 from deepem.methods.base import PHI, THETA, Draws, Method, MethodOutput, draw, weight_diagnostics
 from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel

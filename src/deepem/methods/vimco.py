@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import Q_DENSITY
+from deepem.inference.capabilities import Q_DENSITY
 from deepem.inference.numerics import log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.lvm import DeepLatentModel

@@ -19,15 +19,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import (
-    BINARY,
-    REAL,
-    DiagonalGaussian,
-    FactorisedBernoulli,
-    Implicit,
-    LatentDistribution,
-    capabilities,
-)
+from deepem.inference.capabilities import BINARY, REAL, capabilities
+from deepem.inference.distributions import DiagonalGaussian, FactorisedBernoulli, Implicit, LatentDistribution
 from deepem.models.networks import mlp
 
 

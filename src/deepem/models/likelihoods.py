@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepem.inference.distributions import normal_log_density
+from deepem.inference.densities import normal_log_density
 from deepem.models.bernoulli_head import bernoulli_linear_log_prob, bernoulli_nll
 
 

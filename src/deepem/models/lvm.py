@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import LatentDistribution, capabilities
+from deepem.inference.capabilities import capabilities
+from deepem.inference.distributions import LatentDistribution
 from deepem.models.likelihoods import Likelihood, observed
 from deepem.models.networks import MLP
 from deepem.models.priors import Prior, StandardNormalPrior

@@ -3,6 +3,7 @@ particles shaped (K, B, D) runs as one batched call."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -36,6 +37,12 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         if not len(self) or not isinstance(self[-1], nn.Linear):
             raise TypeError("an MLP ends in its linear output head (nn.Linear)")
+
+    def __getitem__(self, idx: int | slice) -> nn.Module:
+        # a slice of an MLP need not end in a linear layer: it is a plain Sequential
+        if isinstance(idx, slice):
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
 
     @property
     def head(self) -> nn.Linear:
