@@ -53,7 +53,7 @@ ENCODER_KINDS = ("explicit", "implicit")
 class ModelConfig:
     """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood.
 
-    architecture: a preset of `models.architectures` ("mlp", the default and the model above;
+    architecture: a preset below ("mlp", the default and the model above;
         "mlp-2layer", Burda et al.'s two stochastic layers; "conv", Tomczak & Welling's gated CNN;
         "sbn", the stacked 200-200-200 sigmoid belief net of NVIL and VIMCO, with latent "bernoulli").
     architecture_options: keyword options of the preset's builder (e.g. {"layer_sizes": [3, 2],

@@ -88,7 +88,7 @@ class BernoulliLikelihood(Likelihood):
         return -sum_observed(per_dim, mask)
 
     def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:
-        # The fused output layer (inference/fused.py) on complete data; with a mask, the general path.
+        # The fused output layer (models/bernoulli_head.py) on complete data; with a mask, the general path.
         if mask is not None:
             return self.log_prob(x, layer(h), mask)
         return bernoulli_linear_log_prob(x, h, layer.weight, layer.bias)
