@@ -182,7 +182,7 @@ def test_adaptive_contrast_with_its_exact_t_gives_the_vae_and_iwae_for_any_contr
     with torch.no_grad():
         q = model.encode(x)
         mean, std = q.loc + 0.3, 1.5 * q.std
-    method.contrast = lambda q_: Contrast(mean, std)
+    method.contrast = lambda q_, generator=None: Contrast(mean, std)
     method.discriminator = ExactContrastT(model, mean, std)
     assert_same(losses_and_grads(method, model, x), losses_and_grads(make_method(reference, particles=k), model, x))
 
