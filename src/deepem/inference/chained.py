@@ -64,8 +64,8 @@ class ChainedGaussian(LatentDistribution):
     def rsample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         r = self.root.rsample(n, generator)
         mean, std = self._child_params(r)
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        return self._join(r, mean + std * eps)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return self._join(r, mean + std * noise)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():

@@ -109,8 +109,8 @@ class DiagonalGaussian(LatentDistribution):
         return self.loc
 
     def rsample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        eps = torch.randn((n, *self.loc.shape), generator=generator, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + self.std * eps
+        noise = torch.randn((n, *self.loc.shape), generator=generator, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.std * noise
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():

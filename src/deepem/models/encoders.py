@@ -112,13 +112,13 @@ class ImplicitEncoder(Encoder):
             raise ValueError(f"noise_dim must be >= 1, got {self.noise_dim}")
         self.net = mlp(data_dim + self.noise_dim, hidden, latent_dim, activation)
 
-    def forward(self, x: Tensor, eps: Tensor) -> Tensor:
-        """z for x (B, D) and noise eps (n, B, noise_dim): (n, B, Dz); gradient flows to φ (the MLP)
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        """z for x (B, D) and noise ε (n, B, noise_dim): (n, B, Dz); gradient flows to φ (the MLP)
         and, through z, to whatever consumes it (the decoder, a discriminator)."""
-        return self.net(torch.cat([x.expand(eps.shape[0], *x.shape), eps], dim=-1))
+        return self.net(torch.cat([x.expand(noise.shape[0], *x.shape), noise], dim=-1))
 
     def distribution(self, x: Tensor) -> Implicit:
-        return Implicit(lambda eps: self(x, eps), x.shape[0], self.noise_dim, x)
+        return Implicit(lambda noise: self(x, noise), x.shape[0], self.noise_dim, x)
 
 
 ENCODERS: dict[str, type[Encoder]] = {"gaussian": GaussianEncoder, "bernoulli": BernoulliEncoder,
