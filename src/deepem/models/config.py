@@ -17,7 +17,6 @@ widths of a preset: tiny ones for tests, other ones for experiments); they are s
 Every preset keeps a latent as ONE tensor (K, B, Dz): two stochastic layers are concatenated,
 z = [z1, z2], and declare `latent_layers = (D1, D2)` for per-layer diagnostics."""
 
-
 from __future__ import annotations
 
 import inspect
@@ -46,6 +45,7 @@ TWO_LAYER_SIZES = (100, 50)
 TWO_LAYER_BETWEEN = (100, 100)
 #: the ModelConfig.hidden default: the presets other than "mlp" take their own widths from options
 DEFAULT_HIDDEN = [200, 200]
+#: an encoder with a density, or z = f(x, ε) without one
 ENCODER_KINDS = ("explicit", "implicit")
 
 
