@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.config import TrainConfig
 from deepem.training.rng import capture_rng_state, seed_everything
 from deepem.training.trainer import Trainer
@@ -61,7 +61,7 @@ def build(seeds: int, k: int, batch: int, device: str, tmp: Path, per_call: int 
         config = TrainConfig(dataset="custom", method="iwae", particles=k, batch_size=batch, seed=s, device=device,
                              valid_every=0)
         seed_everything(s)
-        model = DeepLatentModel.from_config(ModelConfig(likelihood="bernoulli"), D)
+        model = make_model(ModelConfig(likelihood="bernoulli"), D)
         trainers.append(Trainer(model, make_method("iwae", particles=k), data, tmp / f"seed-{s}", config,
                                 progress=False, log=lambda _: None))
         states.append(capture_rng_state())

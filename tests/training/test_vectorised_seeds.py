@@ -15,7 +15,7 @@ from training_helpers import tiny_config
 
 from deepem.data.base import DataSplits
 from deepem.methods import make_method
-from deepem.models.lvm import DeepLatentModel, ModelConfig
+from deepem.models.config import ModelConfig, make_model
 from deepem.training.checkpoint_file import list_checkpoints, load_checkpoint
 from deepem.training.config import TrainConfig
 from deepem.training.guards import NonFiniteError
@@ -184,7 +184,7 @@ def test_a_non_finite_step_of_one_seed_stops_the_group_with_nothing_applied(tmp_
     x = torch.bernoulli(torch.full((40, 16), 0.3), generator=torch.Generator().manual_seed(0))
     for seed in (0, 1):
         seed_everything(seed)
-        model = DeepLatentModel.from_config(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16)
+        model = make_model(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16)
         trainers.append(Trainer(model, make_method("iwae", particles=3), x, tmp_path / f"s{seed}",
                                 config(seed=seed, dataset="custom"), progress=False, log=lambda _: None))
         states.append(capture_rng_state())

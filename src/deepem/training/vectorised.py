@@ -86,7 +86,7 @@ class _NoiseFedModel:
         return self.model.log_prior(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        # (the Bernoulli kernel has a batching rule of its own: inference/fused.py, bernoulli_nll)
+        # (the Bernoulli kernel has a batching rule of its own: models/bernoulli_head.py, bernoulli_nll)
         return self.model.log_likelihood(x, z, mask)
 
 
