@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepem.evaluation.ais import ais_batch
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 
 D, H, Z = 784, 200, 50
 DECODER_MACS = Z * H + H * H + H * D  # per chain, one forward pass
@@ -114,7 +114,7 @@ def bench(device: str, temperatures: int, chains: int, leapfrog: int, points: in
           ) -> dict[str, float]:
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((points, D), 0.13, device=device))
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(device).eval()
+    model = make_model(ModelConfig(), D).to(device).eval()
     plain = PlainAIS(x, 0.05)
     t_ours, t_ref = timed_pair(lambda: ais_batch(model, x, chains, temperatures, leapfrog),
                                lambda: plain.run(chains, temperatures, leapfrog),

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from deepem.methods import METHODS, make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
 
 D = 784
@@ -62,7 +62,7 @@ class Runner:
         self.name = name
         self.x = x
         self.device = device
-        self.model = DeepLatentModel.from_config(ModelConfig(), D, data_mean=x.mean(0).cpu()).to(device)
+        self.model = make_model(ModelConfig(), D, data_mean=x.mean(0).cpu()).to(device)
         self.method = make_method(name, particles=k).to(device)
         self.step = TrainStep(self.model, self.method, lr=1e-3)  # the trainer's own step, guards included
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from deepem.evaluation.loglik import iw_log_likelihood_batch
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
 
 D, H, Z = 784, 200, 50
@@ -67,7 +67,7 @@ class PlainIWAE(nn.Module):
 
 def deepem_step(x: torch.Tensor, k: int, method: str = "iwae") -> Step:
     """deepem's trainer step (training/step.py, non-finite guards included) for any registered method."""
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device)
+    model = make_model(ModelConfig(), D).to(x.device)
     step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
     return lambda: step(x)
 
@@ -148,7 +148,7 @@ def pythae_step(x: torch.Tensor, k: int) -> Step:
 
 def deepem_evaluation(x: torch.Tensor, k: int, batch: int) -> Step:
     """deepem's IW log-likelihood of every point of x with K particles, `batch` points at a time."""
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device).eval()
+    model = make_model(ModelConfig(), D).to(x.device).eval()
 
     @torch.no_grad()
     def evaluate() -> None:

@@ -19,9 +19,8 @@ from deepem.evaluation.ais import DEFAULT_CHAINS, DEFAULT_LEAPFROG_STEPS, DEFAUL
 from deepem.evaluation.bdmc import bdmc
 from deepem.files import atomic_write_json
 from deepem.methods.registry import METHODS, method_options
-from deepem.models.architectures import ARCHITECTURES
-from deepem.models.architectures import describe as describe_architectures
-from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
+from deepem.models.config import ARCHITECTURES, ENCODER_KINDS, LATENTS, ModelConfig
+from deepem.models.config import describe as describe_architectures
 from deepem.training.allocator import keep_freed_memory
 from deepem.training.config import NAN_POLICIES, TrainConfig
 from deepem.training.distributed import (

@@ -9,8 +9,8 @@ import torch
 
 from deepem.evaluation import ais_log_likelihood
 from deepem.evaluation.loglik import iw_log_likelihood
+from deepem.models.config import ModelConfig, make_model
 from deepem.models.linear_gaussian import exact_log_marginal, linear_gaussian_model, set_encoder_to_posterior
-from deepem.models.lvm import DeepLatentModel, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_bernoulli_model_agrees_with_large_k_importance_sampling():
     """A 2-latent Bernoulli MLP: with 50,000 importance samples the IW estimate is essentially exact,
     and AIS must agree with it."""
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=2, hidden=[16]), data_dim=12).double()
+    model = make_model(ModelConfig(latent_dim=2, hidden=[16]), data_dim=12).double()
     gen = torch.Generator().manual_seed(1)
     x = model.sample(5, gen, mean=False)
     reference = iw_log_likelihood(model, x, particles=50_000, seed=1).per_point

@@ -21,7 +21,7 @@ from deepem.inference.adaptation import TARGET_ACCEPTANCE, adapt_step_size
 from deepem.inference.ais import ais, make_schedule
 from deepem.inference.distributions import CONTINUOUS, Q_DENSITY, RSAMPLE
 from deepem.inference.numerics import effective_sample_size, log_mean_exp, normalized_weights
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.models.lvm import DeepLatentModel
 
 
@@ -57,10 +57,11 @@ class AIWAE(Method):
                                                       dtype=torch.float64))
         self._pending_acceptance: Tensor | None = None
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # φ: one reparameterised sample, gradient to φ through z and log q (and to θ, unused by the
         # step since θ has its own loss below).
-        particle = draw_particles(model, x, 1, mask=mask)
+        particle = draw(model, x, 1, mask=mask, generator=generator)
         elbo = particle.log_w  # (1, B)
         loss_phi = -elbo.mean()
 

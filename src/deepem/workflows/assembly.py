@@ -23,6 +23,7 @@ from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.evaluation.sharding import Shard
 from deepem.methods.base import Method
 from deepem.methods.registry import METHODS, make_method
+from deepem.models.config import make_model
 from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError, TrainConfig
@@ -77,7 +78,7 @@ def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
     """The model of `config` for `data`, output bias at the training mean (Burda et al. 2015)."""
     if config.model.likelihood is None:
         config.model.likelihood = data.likelihood
-    model = DeepLatentModel.from_config(config.model, data.data_dim, data.train_mean())
+    model = make_model(config.model, data.data_dim, data.train_mean())
     return model.to(config.device, config.torch_dtype)
 
 
