@@ -35,7 +35,7 @@ except ImportError as err:  # pragma: no cover - depends on the installation
 from deepem.data.own_dataset import Standardization
 from deepem.evaluation.own_rows import impute_rows, score_rows
 from deepem.methods.registry import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training import TrainConfig, Trainer
 
 __all__ = ["DeepDensityEstimator", "DeepImputer"]
@@ -84,7 +84,7 @@ class _DeepLatentEstimator(BaseEstimator):
         data = torch.from_numpy(scale.apply(X)).float()
         with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory(prefix="deepem-sklearn-") as run:
             torch.manual_seed(self.seed_)  # the initial weights are part of the fit
-            model = DeepLatentModel.from_config(config, d)
+            model = make_model(config, d)
             method = make_method(self.method, particles=self.particles, **(self.method_options or {}))
             settings = TrainConfig(dataset="scikit-learn", epochs=self.epochs, batch_size=min(self.batch_size, n),
                                    lr=self.lr, seed=self.seed_, valid_every=0, keep_checkpoints=1,

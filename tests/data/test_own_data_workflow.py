@@ -16,7 +16,7 @@ from deepem.data.own_dataset import load_file_dataset
 from deepem.data.tables import MISSING_TOKENS, TableError
 from deepem.evaluation.observed_loglik import observed_log_likelihood
 from deepem.methods.miwae import MIWAE
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training import TrainConfig, Trainer
 from deepem.workflows.own_data import (
     impute_file,
@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     path = make_csv(folder / "mine.csv")
     data = load_file_dataset(path, seed=0)
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian"), 4)
+    model = make_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian"), 4)
     run = folder / "run"
     settings = TrainConfig(dataset=str(path), epochs=3, batch_size=16, lr=1e-2, valid_every=0)
     trainer = Trainer(model, MIWAE(particles=5), data.splits.train, run, settings,
