@@ -18,9 +18,12 @@ from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
 from deepem.data.incomplete import make_incomplete
 from deepem.data.registry import DATASETS, load_dataset, load_recorded_dataset
-from deepem.evaluation.loglik import iw_log_likelihood
+from deepem.evaluation.driver import estimate
+from deepem.evaluation.loglik import IWEstimator
+from deepem.evaluation.observed_loglik import ObservedIWEstimator
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.evaluation.sharding import Shard
+from deepem.inference.distributions import Q_DENSITY
 from deepem.methods.base import Method
 from deepem.methods.registry import METHODS, make_method
 from deepem.models.likelihoods import make_likelihood
@@ -82,14 +85,16 @@ def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
 
 
 def iw_validator(valid: Tensor, particles: int, seed: int, mask: Tensor | None = None,
-                 shard: Shard | None = None) -> Validator:
-    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG);
-    shard: in a data-parallel job the ranks share its batches (the bound is the same)."""
+                 shard: Shard | None = None, proposal: str = "zero-filled") -> Validator:
+    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG):
+    of log p(x) (estimator iw), or on incomplete data (a mask) of log p(x_o) (estimator iw-observed, q
+    fed the `proposal` input); shard: in a data-parallel job the ranks share its batches (the bound is
+    the same)."""
+    estimator = IWEstimator(particles=particles) if mask is None else \
+        ObservedIWEstimator(particles=particles, proposal=proposal)
 
     def validate(model: nn.Module) -> LogLikelihoodEstimate:
-        if mask is None:
-            return iw_log_likelihood(model, valid, particles, seed=seed, shard=shard)
-        return iw_log_likelihood(model, valid, particles, seed=seed, mask=mask, shard=shard)
+        return estimate(estimator, model, valid, mask, seed=seed, shard=shard)
 
     return validate
 
@@ -139,8 +144,10 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     method = build_method(config)
     # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
     # here; evaluate it with AIS (build_trainer says so).
-    has_density = getattr(model.encoder, "has_log_prob", True)
-    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) \
+    has_density = Q_DENSITY in model.capabilities()
+    # miss-IWEM fits q(z | x̆), x completed once: its bound uses that proposal (evaluation/observed_loglik.py)
+    proposal = "completed" if config.method.startswith("miss-iwem") else "zero-filled"
+    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard, proposal) \
         if config.valid_every and has_density else None
     return Assembled(config, data, model, method, train, validate, train_mask)
 
