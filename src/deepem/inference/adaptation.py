@@ -55,21 +55,21 @@ def adaptive_ais(path: TemperedPath, position: Tensor, temperatures: Tensor, ste
     path_values = check_path(temperatures).tolist()
     n_transitions = len(path_values) - 1
     moves = n_transitions - (0 if final_transition else 1)
-    eps = torch.as_tensor(step_size, dtype=position.dtype, device=position.device)
+    step = torch.as_tensor(step_size, dtype=position.dtype, device=position.device)
     # adapted per point: give it the (B,) batch shape from the start
-    eps = eps.expand(torch.broadcast_shapes(eps.shape, position.shape[1:2])).clone()
+    step = step.expand(torch.broadcast_shapes(step.shape, position.shape[1:2])).clone()
     state = ais_init(path, position, path_values[0])
     acceptance, used = [], []
     for t in range(1, n_transitions + 1):
         if t > moves:  # the last temperature only reweights
             state = reweight(state, path_values[t])
             break
-        params = {"step_size": eps, "leapfrog_steps": leapfrog_steps}
+        params = {"step_size": step, "leapfrog_steps": leapfrog_steps}
         state, info = ais_step(state, path_values[t], path, hmc_step, params, generator)
         accept_t = info.acceptance_prob.mean(0)  # (B,): over the point's chains
         acceptance.append(accept_t)
-        used.append(eps)
-        eps = adapt_step_size(eps, accept_t, target, rate)
+        used.append(step)
+        step = adapt_step_size(step, accept_t, target, rate)
         if on_transition is not None:
             on_transition(t, moves)
     return result_of(state, acceptance, used, reverse=path_values[0] == 1.0)

@@ -94,16 +94,16 @@ def hmc_init(position: Tensor, log_density_fn: LogDensityFn) -> HMCState:
 
 def _broadcast_step(step_size: float | Tensor, like: Tensor) -> Tensor:
     """A step size broadcastable to the (C, B) batch, with a trailing axis for the latents."""
-    eps = torch.as_tensor(step_size, dtype=like.dtype, device=like.device)
+    step = torch.as_tensor(step_size, dtype=like.dtype, device=like.device)
     batch = like.shape[:-1]
     try:
-        torch.broadcast_shapes(eps.shape, batch)
+        torch.broadcast_shapes(step.shape, batch)
     except RuntimeError as err:
         raise ValueError(
-            f"step_size shaped {tuple(eps.shape)} does not broadcast to the chains' batch shape "
+            f"step_size shaped {tuple(step.shape)} does not broadcast to the chains' batch shape "
             f"{tuple(batch)}; pass a float, one value per point (B,), or one per (chain, point) (C, B)"
         ) from err
-    return eps.unsqueeze(-1) if eps.dim() > 0 else eps
+    return step.unsqueeze(-1) if step.dim() > 0 else step
 
 
 def leapfrog(state: HMCState, momentum: Tensor, log_density_fn: LogDensityFn, step_size: Tensor,
@@ -136,9 +136,9 @@ def hmc_step(state: HMCState, log_density_fn: LogDensityFn, step_size: float | T
     if leapfrog_steps < 1:
         raise ValueError(f"leapfrog_steps (L) must be >= 1, got {leapfrog_steps}")
     z0 = state.position
-    eps = _broadcast_step(step_size, z0)
+    step = _broadcast_step(step_size, z0)
     p0 = torch.randn(z0.shape, generator=generator, dtype=z0.dtype, device=z0.device)
-    proposal, p1 = leapfrog(state, p0, log_density_fn, eps, leapfrog_steps)
+    proposal, p1 = leapfrog(state, p0, log_density_fn, step, leapfrog_steps)
 
     # H = -log density + |p|^2 / 2; accept with probability min(1, exp(H0 - H1)).
     h0 = -state.log_density + 0.5 * p0.pow(2).sum(-1)
