@@ -145,9 +145,9 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
     # here; evaluate it with AIS (build_trainer says so).
     has_density = Q_DENSITY in model.capabilities()
-    # miss-IWEM fits q(z | x̆), x completed once: its bound uses that proposal (evaluation/observed_loglik.py)
-    proposal = "completed" if config.method.startswith("miss-iwem") else "zero-filled"
-    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard, proposal) \
+    # Incomplete data: log p(x_o) with q fed the zero-filled data (the numbers runs have recorded so far;
+    # iw_validator's proposal="completed" is miss-IWEM's own proposal).
+    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) \
         if config.valid_every and has_density else None
     return Assembled(config, data, model, method, train, validate, train_mask)
 
