@@ -128,3 +128,14 @@ def test_incomplete_data_validate_with_the_observed_estimator(lg):
     torch.testing.assert_close(observed.per_point, iw_log_likelihood(model, x, 9, seed=4, mask=mask).per_point)
     completed = iw_validator(x, 9, seed=4, mask=mask, proposal="completed")(model)
     assert "completed input" in completed.estimator
+
+
+def test_the_cli_names_a_bad_setting_in_one_line(tmp_path, capsys):
+    """A bad value fails before the run is loaded: exit status 2, one line naming the setting."""
+    from deepem.cli import main
+
+    for args, message in [(["--estimator", "ais", "--chains", "0"], "invalid ais setting chains = 0: must be >= 1"),
+                          (["-k", "0"], "invalid iw setting particles = 0: must be >= 1")]:
+        assert main(["evaluate", str(tmp_path / "no-run"), *args, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
