@@ -1,7 +1,7 @@
 """Imports only go down a layer, and no deepem module is imported inside a function (lazy imports were
 the workaround for upward imports). The layers, lowest first:
 
-    files, errors, inference -> models -> methods;  data (files, errors);  evaluation (models, inference);
+    files, errors, inference -> models -> methods;  data (files, errors);  evaluation (models, inference, errors);
     training (methods, models, inference, data, files);  report (files);
     workflows (everything below);  cli (everything)."""
 
@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"inference"},
     "methods": {"models", "inference"},
     "data": {"files", "errors"},
-    "evaluation": {"models", "inference"},
+    "evaluation": {"models", "inference", "errors"},
     "training": {"methods", "models", "inference", "data", "files", "errors"},
     "report": {"files"},
     "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "errors", "report"},

@@ -88,16 +88,10 @@ def test_every_method_and_family_is_covered():
     assert two_layer == set(METHODS)
 
 
-#: methods with draws that do not all come from `generator=` yet (AIS chains: the estimators engineer's)
-GLOBAL_DRAWS = {"aiwae"}
-
-
 @pytest.mark.parametrize("name,family", list(cases()))
 def test_every_draw_comes_from_the_given_generator(name, family):
     """A generator passed to the method gives the numbers the global generator gives from the same seed,
     whatever state the global generator is in: every draw the method makes goes through it, in order."""
-    if name in GLOBAL_DRAWS:
-        pytest.skip(f"{name} still draws from the global generator")
     x = binary_data(n_train=40).train[:8]
     mask = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) > 0.3
     model, method = build(name, family)

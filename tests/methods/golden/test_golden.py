@@ -21,17 +21,11 @@ def model_and_data(record):
     return model, x
 
 
-#: methods whose draws do not all come from `generator=` yet (AIS chains: the estimators engineer's)
-GLOBAL_DRAWS = {"aiwae"}
-
-
 @pytest.mark.parametrize("own_generator", [False, True], ids=["global", "generator"])
 @pytest.mark.parametrize("label,name,options", CASES, ids=[c[0] for c in CASES])
 def test_method_outputs_match_record(record, model_and_data, label, name, options, own_generator):
     """With the global generator seeded, and with a generator of the same seed passed to the method
     (every draw then comes from it, in the library's order, and the global one is not touched)."""
-    if own_generator and name in GLOBAL_DRAWS:
-        pytest.skip(f"{name} still draws from the global generator")
     model, x = model_and_data
     expected = record["cases"][label]
     if own_generator:
