@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepem.files import atomic_write_bytes, read_json_lines
-from deepem.report.estimates import estimate_chart, seeds_chart
+from deepem.report.estimates import comparison_figure, seeds_figure
 from deepem.report.figures import learning_curves
+from deepem.report.plotting import save
 from deepem.report.tables import csv_table, markdown_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLUMNS = [
     ("method", "method"),
@@ -100,7 +104,7 @@ def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, l
     atomic_write_bytes(root / "results.json", (json.dumps(rows, indent=2) + "\n").encode())
     learning_curves(curves, root / "figures" / "validation.png", dataset=rows[0]["dataset"] if rows else None)
     if rows:
-        estimates_figure(rows, root / "figures" / "test_log_likelihood.png")
+        save(estimates_figure(rows), root / "figures" / "test_log_likelihood.png")
 
 
 def _load_per_point(row: dict[str, Any]) -> np.ndarray | None:
@@ -108,9 +112,9 @@ def _load_per_point(row: dict[str, Any]) -> np.ndarray | None:
     return np.load(path) if path.is_file() else None
 
 
-def estimates_figure(rows: list[dict[str, Any]], path: Path, reference: str | None = None) -> Path:
-    """test_log_likelihood.png from the table's rows: the estimates with ± 1 s.e. and, where every row's
-    per-point values are on file and cover the same test points (same subset and seed), their paired
+def estimates_figure(rows: list[dict[str, Any]], reference: str | None = None) -> Figure:
+    """test_log_likelihood.png from the table's rows (`run_row`): the estimates with ± 1 s.e. and, where
+    every row's per-point values are on file and cover the same test points (same subset), their paired
     differences to `reference` (default: the first method). Rows that are seeds of one method (their
     "group") are drawn as one row per method: each seed a dot, the mean ± 1 s.d., and each seed's own
     training throughput."""
@@ -132,8 +136,8 @@ def estimates_figure(rows: list[dict[str, Any]], path: Path, reference: str | No
         points = {g: {r["seed"]: per_point[r["method"]] for r in members if per_point[r["method"]] is not None}
                   for g, members in groups.items()}
         # paired per seed: seed S of a method against seed S of the reference, on the same points
-        return seeds_chart(values, path, per_point=points if same_points else None, reference=reference,
-                           throughput=throughput if any(throughput.values()) else None, **labels)
+        return seeds_figure(values, per_point=points if same_points else None, reference=reference,
+                            throughput=throughput if any(throughput.values()) else None, **labels)
     complete = same_points and all(v is not None for v in per_point.values())
-    return estimate_chart({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
-                          path, per_point=per_point if complete else None, reference=reference, **labels)
+    return comparison_figure({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
+                             per_point=per_point if complete else None, reference=reference, **labels)

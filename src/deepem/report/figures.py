@@ -74,7 +74,7 @@ def learning_curves_figure(curves: dict[str, Sequence[dict[str, Any]]], key: str
         xs, ys = zip(*points, strict=True)
         every = max(1, len(xs) // 12)  # about a dozen markers per curve, shifted per curve
         own = "" if shared or label not in names else f" ({names[label]})"
-        ax.plot(xs, ys, markersize=5, markevery=(i * every // max(len(drawn), 1) % every, every),
+        ax.plot(xs, ys, markersize=5, markevery=(i % every, every),
                 fillstyle="none", linewidth=1.4, label=label + own, **line_style(i))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
