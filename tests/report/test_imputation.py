@@ -84,3 +84,16 @@ def test_several_imputations_get_a_row_each(tmp_path):
         plt.close(fig)
     path = imputation_chart(TRUTH, MASK, IMPUTED, SHAPE, tmp_path / "imputation-train.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tensors_are_drawn_as_their_values():
+    import torch
+
+    truth = torch.tensor(TRUTH, requires_grad=True)  # a model's output may still carry gradient
+    fig = imputation_figure(truth, torch.tensor(MASK), torch.tensor(IMPUTED), SHAPE)
+    reference = imputation_figure(TRUTH, MASK, IMPUTED, SHAPE)
+    try:
+        assert np.array_equal(fig.axes[0].images[0].get_array(), reference.axes[0].images[0].get_array())
+    finally:
+        plt.close(fig)
+        plt.close(reference)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepem.report.plotting import pyplot, save
+from deepem.report.plotting import as_array, pyplot, save
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def paired_difference(values: Any, reference: Any) -> tuple[float, float]:
     """(mean, standard error) of the per-point differences values - reference on the same points."""
-    a, b = np.asarray(values, dtype=np.float64).ravel(), np.asarray(reference, dtype=np.float64).ravel()
+    a, b = as_array(values).ravel(), as_array(reference).ravel()
     if a.shape != b.shape:
         raise ValueError(f"paired differences need the same test points; got {a.size} and {b.size} values")
     d = a - b

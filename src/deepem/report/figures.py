@@ -12,7 +12,7 @@ import numpy as np
 
 from deepem.report.estimates import bar_chart, comparison_figure, estimate_chart, estimate_figure, seeds_figure
 from deepem.report.imputation import imputation_chart, imputation_figure
-from deepem.report.plotting import line_style, pyplot, save
+from deepem.report.plotting import as_array, line_style, pyplot, save
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -24,7 +24,7 @@ __all__ = ["bar_chart", "comparison_figure", "estimate_chart", "estimate_figure"
 def image_grid(images: Any, image_shape: tuple[int, int], path: Path, columns: int = 8,
                title: str | None = None) -> Path:
     """Save images (N, H*W) with values in [0, 1] (an array or a CPU tensor) as one grid PNG."""
-    images = np.asarray(images, dtype=np.float64)
+    images = as_array(images)
     n = images.shape[0]
     rows = (n + columns - 1) // columns
     h, w = image_shape

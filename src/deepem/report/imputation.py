@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepem.report.plotting import pyplot, save
+from deepem.report.plotting import as_array, pyplot, save
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,13 +34,13 @@ def _ink(values: np.ndarray, ink: tuple[float, float, float],
 def imputation_rows(truth: Any, mask: Any, imputed: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
     """[(label, RGB images (N, H*W, 3))]: "observed" (missing orange), "truth", then each imputation
     (its values at missing pixels in blue, the observed pixels in grey as given)."""
-    truth = np.asarray(truth, dtype=np.float64)
-    observed = np.asarray(mask, dtype=bool)
+    truth = as_array(truth)
+    observed = as_array(mask, dtype=bool)
     grey = _ink(truth, (0.0, 0.0, 0.0))
     shown = np.where(observed[..., None], grey, np.asarray(MISSING_RGB))
     rows = [("observed\n(missing: orange)", shown), ("truth", grey)]
     for label, values in imputed.items():
-        values = np.asarray(values, dtype=np.float64)
+        values = as_array(values)
         rows.append((label, np.where(observed[..., None], grey, _ink(values, IMPUTED_INK_RGB, IMPUTED_PAPER_RGB))))
     return rows
 

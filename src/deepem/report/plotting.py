@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -31,6 +33,14 @@ def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=120, bbox_inches="tight")
     pyplot().close(fig)
     return path
+
+
+def as_array(values: Any, dtype: Any = np.float64) -> np.ndarray:
+    """An array from a NumPy array, a list or a tensor (on any device, with or without gradient),
+    without importing torch here."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=dtype)
 
 
 def line_style(i: int) -> dict[str, Any]:
