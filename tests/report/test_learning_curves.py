@@ -84,3 +84,15 @@ def test_an_explicit_bound_wins_and_the_png_is_written(tmp_path):
         assert "K=7" in fig.axes[0].get_title()
     finally:
         plt.close(fig)
+
+
+def test_seeds_of_one_method_share_its_colour_and_differ_in_style():
+    curves = {f"{m}-s{s}": records(0.1 * s) for m in ("vae", "iwae") for s in range(3)}
+    fig = learning_curves_figure(curves, groups={label: label.split("-")[0] for label in curves})
+    try:
+        lines = fig.axes[0].get_lines()
+        assert [line.get_color() for line in lines] == ["C0"] * 3 + ["C1"] * 3
+        assert len({(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}) == 6
+        assert len({line.get_marker() for line in lines[:3]}) == 3
+    finally:
+        plt.close(fig)

@@ -102,7 +102,9 @@ def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, l
     atomic_write_bytes(root / "results.md", (markdown_table(rows, COLUMNS) + note).encode())
     atomic_write_bytes(root / "results.csv", csv_table(rows, COLUMNS).encode())
     atomic_write_bytes(root / "results.json", (json.dumps(rows, indent=2) + "\n").encode())
-    learning_curves(curves, root / "figures" / "validation.png", dataset=rows[0]["dataset"] if rows else None)
+    groups = {r["method"]: r.get("group", r["method"]) for r in rows}
+    learning_curves(curves, root / "figures" / "validation.png", dataset=rows[0]["dataset"] if rows else None,
+                    groups=groups if len(set(groups.values())) < len(groups) else None)
     if rows:
         save(estimates_figure(rows), root / "figures" / "test_log_likelihood.png")
 

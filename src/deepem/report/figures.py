@@ -54,12 +54,13 @@ def _bound_names(curves: dict[str, Sequence[dict[str, Any]]], key: str) -> dict[
 
 def learning_curves_figure(curves: dict[str, Sequence[dict[str, Any]]], key: str = "valid_bound",
                            ylabel: str | None = None, dataset: str | None = None,
-                           bound: str | None = None) -> Figure:
+                           bound: str | None = None, groups: dict[str, str] | None = None) -> Figure:
     """One line per run: `key` of its validation records against epoch.
 
     curves: label -> the run's validation records ({"epoch", key, "estimator"}, as in metrics.jsonl).
     dataset: named in the title. bound: the bound and its K (e.g. "IWAE bound, K=100"); None: taken from
-    the records' "estimator" (when runs differ, each legend entry names its own).
+    the records' "estimator" (when runs differ, each legend entry names its own). groups: label -> its
+    method, for seeds of one method: a method keeps one colour, its seeds differ in line style and marker.
     Each curve has its own line style and marker (placed at staggered epochs, so overlapping curves
     stay visible), the epoch axis has whole-number ticks, and the legend sits outside the data."""
     from matplotlib.ticker import MaxNLocator
@@ -70,12 +71,17 @@ def learning_curves_figure(curves: dict[str, Sequence[dict[str, Any]]], key: str
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = [(label, [(r["epoch"], r[key]) for r in records if key in r]) for label, records in curves.items()]
     drawn = [(label, points) for label, points in drawn if points]
+    order = list(dict.fromkeys((groups or {}).get(label, label) for label, _ in drawn))
+    seen: dict[str, int] = {}
     for i, (label, points) in enumerate(drawn):
         xs, ys = zip(*points, strict=True)
+        group = (groups or {}).get(label, label)
+        member, seen[group] = seen.get(group, 0), seen.get(group, 0) + 1
+        style = line_style(i) if groups is None else {**line_style(member), "color": f"C{order.index(group) % 10}"}
         every = max(1, len(xs) // 12)  # about a dozen markers per curve, shifted per curve
         own = "" if shared or label not in names else f" ({names[label]})"
         ax.plot(xs, ys, markersize=5, markevery=(i % every, every),
-                fillstyle="none", linewidth=1.4, label=label + own, **line_style(i))
+                fillstyle="none", linewidth=1.4, label=label + own, **style)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or f"validation {shared or 'bound'} (nats)")
@@ -88,6 +94,7 @@ def learning_curves_figure(curves: dict[str, Sequence[dict[str, Any]]], key: str
 
 
 def learning_curves(curves: dict[str, Sequence[dict[str, Any]]], path: Path, key: str = "valid_bound",
-                    ylabel: str | None = None, dataset: str | None = None, bound: str | None = None) -> Path:
+                    ylabel: str | None = None, dataset: str | None = None, bound: str | None = None,
+                    groups: dict[str, str] | None = None) -> Path:
     """Save `learning_curves_figure(...)` as a PNG at `path`."""
-    return save(learning_curves_figure(curves, key, ylabel, dataset, bound), path)
+    return save(learning_curves_figure(curves, key, ylabel, dataset, bound, groups), path)
