@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepem.evaluation.ais import ais_batch
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.evaluation.ais import forward_ais
+from deepem.evaluation.settings import AISSettings
+from deepem.models import ModelConfig, make_model
 
 D, H, Z = 784, 200, 50
 DECODER_MACS = Z * H + H * H + H * D  # per chain, one forward pass
@@ -114,11 +115,11 @@ def bench(device: str, temperatures: int, chains: int, leapfrog: int, points: in
           ) -> dict[str, float]:
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((points, D), 0.13, device=device))
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(device).eval()
+    model = make_model(ModelConfig(), D).to(device).eval()
     plain = PlainAIS(x, 0.05)
-    t_ours, t_ref = timed_pair(lambda: ais_batch(model, x, chains, temperatures, leapfrog),
+    t_ours, t_ref = timed_pair(lambda: forward_ais(model, x, AISSettings(chains, temperatures, leapfrog)),
                                lambda: plain.run(chains, temperatures, leapfrog),
-                               lambda: ais_batch(model, x, chains, 4, leapfrog),
+                               lambda: forward_ais(model, x, AISSettings(chains, 4, leapfrog)),
                                lambda: plain.run(chains, 4, leapfrog), device, repeats)
     # per leapfrog step: one decoder forward and a backward to z (~2 forward costs)
     flops = 3 * 2 * DECODER_MACS * points * chains * (temperatures - 2) * leapfrog

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
 from method_throughput import load_data, machine_info
 
@@ -46,7 +46,7 @@ class Runner:
         torch.manual_seed(0)
         self.key = (architecture, f"{method}-k{k}")
         self.x = x
-        model = DeepLatentModel.from_config(ModelConfig(architecture=architecture), D, data_mean=x.mean(0))
+        model = make_model(ModelConfig(architecture=architecture), D, data_mean=x.mean(0))
         self.step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
 
     def run(self, steps: int) -> float:

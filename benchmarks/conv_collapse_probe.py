@@ -23,13 +23,13 @@ from deepem.data.registry import load_dataset
 from deepem.evaluation.evaluate import evaluation_subset
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import DeepLatentModel, ModelConfig, make_model
 from deepem.training.step import TrainStep
 
 
 def conv_model(train: torch.Tensor, init: str = "default") -> DeepLatentModel:
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(architecture="conv"), 784, data_mean=train.mean(0))
+    model = make_model(ModelConfig(architecture="conv"), 784, data_mean=train.mean(0))
     if init == "glorot":
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -69,7 +69,7 @@ def vae_run(train: torch.Tensor, test: torch.Tensor, init: str, steps: int = 200
 
 def autoencoder_run(train: torch.Tensor, architecture: str, steps: int = 100) -> str:
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(architecture=architecture), 784, data_mean=train.mean(0))
+    model = make_model(ModelConfig(architecture=architecture), 784, data_mean=train.mean(0))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for i in range(steps):

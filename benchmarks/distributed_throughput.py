@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.distributed import Parallel, finish, launched, rank_seed
 from deepem.training.step import TrainStep
 from deepem.workflows.launch import launch
@@ -39,7 +39,7 @@ def run_config(spec: dict) -> dict:
     parallel = Parallel.from_env() if launched() else None
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((B, D), 0.3))
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=50, hidden=[200, 200]), D, x.mean(0))
+    model = make_model(ModelConfig(latent_dim=50, hidden=[200, 200]), D, x.mean(0))
     method = make_method("iwae", particles=spec["k"])
     method.bind(model)
     step = TrainStep(model, method, lr=1e-3)

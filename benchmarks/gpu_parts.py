@@ -145,11 +145,11 @@ def iw_test_set(settings: dict) -> dict:
     from deepem.data.images import load_binarized_mnist
     from deepem.evaluation.loglik import iw_log_likelihood_batch
     from deepem.inference.numerics import flush_denormals
-    from deepem.models import DeepLatentModel, ModelConfig
+    from deepem.models import ModelConfig, make_model
 
     data_dir = Path(os.environ.get("DEEPEM_DATA", ROOT.parent / "shared" / "data"))
     test = load_binarized_mnist(data_dir).test[:settings["eval_points"]].to(settings["device"])
-    model = DeepLatentModel.from_config(ModelConfig(), test.shape[1]).to(settings["device"]).eval()
+    model = make_model(ModelConfig(), test.shape[1]).to(settings["device"]).eval()
     k, batch = settings["eval_k"], settings["eval_batch"]
     sync = torch.cuda.synchronize if settings["device"].startswith("cuda") else (lambda: None)
     with torch.no_grad(), flush_denormals():

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from deepem.data import load_dataset  # noqa: E402
 from deepem.methods import make_method  # noqa: E402
-from deepem.methods.base import PHI, THETA, draw_particles  # noqa: E402
+from deepem.methods.base import PHI, THETA, draw  # noqa: E402
 from deepem.methods.nvil import BASELINE  # noqa: E402
 from deepem.methods.vimco import vimco_surrogate  # noqa: E402
 from deepem.models import BernoulliEncoder, BernoulliLikelihood, BernoulliPrior, DeepLatentModel, mlp  # noqa: E402
@@ -46,13 +46,13 @@ def sbn(data_dim: int, latents: int, data_mean: torch.Tensor) -> DeepLatentModel
 
 def reinforce_loss(model: DeepLatentModel, x: torch.Tensor, k: int) -> torch.Tensor:
     """The K-sample bound with its own value as the learning signal of every sample (no baseline)."""
-    p = draw_particles(model, x, k, reparameterize=False)
+    p = draw(model, x, k, reparameterize=False)
     bound = torch.logsumexp(p.log_joint - p.log_q, 0) - math.log(k)
     return -(bound + (bound.detach() * p.log_q).sum(0)).mean()
 
 
 def vimco_loss(model: DeepLatentModel, x: torch.Tensor, k: int) -> torch.Tensor:
-    p = draw_particles(model, x, k, reparameterize=False)
+    p = draw(model, x, k, reparameterize=False)
     return -vimco_surrogate(p.log_joint, p.log_q)[0].mean()
 
 

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from deepem.evaluation.diagnostics import active_units, kl_to_prior  # noqa: E402
-from deepem.models.lvm import ModelConfig  # noqa: E402
+from deepem.models.config import ModelConfig  # noqa: E402
 from deepem.training.config import TrainConfig  # noqa: E402
 from deepem.workflows.assembly import build_trainer  # noqa: E402
 

@@ -32,7 +32,7 @@ import torch
 
 from deepem.inference.numerics import flush_denormals
 from deepem.methods import METHODS, make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
 
 D = 784
@@ -63,7 +63,7 @@ class Runner:
         self.name = name
         self.x = x
         self.device = device
-        self.model = DeepLatentModel.from_config(ModelConfig(), D, data_mean=x.mean(0).cpu()).to(device)
+        self.model = make_model(ModelConfig(), D, data_mean=x.mean(0).cpu()).to(device)
         self.method = make_method(name, particles=k)
         self.method.bind(self.model)  # as the trainer does: methods that own networks build them here
         self.method.to(device)

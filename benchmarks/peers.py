@@ -17,7 +17,7 @@ from torch import nn
 from deepem.evaluation.loglik import iw_log_likelihood_batch
 from deepem.inference.numerics import flush_denormals
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
 
 D, H, Z = 784, 200, 50
@@ -69,7 +69,7 @@ class PlainIWAE(nn.Module):
 def deepem_step(x: torch.Tensor, k: int, method: str = "iwae") -> Step:
     """deepem's trainer step (training/step.py, non-finite guards included) for any registered method,
     with denormals flushed on every thread as Trainer.fit does (inference/denormals.py)."""
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device)
+    model = make_model(ModelConfig(), D).to(x.device)
     step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
 
     def run() -> None:
@@ -155,7 +155,7 @@ def pythae_step(x: torch.Tensor, k: int) -> Step:
 def deepem_evaluation(x: torch.Tensor, k: int, batch: int) -> Step:
     """deepem's IW log-likelihood of every point of x with K particles, `batch` points at a time, with
     denormals flushed as evaluate_model does."""
-    model = DeepLatentModel.from_config(ModelConfig(), D).to(x.device).eval()
+    model = make_model(ModelConfig(), D).to(x.device).eval()
 
     @torch.no_grad()
     def evaluate() -> None:

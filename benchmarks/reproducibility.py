@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from deepem.training.checkpoint import load_checkpoint
+from deepem.training.checkpoint_file import load_checkpoint
 
 RESULTS = Path(__file__).parent / "results" / "reproducibility.json"
 TRAIN = ["train", "--dataset", "digits", "--method", "iwae", "-k", "5", "--epochs", "8", "--seed", "7", "--quiet"]

@@ -39,7 +39,7 @@ from torch.utils._pytree import tree_flatten
 from deepem.data.images import load_binarized_mnist
 from deepem.inference.denormals import flush_denormals_everywhere, thread_wide_flush_supported
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
 
 TINY = torch.finfo(torch.float32).tiny
@@ -169,7 +169,7 @@ def training(args: argparse.Namespace) -> list[dict]:
     order = torch.randperm(train.shape[0], generator=g)
     batches = (train[order[(i * args.batch) % (len(order) - args.batch):][:args.batch]] for i in range(10**9))
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(), train.shape[1])
+    model = make_model(ModelConfig(), train.shape[1])
     step = TrainStep(model, make_method("iwae", particles=args.k), lr=1e-3)
     done, rows = 0, []
     for target in sorted(int(u) for u in args.updates.split(",")):

@@ -31,7 +31,7 @@ from typing import Any
 
 from deepem.cli import main as deepem
 from deepem.data import load_dataset
-from deepem.training.checkpoint import load_latest_good
+from deepem.training.checkpoint_file import load_latest_good
 from deepem.training.data_order import batches_per_epoch
 from deepem.workflows.impute import run_imputation
 

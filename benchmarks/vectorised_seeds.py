@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training.config import TrainConfig
 from deepem.training.rng import capture_rng_state, seed_everything
 from deepem.training.trainer import Trainer
-from deepem.training.vectorised import SeedGroup
+from deepem.training.vectorised import SeedStepper
 
 D = 784
 
@@ -54,18 +54,18 @@ def fastest_pair(a: Callable[[], object], b: Callable[[], object], device: str, 
 
 
 def build(seeds: int, k: int, batch: int, device: str, tmp: Path, per_call: int | None = None
-          ) -> tuple[list[Trainer], SeedGroup]:
+          ) -> tuple[list[Trainer], SeedStepper]:
     trainers, states = [], []
     data = torch.bernoulli(torch.full((batch * 4, D), 0.13))
     for s in range(seeds):
         config = TrainConfig(dataset="custom", method="iwae", particles=k, batch_size=batch, seed=s, device=device,
                              valid_every=0)
         seed_everything(s)
-        model = DeepLatentModel.from_config(ModelConfig(likelihood="bernoulli"), D)
+        model = make_model(ModelConfig(likelihood="bernoulli"), D)
         trainers.append(Trainer(model, make_method("iwae", particles=k), data, tmp / f"seed-{s}", config,
                                 progress=False, log=lambda _: None))
         states.append(capture_rng_state())
-    return trainers, SeedGroup(trainers, states, progress=False, seeds_per_call=per_call)
+    return trainers, SeedStepper(trainers, states, seeds_per_call=per_call)
 
 
 def measure(seeds: int, k: int, batch: int, device: str, repeats: int, steps: int, tmp: Path,
@@ -76,11 +76,11 @@ def measure(seeds: int, k: int, batch: int, device: str, repeats: int, steps: in
     def sequential() -> None:
         for i, t in enumerate(trainers):
             for _ in range(steps):
-                t.train_step(x[i])
+                t.step(x[i])
 
     def vectorised() -> None:
         for _ in range(steps):
-            group.step(x)
+            group.step_on(x)
 
     points = seeds * steps * batch
     seconds_seq, seconds_vec = fastest_pair(sequential, vectorised, device, repeats)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from deepem.evaluation import iw_log_likelihood
 from deepem.inference.distributions import DiagonalGaussian
 from deepem.methods.iwae import IWAE
-from deepem.models import BernoulliLikelihood, DeepLatentModel, Encoder
+from deepem.models import MLP, BernoulliLikelihood, DeepLatentModel, Encoder
 from deepem.training import TrainConfig, Trainer
 
 SIDE, LATENTS = 4, 4
@@ -51,7 +51,9 @@ def main(out: str | Path, epochs: int = 30, seed: int = 0, quiet: bool = False) 
     train, held_out = bars(2000, gen), bars(500, gen)
 
     torch.manual_seed(seed)  # the initial weights are part of the run
-    decoder = nn.Sequential(nn.Linear(LATENTS, 32), nn.ReLU(), nn.Linear(32, SIDE * SIDE))
+    # an MLP states its body and its linear output head, which the Bernoulli likelihood may fuse with
+    # log p(x | z) on large batches; any nn.Module mapping z to the likelihood's parameters works too
+    decoder = MLP(nn.Linear(LATENTS, 32), nn.ReLU(), nn.Linear(32, SIDE * SIDE))
     model = DeepLatentModel(decoder, BernoulliLikelihood(), MyEncoder(), LATENTS, SIDE * SIDE)
     before = iw_log_likelihood(model, held_out, particles=1000, seed=1).mean
 

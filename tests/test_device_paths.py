@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepem.inference.fused import bernoulli_linear_log_prob
+from deepem.methods import make_method
+from deepem.methods.base import device_generator
+from deepem.models import ModelConfig, make_model
+from deepem.models.bernoulli_head import bernoulli_linear_log_prob
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deepem"
 # (`torch.device("cuda", torch.cuda.current_device())` for NCCL's communication buffers is allowed: it
@@ -36,3 +39,23 @@ def test_fused_output_layer_on_cuda_matches_cpu():
     gpu = bernoulli_linear_log_prob(x.cuda(), h.detach().cuda().requires_grad_(), weight.detach().cuda(),
                                     bias.cuda())
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-3)
+
+
+def test_the_run_generator_on_cpu_is_torchs_default_one():
+    assert device_generator(torch.device("cpu")) is torch.default_generator
+
+
+@cuda
+def test_the_run_generator_on_cuda_gives_the_global_draws():
+    """The trainer passes the device's default CUDA generator: the numbers of generator=None."""
+    device = torch.device("cuda", 0)
+    assert device_generator(device) is torch.cuda.default_generators[0]
+    torch.manual_seed(3)
+    model = make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 6).to(device)
+    x = torch.bernoulli(torch.full((4, 6), 0.4, device=device))
+    method = make_method("rem-v1", particles=5)
+    torch.cuda.manual_seed(11)
+    expected = method(model, x).losses
+    torch.cuda.manual_seed(11)
+    got = method(model, x, generator=device_generator(x.device)).losses
+    assert all(torch.equal(got[k], expected[k]) for k in expected)

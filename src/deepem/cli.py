@@ -15,13 +15,13 @@ from tqdm import tqdm
 
 from deepem.data import DATASETS
 from deepem.errors import ResultNotSavedError, UserError, not_saved_message, quiet_on_broken_pipe
-from deepem.evaluation.ais import DEFAULT_CHAINS, DEFAULT_LEAPFROG_STEPS, DEFAULT_TEMPERATURES
 from deepem.evaluation.bdmc import bdmc
+from deepem.evaluation.estimators import ESTIMATORS
+from deepem.evaluation.settings import AISSettings
 from deepem.files import atomic_write_json
 from deepem.methods.registry import METHODS, method_options
-from deepem.models.architectures import ARCHITECTURES
-from deepem.models.architectures import describe as describe_architectures
-from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
+from deepem.models.config import ARCHITECTURES, ENCODER_KINDS, LATENTS, ModelConfig
+from deepem.models.config import describe as describe_architectures
 from deepem.training.allocator import keep_freed_memory
 from deepem.training.config import NAN_POLICIES, TrainConfig
 from deepem.training.distributed import (
@@ -39,6 +39,7 @@ from deepem.training.schedules import SCHEDULES
 from deepem.training.state import resume_command
 from deepem.workflows.assembly import resolve
 from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
+from deepem.workflows.estimator_flags import add_estimator_arguments, estimator_settings
 from deepem.workflows.evaluate import evaluate_run, evaluation_shard
 from deepem.workflows.impute import run_imputation
 from deepem.workflows.launch import launch
@@ -249,15 +250,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    ais = {}
-    if args.estimator == "ais":
-        ais = {k: v for k, v in (("temperatures", args.temperatures), ("chains", args.chains),
-                                 ("leapfrog_steps", args.leapfrog_steps), ("initial", args.ais_initial))
-               if v is not None}
+    name = "iw-observed" if args.observed and args.estimator == "iw" else args.estimator
     try:
-        record = evaluate_run(args.run_dir, estimator=args.estimator, particles=args.particles, split=args.split,
-                              limit=args.limit, seed=args.seed, batch_size=args.batch_size, data_dir=args.data_dir,
-                              device=args.device, progress=not args.quiet, observed=args.observed, **ais)
+        record = evaluate_run(args.run_dir, estimator=name, split=args.split, limit=args.limit, seed=args.seed,
+                              batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
+                              progress=not args.quiet, observed=args.observed, **estimator_settings(args, name))
     except ResultNotSavedError as err:  # computed but not written: show it, then say why it was not saved
         _print_evaluation(err.result)
         raise
@@ -317,9 +314,8 @@ def cmd_bdmc(args: argparse.Namespace) -> int:
     with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
               disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
         try:
-            result = bdmc(trained.model, n_points=args.points, chains=args.chains, temperatures=args.temperatures,
-                          leapfrog_steps=args.leapfrog_steps, seed=args.seed, batch_size=args.batch_size,
-                          progress=bar.update, shard=shard)
+            result = bdmc(trained.model, n_points=args.points, seed=args.seed, batch_size=args.batch_size,
+                          progress=bar.update, shard=shard, **estimator_settings(args, "ais"))
         finally:
             finish(parallel)
     if not is_rank_zero():
@@ -391,22 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="log-likelihood and encoder diagnostics of a trained run")
     p.add_argument("run_dir")
-    p.add_argument("--estimator", choices=["iw", "ais"], default="iw")
-    p.add_argument("--particles", "-k", type=_positive_int, default=5000, help="K of the IW estimate")
+    p.add_argument("--estimator", choices=list(ESTIMATORS), default="iw")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate a fixed random subset of N points (the same for every run and seed) "
                         "(default: all points)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--temperatures", type=_positive_int, default=None,
-                   help=f"AIS: number of temperatures (default: {DEFAULT_TEMPERATURES})")
-    p.add_argument("--chains", type=_positive_int, default=None,
-                   help=f"AIS: chains per data point (default: {DEFAULT_CHAINS})")
-    p.add_argument("--leapfrog-steps", type=_positive_int, default=None,
-                   help=f"AIS: leapfrog steps per HMC move (default: {DEFAULT_LEAPFROG_STEPS})")
-    p.add_argument("--ais-initial", choices=["prior", "encoder"], default=None,
-                   help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x) (default: prior)")
+    add_estimator_arguments(p)  # one flag per estimator setting (workflows/estimator_flags.py)
     p.add_argument("--observed", action="store_true",
                    help="a run trained with --missing: log p(x_o) of the observed part of the corrupted split "
                         "(default: log p(x) of the complete split, as IWEM's Table 3)")
@@ -456,9 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bdmc", help="bidirectional Monte Carlo bounds on simulated data: how far to trust AIS")
     p.add_argument("run_dir")
     p.add_argument("--points", type=_positive_int, default=100, help="data points simulated from the model")
-    p.add_argument("--temperatures", type=_positive_int, default=500)
-    p.add_argument("--chains", type=_positive_int, default=16)
-    p.add_argument("--leapfrog-steps", type=_positive_int, default=10)
+    add_estimator_arguments(p, (AISSettings,))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=100,
                    help="points per batch (the unit --nproc shares out; the draws depend on it)")

@@ -4,13 +4,16 @@ progress reporting and errors."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from deepem.evaluation import ais_log_likelihood
+from deepem.errors import UserError
+from deepem.evaluation import EstimatorSettingError, ais_log_likelihood
 from deepem.evaluation.loglik import iw_log_likelihood
+from deepem.models.config import ModelConfig, make_model
 from deepem.models.linear_gaussian import exact_log_marginal, linear_gaussian_model, set_encoder_to_posterior
-from deepem.models.lvm import DeepLatentModel, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def test_bernoulli_model_agrees_with_large_k_importance_sampling():
     """A 2-latent Bernoulli MLP: with 50,000 importance samples the IW estimate is essentially exact,
     and AIS must agree with it."""
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=2, hidden=[16]), data_dim=12).double()
+    model = make_model(ModelConfig(latent_dim=2, hidden=[16]), data_dim=12).double()
     gen = torch.Generator().manual_seed(1)
     x = model.sample(5, gen, mean=False)
     reference = iw_log_likelihood(model, x, particles=50_000, seed=1).per_point
@@ -75,14 +78,19 @@ def test_bernoulli_model_agrees_with_large_k_importance_sampling():
 
 
 def test_bad_settings_are_named(lg):
+    """One line naming the setting, a UserError (the CLI prints it, exit 2) that is also a ValueError."""
     model, x, _ = lg
-    with pytest.raises(ValueError, match="initial distribution 'posterior'"):
-        ais_log_likelihood(model, x, initial="posterior")
-    with pytest.raises(ValueError, match="temperatures must be >= 2"):
-        ais_log_likelihood(model, x, temperatures=1)
-    with pytest.raises(ValueError, match="chains must be >= 1"):
-        ais_log_likelihood(model, x, chains=0)
-    with pytest.raises(ValueError, match="unknown AIS schedule"):
-        ais_log_likelihood(model, x, schedule="cosine")
+    cases = [({"initial": "posterior"}, "invalid ais setting initial = 'posterior': must be one of prior, encoder"),
+             ({"temperatures": 1}, "invalid ais setting temperatures = 1: must be >= 2"),
+             ({"chains": 0}, "invalid ais setting chains = 0: must be >= 1"),
+             ({"schedule": "cosine"}, "invalid ais setting schedule = 'cosine': must be one of linear, sigmoid"),
+             ({"step_size": 0.0}, "invalid ais setting step_size = 0.0: must be > 0"),
+             ({"target_acceptance": 1.0}, "invalid ais setting target_acceptance = 1.0: must be < 1"),
+             ({"leapfrog": 3}, "unexpected keyword argument 'leapfrog'")]
+    for settings, message in cases:
+        with pytest.raises(EstimatorSettingError, match=re.escape(message)) as err:
+            ais_log_likelihood(model, x, **settings)
+        assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
+        assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match=r"expected data shaped \(batch, 5\)"):
         ais_log_likelihood(model, x[:, :3])

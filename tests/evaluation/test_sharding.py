@@ -15,8 +15,8 @@ from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.bdmc import bdmc
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.evaluation.sharding import Shard, batch_plan
+from deepem.models.config import ModelConfig, make_model
 from deepem.models.linear_gaussian import linear_gaussian_model
-from deepem.models.lvm import DeepLatentModel, ModelConfig
 
 
 def _identity(t: Tensor) -> Tensor:
@@ -55,7 +55,7 @@ def test_sharded_iw_equals_one_process_per_point(lg, world):
 
 def test_sharded_iw_with_binary_latents_equals_one_process():
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=6, hidden=[8], latent="bernoulli",
+    model = make_model(ModelConfig(latent_dim=6, hidden=[8], latent="bernoulli",
                                                     likelihood="bernoulli"), 10)
     x = torch.bernoulli(torch.full((13, 10), 0.4), generator=torch.Generator().manual_seed(1))
     one = iw_log_likelihood(model, x, particles=9, batch_size=4, seed=2).per_point

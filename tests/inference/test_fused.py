@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deepem.inference import fused
-from deepem.inference.fused import bernoulli_linear_log_prob, log_sigmoid_floor
+from deepem.models import bernoulli_head as fused
+from deepem.models.bernoulli_head import bernoulli_linear_log_prob, log_sigmoid_floor
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,7 @@ def test_under_vmap_the_composite_form_gives_the_same_values():
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-15), (torch.float32, 2.5e-7)])
 def test_fast_tanh_matches_tanh_in_value_and_gradient(dtype, atol):
-    from deepem.inference.fused import fast_tanh
+    from deepem.inference.fast_tanh import fast_tanh
 
     g = torch.Generator().manual_seed(1)
     # small, moderate and saturated inputs, both signs, plus exact zeros and the tails

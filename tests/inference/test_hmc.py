@@ -38,10 +38,10 @@ def sample_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(0), torch.cov(flat.T)
 
 
-def run_chain(state: HMCState, fn, steps: int, step_size, n_leapfrog: int, gen: torch.Generator):
+def run_chain(state: HMCState, fn, steps: int, step_size, leapfrog_steps: int, gen: torch.Generator):
     acc = []
     for _ in range(steps):
-        state, info = hmc_step(state, fn, step_size, n_leapfrog, gen)
+        state, info = hmc_step(state, fn, step_size, leapfrog_steps, gen)
         acc.append(info.acceptance_prob)
     return state, torch.stack(acc)
 
@@ -156,7 +156,7 @@ def test_non_finite_proposals_are_rejected():
 def test_bad_arguments_are_named():
     fn = gaussian_log_density(torch.zeros(2, dtype=DTYPE), torch.eye(2, dtype=DTYPE))
     state = hmc_init(torch.zeros(2, 3, 2, dtype=DTYPE), fn)
-    with pytest.raises(ValueError, match="n_leapfrog"):
+    with pytest.raises(ValueError, match="leapfrog_steps"):
         hmc_step(state, fn, 0.1, 0)
     with pytest.raises(ValueError, match="one value per"):
         hmc_init(torch.zeros(2, 3, 2, dtype=DTYPE), lambda z: z.sum())

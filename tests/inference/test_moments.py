@@ -79,10 +79,10 @@ def test_sample_gaussian_density_and_moments() -> None:
     a = torch.randn(2, 3, 3, generator=g, dtype=DT)
     cov = a @ a.transpose(-1, -2) + 0.1 * torch.eye(3, dtype=DT)
     mean = torch.randn(2, 3, generator=g, dtype=DT)
-    eps = 1e-3
-    s = sample_gaussian(mean, cov, 40000, eps=eps, generator=g)
+    jitter = 1e-3
+    s = sample_gaussian(mean, cov, 40000, jitter=jitter, generator=g)
     assert s.z.shape == (40000, 2, 3) and s.log_density.shape == (40000, 2)
-    full = cov + eps * torch.eye(3, dtype=DT)
+    full = cov + jitter * torch.eye(3, dtype=DT)
     ref = MultivariateNormal(mean, covariance_matrix=full).log_prob(s.z)
     assert_close(s.log_density, ref, rtol=1e-10, atol=1e-10)
     emp_mean = s.z.mean(0)
@@ -100,7 +100,7 @@ def test_sample_gaussian_keeps_dtype_and_handles_rank_deficient_float32() -> Non
     log_w[0] = 0.0
     log_w[1] = -2.0
     mean, cov = weighted_moments(z, log_w, "weighted")
-    s = sample_gaussian(mean, cov, 8, eps=1e-6)
+    s = sample_gaussian(mean, cov, 8, jitter=1e-6)
     assert s.z.dtype == torch.float32 and s.log_density.dtype == torch.float32
     assert torch.isfinite(s.z).all() and torch.isfinite(s.log_density).all()
 

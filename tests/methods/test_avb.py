@@ -27,6 +27,7 @@ from deepem.models import (
     GaussianEncoder,
     ImplicitEncoder,
     ModelConfig,
+    make_model,
     standard_normal_log_prob,
 )
 from deepem.models.linear_gaussian import exact_log_marginal, linear_gaussian_model, set_encoder_to_posterior
@@ -119,7 +120,7 @@ def test_adaptive_contrast_converges_to_the_exact_log_ratio():
 
 def nonlinear_model() -> DeepLatentModel:
     torch.manual_seed(0)
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 6).double()
+    return make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 6).double()
 
 
 def binary_batch() -> torch.Tensor:
@@ -181,7 +182,7 @@ def test_adaptive_contrast_with_its_exact_t_gives_the_vae_and_iwae_for_any_contr
     with torch.no_grad():
         q = model.encode(x)
         mean, std = q.loc + 0.3, 1.5 * q.std
-    method.contrast = lambda q_: Contrast(mean, std)
+    method.contrast = lambda q_, generator=None: Contrast(mean, std)
     method.discriminator = ExactContrastT(model, mean, std)
     assert_same(losses_and_grads(method, model, x), losses_and_grads(make_method(reference, particles=k), model, x))
 
@@ -263,7 +264,7 @@ def test_iwavb_raises_the_exact_log_likelihood_of_a_linear_gaussian_model(adapti
 
 
 def test_bind_refuses_discrete_latents_and_iw_evaluation_refuses_an_implicit_q():
-    sbn = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli",
+    sbn = make_model(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli",
                                                   latent="bernoulli"), 5)
     for name in ("avb", "iwavb"):
         with pytest.raises(IncompatibleModelError, match=r"continuous latents; a reparameterisable q\(z\|x\)"):

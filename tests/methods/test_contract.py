@@ -12,7 +12,7 @@ import torch
 from tests.training.training_helpers import assert_trees_equal, binary_data
 
 from deepem.methods import METHODS, make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.training import TrainConfig, Trainer
 
 #: small options so that every method runs in well under a second
@@ -30,14 +30,14 @@ SETTINGS = TrainConfig(dataset="binary-synthetic", epochs=2, batch_size=20, lr=3
 def cases():
     for name, cls in sorted(METHODS.items()):
         for family, config in FAMILIES.items():
-            model = DeepLatentModel.from_config(config, 16)
+            model = make_model(config, 16)
             if cls.requires <= model.capabilities():
                 yield pytest.param(name, family, id=f"{name}-{family}")
 
 
 def build(name: str, family: str, seed: int = 0):
     torch.manual_seed(seed)
-    model = DeepLatentModel.from_config(FAMILIES[family], 16)
+    model = make_model(FAMILIES[family], 16)
     params = inspect.signature(METHODS[name].__init__).parameters
     options = {k: v for k, v in FAST.items() if k in params}
     if name in ("wake-sleep", "nvil"):
@@ -86,3 +86,24 @@ def test_every_method_and_family_is_covered():
     # q(z1|x) q(z2|z1) has an rsample and a density over continuous z: every method accepts it
     two_layer = {c.values[0] for c in cases() if c.values[1] == "2layer"}
     assert two_layer == set(METHODS)
+
+
+@pytest.mark.parametrize("name,family", list(cases()))
+def test_every_draw_comes_from_the_given_generator(name, family):
+    """A generator passed to the method gives the numbers the global generator gives from the same seed,
+    whatever state the global generator is in: every draw the method makes goes through it, in order."""
+    x = binary_data(n_train=40).train[:8]
+    mask = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) > 0.3
+    model, method = build(name, family)
+    method.bind(model)
+
+    def losses(global_seed: int, own: bool, with_mask: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(global_seed)
+        generator = torch.Generator().manual_seed(5) if own else None
+        out = method(model, x, mask if with_mask else None, generator=generator)
+        return {k: v.detach() for k, v in out.losses.items()}
+
+    for with_mask in (False, True) if name.startswith("miss-") else (False,):
+        expected = losses(5, own=False, with_mask=with_mask)
+        for global_seed in (1, 2):
+            assert_trees_equal(losses(global_seed, own=True, with_mask=with_mask), expected)

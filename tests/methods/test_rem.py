@@ -61,10 +61,18 @@ def test_s_diagnostics_are_reported() -> None:
     [
         ("rem-v1", {"particles": 1}, "at least 2"),
         ("rem-v1", {"covariance": "full"}, "covariance"),
-        ("rem-v1", {"eps": -1.0}, "eps"),
+        ("rem-v1", {"jitter": -1.0}, "jitter"),
+        ("rem-v1", {"jitter": 1e-6, "eps": 1e-6}, "former name"),
         ("rem-v2", {"phi_proposal": "r"}, "phi_proposal"),
     ],
 )
 def test_bad_options_are_named(name: str, options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_method(name, **options)
+
+
+def test_the_former_option_name_eps_still_builds_rem() -> None:
+    """Run folders written before the rename saved the jitter as `eps`: resuming them must still work."""
+    for name in ("rem-v1", "rem-v2"):
+        assert make_method(name, eps=1e-4).jitter == 1e-4
+        assert make_method(name, jitter=1e-3).jitter == 1e-3

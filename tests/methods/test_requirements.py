@@ -6,15 +6,22 @@ import pytest
 
 from deepem.methods import METHODS, make_method
 from deepem.methods.base import Method, compatible_methods
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import DeepLatentModel, ModelConfig, make_model
 
 
 def model_of(**changes) -> DeepLatentModel:
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli", **changes), 5)
+    return make_model(ModelConfig(latent_dim=3, hidden=[4], likelihood="bernoulli", **changes), 5)
 
 
-def test_every_registered_method_is_known_to_the_base_class():
-    assert set(METHODS) == set(Method.known)
+def subclasses(cls: type) -> set[type]:
+    return {c for sub in cls.__subclasses__() for c in {sub} | subclasses(sub)}
+
+
+def test_every_named_method_of_the_library_is_registered_once_under_its_name():
+    """A method file without its registry line (registry.py) fails here."""
+    named = {c for c in subclasses(Method) if c.name and c.__module__.startswith("deepem.methods.")}
+    assert set(METHODS.values()) == named
+    assert all(name == cls.name for name, cls in METHODS.items())
 
 
 def test_compatible_methods_by_model_family():

@@ -14,7 +14,9 @@ from em_testing import (
     single_thread,  # noqa: F401  (a fixture, used by pytestmark)
 )
 
+from deepem.methods.base import draw
 from deepem.methods.registry import make_method
+from deepem.methods.rws import dream, rws_sleep_loss, rws_wake_losses
 from deepem.models.linear_gaussian import exact_posterior
 from deepem.training.step import make_step
 
@@ -64,3 +66,23 @@ def test_sleep_phase_fits_q_to_the_posterior_of_the_models_own_data() -> None:
 def test_unknown_phi_update_is_named() -> None:
     with pytest.raises(ValueError, match="phi_update"):
         make_method("rws", phi_update="dream")
+
+
+@pytest.mark.parametrize("phi_update", ["wake", "sleep", "wake-sleep"])
+def test_rws_losses_are_its_public_functions_on_the_same_draws(phi_update: str) -> None:
+    """RWS's losses are rws_wake_losses on its draws and rws_sleep_loss on its dreamt pairs, drawn in that
+    order from the generator it is given."""
+    model, x = make_problem(1)
+    out = make_method("rws", particles=4, phi_update=phi_update)(model, x, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    theta, wake = rws_wake_losses(draw(model, x, 4, reparameterize=False, generator=g))
+    sleep = rws_sleep_loss(model, *dream(model, x.shape[0], g))
+    phi = {"wake": wake, "sleep": sleep, "wake-sleep": 0.5 * (wake + sleep)}[phi_update]
+    assert torch.equal(out.losses[THETA], theta) and torch.equal(out.losses[PHI], phi)
+
+
+def test_rws_sleep_loss_is_minus_the_mean_log_q_of_the_given_pairs() -> None:
+    model, x = make_problem(1)
+    z = torch.randn(3, model.latent_dim, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    expected = -model.encode(x[:3]).log_prob(z).mean()
+    assert torch.equal(rws_sleep_loss(model, z, x[:3]), expected)

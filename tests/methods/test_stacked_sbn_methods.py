@@ -15,7 +15,7 @@ from deepem.methods.base import PHI, THETA
 from deepem.methods.nvil import nvil_losses
 from deepem.methods.rws import sleep_loss
 from deepem.methods.vimco import vimco_surrogate
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.models.enumeration import binary_states
 
 D, SIZES = 4, (2, 2)
@@ -27,7 +27,7 @@ def sbn():
     torch.manual_seed(4)
     config = ModelConfig(latent="bernoulli", likelihood="bernoulli", architecture="sbn",
                          architecture_options={"layer_sizes": list(SIZES)})
-    model = DeepLatentModel.from_config(config, D).double()
+    model = make_model(config, D).double()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(2.0)

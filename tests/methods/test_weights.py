@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from em_testing import make_problem
 
-from deepem.methods.base import draw_particles
+from deepem.methods.base import draw
 from deepem.methods.weights import coefficient_weights
 
 
@@ -24,14 +24,14 @@ def test_coefficient_weights_flush_only_negligible_weights() -> None:
 def test_widened_proposal_uses_its_own_density() -> None:
     model, x = make_problem(0)
     torch.manual_seed(0)
-    p = draw_particles(model, x, 4, std_scale=1.5, joint_grad=False)
+    p = draw(model, x, 4, std_scale=1.5, joint_grad=False)
     mean, std = model.encoder(x)
     ref = torch.distributions.Normal(mean, 1.5 * std).log_prob(p.z).sum(-1)
     assert torch.allclose(p.log_q, ref, rtol=1e-12)
     assert torch.allclose(p.q_std, 1.5 * std)
     assert p.log_q.requires_grad and not p.log_lik.requires_grad and not p.log_prior.requires_grad
     torch.manual_seed(0)
-    q = draw_particles(model, x, 20000, std_scale=1.5, reparameterize=False)
+    q = draw(model, x, 20000, std_scale=1.5, reparameterize=False)
     assert not q.z.requires_grad and q.log_lik.requires_grad
     spread = ((q.z - mean.detach()) / std.detach()).std(0)
     assert torch.allclose(spread, torch.full_like(spread, 1.5), atol=0.03)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from deepem.evaluation.evaluate import evaluate_model
-from deepem.models import ARCHITECTURES, DeepLatentModel, ModelConfig, get_architecture
-from deepem.models.architectures import describe
+from deepem.models import ARCHITECTURES, ModelConfig, get_architecture, make_model
+from deepem.models.config import describe
 from deepem.training.config import ConfigError, TrainConfig
 
 
@@ -47,12 +47,12 @@ def test_evaluation_record_has_layers_and_the_kl_estimator():
     torch.manual_seed(0)
     config = ModelConfig(hidden=[8], likelihood="bernoulli", architecture="mlp-2layer",
                          architecture_options={"layer_sizes": [3, 2], "between": [4]})
-    model = DeepLatentModel.from_config(config, 12)
+    model = make_model(config, 12)
     x = torch.bernoulli(torch.full((30, 12), 0.4), generator=torch.Generator().manual_seed(0))
     record, _ = evaluate_model(model, x, particles=5, progress=False)
     assert len(record["active_units_per_layer"]) == 2
     assert sum(record["active_units_per_layer"]) == record["active_units"]
     assert record["kl_estimator"] == "Monte Carlo, 64 draws per point" and record["kl_to_prior"] > 0
-    one_layer = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 12)
+    one_layer = make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 12)
     record, _ = evaluate_model(one_layer, x, particles=5, progress=False)
     assert len(record["active_units_per_layer"]) == 1 and record["kl_estimator"] == "closed form"

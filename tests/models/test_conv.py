@@ -12,7 +12,7 @@ from tests.training.training_helpers import assert_trees_equal
 
 from deepem.evaluation.loglik import iw_log_likelihood
 from deepem.methods import METHODS, make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.models.conv import ConvDecoder, ConvEncoder
 from deepem.training import TrainConfig, Trainer
 
@@ -31,7 +31,7 @@ def images(n: int = 40, seed: int = 0) -> torch.Tensor:
 
 def test_preset_shapes_with_particles_first():
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(conv_config(), 784)
+    model = make_model(conv_config(), 784)
     assert isinstance(model.encoder, ConvEncoder) and isinstance(model.decoder, ConvDecoder)
     assert model.decoder.widest_activation == 64 * 784  # sizes the IW evaluator's particle chunks
     assert model.latent_dim == 50 and model.latent_layers == (50,)
@@ -47,14 +47,14 @@ def test_preset_shapes_with_particles_first():
     # one batched call equals per-particle calls: leading dimensions are only flattened
     torch.testing.assert_close(model.decoder(z)[1], model.decoder(z[1]))
     # a Gaussian likelihood with a per-pixel std needs two 28x28 maps
-    gauss = DeepLatentModel.from_config(ModelConfig(architecture="conv", likelihood="gaussian"), 784)
+    gauss = make_model(ModelConfig(architecture="conv", likelihood="gaussian"), 784)
     assert gauss.decoder(z).shape == (2, 3, 2 * 784)
 
 
 def test_refuses_data_that_are_not_28x28():
     with pytest.raises(ValueError, match="28x28 images flattened to 784 values; this data has 16 dimensions"):
-        DeepLatentModel.from_config(conv_config(), 16)
-    model = DeepLatentModel.from_config(conv_config(architecture_options=NARROW), 784)
+        make_model(conv_config(), 16)
+    model = make_model(conv_config(architecture_options=NARROW), 784)
     with pytest.raises(ValueError, match="28x28 images flattened to 784 values, got data shaped \\(3, 100\\)"):
         model.encoder(torch.zeros(3, 100))
     with pytest.raises(ValueError, match="hidden .* does not apply to architecture 'conv'"):
@@ -63,7 +63,7 @@ def test_refuses_data_that_are_not_28x28():
 
 def test_data_mean_starts_the_output_bias():
     x = images(40)
-    model = DeepLatentModel.from_config(conv_config(architecture_options=NARROW), 784, x.mean(0))
+    model = make_model(conv_config(architecture_options=NARROW), 784, x.mean(0))
     assert model.decoder.output_bias.abs().sum() > 0
 
 
@@ -73,7 +73,7 @@ SETTINGS = TrainConfig(dataset="binary-28x28", epochs=4, batch_size=20, lr=1e-2,
 
 def build(seed: int):
     torch.manual_seed(seed)
-    return DeepLatentModel.from_config(conv_config(latent_dim=4, architecture_options=NARROW), 784), \
+    return make_model(conv_config(latent_dim=4, architecture_options=NARROW), 784), \
         make_method("iwae", particles=2)
 
 
@@ -103,7 +103,7 @@ def test_every_method_that_accepts_a_diagonal_gaussian_q_runs_a_step():
     """The conv encoder's q is one diagonal Gaussian: every method for continuous latents accepts it,
     IWEM's widened proposal included; each gives finite losses on a batch of 28x28 images."""
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(conv_config(latent_dim=3, architecture_options=NARROW), 784)
+    model = make_model(conv_config(latent_dim=3, architecture_options=NARROW), 784)
     x = images(4)
     accepted = []
     for name, cls in sorted(METHODS.items()):

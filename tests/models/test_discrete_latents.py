@@ -9,7 +9,7 @@ import torch
 
 from deepem.evaluation import iw_log_likelihood
 from deepem.methods import make_method
-from deepem.methods.base import IncompatibleModelError, draw_particles
+from deepem.methods.base import IncompatibleModelError, draw
 from deepem.models import BernoulliEncoder, BernoulliLikelihood, BernoulliPrior, DeepLatentModel, mlp
 from deepem.models.enumeration import exact_log_marginal, exact_posterior_means
 
@@ -45,7 +45,7 @@ def test_snis_posterior_means_converge_to_enumeration(sbn):
     exact = exact_posterior_means(model, x)
     torch.manual_seed(4)
     with torch.no_grad():
-        part = draw_particles(model, x, 200_000, reparameterize=False)
+        part = draw(model, x, 200_000, reparameterize=False)
         w = torch.softmax(part.log_w, 0)
         snis = (w.unsqueeze(-1) * part.z).sum(0)
     torch.testing.assert_close(snis, exact, atol=0.015, rtol=0)
@@ -81,7 +81,7 @@ def test_reparameterised_methods_refuse_binary_latents(sbn, name):
 def test_bernoulli_q_refuses_rsample(sbn):
     model, x = sbn
     with pytest.raises(ValueError, match="no reparameterised sample"):
-        draw_particles(model, x, 2, reparameterize=True)
+        draw(model, x, 2, reparameterize=True)
 
 
 def test_sleep_phase_on_binary_latents_trains_the_encoder_only(sbn):

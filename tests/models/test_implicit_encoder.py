@@ -11,7 +11,7 @@ from deepem.evaluation import active_units, ais_log_likelihood, iw_log_likelihoo
 from deepem.inference.distributions import DensityUnavailableError
 from deepem.methods import make_method
 from deepem.methods.base import IncompatibleModelError
-from deepem.models import DeepLatentModel, ImplicitEncoder, ModelConfig
+from deepem.models import DeepLatentModel, ImplicitEncoder, ModelConfig, make_model
 from deepem.models.linear_gaussian import exact_log_marginal, linear_gaussian_model
 
 
@@ -66,9 +66,9 @@ def test_methods_that_need_log_q_refuse_an_implicit_encoder(implicit_lg, name):
 
 
 def test_implicit_encoder_from_config():
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], encoder="implicit", noise_dim=5), 6)
+    model = make_model(ModelConfig(latent_dim=3, hidden=[8], encoder="implicit", noise_dim=5), 6)
     assert isinstance(model.encoder, ImplicitEncoder) and model.encoder.noise_dim == 5
-    default = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], encoder="implicit"), 6)
+    default = make_model(ModelConfig(latent_dim=3, hidden=[8], encoder="implicit"), 6)
     assert default.encoder.noise_dim == 32  # IWAVB's setting (sec. 5), whatever the latent width
     assert default.encoder.net[0].in_features == 6 + 32  # ε enters at the input, beside x
     with pytest.raises(ValueError, match="continuous latents"):

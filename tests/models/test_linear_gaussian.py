@@ -5,7 +5,7 @@ import math
 import torch
 from scipy.stats import multivariate_normal
 
-from deepem.methods.base import draw_particles
+from deepem.methods.base import draw
 from deepem.models.linear_gaussian import exact_log_marginal, exact_posterior, set_encoder_to_posterior
 
 
@@ -37,7 +37,7 @@ def test_encoder_at_posterior_gives_constant_weights_in_one_dimension():
     x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     set_encoder_to_posterior(model)
     with torch.no_grad():
-        log_w = draw_particles(model, x, 7).log_w
+        log_w = draw(model, x, 7).log_w
         exact = exact_log_marginal(model, x)
     assert torch.allclose(log_w, exact.expand_as(log_w), atol=1e-9)
     assert not math.isnan(float(exact.sum()))

@@ -11,7 +11,7 @@ from tests.methods.golden.record import CASES
 
 from deepem.evaluation import iw_log_likelihood
 from deepem.methods import make_method
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import DeepLatentModel, ModelConfig, make_model
 from deepem.models.linear_gaussian import linear_gaussian_model, set_encoder_to_posterior
 
 D, DZ, NOISE = 5, 2, 0.5
@@ -71,7 +71,7 @@ def test_iw_estimate_with_a_mask_converges_to_the_observed_marginal(lg):
 
 
 def test_check_data_allows_nan_exactly_where_missing():
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=2, hidden=[4], likelihood="bernoulli"), 4)
+    model = make_model(ModelConfig(latent_dim=2, hidden=[4], likelihood="bernoulli"), 4)
     x = torch.tensor([[0.0, 1.0, float("nan"), 1.0]])
     mask = torch.tensor([[True, True, False, True]])
     model.check_data(x, mask)  # fine
@@ -99,7 +99,7 @@ NEW_CASES = [("vimco", "vimco", {"particles": 3}), ("nvil", "nvil", {"particles"
 def test_a_training_step_ignores_what_fills_missing_entries(label, name, options, fill):
     """Every method's losses and gradients are bitwise the same whatever the missing entries hold."""
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 6).double()
+    model = make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 6).double()
     g = torch.Generator().manual_seed(1)
     x = torch.bernoulli(torch.full((4, 6), 0.4, dtype=torch.float64), generator=g)
     mask = torch.rand(4, 6, generator=g) < 0.7

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.models import ModelConfig, make_model
 from deepem.models.likelihoods import BernoulliLikelihood
 
 
 def small_model(likelihood="bernoulli"):
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood=likelihood), 6)
+    return make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood=likelihood), 6)
 
 
 def test_wrong_shape_is_rejected():
@@ -33,7 +33,7 @@ def test_nan_in_data_is_rejected():
 
 def test_output_bias_starts_at_the_data_mean():
     mean = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.3, 0.7])
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8]), 6, mean)
+    model = make_model(ModelConfig(latent_dim=3, hidden=[8]), 6, mean)
     with torch.no_grad():
         assert torch.allclose(torch.sigmoid(model.decoder[-1].bias), mean, atol=1e-6)
 

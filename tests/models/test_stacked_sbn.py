@@ -15,11 +15,12 @@ from deepem.cli import main
 from deepem.evaluation import iw_log_likelihood
 from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.diagnostics import active_units_per_layer, kl_estimator, kl_to_prior
-from deepem.inference.distributions import ChainedBernoulli, NotReparameterizableError
+from deepem.inference.chained import ChainedBernoulli
+from deepem.inference.distributions import NotReparameterizableError
 from deepem.methods import make_method
 from deepem.methods.base import IncompatibleModelError
-from deepem.models import DeepLatentModel, ModelConfig
-from deepem.models.architectures import describe
+from deepem.models import DeepLatentModel, ModelConfig, make_model
+from deepem.models.config import describe
 from deepem.models.enumeration import binary_states, exact_log_joint_table, exact_log_marginal
 
 D, SIZES = 5, (3, 2)
@@ -33,7 +34,7 @@ def tiny_model(seed: int = 0, sizes=SIZES, scale: float = 2.5) -> DeepLatentMode
     torch.manual_seed(seed)
     config = ModelConfig(latent="bernoulli", likelihood="bernoulli", architecture="sbn",
                          architecture_options={"layer_sizes": list(sizes)})
-    model = DeepLatentModel.from_config(config, D).double()
+    model = make_model(config, D).double()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(scale)
@@ -46,7 +47,7 @@ def data(b: int = 6) -> torch.Tensor:
 
 
 def test_preset_is_the_papers_200_200_200_linear_sbn():
-    model = DeepLatentModel.from_config(ModelConfig(latent="bernoulli", architecture="sbn"), 784)
+    model = make_model(ModelConfig(latent="bernoulli", architecture="sbn"), 784)
     assert model.latent_dim == 600 and model.latent_layers == (200, 200, 200)
     linear = lambda net: [(m.in_features, m.out_features) for m in net if isinstance(m, torch.nn.Linear)]  # noqa: E731
     assert len(list(model.modules())) == len([m for m in model.modules() if not isinstance(m, torch.nn.Tanh)])

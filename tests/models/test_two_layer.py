@@ -8,8 +8,8 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 from deepem.methods import make_method
-from deepem.methods.base import IncompatibleModelError, draw_particles
-from deepem.models import DeepLatentModel, ModelConfig
+from deepem.methods.base import IncompatibleModelError, draw
+from deepem.models import DeepLatentModel, ModelConfig, make_model
 
 D, D1, D2 = 12, 3, 2
 TINY = ModelConfig(hidden=[8], likelihood="bernoulli", architecture="mlp-2layer",
@@ -18,7 +18,7 @@ TINY = ModelConfig(hidden=[8], likelihood="bernoulli", architecture="mlp-2layer"
 
 def tiny_model(seed: int = 0) -> DeepLatentModel:
     torch.manual_seed(seed)
-    return DeepLatentModel.from_config(TINY, D).double()
+    return make_model(TINY, D).double()
 
 
 def data(b: int = 4) -> torch.Tensor:
@@ -32,7 +32,7 @@ def normal_of(net: torch.nn.Module, h: torch.Tensor) -> Normal:
 
 
 def test_preset_sizes_follow_burda():
-    model = DeepLatentModel.from_config(ModelConfig(architecture="mlp-2layer"), 784)
+    model = make_model(ModelConfig(architecture="mlp-2layer"), 784)
     assert model.latent_dim == 150 and model.latent_layers == (100, 50)
     widths = lambda net: [m.out_features for m in net if isinstance(m, torch.nn.Linear)]  # noqa: E731
     assert widths(model.encoder.first.net) == [200, 200, 200]  # x -> 200 -> 200 -> (mean, log std) of z1
@@ -84,7 +84,7 @@ def test_detached_q_has_gradient_through_z_only():
     fixed = q.detach().log_prob(z.detach())
     assert not fixed.requires_grad
     # STL's particles: log q evaluated with parameters stopped, still differentiable in φ via z
-    part = draw_particles(model, x, 3, stop_q_params=True)
+    part = draw(model, x, 3, stop_q_params=True)
     assert part.log_q.requires_grad
 
 
@@ -115,7 +115,7 @@ def test_decoder_reads_z1_only_and_prior_samples_ancestrally():
 
 def test_refusals():
     with pytest.raises(ValueError, match="latent_dim must be 5"):
-        DeepLatentModel.from_config(ModelConfig(latent_dim=4, architecture="mlp-2layer",
+        make_model(ModelConfig(latent_dim=4, architecture="mlp-2layer",
                                                 architecture_options={"layer_sizes": [3, 2]}), D)
     with pytest.raises(ValueError, match="unknown architecture_options \\['width'\\]"):
         ModelConfig(architecture="mlp-2layer", architecture_options={"width": 3}).validate()
@@ -131,7 +131,7 @@ def test_refusals():
         method.bind(tiny_model())
     make_method("iwem", particles=3).bind(tiny_model())  # the plain proposal is fine
     make_method("iwem", particles=3, proposal_std_scale=1.5).bind(
-        DeepLatentModel.from_config(ModelConfig(latent_dim=2, hidden=[4]), D))  # and a diagonal q is fine
+        make_model(ModelConfig(latent_dim=2, hidden=[4]), D))  # and a diagonal q is fine
 
 
 def test_default_architecture_is_todays_model():
@@ -139,7 +139,7 @@ def test_default_architecture_is_todays_model():
     config = ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli")
     assert config.architecture == "mlp" and config.architecture_options == {}
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(config, D)
+    model = make_model(config, D)
     torch.manual_seed(0)
     decoder = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, D))
     encoder = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.Tanh(), torch.nn.Linear(8, 6))

@@ -29,10 +29,11 @@ from torch import Tensor  # noqa: E402
 
 from deepem.data.base import DataSplits  # noqa: E402
 from deepem.inference.numerics import log_mean_exp  # noqa: E402
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles  # noqa: E402
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw  # noqa: E402
 from deepem.methods.registry import METHODS  # noqa: E402
-from deepem.models.lvm import DeepLatentModel, ModelConfig  # noqa: E402
-from deepem.training import checkpoint as checkpoint_module  # noqa: E402
+from deepem.models.config import ModelConfig  # noqa: E402
+from deepem.models.lvm import DeepLatentModel  # noqa: E402
+from deepem.training import checkpoint_file as checkpoint_module  # noqa: E402
 from deepem.training.config import TrainConfig  # noqa: E402
 from deepem.workflows.train import run_training  # noqa: E402
 
@@ -47,8 +48,9 @@ class RngProbe(Method):
         super().__init__(particles)
         self.register_buffer("noise", torch.zeros((), dtype=torch.float64))
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        log_w = draw_particles(model, x, self.particles).log_w
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
+        log_w = draw(model, x, self.particles, generator=generator).log_w
         loss = -log_mean_exp(log_w).mean() * (1.0 + 0.01 * float(self.noise))
         return MethodOutput({THETA: loss, PHI: loss}, {}, log_w)
 

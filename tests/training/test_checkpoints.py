@@ -14,7 +14,7 @@ import torch
 from training_helpers import assert_trees_equal, binary_data, tiny_config
 
 from deepem.files import ChecksumError, sha256_bytes
-from deepem.training.checkpoint import (
+from deepem.training.checkpoint_file import (
     MAGIC,
     CheckpointError,
     checkpoint_step,

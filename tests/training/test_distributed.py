@@ -14,7 +14,7 @@ import pytest
 import torch
 from training_helpers import binary_data, tiny_config
 
-from deepem.training.checkpoint import CheckpointError, load_latest_good
+from deepem.training.checkpoint_file import CheckpointError, load_latest_good
 from deepem.training.distributed import EXIT_LOST_PEER, Parallel, finish, lost_peer, rank_seed, seed_rank_stream
 from deepem.training.step import StepResult, TrainStep, backward_losses
 from deepem.workflows import launch as launch_module

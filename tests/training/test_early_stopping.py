@@ -10,7 +10,7 @@ import pytest
 import torch
 from training_helpers import assert_trees_equal, tiny_config
 
-from deepem.training.checkpoint import list_checkpoints, load_checkpoint
+from deepem.training.checkpoint_file import list_checkpoints, load_checkpoint
 from deepem.training.config import ConfigError
 from deepem.training.signals import StopRequest
 from deepem.training.state import TrainingInterrupted

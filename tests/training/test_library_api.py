@@ -13,7 +13,8 @@ from training_helpers import assert_trees_equal, binary_data
 
 from deepem.methods.base import PHI, THETA, MethodOutput
 from deepem.methods.iwae import IWAE
-from deepem.models.lvm import DeepLatentModel, ModelConfig
+from deepem.models.config import ModelConfig, make_model
+from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.trainer import Trainer
 
@@ -38,9 +39,10 @@ class WithDiscriminator(IWAE):
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {DISC: list(self.disc.parameters())}
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        out = super().forward(model, x)
-        z = torch.randn(x.shape[0], model.latent_dim)
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
+        out = super().forward(model, x, mask, generator=generator)
+        z = torch.randn(x.shape[0], model.latent_dim, generator=generator)
         out.losses[DISC] = self.disc(z).pow(2).mean()
         out.diagnostics = {k: torch.tensor(v) for k, v in out.diagnostics.items()}
         out.diagnostics["disc_loss"] = out.losses[DISC].detach()
@@ -49,7 +51,7 @@ class WithDiscriminator(IWAE):
 
 def make(seed: int = 0) -> tuple[DeepLatentModel, WithDiscriminator]:
     torch.manual_seed(seed)
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16), \
+    return make_model(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16), \
         WithDiscriminator()
 
 

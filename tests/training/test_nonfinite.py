@@ -11,9 +11,9 @@ import torch
 from training_helpers import binary_data, tiny_config
 
 from deepem.inference.numerics import log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.methods.registry import METHODS
-from deepem.training.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
+from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints, load_checkpoint
 from deepem.training.guards import NonFiniteError
 from deepem.training.trainer import Trainer
 from deepem.workflows.assembly import build_trainer
@@ -152,9 +152,9 @@ class _Poisoned(Method):
         self.kind = kind
         self.calls = 0
 
-    def forward(self, model, x):
+    def forward(self, model, x, mask=None, *, generator=None):
         self.calls += 1
-        log_w = draw_particles(model, x, self.particles).log_w
+        log_w = draw(model, x, self.particles, generator=generator).log_w
         loss = -log_mean_exp(log_w).mean()
         bad = self.calls == 3
         if bad and self.kind == "loss":

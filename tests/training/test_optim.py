@@ -12,7 +12,8 @@ from training_helpers import binary_data, tiny_config
 from deepem.cli import build_parser, typed_settings
 from deepem.methods.base import PHI, THETA
 from deepem.methods.iwae import IWAE
-from deepem.models.lvm import DeepLatentModel, ModelConfig
+from deepem.models.config import ModelConfig, make_model
+from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError
 from deepem.training.optim import GroupOptim
 from deepem.training.schedules import learning_rate_factor
@@ -37,7 +38,7 @@ def test_group_settings_are_applied_and_scaled_by_schedule_and_rollback(tmp_path
     assert settings_of(trainer)[PHI] == (1e-4, (0.5, 0.99), 1e-4)
     assert settings_of(trainer)[THETA] == (3e-3, (0.9, 0.999), 1e-4)
     trainer.state.lr_scale = 0.5
-    trainer._set_learning_rates(epoch=1)  # burda: epoch 1 is in the second stage
+    trainer.set_learning_rates(epoch=1)  # burda: epoch 1 is in the second stage
     factor = learning_rate_factor("burda", 1) * 0.5
     assert factor < 0.5
     assert math.isclose(trainer.optimizers[PHI].param_groups[0]["lr"], 1e-4 * factor)
@@ -46,7 +47,7 @@ def test_group_settings_are_applied_and_scaled_by_schedule_and_rollback(tmp_path
 
 def _stepped(phi_steps: int) -> tuple[DeepLatentModel, TrainStep]:
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
+    model = make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
     step = TrainStep(model, IWAE(particles=2), {THETA: GroupOptim(lr=1e-2), PHI: GroupOptim(lr=1e-2, steps=phi_steps)})
     step(binary_data().train[:10])
     return model, step
@@ -103,10 +104,10 @@ def test_cli_optim_option_errors(capsys, text, message):
 
 def test_a_methods_paper_settings_apply_under_the_users(tmp_path):
     from deepem.methods import make_method
-    from deepem.models import DeepLatentModel, ModelConfig
+    from deepem.models import ModelConfig, make_model
     from deepem.training import TrainConfig, Trainer
 
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
+    model = make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
     settings = TrainConfig(dataset="t", epochs=1, optim={"phi": {"lr": 1e-3}, "discriminator": {"steps": 2}})
     trainer = Trainer(model, make_method("iwavb", particles=2), binary_data().train, tmp_path / "r", settings,
                       progress=False, log=lambda s: None)

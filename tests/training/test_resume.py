@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from training_helpers import assert_trees_equal
 
-from deepem.training.checkpoint import list_checkpoints, load_checkpoint
+from deepem.training.checkpoint_file import list_checkpoints, load_checkpoint
 from deepem.training.run import RunFolder
 
 DRIVER = Path(__file__).with_name("resume_driver.py")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from training_helpers import binary_data, tiny_config
 
-from deepem.training.checkpoint import list_checkpoints, load_checkpoint
+from deepem.training.checkpoint_file import list_checkpoints, load_checkpoint
 from deepem.training.rng import capture_rng_state, restore_rng_state, seed_everything
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.workflows.train import run_training

@@ -9,7 +9,8 @@ from training_helpers import binary_data
 
 from deepem.methods.base import PHI, THETA, MethodOutput
 from deepem.methods.iwae import IWAE
-from deepem.models.lvm import DeepLatentModel, ModelConfig
+from deepem.models.config import ModelConfig, make_model
+from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import TrainConfig
 from deepem.training.optim import GroupOptim
 from deepem.training.step import TrainStep
@@ -18,7 +19,7 @@ from deepem.training.trainer import Trainer
 
 def tiny_model() -> DeepLatentModel:
     torch.manual_seed(0)
-    return DeepLatentModel.from_config(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
+    return make_model(ModelConfig(latent_dim=3, hidden=[8], likelihood="bernoulli"), 16)
 
 
 class NaNOnSecondCall(IWAE):
@@ -28,8 +29,9 @@ class NaNOnSecondCall(IWAE):
         super().__init__(particles=2)
         self.calls = 0
 
-    def forward(self, model: DeepLatentModel, x: Tensor) -> MethodOutput:
-        out = super().forward(model, x)
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
+        out = super().forward(model, x, mask, generator=generator)
         self.calls += 1
         if self.calls > 1:
             out.losses = {THETA: out.losses[THETA], PHI: out.losses[PHI] * float("nan")}
@@ -58,9 +60,10 @@ class Masked(IWAE):
         super().__init__(particles=2)
         self.masks: list[Tensor | None] = []
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         self.masks.append(mask)
-        return super().forward(model, x if mask is None else torch.where(mask, x, 0.0))
+        return super().forward(model, x if mask is None else torch.where(mask, x, 0.0), generator=generator)
 
 
 def test_the_mask_reaches_the_method_batch_by_batch_and_only_when_given(tmp_path):

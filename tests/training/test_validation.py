@@ -11,7 +11,7 @@ from training_helpers import binary_data, tiny_config
 
 from deepem.data.base import DataSplits
 from deepem.data.paths import DatasetNotFoundError
-from deepem.models.lvm import ModelConfig
+from deepem.models.config import ModelConfig
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.datacheck import DataError
 from deepem.training.run import RunFolder, RunFolderError

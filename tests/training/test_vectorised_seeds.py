@@ -15,15 +15,16 @@ from training_helpers import tiny_config
 
 from deepem.data.base import DataSplits
 from deepem.methods import make_method
-from deepem.models.lvm import DeepLatentModel, ModelConfig
-from deepem.training.checkpoint import list_checkpoints, load_checkpoint
+from deepem.models.config import ModelConfig, make_model
+from deepem.training.checkpoint_file import list_checkpoints, load_checkpoint
 from deepem.training.config import TrainConfig
 from deepem.training.guards import NonFiniteError
 from deepem.training.rng import capture_rng_state, seed_everything
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
-from deepem.training.vectorised import SeedGroup, VectorisationError
+from deepem.training.vectorisable import VectorisationError
+from deepem.training.vectorised import SeedStepper, train_seeds_together
 from deepem.workflows.seeds import seed_folder, train_seeds
 from deepem.workflows.train import run_training
 
@@ -132,7 +133,7 @@ def test_unsupported_settings_are_refused_before_anything_is_written(tmp_path, c
     with pytest.raises(VectorisationError, match=named) as err:
         train_seeds(config(**{"method": "iwae", **changes}), [0, 1], tmp_path / "group", data=grey_data(),
                     progress=False, log=lambda _: None)
-    assert "vae, iwae, iwae-stl" in str(err.value) and "\n" not in str(err.value)
+    assert "methods vae, iwae, iwae-stl with" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "group").exists()
 
 
@@ -183,16 +184,21 @@ def test_a_non_finite_step_of_one_seed_stops_the_group_with_nothing_applied(tmp_
     x = torch.bernoulli(torch.full((40, 16), 0.3), generator=torch.Generator().manual_seed(0))
     for seed in (0, 1):
         seed_everything(seed)
-        model = DeepLatentModel.from_config(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16)
+        model = make_model(ModelConfig(latent_dim=4, hidden=[16], likelihood="bernoulli"), 16)
         trainers.append(Trainer(model, make_method("iwae", particles=3), x, tmp_path / f"s{seed}",
                                 config(seed=seed, dataset="custom"), progress=False, log=lambda _: None))
         states.append(capture_rng_state())
-    group = SeedGroup(trainers, states, progress=False)
-    name = next(iter(group.params))
+    stepper = SeedStepper(trainers, states)
+    for t in trainers:
+        t.start()
+    name = next(iter(stepper.params))
     with torch.no_grad():
-        group.params[name][1, 0] = float("nan")  # seed 1's first layer poisoned
-    before = {n: p.detach().clone() for n, p in group.params.items()}
-    with pytest.raises(NonFiniteError, match="non-finite loss or log-weights of seed 1 .*continue each seed alone"):
-        group.step(torch.stack([x[:20], x[20:]]))
-    for n, p in group.params.items():  # nothing applied, to either seed
+        stepper.params[name][1, 0] = float("nan")  # seed 1's first layer poisoned
+    before = {n: p.detach().clone() for n, p in stepper.params.items()}
+    with pytest.raises(NonFiniteError, match="non-finite loss or log-weights of seed 1 at .*epoch 0, batch 0 "
+                                             r"of 2 \(step 0\).*continue each seed alone"):
+        train_seeds_together(stepper, progress=False)
+    for n, p in stepper.params.items():  # nothing applied, to either seed
         assert torch.equal(p.detach().nan_to_num(), before[n].nan_to_num())
+    for t in trainers:  # and only the step-0 checkpoints were written
+        assert [c.name for c in list_checkpoints(t.run.checkpoints)] == ["ckpt-000000000.pt"]

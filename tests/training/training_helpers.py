@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from deepem.data.base import DataSplits
-from deepem.models.lvm import ModelConfig
+from deepem.models.config import ModelConfig
 from deepem.training.config import TrainConfig
 
 

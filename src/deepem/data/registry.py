@@ -21,7 +21,9 @@ from deepem.data.images import (
 )
 from deepem.data.mnist import FASHION_MNIST, MNIST, load_idx_dataset
 from deepem.data.omniglot import OMNIGLOT_N_VALID, OMNIGLOT_SIZES, load_omniglot
+from deepem.data.own_dataset import load_file_dataset
 from deepem.data.paths import DATA_ENV_VAR, DatasetNotFoundError, resolve_data_dir
+from deepem.data.tables import SUFFIXES, is_table_path
 from deepem.data.uci import UCI_FILES, UCI_SUBDIR, load_uci, split_sizes
 
 # Every loader takes (data_dir, download, seed); the ones that need none of them ignore them.
@@ -107,10 +109,17 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         omniglot); with False a missing file raises DatasetNotFoundError.
     seed: seed of the one-time binarisation of the validation and test splits of dynamically binarised
         datasets (keep the default for results comparable with other runs). Train/valid/test splits
-        themselves never depend on it."""
+        themselves never depend on it, except for a file of one's own: a name that is the path of an
+        existing .csv / .tsv / .npy / .npz file is read by `own_dataset.load_file_dataset`, its rows split
+        0.8 / 0.1 / 0.1 with this seed (call that function for other fractions, a header setting, extra
+        missingness, and the record of the split and scale)."""
+    if is_table_path(name):
+        return load_file_dataset(name, seed=seed).splits
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+        hint = (f"; no file {name} exists" if Path(name).suffix.lower() in SUFFIXES else
+                "; or give the path of a .csv, .tsv, .npy or .npz file")
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}{hint}")
     return DATASETS[key].loader(resolve_data_dir(data_dir), download, seed)
 
 

@@ -11,26 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from deepem.evaluation.ais import (
-    DEFAULT_CHAINS,
-    DEFAULT_LEAPFROG_STEPS,
-    DEFAULT_STEP_SIZE,
-    DEFAULT_TEMPERATURES,
-    ais_batch,
-    check_ais_model,
-    check_ais_settings,
-    flat_target,
-    initial_distribution,
-)
-from deepem.evaluation.sharding import Shard, batch_plan, gathered
-from deepem.inference.adaptation import TARGET_ACCEPTANCE
-from deepem.inference.ais import ais, make_schedule
+from deepem.evaluation.ais import check_ais_model, flat_target, forward_ais, initial_distribution
+from deepem.evaluation.driver import walk
+from deepem.evaluation.settings import AISSettings, EstimatorSettingError
+from deepem.evaluation.sharding import Shard
+from deepem.inference.ais import TemperedPath, ais, chain_starts
+from deepem.inference.temperatures import make_schedule
 from deepem.models.lvm import DeepLatentModel
 
 
@@ -83,45 +74,50 @@ def reversed_step_sizes(forward_steps: Tensor, n_transitions: int, fallback: Ten
     return steps
 
 
-def bdmc(model: DeepLatentModel, n_points: int = 100, chains: int = DEFAULT_CHAINS,
-         temperatures: int = DEFAULT_TEMPERATURES, leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-         schedule: str = "sigmoid", initial: str = "prior", step_size: float = DEFAULT_STEP_SIZE,
-         target_acceptance: float = TARGET_ACCEPTANCE, batch_size: int = 100, seed: int = 0,
-         progress: Callable[[int], None] | None = None, shard: Shard | None = None) -> BDMCResult:
+def reverse_ais(model: DeepLatentModel, x: Tensor, z: Tensor, settings: AISSettings, forward_steps: Tensor,
+                generator: torch.Generator | None = None, replay: bool = False) -> Tensor:
+    """Reverse AIS from exact posterior samples z (B, Dz) of x, annealing from β = 1 to 0 with the
+    forward run's step sizes reversed: per-point stochastic upper bounds on log p(x), (B,)."""
+    s = settings
+    q0 = initial_distribution(model, x, s.initial)
+    path = TemperedPath(flat_target if replay else (lambda zz: model.log_joint(x, zz)), q0)
+    steps = reversed_step_sizes(forward_steps, s.temperatures - 1, s.step_size)
+    temperatures = make_schedule(s.schedule, s.temperatures).flip(0)
+    result = ais(path, chain_starts(q0, s.chains, start=z), temperatures, steps, s.leapfrog_steps, generator,
+                 final_transition=False)
+    return result.log_marginal
+
+
+def bdmc(model: DeepLatentModel, n_points: int = 100, batch_size: int = 100, seed: int = 0,
+         progress: Callable[[float], None] | None = None, shard: Shard | None = None,
+         settings: AISSettings | None = None, **values: Any) -> BDMCResult:
     """Simulate `n_points` (z, x) from the model and bound log p(x) from both sides by AIS.
 
-    Settings are those of `ais_log_likelihood`; `progress` is called with the points each batch finished.
-    shard: this rank's part of a sharded run (evaluation/sharding.py); the result is the same."""
-    check_ais_settings(chains, temperatures, leapfrog_steps, schedule, initial, step_size, batch_size)
+    The AIS settings are an AISSettings record (or its values as keywords: chains, temperatures, ...);
+    `progress` is called with the points each batch finished. shard: this rank's part of a sharded run
+    (evaluation/sharding.py); the result is the same."""
+    try:
+        s = settings if settings is not None else AISSettings(**values)
+    except TypeError as err:
+        raise EstimatorSettingError(f"{err}; the AIS settings are {', '.join(AISSettings.__dataclass_fields__)}"
+                                    ) from err
     if n_points < 1:
-        raise ValueError(f"n_points must be >= 1, got {n_points}")
-    check_ais_model(model, initial)
+        raise EstimatorSettingError(f"invalid n_points = {n_points!r}: must be >= 1")
+    if batch_size < 1:
+        raise EstimatorSettingError(f"invalid batch_size = {batch_size!r}: must be >= 1")
+    check_ais_model(model, s.initial)
     model.eval()
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)
     data, latents = simulate(model, n_points, generator)
-    betas = make_schedule(schedule, temperatures)
-    lower, upper = [], []
-    for start, compute in batch_plan(n_points, batch_size, shard):
-        x, z = data[start:start + batch_size], latents[start:start + batch_size]
-        # replay (compute False): another rank's batch; the same draws with a flat target
-        forward = ais_batch(model, x, chains, temperatures, leapfrog_steps, schedule, initial, step_size,
-                            target_acceptance, generator, replay=not compute)
-        steps = reversed_step_sizes(forward.step_sizes, temperatures - 1, step_size)
-        backward = ais(partial(model.log_joint, x) if compute else flat_target,
-                       initial_distribution(model, x, initial), betas,
-                       chains, steps, leapfrog_steps, generator, start=z, reverse=True,
-                       final_transition=False)
-        if not compute:
-            continue
-        lower.append(forward.log_marginal)
-        upper.append(backward.log_marginal)
-        if progress is not None:
-            progress(x.shape[0])
-    settings = {
-        "chains": chains, "temperatures": temperatures, "leapfrog_steps": leapfrog_steps,
-        "schedule": schedule, "initial": initial, "step_size": step_size,
-        "target_acceptance": target_acceptance, "batch_size": batch_size, "seed": seed,
-    }
-    return BDMCResult(gathered(lower, shard, data), gathered(upper, shard, data), data.cpu(), latents.cpu(),
-                      settings)
+
+    def both_bounds(x: Tensor, z: Tensor, replay: bool, report: Any) -> dict[str, Tensor]:
+        # replay: another rank's batch; the same draws with a flat target
+        forward = forward_ais(model, x, s, generator, replay=replay)
+        upper = reverse_ais(model, x, z, s, forward.step_sizes, generator, replay)
+        return {"lower": forward.log_marginal, "upper": upper}
+
+    bounds = walk(both_bounds, [data, latents], batch_size, shard, progress, ("lower", "upper"),
+                  torch.zeros(0, dtype=p.dtype, device=p.device))
+    lower, upper = (bounds[c].detach().to("cpu", torch.float64) for c in ("lower", "upper"))
+    return BDMCResult(lower, upper, data.cpu(), latents.cpu(), {**vars(s), "batch_size": batch_size, "seed": seed})

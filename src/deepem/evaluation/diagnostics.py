@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor
 
+from deepem.inference.distributions import Q_DENSITY
 from deepem.models.hierarchical import split_layers
 from deepem.models.lvm import DeepLatentModel
 
@@ -53,7 +54,7 @@ def active_units_per_layer(model: DeepLatentModel, data: Tensor, threshold: floa
 def kl_estimator(model: DeepLatentModel, draws: int = KL_DRAWS) -> str:
     """How `kl_to_prior` computes KL for this model: "closed form", "Monte Carlo, N draws per point", or
     "none (q has no density)"."""
-    if not getattr(model.encoder, "has_log_prob", True):
+    if Q_DENSITY not in model.capabilities():
         return "none (q has no density)"
     if hasattr(model.prior, "kl_from"):
         return "closed form"
@@ -66,7 +67,7 @@ def kl_to_prior(model: DeepLatentModel, data: Tensor, batch_size: int = 1000, ma
     """Average over data of KL(q(z | x) || p(z)): closed form where the prior has one, else a seeded
     Monte Carlo estimate from `draws` draws per point (see the module notes and `kl_estimator`); NaN for
     a q without a density (implicit)."""
-    if not getattr(model.encoder, "has_log_prob", True):
+    if Q_DENSITY not in model.capabilities():
         return math.nan
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)

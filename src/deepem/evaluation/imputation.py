@@ -29,13 +29,13 @@ import torch
 from torch import Tensor
 
 from deepem.evaluation.loglik import DEFAULT_CHUNK_FLOATS, _widest_layer, require_q_density
+from deepem.evaluation.settings import PROPOSALS
 from deepem.inference.numerics import running_logsumexp
 from deepem.models.completion import completion
 from deepem.models.likelihoods import observed
 from deepem.models.lvm import DeepLatentModel
 
 #: the encoder input of the importance-sampling proposal (see the module notes)
-PROPOSALS = ("zero-filled", "completed")
 
 
 @dataclass

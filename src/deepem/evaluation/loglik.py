@@ -11,9 +11,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from deepem.evaluation.driver import Estimator, Progress, estimate
 from deepem.evaluation.results import LogLikelihoodEstimate
-from deepem.evaluation.sharding import Shard, batch_plan, gathered
-from deepem.inference.distributions import DensityUnavailableError, LatentDistribution
+from deepem.evaluation.settings import IWSettings
+from deepem.evaluation.sharding import Shard
+from deepem.inference.distributions import Q_DENSITY, DensityUnavailableError, LatentDistribution
 from deepem.inference.numerics import running_logsumexp
 from deepem.models.lvm import DeepLatentModel
 
@@ -32,7 +34,7 @@ def _widest_layer(model: DeepLatentModel) -> int:
 
 def require_q_density(model: DeepLatentModel) -> None:
     """Refuse, with the way out, a model whose q(z | x) has no density (an implicit encoder)."""
-    if not getattr(model.encoder, "has_log_prob", True):
+    if Q_DENSITY not in model.capabilities():
         raise DensityUnavailableError(
             f"the importance-weighted estimate needs log q(z|x), and this model's encoder "
             f"({type(model.encoder).__name__}) is implicit: it has no density. Estimate log p(x) with AIS "
@@ -69,32 +71,38 @@ def iw_estimate(model: DeepLatentModel, x: Tensor, q: LatentDistribution, partic
     return None if replay else total - math.log(particles)
 
 
-def iw_log_likelihood(model: DeepLatentModel, data: Tensor, particles: int = 5000,
+class IWEstimator(Estimator):
+    """The IWAE-K estimate (Burda et al. 2015): a stochastic lower bound on log p(x) whose bias shrinks
+    as K grows. With an observed-data mask (True = observed) q(z | x) sees the mask and the estimate is
+    of log p(x_obs) (as iw-observed with the zero-filled proposal)."""
+
+    name = "iw"
+    Settings = IWSettings
+
+    def check(self, model: DeepLatentModel, data: Tensor, mask: Tensor | None) -> None:
+        require_q_density(model)
+
+    @torch.no_grad()
+    def batch(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None, generator: torch.Generator,
+              replay: bool, progress: Progress | None) -> dict[str, Tensor] | None:
+        s = self.settings
+        value = iw_estimate(model, x, model.encode(x, mask), s.particles, s.chunk_particles, generator, mask,
+                            replay=replay)
+        return None if replay else {"log_likelihood": value}
+
+    def label(self) -> str:
+        return f"IWAE bound, K={self.settings.particles}"
+
+    def record(self, columns: dict[str, Tensor], seed: int, batch_size: int) -> dict:
+        return {"particles": self.settings.particles, "seed": seed}
+
+
+def iw_log_likelihood(model: DeepLatentModel, data: Tensor, particles: int = IWSettings.particles,
                       batch_size: int = 100, seed: int = 0, chunk_particles: int | None = None,
                       progress: Callable[[int], None] | None = None,
                       mask: Tensor | None = None, shard: Shard | None = None) -> LogLikelihoodEstimate:
-    """The IWAE-K estimate of log p(x) for every row of `data`, seeded so that it is reproducible.
-
-    It is a stochastic lower bound on log p(x) whose bias shrinks as K grows. With an observed-data
-    mask (True = observed) it estimates log p(x_obs), the marginal of the observed coordinates.
-    shard: this rank's part of a sharded evaluation (sharding.py); the result is the same."""
-    if particles < 1:
-        raise ValueError(f"particles must be >= 1, got {particles}")
-    require_q_density(model)
-    model.eval()
-    p = next(model.parameters())
-    generator = torch.Generator(device=p.device).manual_seed(seed)
-    parts = []
-    for start, compute in batch_plan(data.shape[0], batch_size, shard):
-        x = data[start:start + batch_size].to(p.device, p.dtype)
-        m = None if mask is None else mask[start:start + batch_size].to(p.device)
-        if not compute:  # another rank's batch: advance the generator past its draws
-            iw_estimate(model, x, model.encode(x, m), particles, chunk_particles, generator, m, replay=True)
-            continue
-        parts.append(iw_log_likelihood_batch(model, x, particles, chunk_particles, generator, m))
-        if progress is not None:
-            progress(x.shape[0])
-    return LogLikelihoodEstimate(
-        gathered(parts, shard, data), f"IWAE bound, K={particles}",
-        {"particles": particles, "seed": seed},
-    )
+    """The IWAE-K estimate of log p(x) for every row of `data` (the `iw` estimator through the batched
+    driver, evaluation/driver.py), seeded so that it is reproducible. With an observed-data mask (True =
+    observed) it estimates log p(x_obs); shard: this rank's part of a sharded evaluation."""
+    return estimate(IWEstimator(particles=particles, chunk_particles=chunk_particles), model, data, mask,
+                    batch_size=batch_size, seed=seed, progress=progress, shard=shard)

@@ -1,15 +1,17 @@
 """Annealed importance sampling (Neal 2001) along the geometric path
-f_t(z) = q0(z)^(1 - β_t) p(x, z)^(β_t), 0 = β_0 < ... < β_{T-1} = 1 (AIWAE eq. 7-8 and Alg. 1),
-with one HMC transition (L leapfrog steps) per temperature.
+f_β(z) = q0(z)^(1 - β) p(x, z)^β, 0 = β_0 < ... < β_{T-1} = 1 (AIWAE eq. 7-8 and Alg. 1), written
+as blackjax writes tempered SMC: `ais_init` builds a state, `ais_step(state, temperature, path, kernel,
+kernel_params)` reweights the chains to the next temperature and moves them with the transition kernel
+passed in (HMC, `deepem.inference.hmc.hmc_step`). Tuning the kernel (step-size adaptation,
+`deepem.inference.adaptation`) and reporting progress are the drivers' business, not the step's.
 
-AIS is a tempering loop over the HMC kernel of `deepem.inference.hmc`. K chains run for every data
-point at once (positions (K, B, Dz)). The log-weight of a chain is
+K chains run for every data point at once (positions (K, B, Dz)). The log-weight of a chain is
     log w = sum_{t=1}^{T-1} (β_t - β_{t-1}) [log p(x, z^{t-1}) - log q0(z^{t-1})]      (AIWAE eq. 8)
 and logmeanexp over chains is a stochastic lower bound on log p(x) (Grosse et al. 2015).
 
-Run in reverse (β from 1 to 0) from an exact posterior sample, the same loop gives log-weights whose
-negated logmeanexp is a stochastic upper bound on log p(x): the other half of BDMC (Grosse et al.
-2015; Wu et al. 2016).
+Run in reverse (temperatures from 1 to 0) from an exact posterior sample, the same step gives
+log-weights whose negated logmeanexp is a stochastic upper bound on log p(x): the other half of BDMC
+(Grosse et al. 2015; Wu et al. 2016).
 
 No graph is kept across temperatures: states are detached, so memory does not grow with T and
 nothing is back-propagated through the chains (AIWAE, Sec. 3)."""
@@ -18,18 +20,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
-from deepem.inference.adaptation import TARGET_ACCEPTANCE, adapt_step_size
 from deepem.inference.distributions import DiagonalGaussian, standard_normal
-from deepem.inference.hmc import DensityValue, HMCState, LogDensityFn, evaluate, hmc_step
+from deepem.inference.hmc import DensityValue, HMCInfo, HMCState, LogDensityFn, evaluate, hmc_step
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
+from deepem.inference.temperatures import (
+    TEMPERATURE_SCHEDULES,
+    linear_schedule,
+    make_schedule,
+    sigmoid_schedule,
+)
+
+__all__ = ["AISResult", "AISState", "DiagonalGaussian", "InitialDistribution", "TEMPERATURE_SCHEDULES",
+           "TemperedPath", "TransitionKernel", "ais", "ais_init", "ais_step", "check_path", "hmc_step",
+           "linear_schedule", "make_schedule", "reweight", "sigmoid_schedule", "standard_normal"]
 
 
-# initial distributions -------------------------------------------------------------------------
 class InitialDistribution(Protocol):
     """A normalised, easy-to-sample density q0(z) for every data point: the start of the path."""
 
@@ -42,76 +52,98 @@ class InitialDistribution(Protocol):
         ...
 
 
-__all__ = ["AISResult", "DiagonalGaussian", "InitialDistribution", "ais", "make_schedule", "standard_normal"]
+class TransitionKernel(Protocol):
+    """An MCMC transition leaving exp(log_density_fn) invariant, as `hmc_step`: its tunables
+    (step_size, leapfrog_steps) come as keyword arguments, the `kernel_params` of `ais_step`."""
+
+    def __call__(self, state: HMCState, log_density_fn: LogDensityFn, *,
+                 generator: torch.Generator | None = None, **params: Any) -> tuple[HMCState, HMCInfo]: ...
 
 
-# schedules -------------------------------------------------------------------------------------
-def _check_temperatures(temperatures: int) -> None:
-    if temperatures < 2:
-        raise ValueError(f"AIS needs at least 2 temperatures (β=0 and β=1), got {temperatures}")
+@dataclass(frozen=True)
+class TemperedPath:
+    """The geometric path from q0 = `initial` to p(x, z) = exp(`log_target`): z (K, B, Dz) -> (K, B)."""
+
+    log_target: Callable[[Tensor], Tensor]
+    initial: InitialDistribution
+
+    def density(self, temperature: float) -> LogDensityFn:
+        """log f_β(z) = (1 - β) log q0(z) + β log p(x, z) with its gradient, and as auxiliaries log q0,
+        log p and their gradients, so that a state can be moved to another β for free (`reweight`)."""
+        log_target, initial, beta = self.log_target, self.initial, temperature
+
+        def log_density(z: Tensor) -> DensityValue:
+            log_p = log_target(z)
+            # Gradient w.r.t. z only: parameters log_target depends on (θ) get no .grad.
+            (grad_p,) = torch.autograd.grad(log_p.sum(), z) if log_p.requires_grad else (torch.zeros_like(z),)
+            log_p = log_p.detach()
+            if hasattr(initial, "log_prob_and_grad"):
+                log_q, grad_q = initial.log_prob_and_grad(z)
+            else:  # any other q0: a second (cheap) backward pass on its own graph
+                log_q = initial.log_prob(z)
+                (grad_q,) = torch.autograd.grad(log_q.sum(), z) if log_q.requires_grad else (torch.zeros_like(z),)
+                log_q = log_q.detach()
+            return DensityValue((1.0 - beta) * log_q + beta * log_p, (1.0 - beta) * grad_q + beta * grad_p,
+                                (log_q, log_p, grad_q, grad_p))
+
+        return log_density
 
 
-def linear_schedule(temperatures: int) -> Tensor:
-    """T inverse temperatures evenly spaced from 0 to 1 (AIWAE Sec. 5.1: β_t = t / (T - 1))."""
-    _check_temperatures(temperatures)
-    return torch.linspace(0.0, 1.0, temperatures, dtype=torch.float64)
+class AISState(NamedTuple):
+    """The chains at one temperature: the kernel's state under f_β (positions (K, B, Dz), with log q0
+    and log p in its aux) and every chain's log-weight so far (K, B)."""
+
+    kernel_state: HMCState
+    log_weights: Tensor
+    temperature: float
+
+    @property
+    def position(self) -> Tensor:
+        return self.kernel_state.position
 
 
-def sigmoid_schedule(temperatures: int, rad: float = 4.0) -> Tensor:
-    """T inverse temperatures from 0 to 1, dense near both ends: a sigmoid of a uniform grid on
-    [-rad, rad], rescaled to start at exactly 0 and end at exactly 1 (Grosse et al. 2015; Wu et al.
-    2016)."""
-    _check_temperatures(temperatures)
-    if rad <= 0:
-        raise ValueError(f"rad must be > 0, got {rad}")
-    s = torch.sigmoid(torch.linspace(-rad, rad, temperatures, dtype=torch.float64))
-    return (s - s[0]) / (s[-1] - s[0])
+def ais_init(path: TemperedPath, position: Tensor, temperature: float = 0.0) -> AISState:
+    """Chains at `position` (K, B, Dz) under f_`temperature`, with zero log-weights."""
+    kernel_state = evaluate(path.density(temperature), position.detach())
+    return AISState(kernel_state, position.new_zeros(position.shape[:2]), float(temperature))
 
 
-SCHEDULES: dict[str, Callable[[int], Tensor]] = {"linear": linear_schedule, "sigmoid": sigmoid_schedule}
+def reweight(state: AISState, temperature: float) -> AISState:
+    """The chains' weights carried to the next temperature, positions unchanged:
+    log w += log f_β'(z) - log f_β(z) = (β' - β) [log p(x, z) - log q0(z)]."""
+    log_q, log_p, grad_q, grad_p = state.kernel_state.aux
+    log_weights = state.log_weights + (temperature - state.temperature) * (log_p - log_q)
+    ks = state.kernel_state
+    retempered = HMCState(ks.position, (1.0 - temperature) * log_q + temperature * log_p,
+                          (1.0 - temperature) * grad_q + temperature * grad_p, ks.aux)
+    return AISState(retempered, log_weights, float(temperature))
 
 
-def make_schedule(name: str, temperatures: int) -> Tensor:
-    """A schedule by name: "linear" or "sigmoid"."""
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown AIS schedule {name!r}; choose one of {sorted(SCHEDULES)}")
-    return SCHEDULES[name](temperatures)
+def ais_step(state: AISState, temperature: float, path: TemperedPath, kernel: TransitionKernel,
+             kernel_params: dict[str, Any], generator: torch.Generator | None = None
+             ) -> tuple[AISState, HMCInfo]:
+    """One AIS step: reweight to `temperature`, then one transition of `kernel` leaving f_temperature
+    invariant, tuned by `kernel_params` (for HMC: step_size, leapfrog_steps)."""
+    state = reweight(state, temperature)
+    kernel_state, info = kernel(state.kernel_state, path.density(temperature), generator=generator,
+                                **kernel_params)
+    return AISState(kernel_state, state.log_weights, state.temperature), info
 
 
-# the tempered density --------------------------------------------------------------------------
-def tempered_density(log_target: Callable[[Tensor], Tensor], initial: InitialDistribution,
-                     beta: float) -> LogDensityFn:
-    """log f_β(z) = (1 - β) log q0(z) + β log p(x, z), returning its gradient and, as auxiliaries,
-    log q0, log p and their gradients, so that the state can be moved to another β for free."""
-
-    def log_density(z: Tensor) -> DensityValue:
-        log_p = log_target(z)
-        # Gradient w.r.t. z only: parameters log_target depends on (θ) get no .grad.
-        (grad_p,) = torch.autograd.grad(log_p.sum(), z) if log_p.requires_grad else (torch.zeros_like(z),)
-        log_p = log_p.detach()
-        if hasattr(initial, "log_prob_and_grad"):
-            log_q, grad_q = initial.log_prob_and_grad(z)
-        else:  # any other q0: a second (cheap) backward pass on its own graph
-            log_q = initial.log_prob(z)
-            (grad_q,) = torch.autograd.grad(log_q.sum(), z) if log_q.requires_grad else (torch.zeros_like(z),)
-            log_q = log_q.detach()
-        return DensityValue(
-            (1.0 - beta) * log_q + beta * log_p,
-            (1.0 - beta) * grad_q + beta * grad_p,
-            (log_q, log_p, grad_q, grad_p),
-        )
-
-    return log_density
+def check_path(temperatures: Tensor) -> Tensor:
+    """Temperatures in the order run, flat float64: from exactly 0 to exactly 1 (forward) or from 1 to 0
+    (reverse), monotone, at least 2 of them."""
+    t = torch.as_tensor(temperatures, dtype=torch.float64).flatten()
+    ends = (float(t[0]), float(t[-1])) if t.numel() >= 2 else None
+    if ends not in ((0.0, 1.0), (1.0, 0.0)):
+        raise ValueError("temperatures must run from exactly 0 to exactly 1 (or 1 to 0 in reverse) with at "
+                         "least 2 values; build them with linear_schedule(T) or sigmoid_schedule(T)")
+    steps = t[1:] - t[:-1]
+    if bool((steps < 0).any() if ends == (0.0, 1.0) else (steps > 0).any()):
+        raise ValueError("temperatures must be monotone")
+    return t
 
 
-def retemper(state: HMCState, beta: float) -> HMCState:
-    """The same positions under f_β, from the log q0 / log p parts the state carries."""
-    log_q, log_p, grad_q, grad_p = state.aux
-    return HMCState(state.position, (1.0 - beta) * log_q + beta * log_p,
-                    (1.0 - beta) * grad_q + beta * grad_p, state.aux)
-
-
-# the annealing loop ----------------------------------------------------------------------------
 @dataclass
 class AISResult:
     """Per-(chain, point) log-weights and what the chains did.
@@ -141,94 +173,57 @@ class AISResult:
         return float(self.acceptance.mean()) if self.acceptance.numel() else float("nan")
 
 
-def _step_sizes(step_size: float | Tensor | Sequence[float | Tensor], n_transitions: int, adapt: bool,
-                like: Tensor) -> Tensor | list[Tensor]:
-    """One step-size tensor used at every transition, or a list with one entry per transition."""
+def result_of(state: AISState, acceptance: list[Tensor], used: list[Tensor], reverse: bool) -> AISResult:
+    """The AISResult of a finished run from its last state and per-transition records."""
+    b = state.position.shape[1]
+    acc = torch.stack(acceptance) if acceptance else state.position.new_zeros(0, b)
+    steps = torch.stack(torch.broadcast_tensors(*used)) if used else state.position.new_zeros(0)
+    return AISResult(state.log_weights, state.position, acc, steps, reverse)
+
+
+def ais(path: TemperedPath, position: Tensor, temperatures: Tensor,
+        step_size: float | Tensor | Sequence[float | Tensor], leapfrog_steps: int,
+        generator: torch.Generator | None = None, *, final_transition: bool = True) -> AISResult:
+    """AIS with a fixed HMC kernel, chains started at `position` (K, B, Dz), along `temperatures` in the
+    order given: 0 -> 1 from draws of q0 (forward), 1 -> 0 from exact posterior samples (reverse, BDMC).
+
+    step_size: a float or tensor broadcastable to (K, B) used at every transition, or a list with one
+        entry per transition (T - 1), indexed in the order run.
+    final_transition: make the transition at the last temperature too. It changes no weight, only the
+        returned samples (AIWAE Alg. 1 uses them at β = 1); estimation alone can skip it."""
+    path_values = check_path(temperatures).tolist()
+    n_transitions = len(path_values) - 1
     if isinstance(step_size, (list, tuple)):
-        if adapt:
-            raise ValueError("pass one step size (not one per transition) when adapting it during the run")
         if len(step_size) != n_transitions:
             raise ValueError(f"got {len(step_size)} step sizes for {n_transitions} transitions; pass one "
                              "per temperature after the first (T - 1)")
-        return [torch.as_tensor(s, dtype=like.dtype, device=like.device) for s in step_size]
-    eps = torch.as_tensor(step_size, dtype=like.dtype, device=like.device)
-    if adapt:  # adapted per point: give it the (B,) batch shape from the start
-        eps = eps.expand(torch.broadcast_shapes(eps.shape, like.shape[1:2])).clone()
-    return eps
-
-
-def ais(log_target: Callable[[Tensor], Tensor], initial: InitialDistribution, betas: Tensor, chains: int,
-        step_size: float | Tensor | Sequence[float | Tensor], leapfrog_steps: int = 10,
-        generator: torch.Generator | None = None, *, adapt: bool = False,
-        target_acceptance: float = TARGET_ACCEPTANCE, adaptation_rate: float = 0.02,
-        start: Tensor | None = None, reverse: bool = False, final_transition: bool = True,
-        on_transition: Callable[[int, int], None] | None = None) -> AISResult:
-    """Run `chains` AIS chains per data point from q0 = `initial` to p(x, z) = exp(`log_target`).
-
-    log_target: z (K, B, Dz) -> log p(x, z) (K, B); betas: increasing inverse temperatures from 0 to 1.
-    step_size: a float or tensor broadcastable to (K, B), used at every transition, or a list with one
-        entry per transition (T - 1 of them). With adapt=True a single step size is adapted per data
-        point after every transition toward `target_acceptance` (mean acceptance over the point's chains),
-        as Wu et al. (2016) do; the sizes used are returned in `step_sizes`. (Strictly, a kernel tuned
-        on the chains' own past makes the weights only approximately unbiased; in the tests the bias is
-        far below the Monte Carlo error. For exact AIS pass fixed per-transition sizes, e.g. from a
-        pilot run's `step_sizes`.)
-    start: initial positions (K, B, Dz) or (B, Dz); default: draws from `initial`.
-    reverse: anneal from β = 1 to β = 0 instead; `start` must then be exact samples of p(z | x), and
-        the result's log_marginal is a stochastic upper bound (BDMC). A per-transition step-size list
-        is indexed by transition in the order run.
-    on_transition: called after every transition with (done, total): progress for long runs.
-    final_transition: make the transition at the last temperature too. It changes no weight, only the
-        returned samples (AIWAE Alg. 1 uses them at β = 1); estimation alone can skip it.
-    """
-    betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
-    if betas.numel() < 2 or float(betas[0]) != 0.0 or float(betas[-1]) != 1.0:
-        raise ValueError("betas must run from exactly 0 to exactly 1 with at least 2 values; "
-                         "build them with linear_schedule(T) or sigmoid_schedule(T)")
-    if bool((betas[1:] < betas[:-1]).any()):
-        raise ValueError("betas must be non-decreasing")
-    if chains < 1:
-        raise ValueError(f"chains must be >= 1, got {chains}")
-    if leapfrog_steps < 1:
-        raise ValueError(f"leapfrog_steps (L) must be >= 1, got {leapfrog_steps}")
-    path = betas.flip(0) if reverse else betas
-    path_values = path.tolist()
-    n_transitions = len(path_values) - 1
-
-    if start is None:
-        if reverse:
-            raise ValueError("reverse AIS starts from exact posterior samples: pass start=z, z ~ p(z | x)")
-        z0 = initial.sample(chains, generator)
+        steps = [torch.as_tensor(s, dtype=position.dtype, device=position.device) for s in step_size]
     else:
-        z0 = start.detach()
-        if z0.dim() == 2:
-            z0 = z0.expand(chains, *z0.shape)
-        if z0.shape[0] != chains:
-            raise ValueError(f"start must be shaped (chains={chains}, B, Dz) or (B, Dz), "
-                             f"got {tuple(start.shape)}")
-
-    eps = _step_sizes(step_size, n_transitions, adapt, z0)
-    state = evaluate(tempered_density(log_target, initial, path_values[0]), z0)
-    log_w = torch.zeros(z0.shape[:2], dtype=z0.dtype, device=z0.device)
+        steps = [torch.as_tensor(step_size, dtype=position.dtype, device=position.device)] * n_transitions
+    state = ais_init(path, position, path_values[0])
     acceptance, used = [], []
     for t in range(1, n_transitions + 1):
-        beta_prev, beta = path_values[t - 1], path_values[t]
-        log_q, log_p = state.aux[0], state.aux[1]
-        log_w = log_w + (beta - beta_prev) * (log_p - log_q)  # log f_t(z^{t-1}) - log f_{t-1}(z^{t-1})
         if t == n_transitions and not final_transition:
+            state = reweight(state, path_values[t])
             break
-        eps_t = eps[t - 1] if isinstance(eps, list) else eps
-        fn = tempered_density(log_target, initial, beta)
-        state, info = hmc_step(retemper(state, beta), fn, eps_t, leapfrog_steps, generator)
-        accept_t = info.acceptance_prob.mean(0)  # (B,): over the point's chains
-        acceptance.append(accept_t)
-        used.append(eps_t)
-        if adapt:
-            eps = adapt_step_size(eps, accept_t, target_acceptance, adaptation_rate)
-        if on_transition is not None:  # progress reporting: (transitions done, transitions in all)
-            on_transition(t, n_transitions - (0 if final_transition else 1))
+        params = {"step_size": steps[t - 1], "leapfrog_steps": leapfrog_steps}
+        state, info = ais_step(state, path_values[t], path, hmc_step, params, generator)
+        acceptance.append(info.acceptance_prob.mean(0))  # (B,): over the point's chains
+        used.append(steps[t - 1])
+    return result_of(state, acceptance, used, reverse=path_values[0] == 1.0)
 
-    b = z0.shape[1]
-    acc = torch.stack(acceptance) if acceptance else z0.new_zeros(0, b)
-    steps = torch.stack(torch.broadcast_tensors(*used)) if used else z0.new_zeros(0)
-    return AISResult(log_w, state.position, acc, steps, reverse)
+
+def chain_starts(initial: InitialDistribution, chains: int, generator: torch.Generator | None = None,
+                 start: Tensor | None = None) -> Tensor:
+    """Positions (chains, B, Dz) to start from: draws of q0, or `start` ((B, Dz) repeated, or (chains,
+    B, Dz)), e.g. exact posterior samples for reverse AIS."""
+    if chains < 1:
+        raise ValueError(f"chains must be >= 1, got {chains}")
+    if start is None:
+        return initial.sample(chains, generator)
+    z0 = start.detach()
+    if z0.dim() == 2:
+        z0 = z0.expand(chains, *z0.shape)
+    if z0.shape[0] != chains:
+        raise ValueError(f"start must be shaped (chains={chains}, B, Dz) or (B, Dz), got {tuple(start.shape)}")
+    return z0

@@ -94,28 +94,28 @@ def hmc_init(position: Tensor, log_density_fn: LogDensityFn) -> HMCState:
 
 def _broadcast_step(step_size: float | Tensor, like: Tensor) -> Tensor:
     """A step size broadcastable to the (C, B) batch, with a trailing axis for the latents."""
-    eps = torch.as_tensor(step_size, dtype=like.dtype, device=like.device)
+    step = torch.as_tensor(step_size, dtype=like.dtype, device=like.device)
     batch = like.shape[:-1]
     try:
-        torch.broadcast_shapes(eps.shape, batch)
+        torch.broadcast_shapes(step.shape, batch)
     except RuntimeError as err:
         raise ValueError(
-            f"step_size shaped {tuple(eps.shape)} does not broadcast to the chains' batch shape "
+            f"step_size shaped {tuple(step.shape)} does not broadcast to the chains' batch shape "
             f"{tuple(batch)}; pass a float, one value per point (B,), or one per (chain, point) (C, B)"
         ) from err
-    return eps.unsqueeze(-1) if eps.dim() > 0 else eps
+    return step.unsqueeze(-1) if step.dim() > 0 else step
 
 
 def leapfrog(state: HMCState, momentum: Tensor, log_density_fn: LogDensityFn, step_size: Tensor,
-             n_leapfrog: int) -> tuple[HMCState, Tensor]:
+             leapfrog_steps: int) -> tuple[HMCState, Tensor]:
     """L leapfrog steps of size ε from (state, momentum) (Neal 2011, eq. 5.18-5.20): L gradient
     evaluations, the first half-step reusing the gradient the state already holds."""
     z, p = state.position, momentum + 0.5 * step_size * state.grad
     new = state
-    for i in range(n_leapfrog):
+    for i in range(leapfrog_steps):
         z = z + step_size * p
         new = evaluate(log_density_fn, z)
-        if i < n_leapfrog - 1:
+        if i < leapfrog_steps - 1:
             p = p + step_size * new.grad
     p = p + 0.5 * step_size * new.grad
     return new, p
@@ -126,19 +126,19 @@ def _select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
     return torch.where(mask, new, old)
 
 
-def hmc_step(state: HMCState, log_density_fn: LogDensityFn, step_size: float | Tensor, n_leapfrog: int,
+def hmc_step(state: HMCState, log_density_fn: LogDensityFn, step_size: float | Tensor, leapfrog_steps: int,
              generator: torch.Generator | None = None) -> tuple[HMCState, HMCInfo]:
     """One HMC transition for every (chain, point): fresh N(0, I) momentum, L leapfrog steps of size
     `step_size` (a float or a tensor broadcastable to (C, B)), then a Metropolis accept/reject.
 
     The transition leaves exp(log_density_fn) invariant for each (chain, point) separately. A
     proposal whose position, log density or gradient is not finite is rejected."""
-    if n_leapfrog < 1:
-        raise ValueError(f"n_leapfrog (L) must be >= 1, got {n_leapfrog}")
+    if leapfrog_steps < 1:
+        raise ValueError(f"leapfrog_steps (L) must be >= 1, got {leapfrog_steps}")
     z0 = state.position
-    eps = _broadcast_step(step_size, z0)
+    step = _broadcast_step(step_size, z0)
     p0 = torch.randn(z0.shape, generator=generator, dtype=z0.dtype, device=z0.device)
-    proposal, p1 = leapfrog(state, p0, log_density_fn, eps, n_leapfrog)
+    proposal, p1 = leapfrog(state, p0, log_density_fn, step, leapfrog_steps)
 
     # H = -log density + |p|^2 / 2; accept with probability min(1, exp(H0 - H1)).
     h0 = -state.log_density + 0.5 * p0.pow(2).sum(-1)

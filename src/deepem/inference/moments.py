@@ -76,31 +76,31 @@ def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 10) -> Tensor:
         scale = torch.where(failed, torch.maximum(scale * 10, floor), scale)
     raise ValueError(
         "Cholesky factorisation of the moment-matched covariance failed (non-finite importance "
-        "weights, or a covariance that is not positive definite); raise the diagonal jitter `eps`"
+        "weights, or a covariance that is not positive definite); raise the diagonal jitter (REM's `jitter`)"
     )
 
 
 @dataclass
 class GaussianSample:
-    """K draws z = mean + L eps from N(mean, L L^T) per data point, with their log densities."""
+    """K draws z = mean + L ε from N(mean, L L^T) per data point, with their log densities."""
 
     z: Tensor  # (K, B, D)
     log_density: Tensor  # (K, B)
 
 
-def sample_gaussian(mean: Tensor, cov: Tensor, k: int, eps: float = 1e-6,
+def sample_gaussian(mean: Tensor, cov: Tensor, k: int, jitter: float = 1e-6,
                     generator: torch.Generator | None = None) -> GaussianSample:
-    """Draw K samples per data point from N(mean_b, cov_b + eps I) by batched Cholesky.
+    """Draw K samples per data point from N(mean_b, cov_b + jitter I) by batched Cholesky.
 
     The factorisation runs in float64 whatever the input dtype (it is B small D x D matrices, cheap
-    next to a decoder call), which keeps rank-deficient weighted covariances factorable at small eps.
-    log s(z) is evaluated from the standard normal draw itself, log N(eps; 0, I) - sum log diag L, so no
+    next to a decoder call), which keeps rank-deficient weighted covariances factorable at small jitter.
+    log s(z) is evaluated from the standard normal draw itself, log N(ε; 0, I) - sum log diag L, so no
     triangular solve is needed and the density is exact for the sample drawn."""
     if mean.dim() != 2 or cov.shape != (*mean.shape, mean.shape[-1]):
         raise ValueError(
             f"expected mean (B, D) and cov (B, D, D), got {tuple(mean.shape)} and {tuple(cov.shape)}"
         )
-    chol = robust_cholesky(cov.double(), eps)
+    chol = robust_cholesky(cov.double(), jitter)
     noise = torch.randn((k, *mean.shape), generator=generator, dtype=torch.float64, device=mean.device)
     z = mean.double() + torch.einsum("bij,kbj->kbi", chol, noise)
     half_log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (B,)

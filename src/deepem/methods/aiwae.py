@@ -18,10 +18,11 @@ import torch
 from torch import Tensor
 
 from deepem.inference.adaptation import TARGET_ACCEPTANCE, adapt_step_size
-from deepem.inference.ais import ais, make_schedule
+from deepem.inference.ais import TemperedPath, ais, chain_starts
 from deepem.inference.distributions import CONTINUOUS, Q_DENSITY, RSAMPLE
 from deepem.inference.numerics import effective_sample_size, log_mean_exp, normalized_weights
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles
+from deepem.inference.temperatures import make_schedule
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.models.lvm import DeepLatentModel
 
 
@@ -51,24 +52,29 @@ class AIWAE(Method):
         self.target_acceptance = target_acceptance
         self.adaptation_rate = adaptation_rate
         self.schedule = schedule
-        self.betas = make_schedule(schedule, temperatures)  # float64 on CPU; a setting, not state
+        # β_0 = 0 .. β_{T-1} = 1, float64 on CPU; a setting, not state
+        self.schedule_temperatures = make_schedule(schedule, temperatures)
         # ε_t for t = 1 .. T-1, float64 so that repeated multiplicative updates do not drift.
         self.register_buffer("step_sizes", torch.full((temperatures - 1,), float(step_size),
                                                       dtype=torch.float64))
         self._pending_acceptance: Tensor | None = None
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
+        """Both losses for a batch; every random draw comes from `generator` (None: the global one)."""
         # φ: one reparameterised sample, gradient to φ through z and log q (and to θ, unused by the
         # step since θ has its own loss below).
-        particle = draw_particles(model, x, 1, mask=mask)
+        particle = draw(model, x, 1, generator=generator, mask=mask)
         elbo = particle.log_w  # (1, B)
         loss_phi = -elbo.mean()
 
         # θ: AIS from q(z|x) with q's parameters detached: the chains are samplers, not differentiated.
         initial = particle.q.detach()
         steps = [s.to(x.dtype) for s in self.step_sizes]
-        result = ais(lambda z: model.log_joint(x, z, mask), initial, self.betas, self.particles, steps,
-                     self.leapfrog_steps)
+        # AIS with a fixed kernel per temperature (adapted between updates, in after_update).
+        path = TemperedPath(lambda z: model.log_joint(x, z, mask), initial)
+        result = ais(path, chain_starts(initial, self.particles, generator), self.schedule_temperatures, steps,
+                     self.leapfrog_steps, generator)
         weights = normalized_weights(result.log_w).detach()  # coefficients: no gradient
         z_final = result.samples.detach()
         # Gradient to θ only, through log p(x, z) at the chains' final (detached) positions.

@@ -32,9 +32,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import CONTINUOUS, RSAMPLE, LatentDistribution
+from deepem.inference.capabilities import CONTINUOUS, RSAMPLE
+from deepem.inference.distributions import LatentDistribution
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.methods.discriminator import (
     DEFAULT_HIDDEN,
     DISCRIMINATOR,
@@ -114,9 +115,11 @@ class AVB(Method):
         return self.discriminator
 
     # the log-ratio and T's loss -----------------------------------------------------------------
-    def contrast(self, q: LatentDistribution) -> Contrast | None:
+    def contrast(self, q: LatentDistribution, generator: torch.Generator | None = None) -> Contrast | None:
         """The adaptive contrast r(z|x) for q (None without adaptive contrast); carries no gradient."""
-        return moment_contrast(q, self.contrast_draws, self.contrast_noise) if self.adaptive_contrast else None
+        if not self.adaptive_contrast:
+            return None
+        return moment_contrast(q, self.contrast_draws, self.contrast_noise, generator)
 
     def log_ratio(self, model: DeepLatentModel, x_obs: Tensor, z: Tensor, contrast: Contrast | None = None
                   ) -> Tensor:
@@ -131,41 +134,45 @@ class AVB(Method):
         return self._t()(x_obs, contrast.normalise(z)) + contrast.log_prob(z) - model.log_prior(z)
 
     def discriminator_logits(self, model: DeepLatentModel, x_obs: Tensor, z_q: Tensor,
-                             contrast: Contrast | None = None) -> tuple[Tensor, Tensor]:
+                             contrast: Contrast | None = None, generator: torch.Generator | None = None
+                             ) -> tuple[Tensor, Tensor]:
         """T on the q-draws z_q (detached here) and on as many draws of the other class: p(z), or with
         a contrast r(z|x), whose normalised draws are N(0, I). Gradient to ω only."""
         z_q = z_q.detach()
         if contrast is None:
             k, b, dz = z_q.shape
-            z_p = model.sample_prior(k * b).reshape(k, b, dz)
+            z_p = model.sample_prior(k * b, generator).reshape(k, b, dz)
             return self._t()(x_obs, z_q), self._t()(x_obs, z_p)
-        return self._t()(x_obs, contrast.normalise(z_q)), self._t()(x_obs, torch.randn_like(z_q))
+        z_r = torch.randn(z_q.shape, generator=generator, dtype=z_q.dtype, device=z_q.device)
+        return self._t()(x_obs, contrast.normalise(z_q)), self._t()(x_obs, z_r)
 
-    def discriminator_loss(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def discriminator_loss(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                           generator: torch.Generator | None = None) -> Tensor:
         """T's loss (eq. 2.14) on fresh draws, without any θ/φ graph: for extra discriminator steps per
         batch (`default_optim[DISCRIMINATOR]["steps"]`) and for training T alone."""
         with torch.no_grad():
             q = model.encode(x, mask)
-            z = q.sample(self.particles)
-            contrast = self.contrast(q)
-        return logistic_loss(*self.discriminator_logits(model, observed(x, mask), z, contrast))
+            z = q.sample(self.particles, generator)
+            contrast = self.contrast(q, generator)
+        return logistic_loss(*self.discriminator_logits(model, observed(x, mask), z, contrast, generator))
 
     # the objective ------------------------------------------------------------------------------
     def bound(self, log_w: Tensor) -> Tensor:
         """The per-point objective from estimated log-weights (K, B): eq. 2.15, averaged over K."""
         return log_w.mean(0)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # z reparameterised: carries φ's gradient into log p(x|z) and into the log-ratio estimate.
-        particles = draw_particles(model, x, self.particles, reparameterize=True, mask=mask)
+        draws = draw(model, x, self.particles, reparameterize=True, mask=mask, generator=generator)
         x_obs = observed(x, mask)
         with torch.no_grad():
-            contrast = self.contrast(particles.q)
-        log_ratio = self.log_ratio(model, x_obs, particles.z, contrast)  # gradient to φ via z (and to ω)
-        log_w = particles.log_lik - log_ratio  # estimated log p(x, z) - log q(z|x); gradient to θ and φ
+            contrast = self.contrast(draws.q, generator)
+        log_ratio = self.log_ratio(model, x_obs, draws.z, contrast)  # gradient to φ via z (and to ω)
+        log_w = draws.log_lik - log_ratio  # estimated log p(x, z) - log q(z|x); gradient to θ and φ
         objective = self.bound(log_w)
         loss = -objective.mean()
-        t_q, t_p = self.discriminator_logits(model, x_obs, particles.z, contrast)  # gradient to ω only
+        t_q, t_p = self.discriminator_logits(model, x_obs, draws.z, contrast, generator)  # gradient to ω only
         t_loss = logistic_loss(t_q, t_p)
         diagnostics = {
             "bound_estimate": objective.detach().mean(),  # an estimate: T is learnt, not exact

@@ -7,7 +7,12 @@ which tensors are coefficients (importance weights are always detached).
 Lifecycle: a method is built from its options, then bound to a model (`bind`) before optimisers are
 built and checkpoints loaded. Binding checks that the model offers what the method requires (a
 reparameterisable q, a q density, continuous z) and lets the method build networks sized to the model
-(a discriminator, a baseline). Then `method(model, x, mask=None)` is called once per batch."""
+(a discriminator, a baseline). Then `method(model, x, mask=None, generator=None)` is called once per
+batch; every random draw the method makes comes from `generator` (None: torch's global default
+generator), so a caller that passes the generator a run uses reproduces the library's draws in order.
+
+The registry of built-in methods is `METHODS` below: declared here so that a refusal can name the methods
+that would work, filled in registry.py (one line per method), which imports every method module."""
 
 from __future__ import annotations
 
@@ -18,14 +23,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import (
-    CONTINUOUS,
-    Q_DENSITY,
-    RSAMPLE,
-    DensityUnavailableError,
-    DiagonalGaussian,
-    LatentDistribution,
-)
+from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY, RSAMPLE
+from deepem.inference.distributions import DensityUnavailableError, DiagonalGaussian, LatentDistribution
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.models.lvm import DeepLatentModel
 
@@ -45,8 +44,8 @@ class IncompatibleModelError(ValueError):
 
 
 @dataclass
-class Particles:
-    """K particles per data point with every log density a method needs, computed once.
+class Draws:
+    """K draws z ~ q(z | x) per data point with every log density a method needs, computed once.
 
     z carries gradient to φ when drawn by reparameterisation; log_prior and log_lik carry gradient to θ
     (and to φ through z); log_q carries gradient to φ through both z and q's parameters. log_q is None
@@ -56,7 +55,7 @@ class Particles:
     log_q: Tensor | None  # (K, B)
     log_prior: Tensor  # (K, B)
     log_lik: Tensor  # (K, B)
-    q: LatentDistribution  # the proposal the particles were drawn from (with live parameters)
+    q: LatentDistribution  # the proposal z was drawn from (with live parameters)
 
     @property
     def log_joint(self) -> Tensor:
@@ -66,7 +65,7 @@ class Particles:
     def log_w(self) -> Tensor:
         """log p(x, z) - log q(z | x)."""
         if self.log_q is None:
-            raise DensityUnavailableError("these particles come from a q(z|x) without a density: "
+            raise DensityUnavailableError("these draws come from a q(z|x) without a density: "
                                           "log-weights need log q")
         return self.log_joint - self.log_q
 
@@ -83,17 +82,17 @@ class Particles:
             raise TypeError(f"q is a {type(self.q).__name__}, not a diagonal Gaussian: it has no mean and std")
         return self.q
 
-    def first(self, n: int) -> Particles:
-        """The first n particles (all of them when n is their number)."""
+    def first(self, n: int) -> Draws:
+        """The first n draws (all of them when n is their number)."""
         if n == self.z.shape[0]:
             return self
         log_q = None if self.log_q is None else self.log_q[:n]
-        return Particles(self.z[:n], log_q, self.log_prior[:n], self.log_lik[:n], self.q)
+        return Draws(self.z[:n], log_q, self.log_prior[:n], self.log_lik[:n], self.q)
 
 
-def draw_particles(model: DeepLatentModel, x: Tensor, k: int, reparameterize: bool = True,
-                   stop_q_params: bool = False, generator: torch.Generator | None = None, *,
-                   mask: Tensor | None = None, std_scale: float = 1.0, joint_grad: bool = True) -> Particles:
+def draw(model: DeepLatentModel, x: Tensor, k: int, reparameterize: bool = True,
+         stop_q_params: bool = False, generator: torch.Generator | None = None, *,
+         mask: Tensor | None = None, std_scale: float = 1.0, joint_grad: bool = True) -> Draws:
     """Draw z ~ q(z | x) K times and evaluate log q, log p(z), log p(x_obs | z) in one batched pass.
 
     reparameterize=False detaches z (score-function and wake-phase methods); True needs a q with an
@@ -113,7 +112,17 @@ def draw_particles(model: DeepLatentModel, x: Tensor, k: int, reparameterize: bo
     with nullcontext() if joint_grad else torch.no_grad():
         log_prior = model.log_prior(z)
         log_lik = model.log_likelihood(x, z, mask)
-    return Particles(z, log_q, log_prior, log_lik, q)
+    return Draws(z, log_q, log_prior, log_lik, q)
+
+
+def device_generator(device: torch.device) -> torch.Generator | None:
+    """The generator torch's global draws use on `device` (torch.default_generator on CPU, the device's
+    default CUDA generator): passed to a method explicitly, it gives the numbers `generator=None` gives."""
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        return torch.cuda.default_generators[torch.cuda.current_device() if device.index is None else device.index]
+    return None
 
 
 @dataclass
@@ -153,13 +162,11 @@ class Method(nn.Module):
     #: the optimiser settings of the method's paper, per parameter group (e.g. {"theta": {"lr": 1e-3}};
     #: keys "lr", "betas", "steps" per batch); empty: the trainer's own defaults for every group.
     default_optim: ClassVar[dict[str, dict[str, Any]]] = {}
-    #: methods defined in deepem.methods, by name: the alternatives an incompatibility error names.
-    known: ClassVar[dict[str, type[Method]]] = {}
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name and cls.__module__.startswith("deepem.methods."):
-            Method.known[cls.name] = cls
+    #: S seeds may train as one vmapped step (training/vectorised.py): one loss, q's ε the only noise
+    vectorisable: ClassVar[bool] = False
+    #: former names of constructor options -> their names now, so that options saved by older runs
+    #: (config.json) still build the method (applied by `registry.make_method`).
+    option_aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(self, particles: int = 1) -> None:
         super().__init__()
@@ -173,8 +180,9 @@ class Method(nn.Module):
         checkpoint. Subclasses that own networks extend this and call super().bind(model) first."""
         check_compatible(type(self), model)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None
-                ) -> MethodOutput:  # pragma: no cover
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:  # pragma: no cover
+        """The losses of one batch; every draw comes from `generator` (None: the global default one)."""
         raise NotImplementedError
 
     def extra_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -188,10 +196,14 @@ class Method(nn.Module):
         """Called at the end of every epoch (0-based index of the epoch just finished)."""
 
 
+#: the built-in methods by name (the CLI's --method); filled by registry.py, one line per method
+METHODS: dict[str, type[Method]] = {}
+
+
 def compatible_methods(model: DeepLatentModel) -> list[str]:
-    """Names of the methods of deepem.methods whose requirements this model meets."""
+    """Names of the registered methods whose requirements this model meets."""
     caps = model.capabilities()
-    return sorted(name for name, cls in Method.known.items() if cls.requires <= caps)
+    return sorted(name for name, cls in METHODS.items() if cls.requires <= caps)
 
 
 def check_compatible(method_cls: type[Method], model: DeepLatentModel) -> None:

@@ -86,8 +86,8 @@ class Contrast:
 def contrast_noise(draws: int, noise_dim: int, seed: int = 0) -> Tensor:
     """Fixed noise ε_1..ε_draws (draws, noise_dim) for the contrast's moments, standardised per
     dimension (sample mean 0, sample std 1), so that the moments are exact for q = μ + σ ⊙ ε."""
-    eps = torch.randn(draws, noise_dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return (eps - eps.mean(0)) / eps.std(0)
+    noise = torch.randn(draws, noise_dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (noise - noise.mean(0)) / noise.std(0)
 
 
 def moment_contrast(q: LatentDistribution, draws: int, noise: Tensor | None = None,

@@ -5,21 +5,24 @@ Its θ-gradient is the self-normalised importance sampling estimate of ∇θ log
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from deepem.inference.numerics import log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.lvm import DeepLatentModel
 
 
 class IWAE(Method):
     name = "iwae"
+    vectorisable = True
 
     def __init__(self, particles: int = 5) -> None:
         super().__init__(particles)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
-        particles = draw_particles(model, x, self.particles, mask=mask)
-        log_w = particles.log_w
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
+        draws = draw(model, x, self.particles, mask=mask, generator=generator)
+        log_w = draws.log_w
         loss = -log_mean_exp(log_w).mean()
         return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)

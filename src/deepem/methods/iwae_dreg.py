@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
@@ -38,15 +39,16 @@ class IWAEDReG(Method):
     def __init__(self, particles: int = 5) -> None:
         super().__init__(particles)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # z reparameterised, log q with q's mean/std detached: log_w carries gradient to θ through
         # log p(x, z) and to φ only through z.
-        particles = draw_particles(model, x, self.particles, reparameterize=True, stop_q_params=True, mask=mask)
-        log_w = particles.log_w
+        draws = draw(model, x, self.particles, reparameterize=True, stop_q_params=True, mask=mask, generator=generator)
+        log_w = draws.log_w
         w = coefficient_weights(log_w)  # detached coefficients
-        if self.weight_power == 2 and particles.z.requires_grad:
+        if self.weight_power == 2 and draws.z.requires_grad:
             # DReG: scale the path gradient of particle k by one more w̃_k (θ never sees this hook).
-            particles.z.register_hook(lambda grad: grad * w.unsqueeze(-1))
+            draws.z.register_hook(lambda grad: grad * w.unsqueeze(-1))
         loss = -(w * log_w).sum(0).mean()  # θ: IWAE's gradient; φ: STL's (DReG's with the hook)
         return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)
 
@@ -55,4 +57,5 @@ class IWAESTL(IWAEDReG):
     """IWAE, with the sticking-the-landing estimator for φ. Option: `particles` K (default 5)."""
 
     name = "iwae-stl"
+    vectorisable = True
     weight_power = 1

@@ -29,16 +29,16 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import DIAGONAL_Q
+from deepem.inference.capabilities import DIAGONAL_Q
 from deepem.inference.numerics import log_mean_exp
 from deepem.methods.base import (
     PHI,
     THETA,
+    Draws,
     IncompatibleModelError,
     Method,
     MethodOutput,
-    Particles,
-    draw_particles,
+    draw,
     weight_diagnostics,
 )
 from deepem.methods.weights import coefficient_weights
@@ -47,12 +47,12 @@ from deepem.models.lvm import DeepLatentModel
 ALPHA_UNITS = ("updates", "epochs")
 
 
-def optimal_p_step_log_weights(particles: Particles) -> Tensor:
+def optimal_p_step_log_weights(draws: Draws) -> Tensor:
     """log(|log p(x, z)| p(x, z) / q(z | x)) per particle: the summand of eq. 7.
 
     |log p(x, z)| is floored at the smallest positive normal of the dtype so a joint of exactly 1
     contributes a zero weight instead of log 0 = -inf."""
-    return log_abs(particles.log_joint) + particles.log_w
+    return log_abs(draws.log_joint) + draws.log_w
 
 
 def log_abs(log_joint: Tensor) -> Tensor:
@@ -140,19 +140,20 @@ class IWEM(Method):
             self.anneal_count += 1
 
     # losses -----------------------------------------------------------------------------------
-    def p_step_loss(self, p_part: Particles) -> Tensor:
+    def p_step_loss(self, p_part: Draws) -> Tensor:
         """-mean over the batch of eq. 7 (optimal P-step), or of IWAE's bound for IWEM-woo."""
         log_terms = optimal_p_step_log_weights(p_part) if self.optimal_p_step else p_part.log_w
         return negative_log_mean_exp_loss(log_terms)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         k, j, scale = self.particles, self.p_samples, self.proposal_std_scale
         shared = self.optimal_p_step or scale == 1.0  # E- and P-step draw from the same proposal
         # reparameterised draws: log_joint carries gradient to θ, and to φ through z (used only by
         # the P-step loss, which is differentiated w.r.t. φ alone); log_q to φ.
-        draws = draw_particles(model, x, max(k, j) if shared else k, std_scale=scale, mask=mask)
+        draws = draw(model, x, max(k, j) if shared else k, std_scale=scale, mask=mask, generator=generator)
         e_part = draws.first(k)
-        p_part = draws.first(j) if shared else draw_particles(model, x, j, mask=mask)
+        p_part = draws.first(j) if shared else draw(model, x, j, mask=mask, generator=generator)
         a = self.anneal_alpha
         log_w = e_part.log_w
         coef = a * coefficient_weights(log_w) + (1.0 - a) / k  # detached coefficients

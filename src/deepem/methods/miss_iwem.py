@@ -45,8 +45,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import Q_DENSITY, RSAMPLE, DiagonalGaussian
-from deepem.methods.base import PHI, THETA, MethodOutput, Particles, weight_diagnostics
+from deepem.inference.capabilities import Q_DENSITY, RSAMPLE
+from deepem.inference.distributions import DiagonalGaussian
+from deepem.methods.base import PHI, THETA, Draws, MethodOutput, weight_diagnostics
 from deepem.methods.iwem import IWEM, log_abs, negative_log_mean_exp_loss
 from deepem.methods.weights import coefficient_weights
 from deepem.models.completion import COMPLETIONS, completion
@@ -54,28 +55,28 @@ from deepem.models.lvm import DeepLatentModel
 
 
 @dataclass
-class CompletedParticles:
+class CompletedDraws:
     """K draws (x_m,k, z_k) ~ p(x_m | z) q(z | x̆) with the log densities miss-IWEM needs.
 
-    particles.log_lik is log p(x_o | z_k) and particles.log_q is log q(z_k | x̆), so particles.log_w is
+    draws.log_lik is log p(x_o | z_k) and draws.log_q is log q(z_k | x̆), so draws.log_w is
     the weight of section 4.2, log p(x_o, z_k) - log q(z_k | x̆). log_lik_missing is log p(x_m,k | z_k)
     (zero without a mask); it carries gradient to θ through the decoder and to φ through z_k."""
 
-    particles: Particles
+    draws: Draws
     log_lik_missing: Tensor  # (K, B)
 
     @property
     def full_log_joint(self) -> Tensor:
         """log p(x_o, x_m,k, z_k)."""
-        return self.particles.log_joint + self.log_lik_missing
+        return self.draws.log_joint + self.log_lik_missing
 
-    def first(self, n: int) -> CompletedParticles:
-        return CompletedParticles(self.particles.first(n), self.log_lik_missing[:n])
+    def first(self, n: int) -> CompletedDraws:
+        return CompletedDraws(self.draws.first(n), self.log_lik_missing[:n])
 
 
-def draw_completed_particles(model: DeepLatentModel, x: Tensor, mask: Tensor | None, k: int,
-                             std_scale: float = 1.0, generator: torch.Generator | None = None,
-                             completion_kind: str = "sample") -> CompletedParticles:
+def draw_completed(model: DeepLatentModel, x: Tensor, mask: Tensor | None, k: int,
+                   std_scale: float = 1.0, generator: torch.Generator | None = None,
+                   completion_kind: str = "sample") -> CompletedDraws:
     """Complete x once (`completion`), draw z_k ~ q(z | x̆) by reparameterisation (gradient to φ) and
     x_m,k ~ p(x_m | z_k) (no gradient through the draw), and evaluate every density with one batched
     decoder call."""
@@ -94,8 +95,7 @@ def draw_completed_particles(model: DeepLatentModel, x: Tensor, mask: Tensor | N
         with torch.no_grad():
             x_missing = model.likelihood.sample(out, generator)  # (K, B, D); only ~mask entries are used
         log_lik_missing = model.likelihood.log_prob(x_missing, out, ~mask)
-    particles = Particles(z, q.log_prob(z), model.log_prior(z), log_lik, q)
-    return CompletedParticles(particles, log_lik_missing)
+    return CompletedDraws(Draws(z, q.log_prob(z), model.log_prior(z), log_lik, q), log_lik_missing)
 
 
 class MissIWEM(IWEM):
@@ -120,21 +120,22 @@ class MissIWEM(IWEM):
             raise ValueError(f"unknown completion {completion!r}; choose one of {', '.join(COMPLETIONS)}")
         self.completion = completion
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         k, j = self.particles, self.p_samples
-        draws = draw_completed_particles(model, x, mask, max(k, j), self.proposal_std_scale,
-                                         completion_kind=self.completion)
+        draws = draw_completed(model, x, mask, max(k, j), self.proposal_std_scale, generator,
+                               completion_kind=self.completion)
         e_part, p_part = draws.first(k), draws.first(j)
         a = self.anneal_alpha
-        log_w = e_part.particles.log_w  # log p(x_o, z_k) - log q(z_k | x̆)
-        alpha = coefficient_weights(log_w)  # detached snIS weights w̄_k
+        log_w = e_part.draws.log_w  # log p(x_o, z_k) - log q(z_k | x̆)
+        snis_weights = coefficient_weights(log_w)  # detached snIS weights w̄_k
         # eq. 9: a * Q̂_m + (1 - a) * L̂VAE_m; coefficients detached, so θ gets its gradient from
         # log p(z_k) + log p(x_o | z_k) (both parts) and from log p(x_m,k | z_k) (Q̂_m only).
-        coef = a * alpha + (1.0 - a) / k
-        theta_loss = -(coef * e_part.particles.log_joint + a * alpha * e_part.log_lik_missing).sum(0).mean()
+        coef = a * snis_weights + (1.0 - a) / k
+        theta_loss = -(coef * e_part.draws.log_joint + a * snis_weights * e_part.log_lik_missing).sum(0).mean()
         # eq. 10 rewritten: log-terms log|log p(x_o, x_m,j, z_j)| + log p(x_o, z_j) - log q(z_j | x̆);
         # differentiated w.r.t. φ only (through z_j and q's parameters).
-        phi_loss = negative_log_mean_exp_loss(log_abs(p_part.full_log_joint) + p_part.particles.log_w)
+        phi_loss = negative_log_mean_exp_loss(log_abs(p_part.full_log_joint) + p_part.draws.log_w)
         diagnostics = weight_diagnostics(log_w)
         diagnostics["anneal_alpha"] = torch.tensor(a)
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, diagnostics, log_w)

@@ -5,7 +5,7 @@ sets", eq. 4): the importance-weighted bound of the observed part of x,
 
 where x̃ is x with its missing entries set to 0 (the encoder never reads a missing value) and
 p(x_o | z) is the likelihood summed over observed entries only. It is a lower bound on log p(x_o),
-maximised jointly in θ and φ with reparameterised z, exactly as IWAE: `draw_particles(..., mask=mask)`
+maximised jointly in θ and φ with reparameterised z, exactly as IWAE: `draw(..., mask=mask)`
 already zero-fills the encoder's input (`DeepLatentModel.encode`) and masks the likelihood, so this
 method is IWAE with the mask passed through, and with mask=None it is IWAE.
 
@@ -24,3 +24,4 @@ class MIWAE(IWAE):
     its gradient through log p(z_k) + log p(x_o | z_k), φ through z_k and log q."""
 
     name = "miwae"
+    vectorisable = False  # (its point is missing data, which vectorised seeds do not take)

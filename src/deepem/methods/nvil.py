@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import Q_DENSITY
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.inference.capabilities import Q_DENSITY
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.likelihoods import observed
 from deepem.models.lvm import DeepLatentModel
 from deepem.models.networks import mlp
@@ -81,14 +81,15 @@ class NVIL(Method):
             return x.new_zeros(x.shape[0])
         return self.baseline_net(observed(x, mask)).squeeze(-1)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # h detached: log_joint carries gradient to θ only, log_q to φ through q's parameters.
-        particles = draw_particles(model, x, self.particles, reparameterize=False, mask=mask)
-        log_w = particles.log_w
+        draws = draw(model, x, self.particles, reparameterize=False, mask=mask, generator=generator)
+        log_w = draws.log_w
         c_x = self.baseline(x, mask)  # gradient to ψ only
         centre = self.signal_mean.to(log_w.dtype)
         scale = self.signal_var.to(log_w.dtype).sqrt().clamp_min(1.0) if self.normalise else centre.new_ones(())
-        losses = nvil_losses(particles.log_joint, particles.log_q, c_x, centre, scale)
+        losses = nvil_losses(draws.log_joint, draws.log_q, c_x, centre, scale)
         with torch.no_grad():
             centred = log_w - c_x
             self._pending = (centred.mean().double(), centred.var(unbiased=False).double())

@@ -1,5 +1,6 @@
 """Methods by name: the CLI's `--method` and `compare --methods` look them up here.
-A new method is one file plus one line below."""
+A new method is one file plus one entry in the tuple below (the registry itself, `METHODS`, is declared in
+base.py so that a refused model can be told which methods fit it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from deepem.methods.aiwae import AIWAE
 from deepem.methods.avb import AVB, IWAVB
-from deepem.methods.base import Method
+from deepem.methods.base import METHODS, Method
 from deepem.methods.iwae import IWAE
 from deepem.methods.iwae_dreg import IWAESTL, IWAEDReG
 from deepem.methods.iwem import IWEM, IWEMWoa, IWEMWoo
@@ -20,27 +21,29 @@ from deepem.methods.rws import RWS, WakeSleep
 from deepem.methods.vae import VAE
 from deepem.methods.vimco import VIMCO
 
-METHODS: dict[str, type[Method]] = {
-    VAE.name: VAE,
-    IWAE.name: IWAE,
-    RWS.name: RWS,
-    REM.name: REM,
-    REMv2.name: REMv2,
-    IWEM.name: IWEM,
-    IWEMWoo.name: IWEMWoo,
-    IWEMWoa.name: IWEMWoa,
-    IWAEDReG.name: IWAEDReG,
-    IWAESTL.name: IWAESTL,
-    AIWAE.name: AIWAE,
-    WakeSleep.name: WakeSleep,
-    VIMCO.name: VIMCO,
-    NVIL.name: NVIL,
-    AVB.name: AVB,
-    IWAVB.name: IWAVB,
-    MIWAE.name: MIWAE,
-    MissIWEM.name: MissIWEM,
-    MissIWEMWoa.name: MissIWEMWoa,
-}
+METHODS.update({cls.name: cls for cls in (
+    VAE,
+    IWAE,
+    RWS,
+    REM,
+    REMv2,
+    IWEM,
+    IWEMWoo,
+    IWEMWoa,
+    IWAEDReG,
+    IWAESTL,
+    AIWAE,
+    WakeSleep,
+    VIMCO,
+    NVIL,
+    AVB,
+    IWAVB,
+    MIWAE,
+    MissIWEM,
+    MissIWEMWoa,
+)})
+
+__all__ = ["METHODS", "get_method_class", "make_method", "method_options", "resolve_aliases"]
 
 
 def method_options(name: str) -> dict[str, Any]:
@@ -56,9 +59,23 @@ def get_method_class(name: str) -> type[Method]:
     return METHODS[name]
 
 
+def resolve_aliases(cls: type[Method], options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with former option names (`cls.option_aliases`) replaced by their names now; an option
+    given under both names is an error."""
+    resolved = dict(options)
+    for old, new in cls.option_aliases.items():
+        if old in resolved:
+            if new in resolved:
+                raise ValueError(f"method {cls.name!r}: give {new!r} once ({old!r} is its former name)")
+            resolved[new] = resolved.pop(old)
+    return resolved
+
+
 def make_method(name: str, **options: Any) -> Method:
-    """Build a method by name; an option it does not take is an error that lists the ones it does."""
+    """Build a method by name; an option it does not take is an error that lists the ones it does.
+    Options under a former name (`Method.option_aliases`, e.g. from an older run's config.json) work."""
     cls = get_method_class(name)
+    options = resolve_aliases(cls, options)
     allowed = method_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:

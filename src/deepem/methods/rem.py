@@ -1,6 +1,6 @@
 """Reweighted expectation maximisation (Dieng & Paisley 2019): REM v1 (Alg. 1) and REM v2 (Alg. 2).
 
-Both build, per data point, the hyperproposal s(z) = N(mu, Sigma + eps I): a full-covariance Gaussian
+Both build, per data point, the hyperproposal s(z) = N(mu, Sigma + jitter I): a full-covariance Gaussian
 moment-matched to the snIS approximation of p(z | x) from K q-particles (eq. 16-19), then draw K fresh
 particles from s with weights β = softmax(log p(x, z) - log s(z)) (eq. 15).
 
@@ -21,10 +21,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import CONTINUOUS, Q_DENSITY
+from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY
 from deepem.inference.moments import COVARIANCES, GaussianSample, sample_gaussian, weighted_moments
 from deepem.inference.numerics import effective_sample_size, log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
@@ -42,42 +42,46 @@ class REM(Method):
           the paper adopts to keep Sigma full rank and which the authors' released code uses. It is the
           default because the weighted estimate (eq. 18) has rank below the effective sample size: with
           K = 50 particles, 50 latents and ESS of a few, s collapses onto a few directions of width
-          sqrt(eps), and fitting q to it shrinks q's variance, which lowers the ESS further.
+          sqrt(jitter), and fitting q to it shrinks q's variance, which lowers the ESS further.
           "weighted" (eq. 18) converges to the posterior covariance as K grows: use it with large K.
           Measured on binarised MNIST (784-200-200-50, K = 50, batch 20, 2000 Adam steps at 1e-3,
           IW-500 bound on 500 validation images): unweighted -122.3 (IWAE -123.0), weighted -162.6
           with q's mean std down from 0.7 to 0.2 and s's own IW bound at -372.
-      eps (default 1e-6, as in the authors' code): added to Sigma's diagonal (the paper's epsilon).
+      jitter (default 1e-6, as in the authors' code): added to Sigma's diagonal (the paper's epsilon;
+          the option was called `eps` before, and that name still works: `option_aliases`).
     """
 
     name = "rem-v1"
     version: ClassVar[int] = 1
     requires = frozenset({Q_DENSITY, CONTINUOUS})  # s(z) is a Gaussian over real z; z is not differentiated
+    option_aliases: ClassVar[dict[str, str]] = {"eps": "jitter"}  # run folders written before the rename
 
-    def __init__(self, particles: int = 50, covariance: str = "unweighted", eps: float = 1e-6) -> None:
+    def __init__(self, particles: int = 50, covariance: str = "unweighted", jitter: float = 1e-6) -> None:
         super().__init__(particles)
         if particles < 2:
             raise ValueError(f"REM needs at least 2 particles to moment-match a covariance, got {particles}")
         if covariance not in COVARIANCES:
             raise ValueError(f"unknown covariance {covariance!r}; choose one of {COVARIANCES}")
-        if eps < 0:
-            raise ValueError(f"eps (diagonal jitter) must be >= 0, got {eps}")
+        if jitter < 0:
+            raise ValueError(f"jitter (added to the covariance's diagonal) must be >= 0, got {jitter}")
         self.covariance = covariance
-        self.eps = eps
+        self.jitter = jitter
 
     @torch.no_grad()
-    def hyperproposal(self, z: Tensor, log_w: Tensor) -> GaussianSample:
+    def hyperproposal(self, z: Tensor, log_w: Tensor, generator: torch.Generator | None = None
+                      ) -> GaussianSample:
         """K fresh particles from s(z), moment-matched to the snIS posterior of (z, log_w) (eq. 16-19).
         s has no free parameters (section 4.2): nothing here carries gradient."""
         mean, cov = weighted_moments(z.detach(), log_w.detach(), self.covariance)
-        return sample_gaussian(mean, cov, self.particles, self.eps)
+        return sample_gaussian(mean, cov, self.particles, self.jitter, generator)
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # q-particles, z detached: log_joint carries gradient to θ, log_q to φ via q's parameters.
-        q_part = draw_particles(model, x, self.particles, reparameterize=False, mask=mask)
+        q_part = draw(model, x, self.particles, reparameterize=False, mask=mask, generator=generator)
         log_w = q_part.log_w
         alpha = coefficient_weights(log_w)
-        s_part = self.hyperproposal(q_part.z, log_w)
+        s_part = self.hyperproposal(q_part.z, log_w, generator)
         with torch.no_grad():  # β only needs the numbers log p(x, z) - log s(z)
             log_v = model.log_joint(x, s_part.z, mask) - s_part.log_density
         beta = coefficient_weights(log_v)
@@ -99,20 +103,21 @@ class REMv2(REM):
     name = "rem-v2"
     version = 2
 
-    def __init__(self, particles: int = 50, covariance: str = "unweighted", eps: float = 1e-6,
+    def __init__(self, particles: int = 50, covariance: str = "unweighted", jitter: float = 1e-6,
                  phi_proposal: str = "q") -> None:
-        super().__init__(particles, covariance, eps)
+        super().__init__(particles, covariance, jitter)
         if phi_proposal not in PHI_PROPOSALS:
             raise ValueError(f"unknown phi_proposal {phi_proposal!r}; choose one of {PHI_PROPOSALS}")
         self.phi_proposal = phi_proposal
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # q-particles, z detached; log p(x, z) without a graph (only α and the moments use it),
         # log_q carries gradient to φ through q's parameters.
-        q_part = draw_particles(model, x, self.particles, reparameterize=False, joint_grad=False, mask=mask)
+        q_part = draw(model, x, self.particles, reparameterize=False, joint_grad=False, mask=mask, generator=generator)
         log_w = q_part.log_w
         alpha = coefficient_weights(log_w)
-        s_part = self.hyperproposal(q_part.z, log_w)
+        s_part = self.hyperproposal(q_part.z, log_w, generator)
         log_joint_s = model.log_joint(x, s_part.z, mask)  # gradient to θ only (z_s is a constant)
         log_v = log_joint_s.detach() - s_part.log_density
         beta = coefficient_weights(log_v)

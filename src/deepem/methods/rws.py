@@ -15,22 +15,40 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import Q_DENSITY
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.inference.capabilities import Q_DENSITY
+from deepem.methods.base import PHI, THETA, Draws, Method, MethodOutput, draw, weight_diagnostics
 from deepem.methods.weights import coefficient_weights
 from deepem.models.lvm import DeepLatentModel
 
 PHI_UPDATES = ("wake", "sleep", "wake-sleep")
 
 
-def sleep_loss(model: DeepLatentModel, n: int) -> Tensor:
-    """-mean log q(z | x) over n pairs z ~ p(z), x ~ p(x | z) from the current model.
+def rws_wake_losses(draws: Draws) -> tuple[Tensor, Tensor]:
+    """(θ loss, wake φ loss) on given draws z ~ q(z | x), drawn without a pathwise gradient:
+    -sum_k sg(α_k) log p(x, z_k) and -sum_k sg(α_k) log q(z_k | x), averaged over the batch, with
+    α = softmax(log w) as detached coefficients. log_joint carries gradient to θ, log_q to φ."""
+    snis_weights = coefficient_weights(draws.log_w)
+    theta_loss = -(snis_weights * draws.log_joint).sum(0).mean()
+    phi_loss = -(snis_weights * draws.log_q).sum(0).mean()
+    return theta_loss, phi_loss
 
-    The pairs are drawn without a graph (they are data for q); the loss carries gradient to φ only."""
-    with torch.no_grad():
-        z = model.sample_prior(n)
-        x = model.likelihood.sample(model.decoder(z))
+
+def rws_sleep_loss(model: DeepLatentModel, z: Tensor, x: Tensor) -> Tensor:
+    """-mean log q(z | x) on given pairs (z, x) ~ p(z) p(x | z) ((N, Dz) and (N, D)): the sleep phase.
+    The pairs are data for q: the loss carries gradient to φ only."""
     return -model.encode(x).log_prob(z).mean()
+
+
+@torch.no_grad()
+def dream(model: DeepLatentModel, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """n pairs z ~ p(z), x ~ p(x | z) from the current model, without a graph (the sleep phase's data)."""
+    z = model.sample_prior(n, generator)
+    return z, model.likelihood.sample(model.decoder(z), generator)
+
+
+def sleep_loss(model: DeepLatentModel, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """`rws_sleep_loss` on n fresh pairs from the model (`dream`)."""
+    return rws_sleep_loss(model, *dream(model, n, generator))
 
 
 class RWS(Method):
@@ -47,21 +65,19 @@ class RWS(Method):
             raise ValueError(f"unknown phi_update {phi_update!r}; choose one of {PHI_UPDATES}")
         self.phi_update = phi_update
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # z detached: log_joint carries gradient to θ only, log_q to φ through q's mean and std only.
-        particles = draw_particles(model, x, self.particles, reparameterize=False, mask=mask)
-        log_w = particles.log_w
-        alpha = coefficient_weights(log_w)  # detached coefficients
-        theta_loss = -(alpha * particles.log_joint).sum(0).mean()
-        losses = {THETA: theta_loss}
+        draws = draw(model, x, self.particles, reparameterize=False, mask=mask, generator=generator)
+        theta_loss, wake_loss = rws_wake_losses(draws)
         if self.phi_update == "wake":
-            losses[PHI] = -(alpha * particles.log_q).sum(0).mean()
+            phi_loss = wake_loss
         elif self.phi_update == "sleep":
-            losses[PHI] = sleep_loss(model, x.shape[0])
+            phi_loss = sleep_loss(model, x.shape[0], generator)
         else:
-            wake = -(alpha * particles.log_q).sum(0).mean()
-            losses[PHI] = 0.5 * (wake + sleep_loss(model, x.shape[0]))
-        return MethodOutput(losses, weight_diagnostics(log_w), log_w)
+            phi_loss = 0.5 * (wake_loss + sleep_loss(model, x.shape[0], generator))
+        log_w = draws.log_w
+        return MethodOutput({THETA: theta_loss, PHI: phi_loss}, weight_diagnostics(log_w), log_w)
 
 
 class WakeSleep(RWS):

@@ -19,9 +19,9 @@ import math
 import torch
 from torch import Tensor
 
-from deepem.inference.distributions import Q_DENSITY
+from deepem.inference.capabilities import Q_DENSITY
 from deepem.inference.numerics import log_mean_exp
-from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw_particles, weight_diagnostics
+from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.lvm import DeepLatentModel
 
 
@@ -62,9 +62,10 @@ class VIMCO(Method):
         if particles < 2:
             raise ValueError(f"VIMCO needs particles (K) >= 2 for its leave-one-out baselines, got {particles}")
 
-    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> MethodOutput:
+    def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> MethodOutput:
         # h detached: log_joint carries gradient to θ, log_q to φ through q's parameters.
-        particles = draw_particles(model, x, self.particles, reparameterize=False, mask=mask)
-        surrogate, _, log_w = vimco_surrogate(particles.log_joint, particles.log_q)
+        draws = draw(model, x, self.particles, reparameterize=False, mask=mask, generator=generator)
+        surrogate, _, log_w = vimco_surrogate(draws.log_joint, draws.log_q)
         loss = -surrogate.mean()
         return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)

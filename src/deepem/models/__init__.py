@@ -1,6 +1,6 @@
 """Networks, likelihoods, priors, encoders and the latent variable model p(z) p(x | z) with q(z | x)."""
 
-from deepem.models.architectures import ARCHITECTURES, Architecture, ModelParts, get_architecture
+from deepem.models.config import ARCHITECTURES, Architecture, ModelConfig, get_architecture, make_model
 from deepem.models.conv import ConvDecoder, ConvEncoder
 from deepem.models.encoders import BernoulliEncoder, Encoder, GaussianEncoder, ImplicitEncoder, diagonal_gaussian
 from deepem.models.hierarchical import (
@@ -17,8 +17,8 @@ from deepem.models.likelihoods import (
     Likelihood,
     make_likelihood,
 )
-from deepem.models.lvm import DeepLatentModel, ModelConfig
-from deepem.models.networks import mlp
+from deepem.models.lvm import DeepLatentModel, ModelParts
+from deepem.models.networks import MLP, mlp
 from deepem.models.priors import BernoulliPrior, Prior, StandardNormalPrior, standard_normal_log_prob
 from deepem.models.sbn import StackedBernoulliEncoder, StackedBernoulliPrior
 
@@ -31,7 +31,9 @@ __all__ = [
     "GaussianLayer",
     "HierarchicalEncoder",
     "HierarchicalGaussianPrior",
+    "MLP",
     "ModelParts",
+    "make_model",
     "get_architecture",
     "split_layers",
     "BernoulliEncoder",

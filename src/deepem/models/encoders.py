@@ -19,15 +19,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import (
-    BINARY,
-    REAL,
-    DiagonalGaussian,
-    FactorisedBernoulli,
-    Implicit,
-    LatentDistribution,
-    capabilities,
-)
+from deepem.inference.capabilities import BINARY, REAL, capabilities
+from deepem.inference.distributions import DiagonalGaussian, FactorisedBernoulli, Implicit, LatentDistribution
 from deepem.models.networks import mlp
 
 
@@ -99,7 +92,7 @@ DEFAULT_NOISE_DIM = 32
 
 class ImplicitEncoder(Encoder):
     """z = f(x, ε), ε ~ N(0, I_noise_dim) (AVB: Mescheder et al. 2017; IWAVB eq. 2.12): a flexible q
-    without a density. Particles of one data point share x and differ in ε.
+    without a density. Draws of one data point share x and differ in ε.
 
     Where the noise enters, and why: ε is concatenated with x at the input of the MLP, so every layer
     mixes noise and data non-linearly. Noise added only at the output (z = μ(x) + σ(x) ε) would make q
@@ -119,13 +112,13 @@ class ImplicitEncoder(Encoder):
             raise ValueError(f"noise_dim must be >= 1, got {self.noise_dim}")
         self.net = mlp(data_dim + self.noise_dim, hidden, latent_dim, activation)
 
-    def forward(self, x: Tensor, eps: Tensor) -> Tensor:
-        """z for x (B, D) and noise eps (n, B, noise_dim): (n, B, Dz); gradient flows to φ (the MLP)
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        """z for x (B, D) and noise ε (n, B, noise_dim): (n, B, Dz); gradient flows to φ (the MLP)
         and, through z, to whatever consumes it (the decoder, a discriminator)."""
-        return self.net(torch.cat([x.expand(eps.shape[0], *x.shape), eps], dim=-1))
+        return self.net(torch.cat([x.expand(noise.shape[0], *x.shape), noise], dim=-1))
 
     def distribution(self, x: Tensor) -> Implicit:
-        return Implicit(lambda eps: self(x, eps), x.shape[0], self.noise_dim, x)
+        return Implicit(lambda noise: self(x, noise), x.shape[0], self.noise_dim, x)
 
 
 ENCODERS: dict[str, type[Encoder]] = {"gaussian": GaussianEncoder, "bernoulli": BernoulliEncoder,

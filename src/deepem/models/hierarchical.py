@@ -26,14 +26,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import (
-    REAL,
-    ChainedGaussian,
-    DiagonalGaussian,
-    normal_log_density,
-    standard_normal,
-    standard_normal_log_prob,
-)
+from deepem.inference.capabilities import REAL
+from deepem.inference.chained import ChainedGaussian
+from deepem.inference.densities import normal_log_density, standard_normal_log_prob
+from deepem.inference.distributions import DiagonalGaussian, standard_normal
 from deepem.models.encoders import Encoder
 from deepem.models.networks import mlp
 from deepem.models.priors import Prior

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepem.inference.distributions import normal_log_density
-from deepem.inference.fused import bernoulli_linear_log_prob, bernoulli_nll
+from deepem.inference.densities import normal_log_density
+from deepem.models.bernoulli_head import bernoulli_linear_log_prob, bernoulli_nll
 
 
 def observed(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -88,7 +88,7 @@ class BernoulliLikelihood(Likelihood):
         return -sum_observed(per_dim, mask)
 
     def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:
-        # The fused output layer (inference/fused.py) on complete data; with a mask, the general path.
+        # The fused output layer (models/bernoulli_head.py) on complete data; with a mask, the general path.
         if mask is not None:
             return self.log_prob(x, layer(h), mask)
         return bernoulli_linear_log_prob(x, h, layer.weight, layer.bias)

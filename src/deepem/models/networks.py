@@ -3,15 +3,16 @@ particles shaped (K, B, D) runs as one batched call."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from deepem.inference.fused import fast_tanh
+from deepem.inference.fast_tanh import fast_tanh
 
 
 class Tanh(nn.Tanh):
-    """nn.Tanh with the faster kernel of `inference.fused.fast_tanh` (same values to float rounding)."""
+    """nn.Tanh with the faster kernel of `inference.fast_tanh.fast_tanh` (same values to float rounding)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return fast_tanh(x)
@@ -26,7 +27,36 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh") -> nn.Sequential:
+class MLP(nn.Sequential):
+    """An `mlp`: a body (every layer but the last) and a linear output head (the last layer), stated so
+    that a model can hand the head to its likelihood, which may fuse it with log p(x | z)
+    (`models.bernoulli_head`). One Sequential, so parameter names (decoder.0.weight, ..., decoder.4.bias)
+    and checkpoints are those of the nn.Sequential it replaces."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__(*layers)
+        if not len(self) or not isinstance(self[-1], nn.Linear):
+            raise TypeError("an MLP ends in its linear output head (nn.Linear)")
+
+    def __getitem__(self, idx: int | slice) -> nn.Module:
+        # a slice of an MLP need not end in a linear layer: it is a plain Sequential
+        if isinstance(idx, slice):
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The linear output layer, whose bias sets the initial output."""
+        return self[-1]
+
+    def body(self, x: Tensor) -> Tensor:
+        """The input of the head: every layer but the last applied to x."""
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return x
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh") -> MLP:
     """in_dim -> hidden[0] -> ... -> out_dim, with `activation` between layers and none at the end."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
@@ -36,11 +66,4 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tan
         layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
         width = h
     layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
-
-
-def output_layer(net: nn.Sequential) -> nn.Linear:
-    """The final linear layer of an `mlp`, whose bias sets the initial output."""
-    last = net[-1]
-    assert isinstance(last, nn.Linear)
-    return last
+    return MLP(*layers)

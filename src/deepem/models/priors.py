@@ -11,14 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepem.inference.distributions import (
-    BINARY,
-    REAL,
-    DiagonalGaussian,
-    FactorisedBernoulli,
-    standard_normal,
-    standard_normal_log_prob,
-)
+from deepem.inference.capabilities import BINARY, REAL
+from deepem.inference.densities import standard_normal_log_prob
+from deepem.inference.distributions import DiagonalGaussian, FactorisedBernoulli, standard_normal
 
 __all__ = ["PRIORS", "BernoulliPrior", "Prior", "StandardNormalPrior", "standard_normal_log_prob"]
 

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.distributions import BINARY, ChainedBernoulli
+from deepem.inference.capabilities import BINARY
+from deepem.inference.chained import ChainedBernoulli
 from deepem.models.encoders import Encoder
 from deepem.models.networks import mlp
 from deepem.models.priors import Prior

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from deepem.files import atomic_write_bytes, read_json_lines
-from deepem.report.figures import bar_chart, learning_curves
+from deepem.report.estimates import comparison_figure, seeds_figure
+from deepem.report.figures import learning_curves
+from deepem.report.plotting import save
 from deepem.report.tables import csv_table, markdown_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLUMNS = [
     ("method", "method"),
@@ -26,14 +33,24 @@ COLUMNS = [
 ]
 
 
-def newest_iw_evaluation(run_dir: Path, split: str) -> dict[str, Any]:
-    """The newest importance-weighted evaluation of the complete `split` that the run holds (every
-    evaluation keeps its own file, named by its settings: evaluations/iw-k<K>-<split>-<subset>-s<seed>.json)."""
+def newest_iw_evaluation_file(run_dir: Path, split: str) -> Path:
+    """The file of the newest importance-weighted evaluation of the complete `split` that the run holds
+    (every evaluation keeps its own file, named by its settings: evaluations/iw-k<K>-<split>-...json)."""
     files = [p for p in (run_dir / "evaluations").glob(f"iw-k*-{split}-*.json") if "-observed-" not in p.name]
     if not files:
         raise FileNotFoundError(f"run {run_dir} has no IW evaluation of its {split} split; run "
                                 f"`deepem evaluate {run_dir} --split {split}` first")
-    return json.loads(max(files, key=lambda p: p.stat().st_mtime_ns).read_text())
+    return max(files, key=lambda p: p.stat().st_mtime_ns)
+
+
+def newest_iw_evaluation(run_dir: Path, split: str) -> dict[str, Any]:
+    """The record in `newest_iw_evaluation_file(run_dir, split)`."""
+    return json.loads(newest_iw_evaluation_file(run_dir, split).read_text())
+
+
+def per_point_file(record_file: Path) -> Path:
+    """Where evaluation keeps the per-point values of the record in `record_file` (TAG.json -> TAG-per-point.npy)."""
+    return record_file.with_name(record_file.stem + "-per-point.npy")
 
 
 def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> dict[str, Any]:
@@ -42,7 +59,8 @@ def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> di
     logged windows, so validation time does not count)."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    test, train = newest_iw_evaluation(run_dir, "test"), newest_iw_evaluation(run_dir, "train")
+    test_file = newest_iw_evaluation_file(run_dir, "test")
+    test, train = json.loads(test_file.read_text()), newest_iw_evaluation(run_dir, "train")
     records = read_json_lines(run_dir / "metrics.jsonl")
     rates = sorted(r["points_per_sec"] for r in records if r.get("kind") == "train" and "points_per_sec" in r)
     epochs = max((r["epoch"] for r in records if r.get("kind") == "valid"), default=config["epochs"])
@@ -63,6 +81,11 @@ def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> di
         "test_subset": test.get("subset", ""),
         "dataset": config.get("dataset", ""),
         "train_subset": train.get("subset", ""),
+        # Where the numbers come from, and which seed of which method: `compare --seeds` writes seed S
+        # of METHOD to METHOD/seed-S, so the figures can draw a method's seeds as one row.
+        "seed": config.get("seed"),
+        "group": run_dir.parent.name if run_dir.name == f"seed-{config.get('seed')}" else label,
+        "test_per_point": str(per_point_file(test_file)),
     }
 
 
@@ -79,11 +102,44 @@ def write_comparison(root: Path, rows: list[dict[str, Any]], curves: dict[str, l
     atomic_write_bytes(root / "results.md", (markdown_table(rows, COLUMNS) + note).encode())
     atomic_write_bytes(root / "results.csv", csv_table(rows, COLUMNS).encode())
     atomic_write_bytes(root / "results.json", (json.dumps(rows, indent=2) + "\n").encode())
-    learning_curves(curves, root / "figures" / "validation.png")
-    if rows:  # estimates as points with ± 1 s.e., labelled with the dataset, the estimator and the subset
-        subset = rows[0]["test_subset"].split()
-        total = int(subset[-1]) if subset and subset[-1].isdigit() else None
-        bar_chart({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
-                  root / "figures" / "test_log_likelihood.png", ylabel="test log-likelihood (nats)",
-                  dataset=rows[0]["dataset"], estimator=rows[0]["estimator"], n_points=rows[0]["test_points"],
-                  n_total=total)
+    groups = {r["method"]: r.get("group", r["method"]) for r in rows}
+    learning_curves(curves, root / "figures" / "validation.png", dataset=rows[0]["dataset"] if rows else None,
+                    groups=groups if len(set(groups.values())) < len(groups) else None)
+    if rows:
+        save(estimates_figure(rows), root / "figures" / "test_log_likelihood.png")
+
+
+def _load_per_point(row: dict[str, Any]) -> np.ndarray | None:
+    path = Path(row.get("test_per_point") or "")
+    return np.load(path) if path.is_file() else None
+
+
+def estimates_figure(rows: list[dict[str, Any]], reference: str | None = None) -> Figure:
+    """test_log_likelihood.png from the table's rows (`run_row`): the estimates with ± 1 s.e. and, where
+    every row's per-point values are on file and cover the same test points (same subset), their paired
+    differences to `reference` (default: the first method). Rows that are seeds of one method (their
+    "group") are drawn as one row per method: each seed a dot, the mean ± 1 s.d., and each seed's own
+    training throughput."""
+    first = rows[0]
+    subset = (first.get("test_subset") or "").split()
+    labels = {"dataset": first["dataset"], "estimator": first["estimator"], "n_points": first["test_points"],
+              "n_total": int(subset[-1]) if subset and subset[-1].isdigit() else None}
+    per_point = {r["method"]: _load_per_point(r) for r in rows}
+    # evaluation's subsets are one fixed permutation's prefix, whatever the seed: the same description
+    # and count means the same points, in the same order
+    same_points = len({(r["test_subset"], r["test_points"]) for r in rows}) == 1
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("group", r["method"]), []).append(r)
+    if any(len(members) > 1 for members in groups.values()):
+        values = {g: {r["seed"]: r["test_ll"] for r in members} for g, members in groups.items()}
+        throughput = {g: {r["seed"]: r["train_points_per_sec"] for r in members
+                          if r.get("train_points_per_sec") is not None} for g, members in groups.items()}
+        points = {g: {r["seed"]: per_point[r["method"]] for r in members if per_point[r["method"]] is not None}
+                  for g, members in groups.items()}
+        # paired per seed: seed S of a method against seed S of the reference, on the same points
+        return seeds_figure(values, per_point=points if same_points else None, reference=reference,
+                            throughput=throughput if any(throughput.values()) else None, **labels)
+    complete = same_points and all(v is not None for v in per_point.values())
+    return comparison_figure({r["method"]: r["test_ll"] for r in rows}, {r["method"]: r["test_stderr"] for r in rows},
+                             per_point=per_point if complete else None, reference=reference, **labels)

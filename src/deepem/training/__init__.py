@@ -1,8 +1,8 @@
-"""Training: the loop (`Trainer`), its step, per-group optimisers, configuration, run folders and
+"""Training: the Trainer (one run), the one loop and its steppers, per-group optimisers, configuration, run folders and
 checkpoints. Building a Trainer from a TrainConfig (registries, datasets) is workflows/assembly.py."""
 
 from deepem.files import ChecksumError
-from deepem.training.checkpoint import CheckpointError, load_checkpoint, load_latest_good, save_checkpoint
+from deepem.training.checkpoint_file import CheckpointError, load_checkpoint, load_latest_good, save_checkpoint
 from deepem.training.config import NAN_POLICIES, RESUME_OVERRIDABLE, ConfigError, TrainConfig
 from deepem.training.datacheck import DataError
 from deepem.training.guards import NonFiniteError

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from deepem.data.corruption import parse_corruption
+from deepem.models.config import ModelConfig
 from deepem.models.likelihoods import LIKELIHOODS
-from deepem.models.lvm import ModelConfig
 from deepem.models.networks import ACTIVATIONS
 from deepem.training.optim import validate_optim
 from deepem.training.schedules import SCHEDULES

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from deepem.training.checkpoint import CheckpointError
+from deepem.training.checkpoint_file import CheckpointError
 from deepem.training.config import ConfigError
 from deepem.training.rng import capture_rng_state, restore_rng_state
 

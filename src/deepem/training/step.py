@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from deepem.methods.base import Method, MethodOutput
+from deepem.methods.base import Method, MethodOutput, device_generator
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.guards import (
     first_non_finite_grad,
@@ -121,8 +121,12 @@ class TrainStep:
         return StepResult(out)
 
     def _forward(self, x: Tensor, mask: Tensor | None) -> MethodOutput:
-        # The mask is passed only when there is one, so methods without a mask argument still work.
-        return self.method(self.model, x) if mask is None else self.method(self.model, x, mask=mask)
+        # Every draw comes from the run's generator, named explicitly (the same numbers as the global one);
+        # the mask is passed only when there is one, so methods without a mask argument still work.
+        generator = device_generator(x.device)
+        if mask is None:
+            return self.method(self.model, x, generator=generator)
+        return self.method(self.model, x, mask=mask, generator=generator)
 
     def _extra_step(self, group: str, x: Tensor, mask: Tensor | None) -> str:
         """One more step of `group` alone on the same batch; a description of a non-finite value or ''."""

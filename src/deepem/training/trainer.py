@@ -1,37 +1,33 @@
-"""The training loop. It owns the step (one optimiser per parameter group), the schedule, the data
-order, checkpoints and metrics, and knows nothing about what a method computes or how a model is
-validated (the validator is injected).
+"""One training run: its model, method, optimisers, data and run folder, and the loop's record of
+where it stands (`state`). `fit` trains it with the one loop (loop.py) and the single-model stepper
+(steppers.py); vectorised seeds (vectorised.py) hand the same loop S such runs and their stacked step.
 
-Exact resume. Everything that decides the future of a run is in its checkpoint (checkpointing.py);
+Exact resume. Everything that decides the future of a run is in its checkpoint (checkpoint_contents.py);
 the data order of an epoch needs no state (data_order.py); validation draws from a generator of its
 own. metrics.jsonl is cut back on resume to the records written before the checkpoint. On CPU an
 interrupted and resumed run therefore ends bitwise equal to the uninterrupted one.
 
 Non-finite values. The step (step.py) applies nothing unless the batch, every loss, the log-weights
-and every gradient are finite; a bad step is handled by `nan_policy` (nonfinite.py: stop with a
-diagnosis, skip the step, or roll back to the last good checkpoint with half the learning rate, a
-bounded number of times), and a checkpoint whose state is not finite is never written."""
+and every gradient are finite; the loop asks the `nan_policy` (nonfinite.py) what to do about a bad
+step (stop with a diagnosis, skip it, or roll back to the last good checkpoint with half the learning
+rate, a bounded number of times), and a checkpoint whose state is not finite is never written."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from deepem.inference.numerics import flush_denormals
-from deepem.methods.base import Method, MethodOutput
+from deepem.methods.base import Method
 from deepem.models.lvm import DeepLatentModel
-from deepem.training import checkpointing, nonfinite
-from deepem.training.checkpoint import checkpoint_name, load_latest_good
+from deepem.training import checkpoint_contents, nonfinite
+from deepem.training.checkpoint_file import checkpoint_name, load_latest_good
 from deepem.training.config import ConfigError, TrainConfig
-from deepem.training.data_order import batch_indices, batches_per_epoch, epoch_data
+from deepem.training.data_order import batches_per_epoch
 from deepem.training.datacheck import DataError, check_split, check_values
 from deepem.training.distributed import (
     Parallel,
@@ -39,17 +35,18 @@ from deepem.training.distributed import (
     check_world_size,
     distributed_state,
     restore_rank_rng,
-    shard_batch,
 )
+from deepem.training.early_stopping import EarlyStopping
 from deepem.training.guards import NonFiniteError
-from deepem.training.metrics import LOG_EVERY_STEPS, add_step, window_record
+from deepem.training.loop import fit_runs
 from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, with_method_defaults
 from deepem.training.run import RunFolder
 from deepem.training.schedules import learning_rate_factor
 from deepem.training.signals import StopRequest
-from deepem.training.state import TrainingInterrupted, TrainState, resume_command
+from deepem.training.state import TrainState
 from deepem.training.step import TrainStep
-from deepem.training.validation import Validator, validation_due
+from deepem.training.steppers import SingleStepper
+from deepem.training.validation import Validator
 
 
 class Trainer:
@@ -113,9 +110,9 @@ class Trainer:
         if parallel is not None:
             check_shardable(train_data.shape[0], self.config.batch_size, parallel.world)
             self.step.grad_sync = parallel.grad_sync
-        self._saved_at: tuple[int, int] | None = None  # (epoch, step) of the newest checkpoint written
-        # early stopping: copies of the model's and method's states at the best validation (checkpointed)
-        self._best: dict[str, Any] | None = None
+        #: (epoch, step) of the newest checkpoint written, None when the state differs from every checkpoint
+        self.saved_at: tuple[int, int] | None = None
+        self.early_stopping = EarlyStopping(self.config.patience)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Adam]:
@@ -129,7 +126,7 @@ class Trainer:
     def start(self, force: bool = False) -> None:
         """A new run: create the folder, save the configuration and a step-0 checkpoint (so that the
         rollback policy and --resume always have a state to return to)."""
-        if self._writes:
+        if self.writes:
             self.run.create(force=force)
             self.run.write_config(self.config.to_dict())
         self.save()
@@ -138,8 +135,8 @@ class Trainer:
         """Restore the newest checkpoint that verifies; False if the run has none (it then starts
         again from step 0, which the seed makes identical to its first start)."""
         self.run.require_run()
-        checkpointing.check_same_run(self.run, self.config)
-        if self._writes and self.run.read_config() != self.config.to_dict():
+        checkpoint_contents.check_same_run(self.run, self.config)
+        if self.writes and self.run.read_config() != self.config.to_dict():
             # Only fields a resumed run may change differ (epochs, checkpointing, ...): record them, so that
             # config.json says how far the run now goes.
             self.run.write_config(self.config.to_dict())
@@ -148,246 +145,123 @@ class Trainer:
         if found is None:
             self.log(f"warning: no usable checkpoint in {self.run.checkpoints}: starting the run again "
                      "from step 0")
-            self._truncate_metrics(0)
+            self.truncate_metrics(0)
             self.save()
             return False
         path, ckpt = found
         self.load_state(ckpt)
         if "metrics_records" in ckpt["train_state"]:  # (absent from checkpoints of format 1)
-            self._truncate_metrics(self.state.metrics_records)
+            self.truncate_metrics(self.state.metrics_records)
         self.log(f"resumed from {path.name}: epoch {self.state.epoch}, batch {self.state.batch}, "
                  f"step {self.state.step}")
         return True
 
     # checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = checkpointing.training_state(self.model, self.method, self.optimizers, self.state,
-                                             self.config.to_dict())
+        state = checkpoint_contents.training_state(self.model, self.method, self.optimizers, self.state,
+                                                   self.config.to_dict())
         if self.parallel is not None:
             state.update(distributed_state(self.parallel))
-        if self._best is not None:  # early stopping: what evaluation loads (workflows/loading.py)
-            state["best"] = self._best
+        if self.early_stopping.best is not None:  # what evaluation loads (workflows/loading.py)
+            state["best"] = self.early_stopping.best
         return state
 
     def _check_fits(self, ckpt: dict[str, Any]) -> None:
-        checkpointing.check_fits(ckpt, self.model, self.optimizers)
+        checkpoint_contents.check_fits(ckpt, self.model, self.optimizers)
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         check_world_size(ckpt, self.parallel, self.run.root)
-        self.state = checkpointing.restore(ckpt, self.model, self.method, self.optimizers)
+        self.state = checkpoint_contents.restore(ckpt, self.model, self.method, self.optimizers)
         if self.parallel is not None:
             restore_rank_rng(ckpt, self.parallel)
-        self._best = ckpt.get("best")
-        self._saved_at = (self.state.epoch, self.state.step)
+        self.early_stopping.best = ckpt.get("best")
+        self.saved_at = (self.state.epoch, self.state.step)
 
     def save(self) -> Path:
         """Write a checkpoint of the current state (NonFiniteError, and nothing written, if some of it
         is not finite)."""
         state = self.state_dict()
-        if not self._writes:  # another rank writes; this one refuses a non-finite state as the writer does
-            checkpointing.check_finite(state, self.run, self._where())
-            self._saved_at = (self.state.epoch, self.state.step)
-            return self.run.checkpoints / checkpoint_name(self.state.step)
-        path = checkpointing.write(self.run, state, self.state.step, self.config.keep_checkpoints,
-                                   self._where())
-        self._saved_at = (self.state.epoch, self.state.step)
+        if not self.writes:  # another rank writes; this one refuses a non-finite state as the writer does
+            checkpoint_contents.check_finite(state, self.run, self.where())
+            path = self.run.checkpoints / checkpoint_name(self.state.step)
+        else:
+            path = checkpoint_contents.write(self.run, state, self.state.step, self.config.keep_checkpoints,
+                                             self.where())
+        self.saved_at = (self.state.epoch, self.state.step)
         return path
 
-    def _checkpoint(self, started: float) -> None:
-        """Save during training; under the rollback policy a non-finite state is rolled back instead."""
-        self.state.elapsed = time.perf_counter() - started
-        try:
-            self.save()
-        except NonFiniteError as err:
-            if self.config.nan_policy != "rollback":
-                raise
-            self._roll_back(str(err))
-
-    # non-finite steps --------------------------------------------------------------------------
-    def _where(self) -> str:
-        s = self.state
-        return (f"method {self.config.method!r}, epoch {s.epoch}, batch {s.batch} of {self.batches_per_epoch}"
-                f" (step {s.step})")
-
-    def train_step(self, x: Tensor, mask: Tensor | None = None) -> MethodOutput | None:
-        """One guarded step (step.py); a non-finite one is handled by the policy. None when skipped."""
-        result = self.step(x, mask)
-        if result.problem:
-            return self._handle_non_finite(result.problem)
-        self.state.consecutive_skips = 0
-        return result.output
-
-    def _handle_non_finite(self, what: str) -> None:
-        where = self._where()
-        if self.config.nan_policy == "skip":
-            self._append_metrics(nonfinite.skip(self.state, self.config, what, where))
-            self.log(f"warning: non-finite {what} at {where}; step skipped ({self.state.skipped_steps} so far)")
-            return None
-        if self.config.nan_policy == "rollback":
-            self._roll_back(f"non-finite {what} at {where}")
-        raise nonfinite.stop(what, where, self.run.root)
-
-    def _roll_back(self, diagnosis: str) -> None:
-        """Restore the newest good checkpoint with half the learning rate, then restart the loop
-        from it (raises _RolledBack); NonFiniteError once max_rollbacks is used up."""
-        nonfinite.check_rollback_budget(self.state, self.config, diagnosis)
+    def roll_back(self, diagnosis: str) -> None:
+        """Restore the newest good checkpoint with half the learning rate (the non-finite policy decided
+        so); NonFiniteError when there is none."""
         found = load_latest_good(self.run.checkpoints, warn=self.log, validate=self._check_fits)
         if found is None:
             raise NonFiniteError(f"{diagnosis}; no usable checkpoint to roll back to")
         before = self.state
         self.load_state(found[1])
         nonfinite.carry_over(self.state, before)
-        self._saved_at = None  # the state now differs from the checkpoint's (lr scale, rollbacks)
-        self._truncate_metrics(self.state.metrics_records)
-        self._append_metrics({"kind": "nonfinite", "action": "rollback", "what": diagnosis,
-                              "step": self.state.step, "epoch": self.state.epoch, "lr_scale": self.state.lr_scale})
-        self._set_learning_rates(self.state.epoch)
+        self.saved_at = None  # the state now differs from the checkpoint's (lr scale, rollbacks)
+        self.truncate_metrics(self.state.metrics_records)
+        self.append_metrics({"kind": "nonfinite", "action": "rollback", "what": diagnosis,
+                             "step": self.state.step, "epoch": self.state.epoch, "lr_scale": self.state.lr_scale})
+        self.set_learning_rates(self.state.epoch)
         self.log(f"warning: {diagnosis}; rolled back to {found[0].name} (rollback {self.state.rollbacks} of at "
                  f"most {self.config.max_rollbacks}), learning-rate scale now {self.state.lr_scale:g}")
-        raise _RolledBack
 
-    # the loop ----------------------------------------------------------------------------------
-    def _append_metrics(self, record: dict[str, Any]) -> None:
-        if self._writes:
-            self.run.append_metrics(record)
-        self.state.metrics_records += 1
+    # what the loop asks of a run -----------------------------------------------------------------
+    def where(self) -> str:
+        s = self.state
+        return (f"method {self.config.method!r}, epoch {s.epoch}, batch {s.batch} of {self.batches_per_epoch}"
+                f" (step {s.step})")
 
     @property
-    def _writes(self) -> bool:
+    def writes(self) -> bool:
         """Whether this process writes the run folder (always, but for ranks > 0 of a parallel job)."""
         return self.parallel is None or self.parallel.is_writer
 
-    def _truncate_metrics(self, records: int) -> None:
-        if self._writes:
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        if self.writes:
+            self.run.append_metrics(record)
+        self.state.metrics_records += 1
+
+    def truncate_metrics(self, records: int) -> None:
+        if self.writes:
             self.run.truncate_metrics(records)
 
-    def _stop_requested(self) -> bool:
-        # Every rank must stop at the same step (a checkpoint is a collective): agree on it.
-        if self.parallel is None:
-            return self.stop.requested
-        return bool(self.parallel.any_rank("stop" if self.stop.requested else ""))
-
-    def _set_learning_rates(self, epoch: int) -> None:
+    def set_learning_rates(self, epoch: int) -> None:
+        """The schedule's rates for `epoch`, scaled by the rollbacks' factor."""
         factor = learning_rate_factor(self.config.schedule, epoch) * self.state.lr_scale
         scale_learning_rates(self.optimizers, self.step.settings, factor)
 
+    def validate_epoch(self) -> None:
+        """Validate at the end of the epoch just finished, tell early stopping, record and log the bound."""
+        cfg, s = self.config, self.state
+        if self.validate is None:
+            return
+        estimate = self.validate(self.model)
+        self.model.train()
+        self.early_stopping.observe(s, estimate.mean, self.model, self.method)
+        record = {"kind": "valid", "step": s.step, "epoch": s.epoch, "valid_bound": estimate.mean,
+                  "valid_stderr": estimate.stderr, "estimator": estimate.estimator}
+        s.history.append(record)
+        self.append_metrics(record)
+        self.log(f"epoch {s.epoch}/{cfg.epochs}: validation {estimate.estimator} = "
+                 f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
+
+    def finish(self, elapsed: float) -> dict[str, Any]:
+        """After the last epoch: keep the best validation's parameters (early stopping); the summary."""
+        s = self.state
+        s.elapsed = elapsed
+        stopped_early = self.early_stopping.spent(s) and s.epoch < self.config.epochs
+        self.early_stopping.restore_best(self.model, self.method)
+        return {"epochs": s.epoch, "steps": s.step, "seconds": s.elapsed, "skipped_steps": s.skipped_steps,
+                "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid,
+                "best_epoch": s.best_epoch, "stopped_early": stopped_early}
+
+    # training ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to the configured number of epochs from wherever the run stands.
 
         Raises TrainingInterrupted (after writing a checkpoint) when `self.stop` is set, and
         NonFiniteError when the non-finite policy gives up."""
-        while True:
-            try:
-                with flush_denormals():
-                    return self._fit()
-            except _RolledBack:
-                continue
-
-    def _fit(self) -> dict[str, Any]:
-        cfg, s = self.config, self.state
-        bpe = self.batches_per_epoch
-        started = time.perf_counter() - s.elapsed
-        bar = tqdm(total=cfg.epochs * bpe, initial=min(s.step, cfg.epochs * bpe),
-                   disable=None if self.progress else True,  # None: on a terminal only, never into log files
-                   unit="step", dynamic_ncols=True, mininterval=1.0)
-        window_start = time.perf_counter()
-        try:
-            while s.epoch < cfg.epochs and not self._patience_spent():
-                self._set_learning_rates(s.epoch)
-                order, data = epoch_data(self.train_data, cfg.seed, s.epoch, self.dynamic_binarization,
-                                         self.train_mask)
-                while s.batch < bpe:
-                    if self._stop_requested():
-                        self._interrupt(started)
-                    idx = batch_indices(order, s.batch, cfg.batch_size)
-                    x = data[idx].to(cfg.device, cfg.torch_dtype)
-                    mask = None if self.train_mask is None else self.train_mask[idx].to(cfg.device)
-                    if self.batch_hook is not None:
-                        x = self.batch_hook(s.step, x)
-                    points = x.shape[0]
-                    if self.parallel is not None:  # this rank's shard of the global batch
-                        x, mask = shard_batch(self.parallel, x, mask)
-                    out = self.train_step(x, mask)
-                    if self.parallel is not None:
-                        self.parallel.average_buffers(self.method)
-                    s.batch += 1
-                    s.step += 1
-                    bar.update(1)
-                    s.window_points += points
-                    if out is not None:
-                        add_step(s, out)
-                    if s.step % LOG_EVERY_STEPS == 0 or s.batch == bpe:
-                        rate = s.window_points / max(time.perf_counter() - window_start, 1e-9)
-                        record = window_record(s, rate)
-                        self._append_metrics(record)
-                        bar.set_postfix(epoch=s.epoch, loss=f"{record.get('loss_theta', float('nan')):.2f}",
-                                        pts_s=f"{rate:.0f}")
-                        s.window, s.window_points, window_start = {}, 0, time.perf_counter()
-                    # A step checkpoint due at the epoch's last batch is taken after the epoch ends.
-                    if cfg.checkpoint_every_steps and s.step % cfg.checkpoint_every_steps == 0 and s.batch < bpe:
-                        self._checkpoint(started)
-                step_due = bool(cfg.checkpoint_every_steps) and s.step % cfg.checkpoint_every_steps == 0
-                self.method.after_epoch(s.epoch)
-                s.epoch, s.batch = s.epoch + 1, 0
-                self._end_of_epoch()
-                if (s.epoch % cfg.checkpoint_every == 0 or s.epoch == cfg.epochs or step_due
-                        or self._patience_spent()):
-                    self._checkpoint(started)
-                if self._stop_requested():
-                    self._interrupt(started)
-        finally:
-            bar.close()
-        s.elapsed = time.perf_counter() - started
-        stopped_early = self._patience_spent() and s.epoch < cfg.epochs
-        if self._best is not None:  # early stopping keeps the best validation's parameters
-            self.model.load_state_dict(self._best["model"])
-            self.method.load_state_dict(self._best["method"])
-        return {"epochs": s.epoch, "steps": s.step, "seconds": s.elapsed, "skipped_steps": s.skipped_steps,
-                "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid,
-                "best_epoch": s.best_epoch, "stopped_early": stopped_early}
-
-    def _patience_spent(self) -> bool:
-        return bool(self.config.patience) and self.state.stale_validations >= self.config.patience
-
-    def _interrupt(self, started: float) -> None:
-        """Honour a stop request: checkpoint the state reached (unless just written) and stop."""
-        s = self.state
-        s.elapsed = time.perf_counter() - started
-        path = self.run.checkpoints / checkpoint_name(s.step)
-        if self._saved_at != (s.epoch, s.step):
-            path = self.save()
-        name = self.stop.name or "stop request"
-        raise TrainingInterrupted(
-            name, path,
-            f"training stopped by {name} after step {s.step} (epoch {s.epoch}, batch {s.batch} of "
-            f"{self.batches_per_epoch}); checkpoint written: {path}\n"
-            f"Resume with:\n  {resume_command(self.run.root)}"
-            + (f" --nproc {self.parallel.world}" if self.parallel is not None else ""),
-        )
-
-    def _end_of_epoch(self) -> None:
-        cfg, s = self.config, self.state
-        if self.validate is None or not validation_due(s.epoch, cfg.valid_every, cfg.epochs):
-            return
-        estimate = self.validate(self.model)
-        self.model.train()
-        if math.isfinite(estimate.mean) and estimate.mean > s.best_valid:
-            s.best_valid, s.best_epoch, s.stale_validations = estimate.mean, s.epoch, 0
-            if cfg.patience:
-                self._best = {"model": _copy_state(self.model), "method": _copy_state(self.method)}
-        else:
-            s.stale_validations += 1
-        record = {"kind": "valid", "step": s.step, "epoch": s.epoch, "valid_bound": estimate.mean,
-                  "valid_stderr": estimate.stderr, "estimator": estimate.estimator}
-        s.history.append(record)
-        self._append_metrics(record)
-        self.log(f"epoch {s.epoch}/{cfg.epochs}: validation {estimate.estimator} = "
-                 f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
-
-
-def _copy_state(module: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-class _RolledBack(Exception):
-    """Internal: the rollback policy restored a checkpoint; the loop starts again from it."""
+        return fit_runs([self], SingleStepper(self), self.stop, progress=self.progress,
+                        parallel=self.parallel)[0]

@@ -19,94 +19,41 @@ Why each seed follows its own single-seed run:
 Results agree with single-seed runs to float rounding, not bitwise: batched matmuls and their backward
 sum in another order than the per-seed ones.
 
+The loop is the one every run trains with (loop.py): it hands S Trainers to `SeedStepper`, which takes
+their stacked step; before validating or checkpointing seed s it asks the stepper to copy seed s's
+parameters, Adam moments and generator into that seed's own objects (`export`).
+
 Each seed's run folder is written by its own Trainer (config.json, metrics.jsonl, checkpoints holding
 that seed's parameters, Adam moments and generator state), so `evaluate`, `compare` and
 `deepem train --resume` (which continues a seed alone) work on it as on any run.
 
-Limits (refused before anything is written, see `check_vectorisable`): methods whose one loss serves θ
-and φ and whose only randomness is q's reparameterised ε (vae, iwae, iwae-stl; iwae-dreg's gradient
-hook on z does not survive vmap), the "mlp" architecture with Gaussian latents and an explicit encoder,
-complete data, one optimiser step per batch, and nan_policy "stop" (a non-finite step of one seed stops
-the group; per-seed skipping would desynchronise the shared Adam step count)."""
+Limits (refused before anything is written, see vectorisable.py): methods whose one loss serves θ
+and φ and whose only randomness is q's reparameterised ε (`Method.vectorisable`: vae, iwae, iwae-stl;
+iwae-dreg's gradient hook on z does not survive vmap), the "mlp" architecture with Gaussian latents and
+an explicit encoder, complete data, one optimiser step per batch, and nan_policy "stop" (a non-finite
+step of one seed stops the group; per-seed skipping would desynchronise the shared Adam step count)."""
 
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
-from tqdm import tqdm
 
-from deepem.inference.distributions import DiagonalGaussian
-from deepem.inference.numerics import flush_denormals
+from deepem.inference.distributions import DIAGONAL_Q, DiagonalGaussian
 from deepem.methods.base import THETA, Method
-from deepem.models.encoders import GaussianEncoder
-from deepem.training.checkpoint import checkpoint_name
-from deepem.training.config import TrainConfig
 from deepem.training.data_order import batch_indices, epoch_data
-from deepem.training.guards import NonFiniteError
-from deepem.training.metrics import LOG_EVERY_STEPS, window_record
+from deepem.training.loop import fit_runs
 from deepem.training.optim import make_optimizers, scale_learning_rates
 from deepem.training.rng import restore_rng_state
 from deepem.training.schedules import learning_rate_factor
 from deepem.training.signals import StopRequest
-from deepem.training.state import TrainingInterrupted, resume_command
+from deepem.training.steppers import StepReport
 from deepem.training.trainer import Trainer
-from deepem.training.validation import validation_due
-
-#: methods whose whole step can be vectorised over seeds (see the module notes)
-VECTORISABLE_METHODS = ("vae", "iwae", "iwae-stl")
-VECTORISABLE_ARCHITECTURES = ("mlp",)
-
-
-#: on CPU, seeds per vmapped call are limited so that one call's (seeds, K, B, D) decoder output stays
-#: about this many elements (16 MB in float32): measured on a 2-core CPU, 20 seeds of IWAE K = 50 in one
-#: call (16M elements) ran at 0.4 times the speed of sequential seeds, 5 seeds (4M) at 1.1 times.
-CPU_ELEMENTS_PER_CALL = 4_000_000
-
-
-def default_seeds_per_call(device: torch.device, elements_per_seed: int, seeds: int) -> int:
-    """All seeds in one call on an accelerator; on CPU as many as keep a call's decoder output near
-    CPU_ELEMENTS_PER_CALL (beyond that the batched tensors leave the caches and the group runs slower)."""
-    if device.type != "cpu":
-        return seeds
-    return max(1, min(seeds, CPU_ELEMENTS_PER_CALL // max(elements_per_seed, 1)))
-
-
-class VectorisationError(ValueError):
-    """These settings cannot be trained as vectorised seeds; the message says what is supported."""
-
-
-def check_vectorisable(config: TrainConfig) -> None:
-    """Raise VectorisationError (one line naming what is supported) unless `config` can be vectorised."""
-    supported = (f"vectorised seeds support methods {', '.join(VECTORISABLE_METHODS)} with --architecture "
-                 f"{'/'.join(VECTORISABLE_ARCHITECTURES)}, Gaussian latents, an explicit encoder, complete data, "
-                 "one optimiser step per batch and --nan-policy stop")
-    problems = []
-    if config.method not in VECTORISABLE_METHODS:
-        problems.append(f"method {config.method!r}")
-    if config.model.architecture not in VECTORISABLE_ARCHITECTURES:
-        problems.append(f"architecture {config.model.architecture!r}")
-    if config.model.latent != "gaussian":
-        problems.append(f"latent {config.model.latent!r}")
-    if config.model.encoder != "explicit":
-        problems.append(f"encoder {config.model.encoder!r}")
-    if config.missing is not None:
-        problems.append(f"missing data {config.missing!r}")
-    if config.nan_policy != "stop":
-        problems.append(f"nan_policy {config.nan_policy!r}")
-    if getattr(config, "patience", 0):  # each seed would stop at its own epoch
-        problems.append(f"early stopping (patience {config.patience})")
-    steps = {g: spec.get("steps", 1) for g, spec in config.optim.items() if spec.get("steps", 1) != 1}
-    if steps:
-        problems.append(f"several steps per batch {steps}")
-    if problems:
-        raise VectorisationError(f"cannot vectorise {', '.join(problems)}: {supported}; train such seeds "
-                                 "one at a time (deepem train --seed N)")
+from deepem.training.vectorisable import VectorisationError, check_vectorisable, default_seeds_per_call
 
 
 class _FedGaussian(DiagonalGaussian):
@@ -139,7 +86,7 @@ class _NoiseFedModel:
         return self.model.log_prior(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        # (the Bernoulli kernel has a batching rule of its own: inference/fused.py, bernoulli_nll)
+        # (the Bernoulli kernel has a batching rule of its own: models/bernoulli_head.py, bernoulli_nll)
         return self.model.log_likelihood(x, z, mask)
 
 
@@ -156,15 +103,15 @@ class _SeedLoss(nn.Module):
         return out.losses[THETA], out.log_w, out.diagnostics
 
 
-class SeedGroup:
-    """Train `trainers` (one per seed, built and started as single runs, identical but for the seed) as
-    one batched computation. `rng_states[s]`: `capture_rng_state()` taken right after trainer s was
-    built, i.e. the generators seed s's run alone would start training from. `seeds_per_call`: seeds in
-    one vmapped call (None: `default_seeds_per_call`)."""
+class SeedStepper:
+    """The step of `trainers` (one per seed, built as single runs, identical but for the seed) as one
+    batched computation. `rng_states[s]`: `capture_rng_state()` taken right after trainer s was built,
+    i.e. the generators seed s's run alone would start training from. `seeds_per_call`: seeds in one
+    vmapped call (None: `default_seeds_per_call`). Refuses (VectorisationError) what it cannot vectorise,
+    before anything is written."""
 
     def __init__(self, trainers: Sequence[Trainer], rng_states: Sequence[dict[str, Any]],
-                 stop: StopRequest | None = None, progress: bool = True,
-                 log: Callable[[str], None] = print, seeds_per_call: int | None = None) -> None:
+                 seeds_per_call: int | None = None) -> None:
         if not trainers or len(trainers) != len(rng_states):
             raise ValueError("a seed group needs one trainer and one RNG state per seed")
         self.trainers, self.rng_states = list(trainers), list(rng_states)
@@ -176,11 +123,12 @@ class SeedGroup:
                                      "differ")
         if any(t.train_mask is not None for t in trainers):
             raise VectorisationError("vectorised seeds need complete data (no --missing)")
-        if not isinstance(trainers[0].model.encoder, GaussianEncoder):
-            raise VectorisationError("vectorised seeds need the mlp architecture's Gaussian encoder")
-        self.stop = stop if stop is not None else StopRequest()
-        self.progress, self.log = progress, log
+        if DIAGONAL_Q not in trainers[0].model.capabilities():
+            raise VectorisationError("vectorised seeds need a model whose q(z|x) is one diagonal Gaussian "
+                                     "(the mlp architecture's explicit Gaussian encoder)")
+        self.label = f"{len(trainers)} seeds"
         self.device = torch.device(cfg.device)
+        self.particles = trainers[0].method.particles
         models = [t.model for t in trainers]
         # Stacked copies of every seed's parameters (leaves the optimisers own) and buffers.
         self.names = [n for n, _ in models[0].named_parameters()]
@@ -196,10 +144,12 @@ class SeedGroup:
         self.template = _SeedLoss(copy.deepcopy(models[0]), trainers[0].method)
         self._grad = vmap(grad(self._loss_and_values, has_aux=True))
         self.seeds_per_call = seeds_per_call or default_seeds_per_call(
-            self.device, cfg.particles * cfg.batch_size * models[0].data_dim, len(trainers))
+            self.device, self.particles * cfg.batch_size * models[0].data_dim, len(trainers))
         self.generators = [self._generator(state) for state in rng_states]
         self.window: dict[str, list[Tensor]] = {}  # per key, one (S,) tensor per step not yet logged
-        self._saved_at: tuple[int, int] | None = None
+        self.orders: Tensor | None = None
+        self.epochs: list[tuple[Tensor, Tensor]] = []
+        self.shared = False
 
     # random numbers ------------------------------------------------------------------------------
     def _generator(self, state: dict[str, Any]) -> torch.Generator:
@@ -233,10 +183,11 @@ class SeedGroup:
         loss, log_w, diagnostics = self._seed_loss(params, buffers, x, eps)
         return loss, (loss.detach(), log_w.detach(), diagnostics)
 
-    def step(self, x: Tensor) -> dict[str, Tensor]:
-        """One step of every seed on its batch x[s] ((S, B, D)); returns the step's per-seed values,
-        each (S,). NonFiniteError, with nothing applied, if some seed's step is not finite."""
-        k, b = self.config.particles, x.shape[1]
+    def step_on(self, x: Tensor) -> StepReport:
+        """One step of every seed on its batch x[s] ((S, B, D)); the step's per-seed values, each (S,),
+        go to the window. If some seed's step is not finite, nothing is applied to any seed and the
+        report names the first such seed."""
+        k, b = self.particles, x.shape[1]
         dz = self.trainers[0].model.latent_dim
         dtype = self.config.torch_dtype
         eps = torch.stack([torch.randn((k, b, dz), generator=g, dtype=dtype, device=self.device)
@@ -263,38 +214,34 @@ class SeedGroup:
             values.append(diagnostics)
         ok, loss = torch.cat(finite), torch.cat(losses)
         if not bool(ok.all()):  # one device synchronisation for every check of every seed
-            self._stop_non_finite(int((~ok).nonzero()[0]), loss)
+            i = int((~ok).nonzero()[0])
+            what = "loss or log-weights" if not torch.isfinite(loss[i]) else "input batch or gradient"
+            return StepReport(b, what, i)
         for opt in self.optimizers.values():
             opt.step()
-        return {f"loss_{g}": loss for g in self.trainers[0].method.loss_groups} | \
+        step_values = {f"loss_{g}": loss for g in self.trainers[0].method.loss_groups} | \
             {n: torch.cat([v[n] for v in values]).detach() for n in values[0]}
+        for key, v in step_values.items():
+            self.window.setdefault(key, []).append(v)
+        return StepReport(b)
 
-    def _stop_non_finite(self, i: int, loss: Tensor) -> None:
-        t = self.trainers[i]
-        what = "loss or log-weights" if not torch.isfinite(loss[i]) else "input batch or gradient"
-        others = "; ".join(resume_command(o.run.root) for o in self.trainers)
-        raise NonFiniteError(
-            f"non-finite {what} of seed {t.config.seed} at epoch {t.state.epoch}, batch {t.state.batch} (step "
-            f"{t.state.step}); nothing was applied and every seed's last good checkpoint is kept. Vectorised seeds "
-            f"stop on a non-finite step: continue each seed alone ({others}), e.g. with --nan-policy skip")
+    # what the loop asks of a stepper -----------------------------------------------------------------
+    def start_epoch(self, epoch: int) -> None:
+        scale_learning_rates(self.optimizers, self.settings, learning_rate_factor(self.config.schedule, epoch))
+        trainers = self.trainers
+        self.epochs = [epoch_data(t.train_data, t.config.seed, epoch, t.dynamic_binarization) for t in trainers]
+        self.orders = torch.stack([order for order, _ in self.epochs])
+        first = trainers[0].train_data  # one gather for all seeds when they share the data
+        self.shared = all(data is t.train_data and _same_tensor(data, first)
+                          for (_, data), t in zip(self.epochs, trainers, strict=True))
 
-    # keeping each seed's Trainer in step ------------------------------------------------------------
-    def _sync_seed(self, i: int) -> None:
-        """Copy seed i's parameters and Adam moments into its Trainer (before validating or saving)."""
-        t = self.trainers[i]
-        params = dict(t.model.named_parameters())
-        with torch.no_grad():
-            for n in self.names:
-                params[n].copy_(self.params[n][i])
-        for g, names in self.group_names.items():
-            opt = t.optimizers[g]
-            for n in names:
-                stacked = self.optimizers[g].state.get(self.params[n])
-                if stacked:
-                    opt.state[params[n]] = {key: (v.clone() if key == "step" else v[i].clone())
-                                            for key, v in stacked.items()}
+    def step(self, batch: int) -> StepReport:
+        idx = batch_indices(self.orders.T, batch, self.config.batch_size).T  # (S, B)
+        x = self.trainers[0].train_data[idx] if self.shared else \
+            torch.stack([data[i] for (_, data), i in zip(self.epochs, idx, strict=True)])
+        return self.step_on(x.to(self.device, self.config.torch_dtype))
 
-    def _flush_window(self) -> None:
+    def flush(self) -> None:
         """Move the per-step values not yet logged into every seed's TrainState.window (as floats)."""
         for key, values in self.window.items():
             columns = torch.stack(values).T.tolist()
@@ -302,105 +249,33 @@ class SeedGroup:
                 t.state.window.setdefault(key, []).extend(column)
         self.window = {}
 
-    def _save_all(self, started: float) -> None:
-        self._flush_window()
-        for i, t in enumerate(self.trainers):
-            self._sync_seed(i)
-            t.state.elapsed = time.perf_counter() - started
-            self._restore_rngs(i)
-            t.save()
-        self._saved_at = (self.trainers[0].state.epoch, self.trainers[0].state.step)
+    def export(self, run: int) -> None:
+        """Copy seed `run`'s parameters and Adam moments into its Trainer, and put the global generators
+        where its run alone would have them now (for its checkpoint)."""
+        t = self.trainers[run]
+        params = dict(t.model.named_parameters())
+        with torch.no_grad():
+            for n in self.names:
+                params[n].copy_(self.params[n][run])
+        for g, names in self.group_names.items():
+            opt = t.optimizers[g]
+            for n in names:
+                stacked = self.optimizers[g].state.get(self.params[n])
+                if stacked:
+                    opt.state[params[n]] = {key: (v.clone() if key == "step" else v[run].clone())
+                                            for key, v in stacked.items()}
+        self._restore_rngs(run)
 
-    # the loop ----------------------------------------------------------------------------------------
-    def fit(self) -> list[dict[str, Any]]:
-        """Train every seed to the configured number of epochs (from step 0: a group is not resumed;
-        each seed's run resumes alone). Returns each seed's summary, as Trainer.fit does."""
-        if any(t.state.step for t in self.trainers):
-            raise VectorisationError("a vectorised seed group trains from step 0; resume each seed alone "
-                                     "with deepem train --resume RUN")
-        with flush_denormals():
-            return self._fit()
 
-    def _fit(self) -> list[dict[str, Any]]:
-        cfg, trainers = self.config, self.trainers
-        states = [t.state for t in trainers]
-        s0 = states[0]
-        bpe = trainers[0].batches_per_epoch
-        started = time.perf_counter()
-        bar = tqdm(total=cfg.epochs * bpe, disable=None if self.progress else True, unit="step",
-                   dynamic_ncols=True, mininterval=1.0, desc=f"{len(trainers)} seeds")
-        window_start = time.perf_counter()
-        try:
-            while s0.epoch < cfg.epochs:
-                factor = learning_rate_factor(cfg.schedule, s0.epoch)
-                scale_learning_rates(self.optimizers, self.settings, factor)
-                for t in trainers:  # their optimisers' rates go into their checkpoints
-                    scale_learning_rates(t.optimizers, t.step.settings, factor * t.state.lr_scale)
-                epochs = [epoch_data(t.train_data, t.config.seed, s0.epoch, t.dynamic_binarization) for t in trainers]
-                orders = torch.stack([order for order, _ in epochs])
-                first = trainers[0].train_data  # one gather for all seeds when they share the data
-                shared = all(data is t.train_data and _same_tensor(data, first)
-                             for (_, data), t in zip(epochs, trainers, strict=True))
-                while s0.batch < bpe:
-                    if self.stop.requested:
-                        self._interrupt(started)
-                    idx = batch_indices(orders.T, s0.batch, cfg.batch_size).T  # (S, B)
-                    x = trainers[0].train_data[idx] if shared else \
-                        torch.stack([data[i] for (_, data), i in zip(epochs, idx, strict=True)])
-                    values = self.step(x.to(self.device, cfg.torch_dtype))
-                    for key, v in values.items():
-                        self.window.setdefault(key, []).append(v)
-                    for st in states:
-                        st.batch += 1
-                        st.step += 1
-                        st.window_points += x.shape[1]
-                    bar.update(1)
-                    if s0.step % LOG_EVERY_STEPS == 0 or s0.batch == bpe:
-                        self._log_window(window_start, bar)
-                        window_start = time.perf_counter()
-                    if cfg.checkpoint_every_steps and s0.step % cfg.checkpoint_every_steps == 0 and s0.batch < bpe:
-                        self._save_all(started)
-                step_due = bool(cfg.checkpoint_every_steps) and s0.step % cfg.checkpoint_every_steps == 0
-                for t in trainers:
-                    t.method.after_epoch(t.state.epoch)
-                    t.state.epoch, t.state.batch = t.state.epoch + 1, 0
-                if trainers[0].validate is not None and validation_due(s0.epoch, cfg.valid_every, cfg.epochs):
-                    for i, t in enumerate(trainers):
-                        self._sync_seed(i)
-                        t._end_of_epoch()  # noqa: SLF001 (the trainer's own validation and its record)
-                if s0.epoch % cfg.checkpoint_every == 0 or s0.epoch == cfg.epochs or step_due:
-                    self._save_all(started)
-                if self.stop.requested:
-                    self._interrupt(started)
-        finally:
-            bar.close()
-        elapsed = time.perf_counter() - started
-        for t in trainers:
-            t.state.elapsed = elapsed
-        return [{"epochs": st.epoch, "steps": st.step, "seconds": elapsed, "skipped_steps": st.skipped_steps,
-                 "rollbacks": st.rollbacks, "lr_scale": st.lr_scale, "best_valid": st.best_valid} for st in states]
-
-    def _log_window(self, window_start: float, bar: tqdm) -> None:
-        """Every seed's averaged record; points/s is the seed's own (the group's is S times it)."""
-        self._flush_window()
-        seconds = max(time.perf_counter() - window_start, 1e-9)
-        for t in self.trainers:
-            record = window_record(t.state, t.state.window_points / seconds)
-            t._append_metrics(record)  # noqa: SLF001 (the trainer's own record keeping)
-            t.state.window, t.state.window_points = {}, 0
-        bar.set_postfix(epoch=self.trainers[0].state.epoch,
-                        pts_s=f"{len(self.trainers) * record['points_per_sec']:.0f}")
-
-    def _interrupt(self, started: float) -> None:
-        s = self.trainers[0].state
-        if self._saved_at != (s.epoch, s.step):
-            self._save_all(started)
-        name = self.stop.name or "stop request"
-        commands = "\n".join(f"  {resume_command(t.run.root)}" for t in self.trainers)
-        raise TrainingInterrupted(
-            name, self.trainers[0].run.checkpoints / checkpoint_name(s.step),
-            f"training of {len(self.trainers)} vectorised seeds stopped by {name} after step {s.step} (epoch "
-            f"{s.epoch}, batch {s.batch}); every seed's checkpoint written. Resume each seed alone with:\n{commands}")
+def train_seeds_together(stepper: SeedStepper, stop: StopRequest | None = None, progress: bool = True
+                         ) -> list[dict[str, Any]]:
+    """Train every seed of `stepper` to the configured number of epochs with the one loop (from step 0:
+    a group is not resumed; each seed's run resumes alone). Returns each seed's summary, as Trainer.fit."""
+    trainers = stepper.trainers
+    if any(t.state.step for t in trainers):
+        raise VectorisationError("a vectorised seed group trains from step 0; resume each seed alone "
+                                 "with deepem train --resume RUN")
+    return fit_runs(trainers, stepper, stop if stop is not None else StopRequest(), progress=progress)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:

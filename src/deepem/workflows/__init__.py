@@ -4,7 +4,7 @@ run, and compare methods. The CLI calls these."""
 
 from deepem.data.paths import DatasetNotFoundError
 from deepem.files import ChecksumError
-from deepem.training.checkpoint import CheckpointError
+from deepem.training.checkpoint_file import CheckpointError
 from deepem.training.config import ConfigError
 from deepem.training.datacheck import DataError
 from deepem.training.guards import NonFiniteError

@@ -1,5 +1,5 @@
 """From a TrainConfig to the objects a Trainer takes: the data (dataset registry), the model
-(`DeepLatentModel.from_config`), the method (method registry) and the validator (an importance-weighted
+(`models.make_model`), the method (method registry) and the validator (an importance-weighted
 bound on the validation split). The registries are looked up here and only here, so names (of
 datasets, methods, options) are checked here too, before anything is built or written."""
 
@@ -18,11 +18,15 @@ from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
 from deepem.data.incomplete import make_incomplete
 from deepem.data.registry import DATASETS, load_dataset, load_recorded_dataset
-from deepem.evaluation.loglik import iw_log_likelihood
+from deepem.evaluation.driver import estimate
+from deepem.evaluation.loglik import IWEstimator
+from deepem.evaluation.observed_loglik import ObservedIWEstimator
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.evaluation.sharding import Shard
+from deepem.inference.distributions import Q_DENSITY
 from deepem.methods.base import Method
 from deepem.methods.registry import METHODS, make_method
+from deepem.models.config import make_model
 from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.config import ConfigError, TrainConfig
@@ -77,19 +81,21 @@ def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
     """The model of `config` for `data`, output bias at the training mean (Burda et al. 2015)."""
     if config.model.likelihood is None:
         config.model.likelihood = data.likelihood
-    model = DeepLatentModel.from_config(config.model, data.data_dim, data.train_mean())
+    model = make_model(config.model, data.data_dim, data.train_mean())
     return model.to(config.device, config.torch_dtype)
 
 
 def iw_validator(valid: Tensor, particles: int, seed: int, mask: Tensor | None = None,
-                 shard: Shard | None = None) -> Validator:
-    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG);
-    shard: in a data-parallel job the ranks share its batches (the bound is the same)."""
+                 shard: Shard | None = None, proposal: str = "zero-filled") -> Validator:
+    """The IWAE-K bound on `valid`, drawn from a generator seeded by `seed` (never the training RNG):
+    of log p(x) (estimator iw), or on incomplete data (a mask) of log p(x_o) (estimator iw-observed, q
+    fed the `proposal` input); shard: in a data-parallel job the ranks share its batches (the bound is
+    the same)."""
+    estimator = IWEstimator(particles=particles) if mask is None else \
+        ObservedIWEstimator(particles=particles, proposal=proposal)
 
     def validate(model: nn.Module) -> LogLikelihoodEstimate:
-        if mask is None:
-            return iw_log_likelihood(model, valid, particles, seed=seed, shard=shard)
-        return iw_log_likelihood(model, valid, particles, seed=seed, mask=mask, shard=shard)
+        return estimate(estimator, model, valid, mask, seed=seed, shard=shard)
 
     return validate
 
@@ -139,7 +145,9 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     method = build_method(config)
     # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
     # here; evaluate it with AIS (build_trainer says so).
-    has_density = getattr(model.encoder, "has_log_prob", True)
+    has_density = Q_DENSITY in model.capabilities()
+    # Incomplete data: log p(x_o) with q fed the zero-filled data (the numbers runs have recorded so far;
+    # iw_validator's proposal="completed" is miss-IWEM's own proposal).
     validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) \
         if config.valid_every and has_density else None
     return Assembled(config, data, model, method, train, validate, train_mask)

@@ -18,7 +18,7 @@ import torch
 from deepem.files import ChecksumError, atomic_write_json, read_json
 from deepem.report.compare import run_row, write_comparison
 from deepem.report.figures import image_grid
-from deepem.training.checkpoint import checkpoint_step, list_checkpoints
+from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import resolve

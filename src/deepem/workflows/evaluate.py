@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepem.errors import ResultNotSavedError, not_saved_message
+from deepem.evaluation.estimators import make_estimator
 from deepem.evaluation.evaluate import evaluate_model, evaluation_subset
 from deepem.evaluation.sharding import Shard
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
@@ -15,17 +16,27 @@ from deepem.training.distributed import Parallel, finish, launched
 from deepem.workflows.loading import load_trained_run
 
 
-def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 5000, split: str = "test",
+def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | None = None, split: str = "test",
                  limit: int | None = None, seed: int = 0, batch_size: int = 100,
                  data_dir: str | None = None, device: str = "cpu", progress: bool = True,
-                 observed: bool = False, **ais_options: Any) -> dict[str, Any]:
+                 observed: bool = False, **settings: Any) -> dict[str, Any]:
     """Evaluate the newest good checkpoint of a run and write the results into the run folder.
+
+    estimator: a registered name (evaluation/estimators.py) whose settings record takes `settings`
+    (and `particles`, for the importance-weighted ones; None: the record's default).
 
     Inside a launched job (`--nproc N`, torchrun) the batches are shared by the ranks and rank 0 writes
     the result, which equals a single process's (evaluation/sharding.py).
 
     A run trained on incomplete data (--missing) is evaluated on the complete split, log p(x) (IWEM's
-    Table 3); with observed=True on the observed part of the corrupted copy of the split, log p(x_o)."""
+    Table 3); with observed=True on the observed part of the corrupted copy of the split, log p(x_o) (the
+    iw-observed estimator, which `--estimator iw --observed` means)."""
+    if observed and estimator == "iw":
+        estimator = "iw-observed"
+    observed = observed or estimator == "iw-observed"
+    if particles is not None and estimator in ("iw", "iw-observed"):
+        settings["particles"] = particles
+    est = make_estimator(estimator, **settings)  # bad settings fail before the run is loaded
     # (a launched job first: with NCCL, "cuda" then means this rank's GPU)
     parallel, shard = evaluation_shard(device)
     trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
@@ -42,9 +53,8 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
         subset = evaluation_subset(n_split, limit)
         data, mask = data[subset], None if mask is None else mask[subset]
     try:
-        record, estimate = evaluate_model(trained.model, data, estimator, particles, seed, batch_size,
-                                          progress and (shard is None or shard.rank == 0), mask=mask, shard=shard,
-                                          **ais_options)
+        record, estimate = evaluate_model(trained.model, data, est, seed, batch_size,
+                                          progress and (shard is None or shard.rank == 0), mask=mask, shard=shard)
     finally:
         finish(parallel)
     missing = trained.config.missing
@@ -59,7 +69,7 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int = 50
     run = Path(run_dir)
     # Every evaluation keeps its own files, named by its settings (a quick K = 10 check never replaces a
     # K = 5000 record); evaluation.json is the newest, and names the file it copies.
-    tag = evaluation_tag(record, estimator, split, observed, limit, seed)
+    tag = evaluation_tag(record, est.name, split, observed, limit, seed)
     record["file"] = f"evaluations/{tag}.json"
     if shard is not None:
         record["processes"] = shard.world
@@ -86,8 +96,8 @@ def evaluation_tag(record: dict[str, Any], estimator: str, split: str, observed:
                    seed: int) -> str:
     """A file name that says what was evaluated and how, e.g. "iw-k5000-test-n1000-s0"."""
     s = record.get("settings", record)
-    how = (f"k{record.get('particles')}" if estimator == "iw" else
-           f"ais-T{s.get('temperatures')}-c{s.get('chains')}-L{s.get('leapfrog_steps')}-{s.get('initial')}")
-    how = how if estimator == "ais" else f"iw-{how}"
+    # (iw-observed keeps the names iw with --observed had: "-observed" follows the split)
+    how = (f"ais-T{s.get('temperatures')}-c{s.get('chains')}-L{s.get('leapfrog_steps')}-{s.get('initial')}"
+           if estimator == "ais" else f"iw-k{record.get('particles')}")
     return f"{how}-{split}{'-observed' if observed else ''}-{f'n{limit}' if limit else 'all'}-s{seed}"
 

@@ -11,8 +11,9 @@ import torch
 from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
 from deepem.methods.base import Method
+from deepem.models.config import make_model
 from deepem.models.lvm import DeepLatentModel
-from deepem.training.checkpoint import load_latest_good
+from deepem.training.checkpoint_file import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import build_method, run_data
@@ -51,7 +52,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     config.device = device
     if config.model.likelihood is None:
         config.model.likelihood = data.likelihood
-    model = DeepLatentModel.from_config(config.model, data.data_dim)
+    model = make_model(config.model, data.data_dim)
     # A run trained with early stopping (--patience) is evaluated with its best validation's parameters.
     params = ckpt.get("best", ckpt)
     model.load_state_dict(params["model"])

@@ -19,7 +19,8 @@ from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted
-from deepem.training.vectorised import SeedGroup, VectorisationError, check_vectorisable
+from deepem.training.vectorisable import VectorisationError, check_vectorisable
+from deepem.training.vectorised import SeedStepper, train_seeds_together
 from deepem.workflows.assembly import build_trainer, resolve, run_data
 from deepem.workflows.train import EXIT_ABORTED, EXIT_OK, TrainOutcome, train_run
 
@@ -39,7 +40,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
     seed) and, when finished, {"seeds": [each seed's Trainer summary], "seconds": ...}. Errors for the
     user (VectorisationError and those of `train_run`) are raised before anything is written. `stop`: for
     tests (a stop request that fires by itself). seeds_per_call: seeds in one vmapped call (None: all on an
-    accelerator, a memory-bounded number on CPU; `training.vectorised.default_seeds_per_call`)."""
+    accelerator, a memory-bounded number on CPU; `training.vectorisable.default_seeds_per_call`)."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"vectorised seeds need one or more distinct seeds, got {seeds}")
@@ -58,19 +59,19 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
         seeded = dataclasses.replace(config, seed=seed, model=dataclasses.replace(config.model))
         trainers.append(build_trainer(seeded, d, data=shared, log=_prefixed(log, seed), progress=False, stop=stop))
         rng_states.append(capture_rng_state())  # the generators the run alone would start from
-    group = SeedGroup(trainers, rng_states, stop=stop, progress=progress, log=log, seeds_per_call=seeds_per_call)
+    stepper = SeedStepper(trainers, rng_states, seeds_per_call=seeds_per_call)  # refuses before anything is written
     for trainer, state in zip(trainers, rng_states, strict=True):
         restore_rng_state(state)  # the step-0 checkpoint records the seed's own generators
         trainer.start(force=force)
     log(f"training {len(seeds)} seeds ({', '.join(map(str, seeds))}) of {config.method} as one vectorised "
-        f"computation, {config.epochs} epochs, K = {config.particles}, into {Path(out)}/seed-*")
+        f"computation, {config.epochs} epochs, K = {trainers[0].method.particles}, into {Path(out)}/seed-*")
     with ExitStack() as stack:
         for trainer in trainers:
             stack.enter_context(trainer.run.lock())
         if handle_signals:
             stack.enter_context(graceful_stop(stop))
         try:
-            summaries = group.fit()
+            summaries = train_seeds_together(stepper, stop, progress=progress)
         except TrainingInterrupted as stopped:
             log(str(stopped))
             return TrainOutcome(stop.exit_code or EXIT_ABORTED)

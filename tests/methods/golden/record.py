@@ -42,24 +42,29 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def make_model_and_data():
-    from deepem.models import DeepLatentModel, ModelConfig
+    from deepem.models import ModelConfig, make_model
 
     torch.manual_seed(0)
-    model = DeepLatentModel.from_config(ModelConfig(latent_dim=LATENT_DIM, hidden=HIDDEN,
+    model = make_model(ModelConfig(latent_dim=LATENT_DIM, hidden=HIDDEN,
                                                     likelihood="bernoulli"), DATA_DIM).double()
     g = torch.Generator().manual_seed(1)
     x = torch.bernoulli(torch.full((BATCH, DATA_DIM), 0.4, dtype=torch.float64), generator=g)
     return model, x
 
 
-def compute(model, x, name: str, options: dict[str, Any], seed: int = 3) -> dict[str, Any]:
-    """Losses and per-group gradients of one method call under torch.manual_seed(seed)."""
+def compute(model, x, name: str, options: dict[str, Any], seed: int = 3, own_generator: bool = False
+            ) -> dict[str, Any]:
+    """Losses and per-group gradients of one method call under torch.manual_seed(seed); with
+    own_generator, every draw from a fresh generator seeded `seed` passed as `generator=` instead."""
     from deepem.methods import make_method
 
     method = make_method(name, **options).double()
     groups = {"theta": model.generative_parameters(), "phi": model.encoder_parameters()}
-    torch.manual_seed(seed)
-    out = method(model, x)
+    if own_generator:
+        out = method(model, x, generator=torch.Generator().manual_seed(seed))
+    else:
+        torch.manual_seed(seed)
+        out = method(model, x)
     result: dict[str, Any] = {"losses": {}, "grads": {}}
     losses = list(out.losses.items())
     for i, (group, loss) in enumerate(losses):

@@ -21,11 +21,16 @@ def model_and_data(record):
     return model, x
 
 
+@pytest.mark.parametrize("own_generator", [False, True], ids=["global", "generator"])
 @pytest.mark.parametrize("label,name,options", CASES, ids=[c[0] for c in CASES])
-def test_method_outputs_match_record(record, model_and_data, label, name, options):
+def test_method_outputs_match_record(record, model_and_data, label, name, options, own_generator):
+    """With the global generator seeded, and with a generator of the same seed passed to the method
+    (every draw then comes from it, in the library's order, and the global one is not touched)."""
     model, x = model_and_data
     expected = record["cases"][label]
-    got = compute(model, x, name, options)
+    if own_generator:
+        torch.manual_seed(12345)  # a different global stream: a draw that ignores `generator` would show
+    got = compute(model, x, name, options, own_generator=own_generator)
     assert set(got["losses"]) == set(expected["losses"])
     for group, loss in expected["losses"].items():
         torch.testing.assert_close(got["losses"][group], loss, rtol=1e-12, atol=1e-12)

@@ -1,4 +1,5 @@
-"""Architecture presets of the papers, by name: what `ModelConfig.architecture` selects.
+"""The model configuration (`ModelConfig`) and the architecture presets of the papers that its
+`architecture` selects; `make_model(config, data_dim)` makes the DeepLatentModel.
 
 | name       | networks (q and p)                                    | latents         | source                    |
 | ---------- | ----------------------------------------------------- | --------------- | ------------------------- |
@@ -20,21 +21,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from deepem.models.conv import ENCODER_LAYERS, ConvDecoder, ConvEncoder, check_image_dim
 from deepem.models.encoders import ENCODERS
 from deepem.models.hierarchical import FirstLayerDecoder, HierarchicalEncoder, HierarchicalGaussianPrior
-from deepem.models.likelihoods import Likelihood
-from deepem.models.networks import mlp, output_layer
-from deepem.models.priors import PRIORS, Prior
+from deepem.models.likelihoods import Likelihood, make_likelihood
+from deepem.models.lvm import DeepLatentModel, ModelParts
+from deepem.models.networks import mlp
+from deepem.models.priors import PRIORS
 from deepem.models.sbn import SBN_LAYER_SIZES, StackedBernoulliEncoder, StackedBernoulliPrior, check_sizes
-
-if TYPE_CHECKING:
-    from deepem.models.lvm import ModelConfig
 
 #: latent families of the "mlp" architecture: (prior, encoder) of each
 LATENTS = {"gaussian": ("normal", "gaussian"), "bernoulli": ("bernoulli", "bernoulli")}
@@ -46,18 +45,59 @@ TWO_LAYER_SIZES = (100, 50)
 TWO_LAYER_BETWEEN = (100, 100)
 #: the ModelConfig.hidden default: the presets other than "mlp" take their own widths from options
 DEFAULT_HIDDEN = [200, 200]
+#: an encoder with a density, or z = f(x, ε) without one
+ENCODER_KINDS = ("explicit", "implicit")
 
 
 @dataclass
-class ModelParts:
-    """What a builder returns: the networks and prior of a DeepLatentModel, the sizes of its stochastic
-    layers in the order of z, and the decoder bias to start at the data mean (None: no such bias)."""
+class ModelConfig:
+    """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood.
 
-    decoder: nn.Module
-    encoder: nn.Module
-    prior: Prior
-    latent_layers: tuple[int, ...]
-    output_bias: Tensor | None
+    architecture: a preset below ("mlp", the default and the model above;
+        "mlp-2layer", Burda et al.'s two stochastic layers; "conv", Tomczak & Welling's gated CNN;
+        "sbn", the stacked 200-200-200 sigmoid belief net of NVIL and VIMCO, with latent "bernoulli").
+    architecture_options: keyword options of the preset's builder (e.g. {"layer_sizes": [3, 2],
+        "between": [8]} for a tiny mlp-2layer; {"channels": 8} for a narrow conv); saved with the run.
+    latent_dim: None = the default (DEFAULT_LATENT_DIMS: 50 Gaussian, 200 binary latents; mlp-2layer:
+        the sum of its layers, 150).
+    hidden: MLP widths between x and the (first) stochastic layer (mlp, mlp-2layer).
+    latent: "gaussian" (N(0, I) prior, diagonal Gaussian q) or "bernoulli" (learnable factorised
+        Bernoulli prior and q: a sigmoid belief net; hidden=[] makes its layers linear, as in the papers).
+    encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only).
+    noise_dim: width of ε for an implicit encoder; None = 32, IWAVB's setting (sec. 5)."""
+
+    latent_dim: int | None = None
+    hidden: list[int] = field(default_factory=lambda: [200, 200])
+    activation: str = "tanh"
+    likelihood: str | None = None  # None: the dataset's own ("bernoulli" for binary images)
+    latent: str = "gaussian"
+    encoder: str = "explicit"
+    noise_dim: int | None = None
+    architecture: str = "mlp"
+    architecture_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.latent_dim is None:
+            arch = ARCHITECTURES.get(self.architecture, ARCHITECTURES["mlp"])
+            self.latent_dim = arch.default_latent_dim(self)
+
+    def validate(self) -> None:
+        if not isinstance(self.architecture_options, dict):
+            raise ValueError(f"model.architecture_options must be a dict, got {self.architecture_options!r}")
+        get_architecture(self.architecture).validate(self)
+        if self.latent_dim < 1:
+            raise ValueError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"model.hidden widths must be >= 1, got {self.hidden}")
+        if self.latent not in LATENTS:
+            raise ValueError(f"unknown model.latent {self.latent!r}; choose one of {', '.join(LATENTS)}")
+        if self.encoder not in ENCODER_KINDS:
+            raise ValueError(f"unknown model.encoder {self.encoder!r}; choose one of {', '.join(ENCODER_KINDS)}")
+        if self.encoder == "implicit" and self.latent != "gaussian":
+            raise ValueError("an implicit encoder needs continuous latents: use latent 'gaussian' with it")
+        if self.noise_dim is not None and self.noise_dim < 1:
+            raise ValueError(f"model.noise_dim must be >= 1 or None, got {self.noise_dim}")
+
 
 
 Builder = Callable[..., ModelParts]
@@ -178,7 +218,7 @@ def build_mlp(config: ModelConfig, data_dim: int, likelihood: Likelihood) -> Mod
     else:
         encoder = ENCODERS[encoder_name](data_dim, config.latent_dim, config.hidden, config.activation)
     return ModelParts(decoder, encoder, PRIORS[prior_name](config.latent_dim), (config.latent_dim,),
-                      output_layer(decoder).bias)
+                      decoder.head.bias)
 
 
 def build_mlp_2layer(config: ModelConfig, data_dim: int, likelihood: Likelihood,
@@ -192,7 +232,7 @@ def build_mlp_2layer(config: ModelConfig, data_dim: int, likelihood: Likelihood,
     decoder = FirstLayerDecoder(net, d1)
     encoder = HierarchicalEncoder(data_dim, (d1, d2), config.hidden, between, config.activation)
     prior = HierarchicalGaussianPrior((d1, d2), between, config.activation)
-    return ModelParts(decoder, encoder, prior, (d1, d2), output_layer(net).bias)
+    return ModelParts(decoder, encoder, prior, (d1, d2), net.head.bias)
 
 
 def build_conv(config: ModelConfig, data_dim: int, likelihood: Likelihood,
@@ -219,7 +259,7 @@ def build_sbn(config: ModelConfig, data_dim: int, likelihood: Likelihood,
     decoder = FirstLayerDecoder(net, sizes[0])
     encoder = StackedBernoulliEncoder(data_dim, sizes, between, config.activation)
     prior = StackedBernoulliPrior(sizes, between, config.activation)
-    return ModelParts(decoder, encoder, prior, sizes, output_layer(net).bias)
+    return ModelParts(decoder, encoder, prior, sizes, net.head.bias)
 
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
@@ -247,5 +287,13 @@ def describe() -> dict[str, str]:
     return {name: a.description for name, a in ARCHITECTURES.items()}
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "ModelParts", "build_conv", "build_mlp", "build_mlp_2layer",
-           "build_sbn", "describe", "get_architecture"]
+def make_model(config: ModelConfig, data_dim: int, data_mean: Tensor | None = None) -> DeepLatentModel:
+    """The model of `config.architecture` for data_dim-dimensional data; with data_mean, the decoder's
+    output bias starts at the data mean (Burda et al. 2015)."""
+    config.validate()
+    likelihood = make_likelihood(config.likelihood or "bernoulli")
+    parts = get_architecture(config.architecture).build(config, data_dim, likelihood, **config.architecture_options)
+    if data_mean is not None and parts.output_bias is not None:
+        likelihood.init_output_bias(parts.output_bias, data_mean)
+    return DeepLatentModel(parts.decoder, likelihood, parts.encoder, config.latent_dim, data_dim, parts.prior,
+                           parts.latent_layers)

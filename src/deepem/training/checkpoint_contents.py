@@ -1,7 +1,7 @@
 """What a training checkpoint holds and how it is put back: parameters, the method's own state
 (annealing counters are buffers), optimiser states, the TrainState (epoch, batch, rollback scale,
 the metrics window not yet logged) and every RNG state. The file format itself (checksummed,
-weights_only) is checkpoint.py's."""
+weights_only) is checkpoint_file.py's."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepem.training.checkpoint import CheckpointError, checkpoint_name, prune_checkpoints, save_checkpoint
+from deepem.training.checkpoint_file import CheckpointError, checkpoint_name, prune_checkpoints, save_checkpoint
 from deepem.training.config import RESUME_OVERRIDABLE, ConfigError, TrainConfig
 from deepem.training.guards import NonFiniteError, first_non_finite_tensor
 from deepem.training.metrics import window_floats

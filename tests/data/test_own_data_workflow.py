@@ -1,0 +1,129 @@
+"""A CSV with missing cells end to end through the library functions the CLI will call
+(workflows/own_data.py): train on it, impute it and new rows back into the same format (observed cells
+unchanged as text, no missing cell left, header kept), score rows as the evaluation does, and refuse a
+file with other columns without writing anything."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deepem.data.own_dataset import load_file_dataset
+from deepem.data.tables import MISSING_TOKENS, TableError
+from deepem.evaluation.observed_loglik import observed_log_likelihood
+from deepem.methods.miwae import MIWAE
+from deepem.models import ModelConfig, make_model
+from deepem.training import TrainConfig, Trainer
+from deepem.workflows.own_data import (
+    impute_file,
+    load_dataset_record,
+    reload_file_dataset,
+    save_dataset_record,
+    score_file,
+)
+
+
+def make_csv(path, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 1))
+    values = z @ np.array([[1.0, -2.0, 0.5, 3.0]]) * [1, 10, 1, 100] + 0.1 * rng.normal(size=(n, 4))
+    cells = [[f"{v:.3f}" for v in row] for row in values]
+    for r, row in enumerate(cells):
+        for j in rng.choice(4, size=r % 3, replace=False):  # 0, 1 or 2 missing cells per row
+            row[j] = ("", "NA", "NaN")[(r + j) % 3]
+    path.write_text("alpha,beta,gamma,delta\n" + "".join(",".join(r) + "\n" for r in cells))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own")
+    path = make_csv(folder / "mine.csv")
+    data = load_file_dataset(path, seed=0)
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian"), 4)
+    run = folder / "run"
+    settings = TrainConfig(dataset=str(path), epochs=3, batch_size=16, lr=1e-2, valid_every=0)
+    trainer = Trainer(model, MIWAE(particles=5), data.splits.train, run, settings,
+                      train_mask=data.splits.train_mask, log=lambda s: None, progress=False)
+    trainer.start()
+    trainer.fit()
+    save_dataset_record(run, data)
+    return model.eval(), load_dataset_record(run), data, folder
+
+
+def cells(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_round_trip_keeps_observed_cells_and_fills_every_missing_one(trained):
+    model, record, data, folder = trained
+    seen = []
+    summary = impute_file(model, record, record["path"], folder / "out.csv", particles=50, draws=2, seed=1,
+                          batch_size=25, progress=seen.append)
+    before, after = cells(record["path"]), cells(folder / "out.csv")
+    assert after[0] == before[0] == ["alpha", "beta", "gamma", "delta"] and len(after) == len(before)
+    n_missing = 0
+    for old_row, new_row in zip(before[1:], after[1:], strict=True):
+        for old, new in zip(old_row, new_row, strict=True):
+            if old.strip().lower() in MISSING_TOKENS:
+                n_missing += 1
+                assert np.isfinite(float(new))
+            else:
+                assert new == old  # the text itself, not only the number
+    assert n_missing == summary["n_missing"] == 60 and seen == [25, 25, 10]
+    assert [p.split("/")[-1] for p in summary["outputs"]] == ["out.csv", "out_1.csv", "out_2.csv"]
+    draw = cells(folder / "out_2.csv")
+    assert draw != after and all(float(c) == float(c) for row in draw[1:] for c in row)
+    long = impute_file(model, record, record["path"], folder / "long.csv", particles=50, draws=2, seed=1,
+                       batch_size=25, long=True)
+    assert [p.split("/")[-1] for p in long["outputs"]] == ["long.csv", "long_draws.csv"]
+    stacked = cells(folder / "long_draws.csv")
+    assert stacked[0] == before[0] + ["imputation"] and len(stacked) == 1 + 2 * 60
+    assert [r[:4] for r in stacked[61:]] == draw[1:] and {r[4] for r in stacked[1:]} == {"1", "2"}
+
+
+def test_scores_are_the_evaluations_on_the_file_scale(trained):
+    model, record, data, folder = trained
+    summary = score_file(model, record, record["path"], folder / "scores.csv", particles=30, seed=2, batch_size=20)
+    rows = cells(folder / "scores.csv")
+    assert rows[0] == ["row", "n_observed", "log_likelihood"] and len(rows) == 61
+    scores = np.array([float(r[2]) for r in rows[1:]])
+    table = data.table
+    x = torch.from_numpy(np.nan_to_num((table.values - record["standardization"]["mean"])
+                                       / record["standardization"]["std"]))
+    theirs = observed_log_likelihood(model, x, torch.from_numpy(table.mask), particles=30, batch_size=20, seed=2)
+    jacobian = -(table.mask * np.log(record["standardization"]["std"])).sum(1)
+    np.testing.assert_allclose(scores, theirs.per_point.numpy() + jacobian, rtol=1e-12)
+    saved = json.loads((folder / "scores.csv.json").read_text())
+    assert saved["particles"] == 30 and saved["proposal"] == "completed" and "K=30" in saved["estimator"]
+    assert summary["mean"] == pytest.approx(scores.mean())
+
+
+def test_new_rows_with_other_columns_are_refused_and_nothing_is_written(trained):
+    model, record, _, folder = trained
+    other = folder / "other.csv"
+    other.write_text("alpha,beta,gamma\n1,2,\n")
+    with pytest.raises(TableError, match="has 3 columns but the model was trained on 4"):
+        impute_file(model, record, other, folder / "no.csv")
+    with pytest.raises(TableError, match="has 3 columns"):
+        score_file(model, record, other, folder / "no_scores.csv")
+    assert not (folder / "no.csv").exists() and not (folder / "no_scores.csv").exists()
+    new = folder / "new.csv"
+    new.write_text("alpha,beta,gamma,delta\n1,,3,\n")  # one new row: fewer than 10 rows is fine here
+    impute_file(model, record, new, folder / "new_out.csv", particles=20)
+    assert cells(folder / "new_out.csv")[1][0::2] == ["1", "3"]
+
+
+def test_the_record_rebuilds_the_data_and_a_changed_file_is_refused(trained):
+    _, record, data, folder = trained
+    again = reload_file_dataset(record)
+    assert torch.equal(again.splits.train.nan_to_num(), data.splits.train.nan_to_num())
+    copy = dict(record, path=str(make_csv(folder / "changed.csv", seed=1)))
+    with pytest.raises(ValueError, match="has changed since the run recorded it: recorded sha256"):
+        reload_file_dataset(copy)
