@@ -66,7 +66,9 @@ def test_dry_run_writes_json_and_md(tmp_path):
     rows = out["parts"]["train step"]["result"]["rows"]
     assert [(r["k"], r["batch"]) for r in rows] == [(5, 4)]
     assert set(rows[0]["contenders"]) == {"deepem", "plain"}
-    assert rows[0]["skipped"] == {"plain CUDA graph": "needs CUDA", "plain torch.compile": "needs CUDA"}
+    assert rows[0]["skipped"] == {"deepem CUDA graph": "needs CUDA", "plain CUDA graph": "needs CUDA",
+                                  "plain torch.compile": "needs CUDA"}
+    assert rows[0]["best_deepem"] == "deepem"
     assert set(out["goals"].values()) == {"not measured (dry run)"}
     assert (tmp_path / "gpu-dry.md").read_text().startswith("# GPU run (CPU (dry run)")
 
