@@ -211,7 +211,8 @@ def test_all_finite_is_exact_for_every_dtype_and_leaves_values_as_they_were() ->
     wide = torch.tensor([1.0, 2.0], dtype=torch.float64)
     before = [big.clone(), wide.clone()]
     assert all_finite([big, wide, torch.zeros(0)])
-    assert all(torch.equal(t, b) and torch.equal(t.signbit(), b.signbit()) for t, b in zip([big, wide], before))
+    for t, b in zip([big, wide], before, strict=True):
+        assert torch.equal(t, b) and torch.equal(t.signbit(), b.signbit())
     for bad in (float("nan"), float("inf"), float("-inf")):
         wide[1] = bad
         assert not all_finite([big, wide])
