@@ -58,7 +58,7 @@ def build(seeds: int, k: int, batch: int, device: str, tmp: Path, per_call: int 
     trainers, states = [], []
     data = torch.bernoulli(torch.full((batch * 4, D), 0.13))
     for s in range(seeds):
-        config = TrainConfig(dataset="custom", method="iwae", particles=k, batch_size=batch, seed=s, device=device,
+        config = TrainConfig(dataset="custom", method="iwae", method_options={"particles": k}, batch_size=batch, seed=s, device=device,
                              valid_every=0)
         seed_everything(s)
         model = DeepLatentModel.from_config(ModelConfig(likelihood="bernoulli"), D)

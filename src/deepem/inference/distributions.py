@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepem.errors import UserError
+
 LOG_2PI = math.log(2 * math.pi)
 
 REAL = "real"
@@ -64,11 +66,11 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
 
 
-class DensityUnavailableError(ValueError):
+class DensityUnavailableError(UserError, ValueError):
     """log_prob was asked of a distribution that has no density (an implicit q)."""
 
 
-class NotReparameterizableError(ValueError):
+class NotReparameterizableError(UserError, ValueError):
     """rsample was asked of a distribution whose draws cannot carry a pathwise gradient (discrete z)."""
 
 

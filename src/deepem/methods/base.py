@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from deepem.errors import UserError
 from deepem.inference.distributions import (
     CONTINUOUS,
     Q_DENSITY,
@@ -40,7 +41,7 @@ REQUIREMENT_TEXT = {
 }
 
 
-class IncompatibleModelError(ValueError):
+class IncompatibleModelError(UserError, ValueError):
     """The model does not offer what the method requires; the message names methods that fit."""
 
 

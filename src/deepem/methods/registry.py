@@ -3,7 +3,6 @@ A new method is one file plus one line below."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from deepem.methods.aiwae import AIWAE
@@ -19,6 +18,7 @@ from deepem.methods.rem import REM, REMv2
 from deepem.methods.rws import RWS, WakeSleep
 from deepem.methods.vae import VAE
 from deepem.methods.vimco import VIMCO
+from deepem.settings import Setting, SettingError, check_values, signature_settings
 
 METHODS: dict[str, type[Method]] = {
     VAE.name: VAE,
@@ -45,25 +45,22 @@ METHODS: dict[str, type[Method]] = {
 
 def method_options(name: str) -> dict[str, Any]:
     """The keyword options of a method and their defaults."""
-    cls = get_method_class(name)
-    params = inspect.signature(cls.__init__).parameters
-    return {p.name: p.default for p in params.values() if p.name != "self"}
+    return {k: s.default for k, s in method_settings(name).items()}
+
+
+def method_settings(name: str) -> dict[str, Setting]:
+    """A method's options as declared by its constructor: name, type hint and default."""
+    return signature_settings(get_method_class(name).__init__)
 
 
 def get_method_class(name: str) -> type[Method]:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available methods: {', '.join(sorted(METHODS))}")
+        raise SettingError(f"unknown method {name!r}; available methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
 def make_method(name: str, **options: Any) -> Method:
-    """Build a method by name; an option it does not take is an error that lists the ones it does."""
-    cls = get_method_class(name)
-    allowed = method_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"method {name!r} has no option {', '.join(unknown)}; its options are: "
-            + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items())
-        )
-    return cls(**options)
+    """Build a method by name; an option it does not take, or a value not of the option's type, is an
+    error naming the option (SettingError)."""
+    checked = check_values(method_settings(name), options, f"method {name!r}")
+    return get_method_class(name)(**checked)

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
+from deepem.errors import UserError
 from deepem.inference.distributions import DiagonalGaussian
 from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import THETA, Method
@@ -77,7 +78,7 @@ def default_seeds_per_call(device: torch.device, elements_per_seed: int, seeds: 
     return max(1, min(seeds, CPU_ELEMENTS_PER_CALL // max(elements_per_seed, 1)))
 
 
-class VectorisationError(ValueError):
+class VectorisationError(UserError, ValueError):
     """These settings cannot be trained as vectorised seeds; the message says what is supported."""
 
 

@@ -1,0 +1,257 @@
+"""Settings declared once: a dataclass field carries a setting's name, type (its hint), default, help,
+allowed values and whether a resumed run may change it; the command-line flags, their help, the checks
+and the resume rules are all read from that one declaration.
+
+    @dataclass
+    class Loop:
+        epochs: int = setting(10, "passes over the training data", minimum=1, resume=True)
+
+    add_arguments(parser, Loop)          # --epochs N, help "passes ... (default: 10)", default None = not typed
+    typed_values(args, Loop)             # {"epochs": 20} for the flags typed
+    validate(Loop(epochs=0))             # SettingError: epochs must be >= 1, got 0
+
+A function's keyword parameters (a method's constructor) are declared by its signature and type hints:
+`signature_settings(fn)` reads them into the same `Setting` records. No torch here: importing this module
+is cheap (the CLI's --help)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING
+from typing import Any
+
+from deepem.errors import UserError
+
+
+class SettingError(UserError, ValueError):
+    """A setting given a value of the wrong type or out of range; the message names the setting."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One declared setting. kind: the type hint (int, float, str, bool, list[int], X | None, ...)."""
+
+    name: str
+    kind: Any
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    above: float | None = None  # strictly greater than
+    resume: bool = False  # a resumed run may change it
+    flag: bool = True  # has a command-line flag of its own (add_arguments)
+    short: str | None = None  # e.g. "-k"
+    shown: str | None = None  # the default as the help says it, when the value alone is not clear
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
+            choices: Sequence[Any] | None = None, minimum: float | None = None, above: float | None = None,
+            resume: bool = False, flag: bool = True, short: str | None = None, shown: str | None = None) -> Any:
+    """A dataclass field declaring a setting (see the module docstring); `factory` for a mutable default."""
+    meta = {"help": help, "choices": None if choices is None else tuple(choices), "minimum": minimum,
+            "above": above, "resume": resume, "flag": flag, "short": short, "shown": shown}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def declared(cls: type) -> dict[str, Setting]:
+    """The settings a dataclass declares, by field name, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        meta = {k: v for k, v in f.metadata.items() if k in _META}
+        out[f.name] = Setting(f.name, hints.get(f.name, Any), default, **meta)
+    return out
+
+
+_META = {f.name for f in dataclasses.fields(Setting)} - {"name", "kind", "default"}
+
+
+def signature_settings(fn: Callable[..., Any], skip: Sequence[str] = ("self",)) -> dict[str, Setting]:
+    """The keyword parameters of `fn` (a constructor) as settings: name, type hint and default."""
+    hints = typing.get_type_hints(fn)
+    params = inspect.signature(fn).parameters
+    return {p.name: Setting(p.name, hints.get(p.name, Any), None if p.default is p.empty else p.default, flag=False)
+            for p in params.values() if p.name not in skip and p.kind is not p.VAR_KEYWORD}
+
+
+def resume_names(cls: type) -> tuple[str, ...]:
+    """The settings of `cls` a resumed run may change."""
+    return tuple(name for name, s in declared(cls).items() if s.resume)
+
+
+# ---- types ----
+
+def _optional(kind: Any) -> tuple[Any, bool]:
+    """(the type without None, whether None is allowed)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Any), len(args) < len(typing.get_args(kind))
+    return kind, False
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if kind is int:
+        return "a whole number"
+    if kind is float:
+        return "a number"
+    if kind is bool:
+        return "true or false"
+    if kind is str:
+        return "a word"
+    if origin in (list, tuple, Sequence, typing.Sequence) or kind in (list, tuple):
+        inner = (typing.get_args(kind) or (Any,))[0]
+        return "a list" + ({int: " of whole numbers", float: " of numbers"}.get(inner, ""))
+    if origin is dict or kind is dict:
+        return "KEY=VALUE settings"
+    return "a value"
+
+
+def _from_text(text: str) -> Any:
+    """Command-line text as JSON when it is JSON (numbers, true/false, lists), else as the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def convert(s: Setting, value: Any) -> Any:
+    """`value` (typed in Python, read from JSON, or text from the command line) as the declared type,
+    checked against its range and choices; SettingError names the setting and what it takes."""
+    kind, nullable = _optional(s.kind)
+    if value is None:
+        if nullable or s.default is None:
+            return None
+        raise SettingError(f"{s.name} takes {_describe(kind)}, not None")
+    if isinstance(value, str) and kind not in (str, Any):
+        value = _from_text(value.strip()) if kind is not float else _float_text(value)
+        if isinstance(value, str) and typing.get_origin(kind) in (list, tuple, Sequence, typing.Sequence):
+            value = [_from_text(v.strip()) for v in value.split(",") if v.strip()]  # 200,200
+    value = _check_type(s, kind, value)
+    if s.choices is not None and value not in s.choices:
+        raise SettingError(f"invalid {s.name} = {value!r}: choose one of {', '.join(map(str, s.choices))}")
+    for v in (value if isinstance(value, list) else [value]):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            what = "an integer" if isinstance(v, int) else "a number"
+            if s.minimum is not None and v < s.minimum:
+                raise SettingError(f"invalid {s.name} = {value!r}: must be {what} >= {s.minimum:g}")
+            if s.above is not None and not v > s.above:
+                raise SettingError(f"invalid {s.name} = {value!r}: must be {what} > {s.above:g}")
+    return value
+
+
+def _float_text(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _check_type(s: Setting, kind: Any, value: Any) -> Any:
+    bad = SettingError(f"{s.name} takes {_describe(kind)}, got {value!r}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise bad
+    elif typing.get_origin(kind) in (list, tuple, Sequence, typing.Sequence):
+        inner = (typing.get_args(kind) or (Any,))[0]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        value = [_check_type(s, inner, v) for v in value] if inner is not Ellipsis else list(value)
+    elif typing.get_origin(kind) is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise bad
+    return value
+
+
+def validate(obj: Any) -> None:
+    """Check every declared setting of the dataclass instance `obj`; SettingError names the first bad one."""
+    for name, s in declared(type(obj)).items():
+        convert(s, getattr(obj, name))
+
+
+def check_values(settings: Mapping[str, Setting], values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """`values` converted and checked against `settings`; a name not among them is an error listing
+    the names `what` (e.g. "method 'iwae'") takes."""
+    unknown = sorted(set(values) - set(settings))
+    if unknown:
+        raise SettingError(f"{what} has no option {', '.join(unknown)}; its options are: "
+                           + ", ".join(f"{k} (default {v.default!r})" for k, v in settings.items()))
+    return {k: convert(settings[k], v) for k, v in values.items()}
+
+
+# ---- the command line ----
+
+def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, names: Sequence[str] | None = None,
+                  extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """One flag per declared setting of `cls` (those with flag=True, or `names`): `--NAME-WITH-DASHES`,
+    its value converted and checked by `convert` (a bad one is argparse's one-line error, exit 2), default
+    None (= not typed: `typed_values` leaves it out) and the declared default in its help.
+    extra: per-name overrides of the declaration (help, choices, ...) for a dataclass declared elsewhere."""
+    for name, s in declared(cls).items():
+        if extra and name in extra:
+            s = dataclasses.replace(s, **extra[name])
+        if (names is None and not s.flag) or (names is not None and name not in names):
+            continue
+        flags = [s.option] + ([s.short] if s.short else [])
+        kind, _ = _optional(s.kind)
+        kw: dict[str, Any] = {"dest": name, "default": None, "help": _help(s).replace("%", "%%")}
+        if s.choices is not None:
+            kw["choices"] = s.choices
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = _argparse_type(s)
+            kw["metavar"] = _metavar(kind) if s.choices is None else None
+        parser.add_argument(*flags, **kw)
+
+
+def _help(s: Setting) -> str:
+    shown = s.shown if s.shown is not None else (
+        "none" if s.default is None else ",".join(map(str, s.default)) if isinstance(s.default, (list, tuple))
+        else f"{s.default:g}" if isinstance(s.default, float) else str(s.default))
+    return f"{s.help} (default: {shown})".strip()
+
+
+def _metavar(kind: Any) -> str | None:
+    return {int: "N", float: "X", str: None}.get(kind, "LIST" if typing.get_origin(kind) is list else None)
+
+
+def _argparse_type(s: Setting) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return convert(s, text)
+        except SettingError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = s.name
+    return parse
+
+
+def typed_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The settings of `cls` typed on the command line (flags left out are absent)."""
+    return {name: getattr(args, name) for name in declared(cls) if getattr(args, name, None) is not None}
