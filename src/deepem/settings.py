@@ -140,8 +140,11 @@ def convert(s: Setting, value: Any) -> Any:
         raise SettingError(f"{s.name} takes {_describe(kind)}, not None")
     if isinstance(value, str) and kind not in (str, Any):
         value = _from_text(value.strip()) if kind is not float else _float_text(value)
-        if isinstance(value, str) and typing.get_origin(kind) in (list, tuple, Sequence, typing.Sequence):
-            value = [_from_text(v.strip()) for v in value.split(",") if v.strip()]  # 200,200
+        if typing.get_origin(kind) in (list, tuple, Sequence, typing.Sequence):
+            if isinstance(value, str):
+                value = [_from_text(v.strip()) for v in value.split(",") if v.strip()]  # 200,200
+            elif not isinstance(value, list):
+                value = [value]  # one width: 200
     value = _check_type(s, kind, value)
     if s.choices is not None and value not in s.choices:
         raise SettingError(f"invalid {s.name} = {value!r}: choose one of {', '.join(map(str, s.choices))}")
@@ -206,6 +209,20 @@ def check_values(settings: Mapping[str, Setting], values: Mapping[str, Any], wha
 
 # ---- the command line ----
 
+def add_setting(parser: argparse.ArgumentParser | Any, s: Setting, **kw: Any) -> None:
+    """The flag of one setting (see `add_arguments`); `kw` overrides argparse keywords (e.g. dest)."""
+    kind, _ = _optional(s.kind)
+    args: dict[str, Any] = {"dest": s.name, "default": None, "help": _help(s).replace("%", "%%")}
+    if s.choices is not None:
+        args["choices"] = s.choices
+    if kind is bool:
+        args["action"] = argparse.BooleanOptionalAction
+    else:
+        args["type"] = _argparse_type(s)
+        args["metavar"] = _metavar(kind) if s.choices is None else None
+    parser.add_argument(*([s.option] + ([s.short] if s.short else [])), **{**args, **kw})
+
+
 def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, names: Sequence[str] | None = None,
                   extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """One flag per declared setting of `cls` (those with flag=True, or `names`): `--NAME-WITH-DASHES`,
@@ -217,17 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, names: Seque
             s = dataclasses.replace(s, **extra[name])
         if (names is None and not s.flag) or (names is not None and name not in names):
             continue
-        flags = [s.option] + ([s.short] if s.short else [])
-        kind, _ = _optional(s.kind)
-        kw: dict[str, Any] = {"dest": name, "default": None, "help": _help(s).replace("%", "%%")}
-        if s.choices is not None:
-            kw["choices"] = s.choices
-        if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = _argparse_type(s)
-            kw["metavar"] = _metavar(kind) if s.choices is None else None
-        parser.add_argument(*flags, **kw)
+        add_setting(parser, s)
 
 
 def _help(s: Setting) -> str:

@@ -48,7 +48,7 @@ def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> di
     epochs = max((r["epoch"] for r in records if r.get("kind") == "valid"), default=config["epochs"])
     return {
         "method": label,
-        "particles": config["particles"],
+        "particles": config.get("method_options", {}).get("particles", config.get("particles")),  # K (older: top level)
         "epochs": epochs,
         "test_ll": test["log_likelihood"],
         "test_stderr": test["stderr"],

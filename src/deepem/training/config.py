@@ -17,13 +17,12 @@ from deepem.models.architectures import ARCHITECTURES
 from deepem.models.likelihoods import LIKELIHOODS
 from deepem.models.lvm import ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.models.networks import ACTIVATIONS
-from deepem.settings import SettingError, convert, declared, resume_names, setting
-from deepem.training.optim import validate_optim
+from deepem.settings import Setting, SettingError, convert, declared, resume_names, setting
+from deepem.training.optim import DEFAULT_LR, validate_optim
 from deepem.training.schedules import LR_SCHEDULES
 
 NAN_POLICIES = ("stop", "skip", "rollback")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-DEFAULT_LR = 1e-3  # every parameter group's rate where neither the user nor the method sets one
 
 
 class ConfigError(SettingError):
@@ -56,6 +55,11 @@ MODEL_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: K, the method option every method has: its default is the method's own (its constructor's)
+PARTICLES = Setting("particles", int | None, None, "K, particles per data point (a method option)", minimum=1,
+                    short="-k", shown="the method's own, e.g. 5 for iwae, 50 for rem-v1; `deepem list` shows them")
+
+
 @dataclass
 class TrainConfig:
     """A run: what it trains (data, corruption, model, method and its options, K among them) and how
@@ -63,7 +67,7 @@ class TrainConfig:
     help, validation and the resume rules come from these declarations."""
 
     dataset: str = setting("digits", "dataset name (see `deepem list`)")
-    method: str = setting("iwae", "training method (see `deepem list`)", short="-m", flag=False)
+    method: str = setting("iwae", "training method (see `deepem list`)", short="-m")
     #: the method's keyword options, K ("particles") among them; a method's own default fills K in
     method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
     model: ModelConfig = setting(help="the model", factory=ModelConfig, flag=False)

@@ -21,6 +21,7 @@ from deepem.methods.base import PHI, THETA, Method
 from deepem.models.lvm import DeepLatentModel
 
 DEFAULT_BETAS = (0.9, 0.999)
+DEFAULT_LR = 1e-3  # every group's rate where neither the user nor the method sets one
 OPTIM_KEYS = ("lr", "betas", "steps")
 
 
@@ -100,6 +101,13 @@ def settings_in_effect(groups: tuple[str, ...] | list[str], method_defaults: Map
             effect[g][key] = list(value) if key == "betas" else value
             origin[g][key] = where
     return effect, origin
+
+
+def in_effect(recorded: Mapping[str, Mapping[str, Any]], lr: float | None,
+              like: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A recorded run's settings in effect for the groups of `like` (to compare a resumed run's with it):
+    what `recorded` names, else the run's lr, else the global defaults."""
+    return settings_in_effect(tuple(like), {}, recorded, lr, DEFAULT_LR)[0]
 
 
 def describe_settings(optim: Mapping[str, Mapping[str, Any]], sources: Mapping[str, Mapping[str, str]]) -> str:
