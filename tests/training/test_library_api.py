@@ -80,7 +80,7 @@ def test_own_model_method_and_tensors_train_and_resume_exactly(tmp_path):
     assert trainer.optimizers[THETA].param_groups[0]["lr"] == 3e-3
 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["method"] == "iwae-with-disc" and config["particles"] == 3
+    assert config["method"] == "iwae-with-disc" and config["method_options"]["particles"] == 3
     assert config["optim"] == {DISC: {"steps": 3, "lr": 1e-2}}
     records = trainer.run.read_metrics()
     train = [r for r in records if r["kind"] == "train"]
