@@ -8,7 +8,6 @@ settings' flags, help and checks come from their declarations (training/config.p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -17,7 +16,15 @@ import torch
 from deepem.errors import UserError, quiet_on_broken_pipe
 from deepem.evaluation.ais import DEFAULT_CHAINS, DEFAULT_LEAPFROG_STEPS, DEFAULT_TEMPERATURES
 from deepem.models.lvm import ModelConfig
-from deepem.settings import add_arguments, add_setting, declared
+from deepem.settings import (
+    SettingError,
+    add_arguments,
+    add_setting,
+    argparse_type,
+    declared,
+    key_value,
+    positive_int,
+)
 from deepem.training.allocator import keep_freed_memory
 from deepem.training.config import MODEL_SETTINGS, PARTICLES, TrainConfig
 from deepem.training.distributed import (
@@ -29,7 +36,7 @@ from deepem.training.distributed import (
     local_world_size,
     lost_peer,
 )
-from deepem.training.optim import OPTIM_KEYS
+from deepem.training.optim import parse_optim_setting
 from deepem.workflows import commands
 from deepem.workflows.launch import launch
 
@@ -39,55 +46,11 @@ EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
 DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    """KEY=VALUE with VALUE read as JSON when it is JSON (numbers, true/false), else as a string; the
-    method or architecture checks the value against the option's declared type."""
-    key, eq, raw = text.partition("=")
-    if not eq or not key.strip():
-        raise argparse.ArgumentTypeError(f"option {text!r} is not KEY=VALUE (e.g. --option alpha_step=0.01)")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip().replace("-", "_"), value
-
-
 def _parse_method_option(text: str) -> tuple[str, Any]:
-    key, value = _parse_option(text)
+    key, value = key_value(text)
     if key in ("particles", "k"):
-        raise argparse.ArgumentTypeError(f"K is set with --particles (or -k), not --option {text}")
+        raise SettingError(f"K is set with --particles (or -k), not --option {text}")
     return key, value
-
-
-def _parse_optim(text: str) -> tuple[str, str, Any]:
-    """GROUP:KEY=VALUE, e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5."""
-    group, colon, rest = text.partition(":")
-    key, eq, raw = rest.partition("=")
-    key = key.strip()
-    if not (colon and eq and group.strip() and key):
-        raise argparse.ArgumentTypeError(f"--optim {text!r} is not GROUP:KEY=VALUE (e.g. phi:lr=3e-4, "
-                                         "phi:betas=0.9,0.99, discriminator:steps=5)")
-    if key not in OPTIM_KEYS:
-        raise argparse.ArgumentTypeError(f"--optim {text!r}: unknown key {key!r}; allowed keys: "
-                                         f"{', '.join(OPTIM_KEYS)}")
-    try:
-        value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
-                      int(raw) if key == "steps" else float(raw))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--optim {text!r}: {key} takes "
-                                         + ("two numbers like 0.9,0.999" if key == "betas" else
-                                            "a whole number" if key == "steps" else "a number")) from None
-    return group.strip(), key, value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
@@ -97,11 +60,11 @@ def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
     g = p.add_argument_group("run and optimisation")
     add_arguments(g, TrainConfig, names=[s for s in RUN_FLAGS if s not in exclude])
     add_setting(g, PARTICLES)
-    g.add_argument("--option", "-o", dest="options", action="append", type=_parse_method_option,
+    g.add_argument("--option", "-o", dest="options", action="append", type=argparse_type(_parse_method_option),
                    metavar="KEY=VALUE", help="a method option other than K (repeatable); `deepem list` shows them")
-    g.add_argument("--architecture-option", dest="architecture_options", action="append", type=_parse_option,
+    g.add_argument("--architecture-option", dest="architecture_options", action="append", type=argparse_type(key_value),
                    metavar="KEY=VALUE", help="an option of the preset (repeatable), e.g. layer_sizes=[100,50]")
-    g.add_argument("--optim", action="append", type=_parse_optim, metavar="GROUP:KEY=VALUE",
+    g.add_argument("--optim", action="append", type=argparse_type(parse_optim_setting), metavar="GROUP:KEY=VALUE",
                    help="optimiser setting of one parameter group (repeatable): GROUP is theta, phi or a group "
                         "the method owns; KEY is lr, betas (e.g. 0.9,0.99) or steps (optimiser steps per batch). "
                         "E.g. --optim phi:lr=3e-4 --optim discriminator:steps=5. What you type wins over a "
@@ -111,7 +74,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
 
 
 def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--nproc", type=_positive_int, default=1,
+    p.add_argument("--nproc", type=positive_int, default=1,
                    help=f"{what} in N processes on this machine (torch.distributed; gloo on CPU, NCCL on GPU). "
                         "Each gets max(1, cores // N) torch threads unless --threads is given. Under torchrun, "
                         "leave it out (or give torchrun's --nproc-per-node)")
@@ -119,7 +82,7 @@ def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepem", description=__doc__)
-    parser.add_argument("--threads", type=_positive_int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -128,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
     _add_nproc(p, "data-parallel training: the global batch split over")
-    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                    help="train N seeds (--seed, --seed + 1, ...) in one process as one vectorised computation, "
                         "seed S into OUT/seed-S, each as its single run would be (to float rounding); methods "
                         "vae, iwae, iwae-stl with the mlp architecture")
@@ -138,18 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="log-likelihood and encoder diagnostics of a trained run")
     p.add_argument("run_dir")
     p.add_argument("--estimator", choices=["iw", "ais"], default="iw")
-    p.add_argument("--particles", "-k", type=_positive_int, default=5000, help="K of the IW estimate")
+    p.add_argument("--particles", "-k", type=positive_int, default=5000, help="K of the IW estimate")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    p.add_argument("--limit", type=_positive_int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="evaluate a fixed random subset of N points (the same for every run and seed) "
                         "(default: all points)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--temperatures", type=_positive_int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--temperatures", type=positive_int, default=None,
                    help=f"AIS: number of temperatures (default: {DEFAULT_TEMPERATURES})")
-    p.add_argument("--chains", type=_positive_int, default=None,
+    p.add_argument("--chains", type=positive_int, default=None,
                    help=f"AIS: chains per data point (default: {DEFAULT_CHAINS})")
-    p.add_argument("--leapfrog-steps", type=_positive_int, default=None,
+    p.add_argument("--leapfrog-steps", type=positive_int, default=None,
                    help=f"AIS: leapfrog steps per HMC move (default: {DEFAULT_LEAPFROG_STEPS})")
     p.add_argument("--ais-initial", choices=["prior", "encoder"], default=None,
                    help="AIS: start the chains at p(z) (Wu et al. 2016) or at q(z|x) (default: prior)")
@@ -168,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. vae,iwae,iwae:particles=50 (k is short for particles)")
     p.add_argument("--out", default=None)
     p.add_argument("--force", action="store_true")
-    p.add_argument("--eval-particles", type=_positive_int, default=5000)
-    p.add_argument("--eval-limit", type=_positive_int, default=None,
+    p.add_argument("--eval-particles", type=positive_int, default=5000)
+    p.add_argument("--eval-limit", type=positive_int, default=None,
                    help="evaluate a fixed random subset of N test (and train) points (default all)")
-    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                    help="train every method with N seeds (--seed, --seed + 1, ...), into OUT/METHOD/seed-S, a table "
                         "row per seed; vae, iwae and iwae-stl (mlp) train their seeds as one vectorised computation")
     _add_run_arguments(p, exclude=("method",))
@@ -182,11 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "valid", "test"], default="train",
                    help="whose missing entries to impute (default train: the MIWAE/IWEM UCI setting, the "
                         "incomplete table the model was trained on)")
-    p.add_argument("--particles", "-k", type=_positive_int, default=1000,
+    p.add_argument("--particles", "-k", type=positive_int, default=1000,
                    help="K of the self-normalised importance-sampling estimate of E[x_m | x_o] (default 1000)")
     p.add_argument("--draws", type=int, default=0,
                    help="multiple imputations per point by sampling importance resampling (default 0: none)")
-    p.add_argument("--limit", type=_positive_int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="impute only the first N points of the split (default: all); the baselines are still "
                         "fitted on the whole split")
     p.add_argument("--seed", type=int, default=0)
@@ -195,19 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="an image grid of samples from a trained model")
     p.add_argument("run_dir")
-    p.add_argument("--n", type=_positive_int, default=64)
+    p.add_argument("--n", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/figures/samples.png)")
     p.set_defaults(func=commands.sample)
 
     p = sub.add_parser("bdmc", help="bidirectional Monte Carlo bounds on simulated data: how far to trust AIS")
     p.add_argument("run_dir")
-    p.add_argument("--points", type=_positive_int, default=100, help="data points simulated from the model")
-    p.add_argument("--temperatures", type=_positive_int, default=DEFAULT_TEMPERATURES)
-    p.add_argument("--chains", type=_positive_int, default=DEFAULT_CHAINS)
-    p.add_argument("--leapfrog-steps", type=_positive_int, default=DEFAULT_LEAPFROG_STEPS)
+    p.add_argument("--points", type=positive_int, default=100, help="data points simulated from the model")
+    p.add_argument("--temperatures", type=positive_int, default=DEFAULT_TEMPERATURES)
+    p.add_argument("--chains", type=positive_int, default=DEFAULT_CHAINS)
+    p.add_argument("--leapfrog-steps", type=positive_int, default=DEFAULT_LEAPFROG_STEPS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=100,
+    p.add_argument("--batch-size", type=positive_int, default=100,
                    help="points per batch (the unit --nproc shares out; the draws depend on it)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
@@ -226,7 +189,7 @@ def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) ->
     threads = next(a for a in parser._actions if a.dest == "threads")
     for p in sub.choices.values():
         # SUPPRESS: without --threads here, the value given before the subcommand (or None) is kept.
-        p.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, help=threads.help)
+        p.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, help=threads.help)
     for p in (parser, *sub.choices.values()):
         for action in p._actions:
             if not action.option_strings or action.help == argparse.SUPPRESS or action.default == argparse.SUPPRESS:

@@ -249,14 +249,43 @@ def _metavar(kind: Any) -> str | None:
 
 
 def _argparse_type(s: Setting) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+    return argparse_type(lambda text: convert(s, text), s.name)
+
+
+def argparse_type(parse: Callable[[str], Any], name: str | None = None) -> Callable[[str], Any]:
+    """`parse` as an argparse type: its SettingError becomes argparse's one-line error (exit 2); a
+    Setting is parsed with `convert`."""
+    if isinstance(parse, Setting):
+        return _argparse_type(parse)
+
+    def parsed(text: str) -> Any:
         try:
-            return convert(s, text)
+            return parse(text)
         except SettingError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
 
-    parse.__name__ = s.name
-    return parse
+    parsed.__name__ = name or getattr(parse, "__name__", "value")
+    return parsed
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (the count options of the estimator commands)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE (a method's or a preset's option) with VALUE read as JSON when it is JSON (numbers,
+    true/false, lists), else as text; whoever takes the option checks it against its declared type."""
+    key, eq, raw = text.partition("=")
+    if not eq or not key.strip():
+        raise SettingError(f"option {text!r} is not KEY=VALUE (e.g. --option alpha_step=0.01)")
+    return key.strip().replace("-", "_"), _from_text(raw)
 
 
 def typed_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
