@@ -184,7 +184,10 @@ def _check_type(s: Setting, kind: Any, value: Any) -> Any:
         inner = (typing.get_args(kind) or (Any,))[0]
         if not isinstance(value, (list, tuple)):
             raise bad
-        value = [_check_type(s, inner, v) for v in value] if inner is not Ellipsis else list(value)
+        try:
+            value = [_check_type(s, inner, v) for v in value] if inner is not Ellipsis else list(value)
+        except SettingError:
+            raise bad from None
     elif typing.get_origin(kind) is dict or kind is dict:
         if not isinstance(value, dict):
             raise bad
