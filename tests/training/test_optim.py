@@ -9,7 +9,7 @@ import pytest
 import torch
 from training_helpers import binary_data, tiny_config
 
-from deepem.cli import build_parser, typed_settings
+from deepem.cli import build_parser
 from deepem.methods.base import PHI, THETA
 from deepem.methods.iwae import IWAE
 from deepem.models.lvm import DeepLatentModel, ModelConfig
@@ -18,6 +18,7 @@ from deepem.training.optim import GroupOptim
 from deepem.training.schedules import learning_rate_factor
 from deepem.training.step import TrainStep
 from deepem.workflows.assembly import build_trainer, resolve
+from deepem.workflows.commands import typed_settings
 
 
 def settings_of(trainer) -> dict[str, tuple]:
