@@ -25,6 +25,10 @@ class InvalidInputError(UserError, ValueError):
     """A value or request the user gave that cannot be done as asked (the message says what to give)."""
 
 
+class MissingResultError(UserError, FileNotFoundError):
+    """A result a command needs (an evaluation of a run) has not been computed yet; the message says how."""
+
+
 class ResultNotSavedError(UserError, OSError):
     """A result was computed but could not be written; `result` holds it so that it can still be shown."""
 

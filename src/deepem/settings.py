@@ -122,7 +122,7 @@ def _describe(kind: Any) -> str:
     return "a value"
 
 
-def _from_text(text: str) -> Any:
+def text_value(text: str) -> Any:
     """Command-line text as JSON when it is JSON (numbers, true/false, lists), else as the string."""
     try:
         return json.loads(text)
@@ -130,31 +130,66 @@ def _from_text(text: str) -> Any:
         return text
 
 
-def convert(s: Setting, value: Any) -> Any:
-    """`value` (typed in Python, read from JSON, or text from the command line) as the declared type,
-    checked against its range and choices; SettingError names the setting and what it takes."""
+def convert(s: Setting, value: Any, parse_text: bool = False) -> Any:
+    """`value` (typed in Python, read from JSON, or with parse_text=True text from the command line, e.g.
+    "200,200") as the declared type, checked against its range and choices. SettingError names the
+    setting: "invalid NAME = VALUE: must be an integer >= 1" where the declaration has a range or
+    choices, else "NAME takes a number, got 'abc'"."""
     kind, nullable = _optional(s.kind)
+    if value is None and (nullable or s.default is None):
+        return None
+    typed_text = parse_text and isinstance(value, str)
+    requirement = _requirement(s, kind)
+    if requirement and (nullable or s.default is None) and not typed_text:
+        requirement += " or None"
+    try:
+        return _checked(s, kind, _parsed(kind, value) if typed_text else value)
+    except SettingError:
+        if requirement is None:
+            raise
+        raise SettingError(f"invalid {s.name} = {value!r}: must be {requirement}") from None
+
+
+def _parsed(kind: Any, text: str) -> Any:
+    """Command-line text as the value it spells for `kind`."""
+    if kind in (str, Any):
+        return text
+    if kind is float:
+        return _float_text(text)
+    value = text_value(text.strip())
+    if typing.get_origin(kind) in (list, tuple, Sequence, typing.Sequence):
+        if isinstance(value, str):
+            return [text_value(v.strip()) for v in value.split(",") if v.strip()]  # 200,200
+        if not isinstance(value, list):
+            return [value]  # one width: 200
+    return value
+
+
+def _requirement(s: Setting, kind: Any) -> str | None:
+    """What a value must be, in words, where the declaration says more than its type."""
+    if s.choices is not None:
+        return f"one of {', '.join(map(str, s.choices))}"
+    inner = (typing.get_args(kind) or (Any,))[0] if typing.get_origin(kind) is list else None
+    what = {int: "an integer", float: "a number"}.get(inner or kind)
+    if what is None or (s.minimum is None and s.above is None):
+        return None
+    if inner is not None:
+        what = "a list of " + what.removeprefix("an ").removeprefix("a ") + "s"
+    if s.above == 0 and kind is float:
+        return "a positive finite number"
+    return f"{what} >= {s.minimum:g}" if s.minimum is not None else f"{what} > {s.above:g}"
+
+
+def _checked(s: Setting, kind: Any, value: Any) -> Any:
     if value is None:
-        if nullable or s.default is None:
-            return None
         raise SettingError(f"{s.name} takes {_describe(kind)}, not None")
-    if isinstance(value, str) and kind not in (str, Any):
-        value = _from_text(value.strip()) if kind is not float else _float_text(value)
-        if typing.get_origin(kind) in (list, tuple, Sequence, typing.Sequence):
-            if isinstance(value, str):
-                value = [_from_text(v.strip()) for v in value.split(",") if v.strip()]  # 200,200
-            elif not isinstance(value, list):
-                value = [value]  # one width: 200
     value = _check_type(s, kind, value)
     if s.choices is not None and value not in s.choices:
         raise SettingError(f"invalid {s.name} = {value!r}: choose one of {', '.join(map(str, s.choices))}")
     for v in (value if isinstance(value, list) else [value]):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            what = "an integer" if isinstance(v, int) else "a number"
-            if s.minimum is not None and v < s.minimum:
-                raise SettingError(f"invalid {s.name} = {value!r}: must be {what} >= {s.minimum:g}")
-            if s.above is not None and not v > s.above:
-                raise SettingError(f"invalid {s.name} = {value!r}: must be {what} > {s.above:g}")
+            if (s.minimum is not None and v < s.minimum) or (s.above is not None and not v > s.above):
+                raise SettingError(f"invalid {s.name} = {value!r}: out of range")
     return value
 
 
@@ -252,7 +287,7 @@ def _metavar(kind: Any) -> str | None:
 
 
 def _argparse_type(s: Setting) -> Callable[[str], Any]:
-    return argparse_type(lambda text: convert(s, text), s.name)
+    return argparse_type(lambda text: convert(s, text, parse_text=True), s.name)
 
 
 def argparse_type(parse: Callable[[str], Any], name: str | None = None) -> Callable[[str], Any]:
@@ -288,7 +323,7 @@ def key_value(text: str) -> tuple[str, Any]:
     key, eq, raw = text.partition("=")
     if not eq or not key.strip():
         raise SettingError(f"option {text!r} is not KEY=VALUE (e.g. --option alpha_step=0.01)")
-    return key.strip().replace("-", "_"), _from_text(raw)
+    return key.strip().replace("-", "_"), text_value(raw)
 
 
 def typed_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:

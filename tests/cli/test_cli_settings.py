@@ -18,7 +18,7 @@ def test_particles_default_to_the_method_default():
     assert resolve(TrainConfig(method="rem-v1")).particles == 50
     assert resolve(TrainConfig(method="iwae")).method_options == {"particles": 5}
     assert resolve(TrainConfig(method="rem-v1", method_options={"particles": 7})).particles == 7
-    with pytest.raises(ConfigError, match="invalid particles = 'many': K must be a whole number >= 1"):
+    with pytest.raises(ConfigError, match="invalid particles = 'many': must be an integer >= 1"):
         resolve(TrainConfig(method="rem-v1", method_options={"particles": "many"}))
 
 

@@ -73,12 +73,15 @@ def test_config_json_and_list_agree_with_the_declarations(tmp_path, capsys):
 
 def test_values_are_checked_against_the_declared_type_and_range():
     s = declared(TrainConfig)
-    assert convert(s["epochs"], "12") == 12 and convert(declared(ModelConfig)["hidden"], "200,100") == [200, 100]
-    with pytest.raises(SettingError, match="epochs takes a whole number, got 'many'"):
-        convert(s["epochs"], "many")
+    assert convert(s["epochs"], "12", parse_text=True) == 12
+    assert convert(declared(ModelConfig)["hidden"], "200,100", parse_text=True) == [200, 100]
+    with pytest.raises(SettingError, match="invalid epochs = 'many': must be an integer >= 1"):
+        convert(s["epochs"], "many", parse_text=True)
+    with pytest.raises(SettingError, match="invalid lr = '0.1': must be a positive finite number or None"):
+        convert(s["lr"], "0.1")  # a Python value is not read as text
     with pytest.raises(SettingError, match=r"invalid epochs = 0: must be an integer >= 1"):
         convert(s["epochs"], 0)
-    with pytest.raises(SettingError, match="invalid nan_policy = 'never': choose one of stop, skip, rollback"):
+    with pytest.raises(SettingError, match="invalid nan_policy = 'never': must be one of stop, skip, rollback"):
         convert(s["nan_policy"], "never")
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from deepem.errors import InvalidInputError
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.evaluation.sharding import Shard, batch_plan, gathered
 from deepem.inference.adaptation import TARGET_ACCEPTANCE
@@ -37,11 +38,11 @@ ADAPTATION_RATE = 0.05
 def check_ais_model(model: DeepLatentModel, initial: str) -> None:
     """AIS moves z with HMC (continuous latents only) and needs log q0 (no implicit q as the start)."""
     if model.latent_support != "real":
-        raise ValueError(f"AIS with HMC needs continuous latents; this model's are {model.latent_support}. "
-                         "Use the importance-weighted estimator (--estimator iw) instead")
+        raise InvalidInputError(f"AIS with HMC needs continuous latents; this model's are {model.latent_support}. "
+                                "Use the importance-weighted estimator (--estimator iw) instead")
     if initial == "encoder" and not getattr(model.encoder, "has_log_prob", True):
-        raise ValueError("AIS from the encoder needs log q(z|x), and this model's encoder is implicit (no "
-                         "density); start the chains at the prior instead (--ais-initial prior)")
+        raise InvalidInputError("AIS from the encoder needs log q(z|x), and this model's encoder is implicit (no "
+                                "density); start the chains at the prior instead (--ais-initial prior)")
 
 
 def initial_distribution(model: DeepLatentModel, x: Tensor, initial: str) -> LatentDistribution:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from deepem.errors import InvalidInputError
 from deepem.evaluation.ais import ais_log_likelihood
 from deepem.evaluation.diagnostics import (
     active_units,
@@ -35,8 +36,8 @@ def estimate_log_likelihood(model: DeepLatentModel, data: torch.Tensor, estimato
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if mask is not None and estimator != "iw":
-        raise ValueError("log p(x_o) of incomplete data is estimated with the importance-weighted estimator "
-                         "only; use --estimator iw")
+        raise InvalidInputError("log p(x_o) of incomplete data is estimated with the importance-weighted estimator "
+                                "only; use --estimator iw")
     # disable=None: a bar on a terminal only; written to a log file, bars would fill it
     bar = tqdm(total=data.shape[0], unit="pt", disable=None if progress else True, desc=f"{estimator} log-likelihood")
     try:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepem.errors import MissingResultError
 from deepem.files import atomic_write_bytes, read_json_lines
 from deepem.report.figures import bar_chart, learning_curves
 from deepem.report.tables import csv_table, markdown_table
@@ -31,8 +32,8 @@ def newest_iw_evaluation(run_dir: Path, split: str) -> dict[str, Any]:
     evaluation keeps its own file, named by its settings: evaluations/iw-k<K>-<split>-<subset>-s<seed>.json)."""
     files = [p for p in (run_dir / "evaluations").glob(f"iw-k*-{split}-*.json") if "-observed-" not in p.name]
     if not files:
-        raise FileNotFoundError(f"run {run_dir} has no IW evaluation of its {split} split; run "
-                                f"`deepem evaluate {run_dir} --split {split}` first")
+        raise MissingResultError(f"run {run_dir} has no IW evaluation of its {split} split; run "
+                                 f"`deepem evaluate {run_dir} --split {split}` first")
     return json.loads(max(files, key=lambda p: p.stat().st_mtime_ns).read_text())
 
 

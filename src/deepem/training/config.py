@@ -132,7 +132,7 @@ class TrainConfig:
             raise ConfigError(f"invalid dataset/method = {self.dataset!r}/{self.method!r}: must be a name")
         k = self.particles
         if k is not None and not (_is_int(k) and k >= 1):
-            raise ConfigError(f"invalid particles = {k!r}: K must be a whole number >= 1")
+            raise ConfigError(f"invalid particles = {k!r}: must be an integer >= 1 (K)")
         if self.patience and not self.valid_every:
             raise ConfigError(f"invalid patience = {self.patience!r}: early stopping needs validation; set "
                               "valid_every >= 1 (--valid-every) or patience = 0")
@@ -156,8 +156,10 @@ class TrainConfig:
         if not isinstance(m, ModelConfig):
             raise ConfigError(f"invalid model = {m!r}: must be a ModelConfig (or a dict of its fields)")
         for name, s in declared(ModelConfig).items():
+            # ranges, and the choices the model does not check itself (it names its own presets and kinds)
             s = dataclasses.replace(s, **{k: v for k, v in MODEL_SETTINGS.get(name, {}).items()
-                                          if k in ("choices", "minimum")})
+                                          if k == "minimum" or (k == "choices" and name in ("activation",
+                                                                                             "likelihood"))})
             try:
                 convert(s, getattr(m, name))
             except SettingError as err:

@@ -121,6 +121,9 @@ def settings_in_effect(groups: tuple[str, ...] | list[str], method_defaults: Map
                 value, where = fallback, GLOBAL_DEFAULT
             effect[g][key] = list(value) if key == "betas" else value
             origin[g][key] = where
+    for g in optim:  # a group the method does not have: kept, for validate_optim to name
+        if g not in effect:
+            effect[g], origin[g] = dict(optim[g]), {k: TYPED for k in optim[g]}
     return effect, origin
 
 

@@ -29,7 +29,6 @@ from deepem.settings import SettingError, check_values
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.datacheck import check_data
 from deepem.training.distributed import Parallel
-from deepem.training.optim import describe_settings
 from deepem.training.rng import seed_everything
 from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
@@ -161,8 +160,6 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
     if a.config.valid_every and a.validate is None:
         log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
             "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")
-    trainer = Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate,
-                      train_mask=a.train_mask, dynamic_binarization=a.data.dynamic_binarization, log=log,
-                      progress=progress, batch_hook=batch_hook, stop=stop, parallel=parallel)
-    log(f"optimiser settings in effect: {describe_settings(trainer.config.optim, trainer.config.optim_sources)}")
-    return trainer
+    return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
+                   dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
+                   batch_hook=batch_hook, stop=stop, parallel=parallel)

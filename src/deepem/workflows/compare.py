@@ -18,6 +18,7 @@ from deepem.errors import InvalidInputError, UserError
 from deepem.files import ChecksumError, atomic_write_json, read_json
 from deepem.report.compare import run_row, write_comparison
 from deepem.report.figures import image_grid
+from deepem.settings import text_value
 from deepem.training.checkpoint import checkpoint_step, list_checkpoints
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
@@ -46,10 +47,14 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any], str]:
         if not eq or not key:
             raise UserError(f"method spec {spec!r} is not NAME[:KEY=VALUE...] (e.g. iwae:particles=50)")
         key = key.strip().replace("-", "_")
-        options["particles" if key.lower() == "k" else key] = raw.strip()
-    label = "-".join([name, *(f"k{v}" if k == "particles" else f"{k.replace('_', '')}{v}"
-                              for k, v in options.items())])
-    return name, options, label
+        options["particles" if key.lower() == "k" else key] = text_value(raw.strip())
+    return name, options, "-".join([name, *map(_label_part, parts)])
+
+
+def _label_part(part: str) -> str:
+    """'particles=50' (or 'k=50') -> 'k50', as in train's run names; 'alpha_step=0.1' -> 'alphastep0.1'."""
+    key, _, raw = part.partition("=")
+    return f"k{raw.strip()}" if key.strip().lower() in ("k", "particles") else part.replace("=", "").replace("_", "")
 
 
 def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
