@@ -72,8 +72,10 @@ def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
     options = check_method(config)
     # The data location is recorded absolute, so the run folder works from any directory.
     data_dir = None if not config.data_dir else str(Path(config.data_dir).expanduser().resolve())
-    return dataclasses.replace(config, method_options=options, model=dataclasses.replace(config.model),
-                               data_dir=data_dir)
+    resolved = dataclasses.replace(config, method_options=options, model=dataclasses.replace(config.model),
+                                   data_dir=data_dir)
+    resolved.validate(groups=tuple(METHODS[config.method].loss_groups))  # --optim names the method's groups
+    return resolved
 
 
 def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
