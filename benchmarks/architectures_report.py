@@ -63,7 +63,7 @@ def row(run: Path) -> dict[str, Any] | None:
         "dataset": config["dataset"],
         "architecture": config["model"]["architecture"],
         "method": config["method"],
-        "particles": config["particles"],
+        "particles": config.get("method_options", {}).get("particles", config.get("particles")),  # K (older: top level)
         "steps": test["step"],
         "test_ll": test["log_likelihood"],
         "test_stderr": test["stderr"],

@@ -44,9 +44,9 @@ def main() -> None:
     rows = []
     for method in methods:
         for k in ks:
-            config = TrainConfig(dataset=args.dataset, method=method, particles=k, epochs=args.epochs,
-                                 data_dir=args.data_dir, train_limit=args.train_limit, seed=args.seed,
-                                 valid_every=0, model=ModelConfig())
+            config = TrainConfig(dataset=args.dataset, method=method, method_options={"particles": k},
+                                 epochs=args.epochs, data_dir=args.data_dir, train_limit=args.train_limit,
+                                 seed=args.seed, valid_every=0, model=ModelConfig())
             start = time.perf_counter()
             trainer = build_trainer(config, Path(args.runs) / f"{method}-k{k}", progress=False)
             trainer.start(force=True)

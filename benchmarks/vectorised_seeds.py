@@ -58,8 +58,8 @@ def build(seeds: int, k: int, batch: int, device: str, tmp: Path, per_call: int 
     trainers, states = [], []
     data = torch.bernoulli(torch.full((batch * 4, D), 0.13))
     for s in range(seeds):
-        config = TrainConfig(dataset="custom", method="iwae", particles=k, batch_size=batch, seed=s, device=device,
-                             valid_every=0)
+        config = TrainConfig(dataset="custom", method="iwae", method_options={"particles": k}, batch_size=batch,
+                             seed=s, device=device, valid_every=0)
         seed_everything(s)
         model = make_model(ModelConfig(likelihood="bernoulli"), D)
         trainers.append(Trainer(model, make_method("iwae", particles=k), data, tmp / f"seed-{s}", config,

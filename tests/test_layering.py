@@ -1,9 +1,9 @@
 """Imports only go down a layer, and no deepem module is imported inside a function (lazy imports were
 the workaround for upward imports). The layers, lowest first:
 
-    files, errors, inference -> models -> methods;  data (files, errors);  evaluation (models, inference, errors);
-    training (methods, models, inference, data, files);  report (files);
-    workflows (everything below);  cli (everything)."""
+    errors -> settings (both below every other layer);  files, inference -> models -> methods;  data (files);
+    evaluation (models, inference);  training (methods, models, inference, data, files);  report (files);
+    workflows (everything below);  cli and sklearn (everything)."""
 
 from __future__ import annotations
 
@@ -19,22 +19,26 @@ ROOT = Path(deepem.__file__).parent
 #: layer -> the layers it may import (besides itself). "deepem" is the package's own __init__.
 ALLOWED: dict[str, set[str]] = {
     "deepem": set(),
-    "files": set(),
     "errors": set(),
+    "settings": {"errors"},
+    "files": set(),
     "inference": set(),
     "models": {"inference"},
     "methods": {"models", "inference"},
-    "data": {"files", "errors"},
-    "evaluation": {"models", "inference", "errors"},
-    "training": {"methods", "models", "inference", "data", "files", "errors"},
+    "data": {"files"},
+    "evaluation": {"models", "inference"},
+    "training": {"methods", "models", "inference", "data", "files"},
     "report": {"files"},
-    "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "errors", "report"},
-    "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "errors",
-            "report"},
+    "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
+    "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
     # the scikit-learn estimators: a front end beside the CLI, on the library below it
-    "sklearn": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "errors"},
+    "sklearn": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files"},
     "__main__": {"cli"},  # python -m deepem (and torchrun -m deepem)
 }
+# Every layer may raise the user's errors and read declared settings: they sit below everything.
+for _layer, _allowed in ALLOWED.items():
+    if _layer not in ("deepem", "errors", "settings", "__main__"):
+        _allowed |= {"errors", "settings"}
 
 #: (importing module, imported layer) pairs tolerated for now, each with the reason and who removes it.
 KNOWN: set[tuple[str, str]] = set()  # (module, layer) exceptions: none

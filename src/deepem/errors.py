@@ -1,7 +1,8 @@
 """Errors meant for the user, and the helpers that word them.
 
 A `UserError` is a mistake or a damaged input the user can fix: the CLI prints its message as one line on
-stderr (`deepem CMD: error: ...`) and exits with status 2, without a traceback. Its message names the file
+stderr (`deepem CMD: error: ...`) and exits with status 2, without a traceback; every other exception is a
+bug and keeps its traceback (exit status 1). Its message names the file
 or setting at fault and says what to do. Concrete errors also derive from the builtin class that fits
 (ValueError, OSError) so that library callers can keep catching those."""
 
@@ -18,6 +19,14 @@ from typing import Any
 
 class UserError(Exception):
     """An error whose message is meant for the user (one line, names what is wrong and the fix)."""
+
+
+class InvalidInputError(UserError, ValueError):
+    """A value or request the user gave that cannot be done as asked (the message says what to give)."""
+
+
+class MissingResultError(UserError, FileNotFoundError):
+    """A result a command needs (an evaluation of a run) has not been computed yet; the message says how."""
 
 
 class ResultNotSavedError(UserError, OSError):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from deepem.errors import UserError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, flush, fsync, then rename over `path`."""
@@ -51,7 +53,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError, ValueError):
     """A result file whose content does not match its recorded sha256 (torn or edited)."""
 
 

@@ -19,7 +19,8 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_a_run_folder(trained_run):
     config = json.loads((trained_run / "config.json").read_text())
-    assert config["method"] == "iwae" and config["particles"] == 3 and config["model"]["latent_dim"] == 4
+    assert config["method"] == "iwae" and config["method_options"]["particles"] == 3
+    assert config["model"]["latent_dim"] == 4
     assert config["model"]["likelihood"] == "bernoulli"  # filled in from the dataset
     records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     valid = [r for r in records if r["kind"] == "valid"]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-import deepem.cli as cli
+import deepem.workflows.train as training
 from deepem.cli import main
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.workflows.assembly import resolve
@@ -16,21 +16,27 @@ TINY = ["--dataset", "digits", "--latent-dim", "2", "--hidden", "8", "--batch-si
 
 def test_particles_default_to_the_method_default():
     assert resolve(TrainConfig(method="rem-v1")).particles == 50
-    assert resolve(TrainConfig(method="iwae")).particles == 5
-    assert resolve(TrainConfig(method="rem-v1", particles=7)).particles == 7
-    via_option = resolve(TrainConfig(method="rem-v1", method_options={"particles": 9}))
-    assert via_option.particles == 9 and "particles" not in via_option.method_options
-    with pytest.raises(ConfigError, match="particles = 8 conflicts with particles = 7"):
-        resolve(TrainConfig(method="rem-v1", particles=7, method_options={"particles": 8}))
+    assert resolve(TrainConfig(method="iwae")).method_options == {"particles": 5}
+    assert resolve(TrainConfig(method="rem-v1", method_options={"particles": 7})).particles == 7
+    with pytest.raises(ConfigError, match="invalid particles = 'many': must be an integer >= 1"):
+        resolve(TrainConfig(method="rem-v1", method_options={"particles": "many"}))
 
 
 def test_train_names_the_run_by_the_resolved_k(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "-m", "rem-v1", "--epochs", "1", "--valid-every", "0", *TINY]) == 0
     config = json.loads((tmp_path / "runs" / "digits-rem-v1-k50-s0" / "config.json").read_text())
-    assert config["particles"] == 50
-    assert main(["train", "-m", "rem-v1", "--particles", "3", "--option", "particles=4", *TINY]) == 2
-    assert "conflicts" in capsys.readouterr().err
+    assert config["method_options"] == {"particles": 50} and "particles" not in config
+    # K is set one way: --particles (-k); --option particles= is refused, naming the flag to use
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "-m", "rem-v1", "--option", "particles=4", *TINY])
+    assert exit_.value.code == 2 and "K is set with --particles (or -k)" in capsys.readouterr().err
+
+
+def test_a_method_option_of_the_wrong_type_names_the_option(capsys):
+    assert main(["train", "-m", "iwem", "--option", "alpha_step=abc", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("alpha_step takes a number, got 'abc'") and len(err.splitlines()) == 1
 
 
 @pytest.fixture
@@ -43,7 +49,7 @@ def skip_run(tmp_path):
 
 def test_resume_applies_exactly_what_was_typed_even_a_default(skip_run, monkeypatch):
     seen = []
-    monkeypatch.setattr(cli, "run_training", lambda config, out, **kw: seen.append(kw["overrides"]) or 0)
+    monkeypatch.setattr(training, "run_training", lambda config, out, **kw: seen.append(kw["overrides"]) or 0)
     assert main(["train", "--resume", str(skip_run), "--nan-policy", "stop"]) == 0  # stop is the default
     assert main(["train", "--resume", str(skip_run), "--epochs", "3", "--quiet"]) == 0
     assert main(["train", "--resume", str(skip_run)]) == 0
@@ -54,12 +60,14 @@ def test_resume_refuses_typed_settings_it_cannot_change(skip_run, capsys):
     assert main(["train", "--resume", str(skip_run), "--lr", "0.001"]) == 2  # 0.001 is the default
     assert "cannot change lr when resuming" in capsys.readouterr().err
     assert main(["train", "--resume", str(skip_run), "--hidden", "8"]) == 2
-    assert "cannot change model when resuming" in capsys.readouterr().err
+    assert "cannot change model.hidden when resuming" in capsys.readouterr().err
+    assert main(["train", "--resume", str(skip_run), "-k", "3"]) == 2
+    assert "cannot change particles when resuming" in capsys.readouterr().err
 
 
 def test_resumed_override_reaches_the_trainer(skip_run):
     logs = []
-    from_run = cli.run_training(None, skip_run, resume=True, overrides={"nan_policy": "stop", "epochs": 2},
+    from_run = training.run_training(None, skip_run, resume=True, overrides={"nan_policy": "stop", "epochs": 2},
                                 progress=False, log=logs.append)
     assert from_run == 0 and "trained 2 epochs" in logs[-1]
 

@@ -34,7 +34,7 @@ def test_help_shows_the_default_of_every_option(command):
             continue
         assert action.help and "default" in action.help.lower(), f"{command} {action.option_strings}"
     if command == "train":
-        assert "200,200 (the default)" in text and "default 50" in text and "(default: off)" in text
+        assert "(default: 200,200)" in text and "(default: 50;" in text and "(default: off)" in text
 
 
 @pytest.mark.parametrize(("argv", "threads"), [

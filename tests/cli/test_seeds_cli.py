@@ -14,7 +14,7 @@ def test_train_seeds_writes_one_run_folder_per_seed_that_evaluate_accepts(tmp_pa
     assert sorted(p.name for p in out.iterdir()) == ["seed-7", "seed-8"]
     for seed in (7, 8):
         config = json.loads((out / f"seed-{seed}" / "config.json").read_text())
-        assert config["seed"] == seed and config["method"] == "iwae" and config["particles"] == 3
+        assert config["seed"] == seed and config["method"] == "iwae" and config["method_options"]["particles"] == 3
         assert main(["evaluate", str(out / f"seed-{seed}"), "--particles", "20", "--limit", "20", "--quiet"]) == 0
     assert "2 seeds" in capsys.readouterr().out
 

@@ -32,7 +32,7 @@ def data_dir() -> str:
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_train_and_evaluate_a_run(tmp_path, data_dir, name):
-    config = TrainConfig(dataset="binarized-mnist", data_dir=data_dir, method="iwae", particles=2,
+    config = TrainConfig(dataset="binarized-mnist", data_dir=data_dir, method="iwae", method_options={"particles": 2},
                          model=ARCHITECTURES[name], epochs=1, batch_size=20, train_limit=40, valid_every=0,
                          seed=1)
     assert run_training(config, tmp_path / "run", progress=False, log=lambda s: None) == 0

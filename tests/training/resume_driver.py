@@ -75,7 +75,7 @@ def grey_data() -> DataSplits:
 
 
 def make_config(method: str, options: dict) -> TrainConfig:
-    return TrainConfig(dataset="grey-synthetic", method=method, particles=3, method_options=options,
+    return TrainConfig(dataset="grey-synthetic", method=method, method_options={"particles": 3, **options},
                        model=ModelConfig(latent_dim=4, hidden=[16]), epochs=3, batch_size=20, lr=3e-3,
                        seed=11, valid_every=1, valid_particles=4, valid_limit=None, checkpoint_every_steps=4,
                        keep_checkpoints=2)

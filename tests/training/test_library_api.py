@@ -82,8 +82,10 @@ def test_own_model_method_and_tensors_train_and_resume_exactly(tmp_path):
     assert trainer.optimizers[THETA].param_groups[0]["lr"] == 3e-3
 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["method"] == "iwae-with-disc" and config["particles"] == 3
-    assert config["optim"] == {DISC: {"steps": 3, "lr": 1e-2}}
+    assert config["method"] == "iwae-with-disc" and config["method_options"]["particles"] == 3
+    # the settings in effect, and where each came from
+    assert config["optim"][DISC] == {"steps": 3, "lr": 1e-2, "betas": [0.9, 0.999]}
+    assert config["optim_sources"][DISC] == {"steps": "typed", "lr": "typed", "betas": "global default"}
     records = trainer.run.read_metrics()
     train = [r for r in records if r["kind"] == "train"]
     assert all(isinstance(r["disc_loss"], float) and isinstance(r["iw_bound"], float) for r in train)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from training_helpers import binary_data, tiny_config
 
-from deepem.cli import build_parser, typed_settings
+from deepem.cli import build_parser
 from deepem.methods.base import PHI, THETA
 from deepem.methods.iwae import IWAE
 from deepem.models.config import ModelConfig, make_model
@@ -19,6 +19,7 @@ from deepem.training.optim import GroupOptim
 from deepem.training.schedules import learning_rate_factor
 from deepem.training.step import TrainStep
 from deepem.workflows.assembly import build_trainer, resolve
+from deepem.workflows.commands import typed_settings
 
 
 def settings_of(trainer) -> dict[str, tuple]:
@@ -113,7 +114,9 @@ def test_a_methods_paper_settings_apply_under_the_users(tmp_path):
                       progress=False, log=lambda s: None)
     lrs = {g: o.param_groups[0]["lr"] for g, o in trainer.optimizers.items()}
     assert lrs == {"theta": 5e-5, "phi": 1e-3, "discriminator": 1e-4}  # AVB paper, except the user's φ rate
-    assert trainer.config.optim["discriminator"] == {"lr": 1e-4, "steps": 2}
+    assert trainer.config.optim["discriminator"] == {"lr": 1e-4, "steps": 2, "betas": [0.9, 0.999]}
+    assert trainer.config.optim_sources["discriminator"] == {"lr": "method default", "steps": "typed",
+                                                             "betas": "global default"}
 
 
 def test_fused_adam_is_the_per_parameter_update():

@@ -20,10 +20,10 @@ from deepem.workflows.train import run_training
 
 BAD_VALUES = [
     ("method", "nope", "invalid method = 'nope': must be one of aiwae,"),
-    ("particles", 0, "invalid particles = 0: must be an integer >= 1"),
-    ("particles", -3, "invalid particles = -3: must be an integer >= 1"),
-    ("particles", 2.5, "invalid particles = 2.5: must be an integer >= 1"),
-    ("particles", True, "invalid particles = True: must be an integer >= 1"),
+    ("method_options", {"particles": 0}, "invalid particles = 0: must be an integer >= 1"),  # K: a method option
+    ("method_options", {"particles": -3}, "invalid particles = -3: must be an integer >= 1"),
+    ("method_options", {"particles": 2.5}, "invalid particles = 2.5: must be an integer >= 1"),
+    ("method_options", {"particles": True}, "invalid particles = True: must be an integer >= 1"),
     ("lr", -1e-3, "invalid lr = -0.001: must be a positive finite number"),
     ("lr", 0.0, "invalid lr = 0.0: must be a positive finite number"),
     ("lr", float("nan"), "invalid lr = nan: must be a positive finite number"),
@@ -49,8 +49,6 @@ BAD_VALUES = [
     ("model", ModelConfig(likelihood="poisson"), "invalid model.likelihood = 'poisson': must be one of bernoulli"),
     ("method_options", {"bogus": 1}, "invalid method_options = {'bogus': 1} for method 'iwae': "
                                      "method 'iwae' has no option bogus; its options are: particles"),
-    ("method_options", {"particles": 4}, "invalid method_options = {'particles': 4}: particles = 4 conflicts with "
-                                         "particles = 3 (--particles); give K once"),
 ]
 
 
@@ -68,7 +66,9 @@ def test_config_errors_name_the_field_and_the_allowed_values(tmp_path, name, val
 def test_method_option_values_are_checked_by_the_method():
     config = tiny_config(method="iwem", method_options={"alpha_unit": "fortnights"})
     with pytest.raises(ConfigError, match=r"method_options .* for method 'iwem': unknown alpha_unit 'fortnights'"):
-        resolve(config)
+        build_trainer(config, "unused", data=binary_data(), progress=False)  # the method, built once, checks it
+    with pytest.raises(ConfigError, match=r"for method 'iwem': alpha_step takes a number, got 'fast'"):
+        resolve(tiny_config(method="iwem", method_options={"alpha_step": "fast"}))  # its declared type
 
 
 def test_from_dict_rejects_unknown_fields():

@@ -13,11 +13,13 @@ from deepem.training.config import TrainConfig
 
 def tiny_config(**changes: Any) -> TrainConfig:
     """IWAE, K=3, latent 4, one hidden layer of 16, on 100 points in batches of 20 (5 steps an epoch)."""
-    fields: dict[str, Any] = dict(dataset="digits", method="iwae", particles=3,
+    fields: dict[str, Any] = dict(dataset="digits", method="iwae",
                                   model=ModelConfig(latent_dim=4, hidden=[16]), epochs=2, batch_size=20,
                                   lr=3e-3, seed=5, train_limit=100, valid_every=1, valid_particles=3,
                                   valid_limit=30, checkpoint_every_steps=2, keep_checkpoints=10)
+    k = changes.pop("particles", 3)  # K is a method option
     fields.update(changes)
+    fields["method_options"] = {"particles": k, **fields.get("method_options", {})}
     return TrainConfig(**fields)
 
 

@@ -6,11 +6,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from deepem.errors import UserError
+
 DATA_ENV_VAR = "DEEPEM_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/deepem")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset file is not where the loader looked. The message lists every path searched."""
 
 

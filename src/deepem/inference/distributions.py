@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from deepem.errors import UserError
 from deepem.inference.capabilities import (
     BINARY,
     CONTINUOUS,
@@ -45,11 +46,11 @@ __all__ = ["BINARY", "CONTINUOUS", "DIAGONAL_Q", "LOG_2PI", "Q_DENSITY", "REAL",
            "NotReparameterizableError", "capabilities", "normal_log_density", "standard_normal",
            "standard_normal_log_prob"]
 
-class DensityUnavailableError(ValueError):
+class DensityUnavailableError(UserError, ValueError):
     """log_prob was asked of a distribution that has no density (an implicit q)."""
 
 
-class NotReparameterizableError(ValueError):
+class NotReparameterizableError(UserError, ValueError):
     """rsample was asked of a distribution whose draws cannot carry a pathwise gradient (discrete z)."""
 
 

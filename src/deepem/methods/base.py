@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from deepem.errors import UserError
 from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY, RSAMPLE
 from deepem.inference.distributions import DensityUnavailableError, DiagonalGaussian, LatentDistribution
 from deepem.models.lvm import DeepLatentModel
@@ -39,7 +40,7 @@ REQUIREMENT_TEXT = {
 }
 
 
-class IncompatibleModelError(ValueError):
+class IncompatibleModelError(UserError, ValueError):
     """The model does not offer what the method requires; the message names methods that fit."""
 
 

@@ -4,7 +4,6 @@ base.py so that a refused model can be told which methods fit it)."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from deepem.methods.aiwae import AIWAE
@@ -20,6 +19,7 @@ from deepem.methods.rem import REM, REMv2
 from deepem.methods.rws import RWS, WakeSleep
 from deepem.methods.vae import VAE
 from deepem.methods.vimco import VIMCO
+from deepem.settings import Setting, SettingError, check_values, signature_settings
 
 METHODS.update({cls.name: cls for cls in (
     VAE,
@@ -43,19 +43,22 @@ METHODS.update({cls.name: cls for cls in (
     MissIWEMWoa,
 )})
 
-__all__ = ["METHODS", "get_method_class", "make_method", "method_options", "resolve_aliases"]
+__all__ = ["METHODS", "get_method_class", "make_method", "method_options", "method_settings", "resolve_aliases"]
 
 
 def method_options(name: str) -> dict[str, Any]:
     """The keyword options of a method and their defaults."""
-    cls = get_method_class(name)
-    params = inspect.signature(cls.__init__).parameters
-    return {p.name: p.default for p in params.values() if p.name != "self"}
+    return {k: s.default for k, s in method_settings(name).items()}
+
+
+def method_settings(name: str) -> dict[str, Setting]:
+    """A method's options as declared by its constructor: name, type hint and default."""
+    return signature_settings(get_method_class(name).__init__)
 
 
 def get_method_class(name: str) -> type[Method]:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available methods: {', '.join(sorted(METHODS))}")
+        raise SettingError(f"unknown method {name!r}; available methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
@@ -66,21 +69,14 @@ def resolve_aliases(cls: type[Method], options: dict[str, Any]) -> dict[str, Any
     for old, new in cls.option_aliases.items():
         if old in resolved:
             if new in resolved:
-                raise ValueError(f"method {cls.name!r}: give {new!r} once ({old!r} is its former name)")
+                raise SettingError(f"method {cls.name!r}: give {new!r} once ({old!r} is its former name)")
             resolved[new] = resolved.pop(old)
     return resolved
 
 
 def make_method(name: str, **options: Any) -> Method:
-    """Build a method by name; an option it does not take is an error that lists the ones it does.
-    Options under a former name (`Method.option_aliases`, e.g. from an older run's config.json) work."""
+    """Build a method by name; an option it does not take, or a value not of the option's type, is an
+    error naming the option (SettingError)."""
     cls = get_method_class(name)
-    options = resolve_aliases(cls, options)
-    allowed = method_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"method {name!r} has no option {', '.join(unknown)}; its options are: "
-            + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items())
-        )
-    return cls(**options)
+    checked = check_values(method_settings(name), resolve_aliases(cls, options), f"method {name!r}")
+    return cls(**checked)

@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import Tensor
 
+from deepem.errors import InvalidInputError
 from deepem.models.conv import ENCODER_LAYERS, ConvDecoder, ConvEncoder, check_image_dim
 from deepem.models.encoders import ENCODERS
 from deepem.models.hierarchical import FirstLayerDecoder, HierarchicalEncoder, HierarchicalGaussianPrior
@@ -164,8 +165,8 @@ def sbn_latent_dim(config: ModelConfig) -> int:
 
 def check_sbn(config: ModelConfig) -> None:
     if config.latent != "bernoulli" or config.encoder != "explicit":
-        raise ValueError("architecture 'sbn' has binary latents and an explicit q: add --latent bernoulli "
-                         "(model.latent 'bernoulli') and keep the explicit encoder")
+        raise InvalidInputError("architecture 'sbn' has binary latents and an explicit q: add --latent bernoulli "
+                                "(model.latent 'bernoulli') and keep the explicit encoder")
     sizes = sbn_sizes(config)
     if config.latent_dim != sum(sizes):
         raise ValueError(f"sbn has {' + '.join(map(str, sizes))} = {sum(sizes)} latents, so latent_dim must be "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepem.errors import MissingResultError
 from deepem.files import atomic_write_bytes, read_json_lines
 from deepem.report.estimates import comparison_figure, seeds_figure
 from deepem.report.figures import learning_curves
@@ -38,8 +39,8 @@ def newest_iw_evaluation_file(run_dir: Path, split: str) -> Path:
     (every evaluation keeps its own file, named by its settings: evaluations/iw-k<K>-<split>-...json)."""
     files = [p for p in (run_dir / "evaluations").glob(f"iw-k*-{split}-*.json") if "-observed-" not in p.name]
     if not files:
-        raise FileNotFoundError(f"run {run_dir} has no IW evaluation of its {split} split; run "
-                                f"`deepem evaluate {run_dir} --split {split}` first")
+        raise MissingResultError(f"run {run_dir} has no IW evaluation of its {split} split; run "
+                                 f"`deepem evaluate {run_dir} --split {split}` first")
     return max(files, key=lambda p: p.stat().st_mtime_ns)
 
 
@@ -66,7 +67,7 @@ def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> di
     epochs = max((r["epoch"] for r in records if r.get("kind") == "valid"), default=config["epochs"])
     return {
         "method": label,
-        "particles": config["particles"],
+        "particles": config.get("method_options", {}).get("particles", config.get("particles")),  # K (older: top level)
         "epochs": epochs,
         "test_ll": test["log_likelihood"],
         "test_stderr": test["stderr"],

@@ -17,6 +17,7 @@ from deepem.training.checkpoint_file import CheckpointError, checkpoint_name, pr
 from deepem.training.config import RESUME_OVERRIDABLE, ConfigError, TrainConfig
 from deepem.training.guards import NonFiniteError, first_non_finite_tensor
 from deepem.training.metrics import window_floats
+from deepem.training.optim import in_effect
 from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.training.run import RunFolder
 from deepem.training.state import TrainState, resume_command
@@ -95,7 +96,10 @@ def check_same_run(run: RunFolder, config: TrainConfig) -> None:
     """A resumed run must compute what the run computed: only RESUME_OVERRIDABLE fields may differ."""
     saved = TrainConfig.from_dict(run.read_config()).to_dict()
     mine = config.to_dict()
-    differ = [k for k in mine if k not in RESUME_OVERRIDABLE and saved.get(k) != mine[k]]
+    # optim: compared by effect (a config.json of an older deepem names only some of the settings in effect)
+    differ = [k for k in mine if k not in (*RESUME_OVERRIDABLE, "optim", "optim_sources") and saved.get(k) != mine[k]]
+    if in_effect(saved["optim"], saved["lr"], mine["optim"]) != mine["optim"]:
+        differ.append("optim")
     if differ:
         detail = "; ".join(f"{k}: run has {saved.get(k)!r}, given {mine[k]!r}" for k in differ)
         raise ConfigError(f"this configuration does not match the run in {run.root} ({detail}); "

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from deepem.errors import UserError
 from deepem.files import atomic_write_bytes, sha256_bytes
 
 MAGIC = b"DEEPEM-CHECKPOINT-1\n"
@@ -23,7 +24,7 @@ _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 QUARANTINE_SUFFIX = ".unusable"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is truncated, corrupted, or not a deepem checkpoint."""
 
 

@@ -7,30 +7,24 @@ given and the values allowed."""
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from deepem.data.corruption import parse_corruption
-from deepem.models.config import ModelConfig
+from deepem.models.config import ARCHITECTURES, ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.models.likelihoods import LIKELIHOODS
 from deepem.models.networks import ACTIVATIONS
-from deepem.training.optim import validate_optim
-from deepem.training.schedules import SCHEDULES
+from deepem.settings import Setting, SettingError, convert, declared, resume_names, setting
+from deepem.training.optim import DEFAULT_LR, validate_optim
+from deepem.training.schedules import LR_SCHEDULES
 
 NAN_POLICIES = ("stop", "skip", "rollback")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-#: fields a resumed run may change: they decide how the run is watched and kept, or how far it goes,
-#: never what the steps already taken computed.
-RESUME_OVERRIDABLE = ("epochs", "nan_policy", "max_rollbacks", "max_consecutive_skips", "keep_checkpoints",
-                      "checkpoint_every", "checkpoint_every_steps", "valid_every", "data_dir", "device",
-                      "patience")
 
-
-class ConfigError(ValueError):
+class ConfigError(SettingError):
     """A setting with a value that is not allowed; the message names the field and the allowed values."""
 
 
@@ -38,100 +32,116 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+#: the model's settings (models/lvm.py declares their names, types and defaults): help and allowed values
+MODEL_SETTINGS: dict[str, dict[str, Any]] = {
+    "latent_dim": {"help": "latent dimension", "minimum": 1,
+                   "shown": "50; 200 with --latent bernoulli; 150 with mlp-2layer"},
+    "hidden": {"help": "MLP widths, e.g. 200,200", "minimum": 1},
+    "activation": {"help": "hidden-layer activation", "choices": tuple(sorted(ACTIVATIONS))},
+    "likelihood": {"help": "observation model", "choices": tuple(sorted(LIKELIHOODS)),
+                   "shown": "the dataset's, bernoulli for binary images"},
+    "latent": {"help": "gaussian (N(0, I) prior, diagonal Gaussian q) or bernoulli (a sigmoid belief net: "
+                       "learnable Bernoulli prior and q; train it with rws, vimco, nvil, wake-sleep)",
+               "choices": LATENTS},
+    "encoder": {"help": "explicit (q has a density) or implicit (z = f(x, eps), no density; evaluate with "
+                        "--estimator ais)", "choices": ENCODER_KINDS},
+    "noise_dim": {"help": "noise dimension of an implicit encoder", "minimum": 1, "shown": "32, as IWAVB"},
+    "architecture": {"help": "network preset (`deepem list` describes them): mlp-2layer is Burda et al.'s two "
+                             "stochastic layers, conv the gated CNN of Tomczak & Welling (28x28 images), sbn the "
+                             "200-200-200 sigmoid belief net of NVIL/VIMCO (with --latent bernoulli)",
+                     "choices": tuple(sorted(ARCHITECTURES))},
+    "architecture_options": {"flag": False},
+}
+
+
+#: K, the method option every method has: its default is the method's own (its constructor's)
+PARTICLES = Setting("particles", int | None, None, "K, particles per data point (a method option)", minimum=1,
+                    short="-k", shown="the method's own, e.g. 5 for iwae, 50 for rem-v1; `deepem list` shows them")
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = "digits"
-    method: str = "iwae"
-    particles: int | None = None  # None: the method's own default (5 for IWAE, 50 for REM, ...)
-    method_options: dict[str, Any] = field(default_factory=dict)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 10
-    batch_size: int = 20
-    lr: float = 1e-3
-    schedule: str = "constant"
-    adam_eps: float = 1e-4
-    #: per parameter group ("theta", "phi", or a group the method owns): {"lr", "betas", "steps"};
-    #: a group not named here uses lr, betas (0.9, 0.999) and one step per batch. See training/optim.py.
-    optim: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seed: int = 0
-    data_dir: str | None = None
-    missing: str | None = None  # corrupt the data: "mcar:P" or "patches:N" (data/corruption.py); None: complete
-    missing_seed: int = 0  # the seed of the missing-data masks (drawn once, the same on resume)
-    train_limit: int | None = None  # use only the first N training points (quick experiments)
-    valid_every: int = 1  # epochs between validation bounds; 0 = never
-    #: early stopping: stop after this many validations in a row without a new best bound (0 = off);
-    #: the best validation's parameters are kept in the checkpoint and are what evaluation loads
-    patience: int = 0
-    valid_particles: int = 100
-    valid_limit: int | None = 1000
-    checkpoint_every: int = 1  # epochs between checkpoints
-    checkpoint_every_steps: int = 0  # also every N steps (0 = off), for long epochs
-    keep_checkpoints: int = 3
-    nan_policy: str = "stop"
-    max_rollbacks: int = 5  # rollback policy: give up after this many rollbacks in one run
-    max_consecutive_skips: int = 20  # skip policy: give up after this many skipped steps in a row
-    device: str = "cpu"
-    dtype: str = "float32"
+    """A run: what it trains (data, corruption, model, method and its options, K among them) and how
+    (the loop's settings). Each field is declared once here (deepem/settings.py): the CLI's flags and
+    help, validation and the resume rules come from these declarations."""
+
+    dataset: str = setting("digits", "dataset name (see `deepem list`)")
+    method: str = setting("iwae", "training method (see `deepem list`)", short="-m")
+    #: the method's keyword options, K ("particles") among them; a method's own default fills K in
+    method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
+    model: ModelConfig = setting(help="the model", factory=ModelConfig, flag=False)
+    epochs: int = setting(10, "passes over the training data (the maximum with --patience)", minimum=1, resume=True)
+    batch_size: int = setting(20, "data points per step", minimum=1)
+    lr: float | None = setting(None, "learning rate of theta and phi (Adam); a method's own groups keep the "
+                               "method's rate unless --optim sets it", above=0, shown=f"{DEFAULT_LR:g}, or the "
+                               "method's paper rates where it has them (avb, iwavb)")
+    schedule: str = setting("constant", "learning-rate schedule; 'burda': lr * 10^(-i/7) for 3^i epochs, i = 0..7 "
+                            "(Burda et al. 2015)", choices=LR_SCHEDULES)
+    adam_eps: float = setting(1e-4, "Adam's epsilon", above=0)
+    #: per parameter group ("theta", "phi", or a group the method owns): {"lr", "betas", "steps"}, as in
+    #: effect once the run is built (training/optim.py), and where each value came from
+    optim: dict[str, dict[str, Any]] = setting(help="optimiser settings per group", factory=dict, flag=False)
+    optim_sources: dict[str, dict[str, str]] = setting(help="where each optim value came from", factory=dict,
+                                                       flag=False)
+    seed: int = setting(0, "seed of the run (initial weights, batches, draws)", minimum=0)
+    data_dir: str | None = setting(None, "folder with dataset files", resume=True,
+                                   shown="$DEEPEM_DATA or ~/.cache/deepem")
+    missing: str | None = setting(None, "train on incomplete data: mcar:P removes each entry with probability P; "
+                                  "patches:N removes N of the 3x3 patches of each 28x28 image (masks drawn once, "
+                                  "saved with the run)", shown="complete data")
+    missing_seed: int = setting(0, "seed of the missing-data masks", minimum=0)
+    train_limit: int | None = setting(None, "train on the first N points only", minimum=1, shown="all")
+    valid_every: int = setting(1, "epochs between validation bounds (0: never)", minimum=0, resume=True)
+    patience: int = setting(0, "early stopping: stop when N validations in a row bring no new best bound, and "
+                            "evaluate the best validation's parameters (0: off)", minimum=0, resume=True)
+    valid_particles: int = setting(100, "K of the validation bound", minimum=1)
+    valid_limit: int | None = setting(1000, "validation points used", minimum=1, flag=False)
+    checkpoint_every: int = setting(1, "epochs between checkpoints", minimum=1, resume=True)
+    checkpoint_every_steps: int = setting(0, "also a checkpoint every N steps (0: off)", minimum=0, resume=True)
+    keep_checkpoints: int = setting(3, "checkpoints kept", minimum=1, resume=True)
+    nan_policy: str = setting("stop", "on a NaN/inf loss, log-weight or gradient: stop with a diagnosis, skip the "
+                              "step, or roll back to the last checkpoint with half the learning rate",
+                              choices=NAN_POLICIES, resume=True)
+    max_rollbacks: int = setting(5, "rollback policy: give up after this many rollbacks", minimum=0, resume=True)
+    max_consecutive_skips: int = setting(20, "skip policy: give up after this many skipped steps in a row",
+                                         minimum=0, resume=True)
+    device: str = setting("cpu", "cpu, cuda or cuda:N", resume=True)
+    dtype: str = setting("float32", "floating-point precision", choices=tuple(DTYPES))
+
+    @property
+    def particles(self) -> int | None:
+        """K: the method option "particles" (None until the method's default fills it in)."""
+        return self.method_options.get("particles")
 
     def validate(self, groups: tuple[str, ...] | None = None) -> None:
-        """Raise ConfigError naming the first field whose value is not allowed.
+        """Raise ConfigError naming the first field whose value is not allowed: each field against its
+        declaration (type, range, choices), then what ties fields together.
 
         `groups`: the parameter groups of the method, to check the names in `optim` against (the
         method and dataset names themselves are checked where they are looked up, in
         workflows/assembly.py: this module knows no registry)."""
-
-        def need(ok: bool, name: str, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(f"invalid {name} = {getattr(self, name)!r}: must be {allowed}")
-
-        def need_int(name: str, minimum: int, allow_none: bool = False) -> None:
-            v = getattr(self, name)
-            if allow_none and v is None:
-                return
-            need(_is_int(v) and v >= minimum, name,
-                 f"an integer >= {minimum}" + (" or None" if allow_none else ""))
-
-        def need_positive(name: str) -> None:
-            v = getattr(self, name)
-            need(_is_number(v) and v > 0, name, "a positive finite number")
-
-        need(isinstance(self.dataset, str) and bool(self.dataset), "dataset", "a dataset name")
-        need(isinstance(self.method, str) and bool(self.method), "method", "a method name")
-        need_int("particles", 1, allow_none=True)
-        need(isinstance(self.method_options, dict), "method_options", "a dictionary of method options")
-        given = self.method_options.get("particles")
-        if self.particles is not None and given is not None and given != self.particles:
-            raise ConfigError(f"invalid method_options = {self.method_options!r}: particles = {given!r} "
-                              f"conflicts with particles = {self.particles!r} (--particles); give K once")
-        for name in ("epochs", "batch_size", "valid_particles", "checkpoint_every", "keep_checkpoints"):
-            need_int(name, 1)
-        for name in ("valid_every", "checkpoint_every_steps", "max_rollbacks", "max_consecutive_skips", "patience"):
-            need_int(name, 0)
+        for name, s in declared(TrainConfig).items():
+            if name == "model":
+                continue
+            try:
+                convert(s, getattr(self, name))
+            except SettingError as err:
+                raise ConfigError(str(err)) from None
+        if not self.dataset or not self.method:
+            raise ConfigError(f"invalid dataset/method = {self.dataset!r}/{self.method!r}: must be a name")
+        k = self.particles
+        if k is not None and not (_is_int(k) and k >= 1):
+            raise ConfigError(f"invalid particles = {k!r}: must be an integer >= 1 (K)")
         if self.patience and not self.valid_every:
             raise ConfigError(f"invalid patience = {self.patience!r}: early stopping needs validation; set "
                               "valid_every >= 1 (--valid-every) or patience = 0")
-        need_int("seed", 0)
-        need_int("train_limit", 1, allow_none=True)
-        need_int("valid_limit", 1, allow_none=True)
-        need_positive("lr")
-        need_positive("adam_eps")
-        need(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
-        need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {', '.join(NAN_POLICIES)}")
-        need(self.dtype in DTYPES, "dtype", f"one of {', '.join(DTYPES)}")
-        need(self.data_dir is None or isinstance(self.data_dir, str), "data_dir", "a path or None")
-        need_int("missing_seed", 0)
         if self.missing is not None:
             try:
                 parse_corruption(self.missing)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"invalid missing = {self.missing!r}: {err}") from err
-        need(isinstance(self.device, str)
-             and (self.device in ("cpu", "cuda", "mps") or self.device.startswith("cuda:")), "device",
-             "cpu, cuda, cuda:N or mps")
+        if not (self.device in ("cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(f"invalid device = {self.device!r}: must be cpu, cuda, cuda:N or mps")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"invalid device = {self.device!r}: CUDA is not available here; use --device cpu")
         self._validate_model()
@@ -144,16 +154,16 @@ class TrainConfig:
         m = self.model
         if not isinstance(m, ModelConfig):
             raise ConfigError(f"invalid model = {m!r}: must be a ModelConfig (or a dict of its fields)")
-        if not (_is_int(m.latent_dim) and m.latent_dim >= 1):
-            raise ConfigError(f"invalid model.latent_dim = {m.latent_dim!r}: must be an integer >= 1")
-        if not (isinstance(m.hidden, (list, tuple)) and all(_is_int(h) and h >= 1 for h in m.hidden)):
-            raise ConfigError(f"invalid model.hidden = {m.hidden!r}: must be a list of integers >= 1")
-        if m.activation not in ACTIVATIONS:
-            raise ConfigError(f"invalid model.activation = {m.activation!r}: must be one of "
-                              f"{', '.join(sorted(ACTIVATIONS))}")
-        if m.likelihood is not None and m.likelihood not in LIKELIHOODS:
-            raise ConfigError(f"invalid model.likelihood = {m.likelihood!r}: must be one of "
-                              f"{', '.join(sorted(LIKELIHOODS))} or None (the dataset's own)")
+        for name, s in declared(ModelConfig).items():
+            # ranges, and the choices the model does not check itself (it names its own presets and kinds)
+            s = dataclasses.replace(s, **{k: v for k, v in MODEL_SETTINGS.get(name, {}).items()
+                                          if k == "minimum" or (k == "choices" and name in ("activation",
+                                                                                             "likelihood"))})
+            try:
+                convert(s, getattr(m, name))
+            except SettingError as err:
+                raise ConfigError(f"model.{err}" if str(err).startswith(name) else
+                                  str(err).replace("invalid ", "invalid model.", 1)) from None
         try:  # latent family, encoder kind and noise dimension, with the model's own messages
             m.validate()
         except (TypeError, ValueError) as err:
@@ -168,14 +178,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """The configuration of a dictionary (config.json); unknown fields are an error, not ignored."""
+        """The configuration of a dictionary (config.json); unknown fields are an error, not ignored.
+        config.json files written before K became a method option (a top-level "particles") are
+        migrated here, the one place that reads them."""
         if not isinstance(d, dict):
             raise ConfigError(f"a configuration must be a dictionary of fields, got {type(d).__name__}")
+        d = _migrate(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config fields {unknown}; known fields: {sorted(known)}")
-        d = dict(d)
         if isinstance(d.get("model"), dict):
             mknown = {f.name for f in dataclasses.fields(ModelConfig)}
             bad = sorted(set(d["model"]) - mknown)
@@ -185,10 +197,33 @@ class TrainConfig:
         return cls(**d)
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
-        """A copy with `overrides` applied, allowed only for RESUME_OVERRIDABLE fields (a resumed run
-        must not change what its past steps computed)."""
-        bad = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
+        """A copy with `overrides` applied, allowed only for the fields declared resume=True (a resumed
+        run must not change what its past steps computed). A key may also name a method option
+        (particles) or a model field (model.NAME): both are refused, by name."""
+        allowed = resume_names(TrainConfig)
+        bad = sorted(set(overrides) - set(allowed))
         if bad:
             raise ConfigError(f"cannot change {', '.join(bad)} when resuming a run; fields that may change: "
-                              f"{', '.join(RESUME_OVERRIDABLE)}. Start a new run to change the others")
+                              f"{', '.join(allowed)}. Start a new run to change the others")
         return dataclasses.replace(self, **overrides)
+
+
+#: fields a resumed run may change: they decide how the run is watched and kept, or how far it goes,
+#: never what the steps already taken computed (declared resume=True above).
+RESUME_OVERRIDABLE = resume_names(TrainConfig)
+
+
+def _migrate(d: dict[str, Any]) -> dict[str, Any]:
+    """A config.json of an older deepem in today's form: K from the top-level "particles" into the
+    method options."""
+    d = dict(d)
+    if "particles" in d:
+        k = d.pop("particles")
+        options = dict(d.get("method_options") or {})
+        if k is not None:
+            if options.get("particles", k) != k:
+                raise ConfigError(f"invalid method_options = {options!r}: particles = {options['particles']!r} "
+                                  f"conflicts with particles = {k!r}; give K once")
+            options["particles"] = k
+        d["method_options"] = options
+    return d

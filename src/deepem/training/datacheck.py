@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 
 from deepem.data.base import DataSplits
+from deepem.errors import UserError
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Data that cannot be trained on as configured; the message names the split and the fix."""
 
 

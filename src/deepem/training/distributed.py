@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from deepem.errors import InvalidInputError
 from deepem.training.checkpoint_file import CheckpointError
 from deepem.training.config import ConfigError
 from deepem.training.rng import capture_rng_state, restore_rng_state
@@ -204,8 +205,8 @@ def local_world_size() -> int:
 def check_launched(nproc: int, command: str) -> None:
     """Inside a launched job, --nproc (when given) must agree with the launcher's number of ranks."""
     if nproc > 1 and nproc != local_world_size():
-        raise ValueError(f"--nproc {nproc} disagrees with the launcher's {local_world_size()} processes on this "
-                         f"machine; under torchrun leave --nproc out of the deepem {command} command")
+        raise InvalidInputError(f"--nproc {nproc} disagrees with the launcher's {local_world_size()} processes on this "
+                                f"machine; under torchrun leave --nproc out of the deepem {command} command")
 
 
 def is_rank_zero() -> bool:

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from deepem.errors import UserError
 from deepem.methods.base import MethodOutput
 
 
-class NonFiniteError(FloatingPointError, RuntimeError):
+class NonFiniteError(UserError, FloatingPointError, RuntimeError):
     """A NaN or inf in a loss, a gradient, a log-weight or the parameters; the message says which and where."""
 
 

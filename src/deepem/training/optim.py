@@ -2,10 +2,10 @@
 discriminator) each get their own Adam with their own learning rate, betas and steps per batch, as
 optax's `partition` routes different transforms to different parameter labels.
 
-The settings of a group come from `TrainConfig.optim[group]` (keys `lr`, `betas`, `steps`); a group
-not named there uses the run's `lr`, betas (0.9, 0.999) and one step, which is what every run did
-before groups could differ. The learning-rate schedule and the rollback scale multiply each group's
-own rate."""
+The settings of a group come from `TrainConfig.optim[group]` (keys `lr`, `betas`, `steps`), else (lr of
+theta and phi) the run's typed `lr`, else the method's paper settings, else lr 1e-3, betas (0.9, 0.999)
+and one step: `settings_in_effect`, which also says where each came from. The learning-rate schedule
+and the rollback scale multiply each group's own rate."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from torch import nn
 
 from deepem.methods.base import PHI, THETA, Method
 from deepem.models.lvm import DeepLatentModel
+from deepem.settings import SettingError
 
 DEFAULT_BETAS = (0.9, 0.999)
+DEFAULT_LR = 1e-3  # every group's rate where neither the user nor the method sets one
 OPTIM_KEYS = ("lr", "betas", "steps")
 
 
@@ -61,20 +63,84 @@ def validate_optim(optim: Any, groups: tuple[str, ...] | None = None) -> None:
                 raise ValueError(f"{group}.steps = {s!r}: must be an integer >= 1")
 
 
+def parse_optim_setting(text: str) -> tuple[str, str, Any]:
+    """GROUP:KEY=VALUE (the CLI's --optim), e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5."""
+    group, colon, rest = text.partition(":")
+    key, eq, raw = rest.partition("=")
+    key = key.strip()
+    if not (colon and eq and group.strip() and key):
+        raise SettingError(f"--optim {text!r} is not GROUP:KEY=VALUE (e.g. phi:lr=3e-4, phi:betas=0.9,0.99, "
+                           "discriminator:steps=5)")
+    if key not in OPTIM_KEYS:
+        raise SettingError(f"--optim {text!r}: unknown key {key!r}; allowed keys: {', '.join(OPTIM_KEYS)}")
+    try:
+        value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
+                      int(raw) if key == "steps" else float(raw))
+    except ValueError:
+        raise SettingError(f"--optim {text!r}: {key} takes " + ("two numbers like 0.9,0.999" if key == "betas" else
+                                                                "a whole number" if key == "steps" else "a number")
+                           ) from None
+    return group.strip(), key, value
+
+
 def _finite_number(v: Any, minimum: float, strict: bool = False) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return False
     return v > minimum if strict else v >= minimum
 
 
-def with_method_defaults(defaults: Mapping[str, Mapping[str, Any]], optim: Mapping[str, Mapping[str, Any]]
-                         ) -> dict[str, dict[str, Any]]:
-    """The method's own per-group settings (its paper's, `Method.default_optim`) under the user's: a key
-    the user set for a group wins; the rest of the method's defaults stay."""
-    merged = {g: dict(spec) for g, spec in defaults.items()}
-    for g, spec in optim.items():
-        merged.setdefault(g, {}).update(spec)
-    return merged
+TYPED, METHOD_DEFAULT, GLOBAL_DEFAULT = "typed", "method default", "global default"
+#: the groups a typed --lr sets: the model's; a method's own groups (a discriminator) keep its rate
+MODEL_GROUPS = (THETA, PHI)
+
+
+def settings_in_effect(groups: tuple[str, ...] | list[str], method_defaults: Mapping[str, Mapping[str, Any]],
+                       optim: Mapping[str, Mapping[str, Any]], lr: float | None, global_lr: float,
+                       sources: Mapping[str, Mapping[str, str]] | None = None
+                       ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """Every group's lr, betas and steps in effect, and where each came from: what the user set for the
+    group (`optim`, typed), then for theta and phi a typed base rate `lr`, then the method's paper setting
+    (`Method.default_optim`), then the global default (global_lr, DEFAULT_BETAS, 1 step).
+
+    `sources`: the recorded origin of values already in `optim` (a resumed run's config.json; absent:
+    typed), so that applying this again to its own result changes nothing."""
+    sources = sources or {}
+    global_defaults = {"lr": global_lr, "betas": list(DEFAULT_BETAS), "steps": 1}
+    effect: dict[str, dict[str, Any]] = {}
+    origin: dict[str, dict[str, str]] = {}
+    for g in groups:
+        effect[g], origin[g] = {}, {}
+        for key, fallback in global_defaults.items():
+            if key in optim.get(g, {}):
+                value, where = optim[g][key], sources.get(g, {}).get(key, TYPED)
+            elif key == "lr" and lr is not None and (g in MODEL_GROUPS or g not in method_defaults):
+                value, where = lr, TYPED
+            elif key in method_defaults.get(g, {}):
+                value, where = method_defaults[g][key], METHOD_DEFAULT
+            else:
+                value, where = fallback, GLOBAL_DEFAULT
+            effect[g][key] = list(value) if key == "betas" else value
+            origin[g][key] = where
+    for g in optim:  # a group the method does not have: kept, for validate_optim to name
+        if g not in effect:
+            effect[g], origin[g] = dict(optim[g]), {k: TYPED for k in optim[g]}
+    return effect, origin
+
+
+def in_effect(recorded: Mapping[str, Mapping[str, Any]], lr: float | None,
+              like: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A recorded run's settings in effect for the groups of `like` (to compare a resumed run's with it):
+    what `recorded` names, else the run's lr, else the global defaults."""
+    return settings_in_effect(tuple(like), {}, recorded, lr, DEFAULT_LR)[0]
+
+
+def describe_settings(optim: Mapping[str, Mapping[str, Any]], sources: Mapping[str, Mapping[str, str]]) -> str:
+    """One line: 'theta lr 0.01 (typed), betas 0.9,0.999 (global default), ...; phi ...'."""
+    def value(v: Any) -> str:
+        return ",".join(f"{b:g}" for b in v) if isinstance(v, (list, tuple)) else f"{v:g}"
+
+    return "; ".join(f"{g} " + ", ".join(f"{k} {value(v)} ({sources.get(g, {}).get(k, TYPED)})"
+                                          for k, v in spec.items()) for g, spec in optim.items())
 
 
 def group_settings(groups: tuple[str, ...] | list[str], optim: Mapping[str, Mapping[str, Any]], lr: float,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepem.errors import UserError
 from deepem.files import ChecksumError, atomic_write_bytes, atomic_write_json, read_json, read_json_lines
 
 try:  # POSIX advisory locks; elsewhere runs are not locked
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover
 LOCK_NAME = ".lock"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError, ValueError):
     """A run folder that cannot be used as asked (exists already, is not a run, is in use)."""
 
 

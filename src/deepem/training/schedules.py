@@ -6,7 +6,7 @@ from __future__ import annotations
 BURDA_STAGES = 8
 BURDA_EPOCHS = sum(3**i for i in range(BURDA_STAGES))
 
-SCHEDULES = ("constant", "burda")
+LR_SCHEDULES = ("constant", "burda")
 
 
 def burda_stage(epoch: int) -> int:
@@ -25,4 +25,4 @@ def learning_rate_factor(schedule: str, epoch: int) -> float:
         return 1.0
     if schedule == "burda":
         return 10 ** (-burda_stage(epoch) / 7)
-    raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")

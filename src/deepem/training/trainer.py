@@ -26,7 +26,7 @@ from deepem.methods.base import Method
 from deepem.models.lvm import DeepLatentModel
 from deepem.training import checkpoint_contents, nonfinite
 from deepem.training.checkpoint_file import checkpoint_name, load_latest_good
-from deepem.training.config import ConfigError, TrainConfig
+from deepem.training.config import DEFAULT_LR, ConfigError, TrainConfig
 from deepem.training.data_order import batches_per_epoch
 from deepem.training.datacheck import DataError, check_split, check_values
 from deepem.training.distributed import (
@@ -39,7 +39,7 @@ from deepem.training.distributed import (
 from deepem.training.early_stopping import EarlyStopping
 from deepem.training.guards import NonFiniteError
 from deepem.training.loop import fit_runs
-from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, with_method_defaults
+from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, settings_in_effect
 from deepem.training.run import RunFolder
 from deepem.training.schedules import learning_rate_factor
 from deepem.training.signals import StopRequest
@@ -74,8 +74,9 @@ class Trainer:
         k = getattr(method, "particles", None)
         settings = settings if settings is not None else TrainConfig(dataset="custom")
         # The run records the method it really trains, whatever the settings' defaults said.
+        options = {**settings.method_options, **({"particles": k} if isinstance(k, int) else {})}
         self.config = dataclasses.replace(settings, method=method.name or type(method).__name__,
-                                          particles=k if isinstance(k, int) else settings.particles)
+                                          method_options=options)
         self.config.validate()  # device and dtype are used at once; group names once the groups exist
         self.model = model.to(self.config.device, self.config.torch_dtype)
         method.bind(model)  # before optimisers and checkpoints: the method may build networks here
@@ -83,7 +84,9 @@ class Trainer:
         groups = tuple(parameter_groups(model, method))
         # The method's paper settings (e.g. AVB's rates) apply where the user set nothing; config.json
         # records the settings in effect, so a resumed run rebuilds exactly these optimisers.
-        self.config.optim = with_method_defaults(getattr(method, "default_optim", {}), self.config.optim)
+        self.config.optim, self.config.optim_sources = settings_in_effect(
+            groups, getattr(method, "default_optim", {}), self.config.optim, self.config.lr, DEFAULT_LR,
+            self.config.optim_sources)
         self.config.validate(groups=groups)
         # Missing entries may hold anything (NaN included): only observed values are checked.
         check_split("train", train_data if train_mask is None else torch.where(train_mask, train_data, 0.0))

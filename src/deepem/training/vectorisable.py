@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from deepem.errors import UserError
 from deepem.methods.registry import METHODS
 from deepem.training.config import TrainConfig
 
@@ -17,7 +18,7 @@ VECTORISABLE_ARCHITECTURES = ("mlp",)
 CPU_ELEMENTS_PER_CALL = 4_000_000
 
 
-class VectorisationError(ValueError):
+class VectorisationError(UserError, ValueError):
     """These settings cannot be trained as vectorised seeds; the message says what is supported."""
 
 

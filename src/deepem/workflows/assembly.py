@@ -25,10 +25,11 @@ from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.evaluation.sharding import Shard
 from deepem.inference.distributions import Q_DENSITY
 from deepem.methods.base import Method
-from deepem.methods.registry import METHODS, make_method
+from deepem.methods.registry import METHODS, make_method, method_settings
 from deepem.models.config import make_model
 from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
+from deepem.settings import SettingError, check_values
 from deepem.training.config import ConfigError, TrainConfig
 from deepem.training.datacheck import check_data
 from deepem.training.distributed import Parallel
@@ -38,42 +39,46 @@ from deepem.training.trainer import Trainer
 from deepem.training.validation import Validator
 
 
-def method_options(config: TrainConfig) -> dict[str, Any]:
-    """The keyword arguments of the method: its options, with K when the config sets one."""
-    options = dict(config.method_options)
-    if config.particles is not None:
-        options["particles"] = config.particles
-    return options
+def check_method(config: TrainConfig) -> dict[str, Any]:
+    """The method's options of `config` checked against its constructor's declaration (names, types),
+    with K filled in from the method's own default when the config leaves it out; ConfigError names
+    the field. Nothing is built."""
+    if not (isinstance(config.method, str) and config.method in METHODS):
+        raise ConfigError(f"invalid method = {config.method!r}: must be one of {', '.join(sorted(METHODS))}")
+    declared = method_settings(config.method)
+    try:
+        checked = check_values(declared, config.method_options, f"method {config.method!r}")
+    except SettingError as err:
+        raise ConfigError(f"invalid method_options = {config.method_options!r} for method "
+                          f"{config.method!r}: {err}") from err
+    return {"particles": declared["particles"].default, **checked}
 
 
 def build_method(config: TrainConfig) -> Method:
-    """The method of `config`, its option errors as ConfigError naming the field."""
-    if not (isinstance(config.method, str) and config.method in METHODS):
-        raise ConfigError(f"invalid method = {config.method!r}: must be one of {', '.join(sorted(METHODS))}")
+    """The method of `config` (built once per run, in `assemble`), its option errors as ConfigError."""
+    options = check_method(config)
     try:
-        return make_method(config.method, **method_options(config))
+        return make_method(config.method, **options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"invalid method_options = {config.method_options!r} for method "
                           f"{config.method!r}: {err}") from err
 
 
 def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
-    """Check every field of `config` (names against the registries too) and return a copy with K
-    resolved to what the method uses (its own default when the config leaves it None) and moved out
-    of method_options, so config.json and run names say the K that was trained."""
+    """Check every field of `config` (names against the registries too, method options against the
+    method's declaration) and return a copy with K filled in (the method's own default when the config
+    leaves it out), so config.json and run names say the K that was trained. Builds nothing."""
     config.validate()
     if check_dataset and not (isinstance(config.dataset, str)
                               and config.dataset.strip().lower().replace("_", "-") in DATASETS):
         raise ConfigError(f"invalid dataset = {config.dataset!r}: unknown dataset; must be one of "
                           f"{', '.join(DATASETS)} (`deepem list` describes them)")
-    method = build_method(config)
+    options = check_method(config)
     # The data location is recorded absolute, so the run folder works from any directory.
     data_dir = None if not config.data_dir else str(Path(config.data_dir).expanduser().resolve())
-    resolved = dataclasses.replace(config, particles=method.particles, model=dataclasses.replace(config.model),
-                                   data_dir=data_dir,
-                                   method_options={k: v for k, v in config.method_options.items()
-                                                   if k != "particles"})
-    resolved.validate(groups=tuple(method.loss_groups))
+    resolved = dataclasses.replace(config, method_options=options, model=dataclasses.replace(config.model),
+                                   data_dir=data_dir)
+    resolved.validate(groups=tuple(METHODS[config.method].loss_groups))  # --optim names the method's groups
     return resolved
 
 

@@ -8,16 +8,17 @@ keeps finished ones (and their evaluations), so an interrupted comparison loses 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from deepem.errors import InvalidInputError, UserError
 from deepem.files import ChecksumError, atomic_write_json, read_json
 from deepem.report.compare import run_row, write_comparison
 from deepem.report.figures import image_grid
+from deepem.settings import text_value
 from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
@@ -35,29 +36,25 @@ class ComparisonStopped(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
-def parse_method_spec(spec: str, default_particles: int | None) -> tuple[str, int | None, dict[str, Any], str]:
-    """'iwae', 'iwae:k=50' or 'aiwae:k=5:temperatures=11' -> (method, K, options, label); K None: the
-    method's own default.
-
-    Options after the name belong to that method alone; the label names its run folder and table row."""
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any], str]:
+    """'iwae', 'iwae:particles=50' or 'aiwae:particles=5:temperatures=11' -> (method, options, label);
+    `k` is accepted as a short name of `particles` (K). The options after the name belong to that method
+    alone (over the command line's); the label names its run folder and table row (K as kK)."""
     name, *parts = [p.strip() for p in spec.split(":")]
-    particles, options = default_particles, {}
+    options: dict[str, Any] = {}
     for part in parts:
         key, eq, raw = part.partition("=")
         if not eq or not key:
-            raise ValueError(f"method spec {spec!r} is not NAME[:KEY=VALUE...] (e.g. iwae:k=50)")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        if key.lower() == "k":
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"method spec {spec!r}: k must be a whole number >= 1")
-            particles = value
-        else:
-            options[key.replace("-", "_")] = value
-    label = name if not parts else "-".join([name, *(p.replace("=", "").replace("_", "") for p in parts)])
-    return name, particles, options, label
+            raise UserError(f"method spec {spec!r} is not NAME[:KEY=VALUE...] (e.g. iwae:particles=50)")
+        key = key.strip().replace("-", "_")
+        options["particles" if key.lower() == "k" else key] = text_value(raw.strip())
+    return name, options, "-".join([name, *map(_label_part, parts)])
+
+
+def _label_part(part: str) -> str:
+    """'particles=50' (or 'k=50') -> 'k50', as in train's run names; 'alpha_step=0.1' -> 'alphastep0.1'."""
+    key, _, raw = part.partition("=")
+    return f"k{raw.strip()}" if key.strip().lower() in ("k", "particles") else part.replace("=", "").replace("_", "")
 
 
 def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
@@ -69,16 +66,16 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
     seeds: train each method once per seed, into OUT/METHOD/seed-S, one table row per seed (METHOD-sS);
     the seeds of a method that allows it are trained as one vectorised computation (workflows/seeds.py)."""
     if not methods:
-        raise ValueError("give at least one method, e.g. --methods vae,iwae")
+        raise UserError("give at least one method, e.g. --methods vae,iwae")
     root = Path(out)
-    specs = [parse_method_spec(m, base.particles) for m in methods]
+    specs = [parse_method_spec(m) for m in methods]
     labels = [label for *_, label in specs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
-        raise ValueError(f"--methods names {', '.join(repeated)} more than once; give each method spec once")
-    configs = [(dataclasses.replace(base, method=method, particles=particles, model=dataclasses.replace(base.model),
+        raise UserError(f"--methods names {', '.join(repeated)} more than once; give each method spec once")
+    configs = [(dataclasses.replace(base, method=method, model=dataclasses.replace(base.model),
                                     method_options={**base.method_options, **options}), label)
-               for method, particles, options, label in specs]
+               for method, options, label in specs]
     # every method checked before anything is written or trained; K resolved (the method's default if not given)
     configs = [(resolve(config), label) for config, label in configs]
     if root.exists() and any(root.iterdir()) and not (root / "comparison.json").exists():
@@ -149,7 +146,7 @@ def sample_grid(run_dir: Path, path: Path, n: int = 64, seed: int = 0) -> Path:
 
 def draw_samples(trained: TrainedRun, path: Path, n: int = 64, seed: int = 0) -> Path:
     if trained.data.image_shape is None:
-        raise ValueError(f"dataset {trained.config.dataset!r} is not an image dataset; nothing to draw")
+        raise InvalidInputError(f"dataset {trained.config.dataset!r} is not an image dataset; nothing to draw")
     images = trained.model.sample(n, generator=torch.Generator().manual_seed(seed))
     title = f"{trained.config.method} on {trained.config.dataset}, step {trained.step}"
     return image_grid(images.float().cpu(), trained.data.image_shape, path, title=title)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepem.errors import ResultNotSavedError, not_saved_message
+from deepem.errors import InvalidInputError, ResultNotSavedError, not_saved_message
 from deepem.evaluation.estimators import make_estimator
 from deepem.evaluation.evaluate import evaluate_model, evaluation_subset
 from deepem.evaluation.sharding import Shard
@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
     parallel, shard = evaluation_shard(device)
     trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
     if observed and trained.corrupted is None:
-        raise ValueError(f"run {run_dir} was trained on complete data; --observed needs a run trained with "
+        raise InvalidInputError(f"run {run_dir} was trained on complete data; --observed needs a run trained with "
                          "--missing")
     source = trained.corrupted.splits if observed else trained.data
     data, mask = source.split(split), source.mask(split) if observed else None

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from deepem.data.corruption import CorruptedData
+from deepem.errors import InvalidInputError
 from deepem.evaluation.imputation import ImputationResult, impute
 from deepem.evaluation.imputation_baselines import iterative_imputation, mean_imputation
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
@@ -43,10 +44,11 @@ def imputation_with_baselines(model: DeepLatentModel, corrupted: CorruptedData, 
     """`imputation_summary` and the model's ImputationResult (the imputed arrays) behind it."""
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
-        raise ValueError(f"unknown imputation baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+        raise InvalidInputError(f"unknown imputation baseline(s) {', '.join(unknown)}; "
+                                f"choose from {', '.join(BASELINES)}")
     data, mask = corrupted.splits.split(split), corrupted.splits.mask(split)
     if mask is None:
-        raise ValueError(f"the {split} split has no missing entries: nothing to impute")
+        raise InvalidInputError(f"the {split} split has no missing entries: nothing to impute")
     complete = corrupted.complete.split(split)
     # With a limit the baselines are still fitted on the whole split (fit_split's default), so their error on
     # the first `limit` points is what they would make on those points in the full imputation.
@@ -77,7 +79,7 @@ def run_imputation(run_dir: str | Path, split: str = "train", particles: int = 1
     RUN/figures/imputation-SPLIT.png (rows: observed, truth, imputed; IWEM paper Figure 5)."""
     trained = load_trained_run(run_dir, data_dir=data_dir)
     if trained.corrupted is None:
-        raise ValueError(f"run {run_dir} was trained on complete data: there is nothing to impute. Train with "
+        raise InvalidInputError(f"run {run_dir} was trained on complete data: there is nothing to impute. Train with "
                          "--missing mcar:P or --missing patches:N")
     summary, result = imputation_with_baselines(trained.model, trained.corrupted, split, particles, draws, seed,
                                                 proposal=proposal, baselines=baselines, limit=limit)

@@ -10,6 +10,7 @@ import torch
 
 from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
+from deepem.errors import InvalidInputError
 from deepem.methods.base import Method
 from deepem.models.config import make_model
 from deepem.models.lvm import DeepLatentModel
@@ -35,7 +36,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     """The run's model in eval mode on `device`, with the data it was trained on: the newest checkpoint's
     parameters, or for a run with early stopping (config.patience) those of its best validation."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        raise InvalidInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     run = RunFolder(Path(run_dir))
     config = TrainConfig.from_dict(run.read_config())
     if data_dir:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deepem.data.base import DataSplits
+from deepem.errors import InvalidInputError
 from deepem.training.config import TrainConfig
 from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.training.run import RunFolder, RunFolderError
@@ -43,7 +44,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
     accelerator, a memory-bounded number on CPU; `training.vectorisable.default_seeds_per_call`)."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"vectorised seeds need one or more distinct seeds, got {seeds}")
+        raise InvalidInputError(f"vectorised seeds need one or more distinct seeds, got {seeds}")
     config = resolve(config, check_dataset=data is None)
     check_vectorisable(config)
     dirs = [seed_folder(out, s) for s in seeds]

@@ -17,6 +17,7 @@ from deepem.data.base import DataSplits
 from deepem.errors import UserError
 from deepem.training.config import TrainConfig
 from deepem.training.distributed import Parallel, finish, launched, seed_rank_stream
+from deepem.training.optim import describe_settings
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted, resume_command
@@ -98,6 +99,7 @@ def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: 
     seed_rank_stream(config.seed, parallel)
     if not resume:
         trainer.start(force=force)
+        log(f"optimiser settings in effect: {describe_settings(trainer.config.optim, trainer.config.optim_sources)}")
     with (run.lock() if writer else nullcontext()), (graceful_stop(stop) if handle_signals else nullcontext()):
         if resume:
             if trainer.resume() and trainer.state.epoch >= config.epochs:

@@ -1,0 +1,190 @@
+"""What each `deepem` subcommand does, given its parsed arguments: the CLI (cli.py) only parses them
+and calls one of these, whose return value is the process exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from deepem.data import DATASETS
+from deepem.errors import ResultNotSavedError, UserError, not_saved_message
+from deepem.evaluation.bdmc import bdmc
+from deepem.files import atomic_write_json
+from deepem.methods.registry import METHODS, method_options
+from deepem.models.config import ModelConfig
+from deepem.models.config import describe as describe_architectures
+from deepem.settings import typed_values
+from deepem.training.config import TrainConfig
+from deepem.training.distributed import finish, is_rank_zero
+from deepem.training.state import resume_command
+from deepem.workflows import train as training
+from deepem.workflows.assembly import resolve
+from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
+from deepem.workflows.estimator_flags import estimator_settings
+from deepem.workflows.evaluate import evaluate_run, evaluation_shard
+from deepem.workflows.impute import run_imputation
+from deepem.workflows.loading import load_trained_run
+from deepem.workflows.seeds import train_seeds
+
+
+def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings typed on the command line: TrainConfig fields by name, model fields as
+    "model.NAME", K as "particles" (flags not typed are absent, even where the value equals the default)."""
+    typed: dict[str, Any] = typed_values(args, TrainConfig)
+    typed.update({f"model.{k}": v for k, v in typed_values(args, ModelConfig).items()})
+    for dest, name in (("options", "method_options"), ("architecture_options", "model.architecture_options")):
+        if getattr(args, dest, None) is not None:
+            typed[name] = dict(getattr(args, dest))
+    if getattr(args, "optim", None) is not None:
+        optim: dict[str, dict[str, Any]] = {}
+        for group, key, value in args.optim:
+            optim.setdefault(group, {})[key] = value
+        typed["optim"] = optim
+    if getattr(args, "particles", None) is not None:
+        typed["particles"] = args.particles
+    return typed
+
+
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    """A new run's configuration: the typed settings over TrainConfig's declared defaults."""
+    typed = typed_settings(args)
+    model = ModelConfig(**{k.removeprefix("model."): v for k, v in typed.items() if k.startswith("model.")})
+    options = {**typed.pop("method_options", {}), **({"particles": typed.pop("particles")}
+                                                      if "particles" in typed else {})}
+    return TrainConfig(model=model, method_options=options,
+                       **{k: v for k, v in typed.items() if not k.startswith("model.")})
+
+
+def run_name(config: TrainConfig) -> str:
+    """The default run folder of a resolved configuration."""
+    return f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}"
+
+
+def train(args: argparse.Namespace) -> int:
+    if args.resume and args.seeds is not None:
+        raise UserError("--seeds trains new runs; resume each seed of a vectorised group alone with --resume "
+                        "OUT/seed-S")
+    if args.resume:
+        # Exactly the settings typed on this command line change the resumed run (even to a value equal to
+        # the default); the rest comes from the run. A typed setting that may not change is an error naming it.
+        return training.run_training(None, Path(args.resume), resume=True, overrides=typed_settings(args),
+                                     progress=not args.quiet)
+    config = resolve(config_from(args))  # K resolved for the folder name; errors before anything is written
+    if args.seeds is not None:  # vectorised seeds (workflows/seeds.py): OUT/seed-S per seed
+        seeds = range(config.seed, config.seed + args.seeds)
+        out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-"
+                               f"s{seeds[0]}-{seeds[-1]}")
+        return train_seeds(config, seeds, out, force=args.force, progress=not args.quiet).exit_code
+    return training.run_training(config, Path(args.out or run_name(config)), force=args.force,
+                                 progress=not args.quiet)
+
+
+def after_failure(args: argparse.Namespace) -> str:
+    """What to do after a rank of an --nproc job died."""
+    if args.command != "train":
+        return "Run the same command again"
+    run = args.resume or args.out or run_name(resolve(config_from(args)))
+    return f"Resume from the last checkpoint with: {resume_command(run)} --nproc {args.nproc}"
+
+
+def compare_methods(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    base = config_from(args)
+    out = Path(args.out or f"runs/compare-{base.dataset}")
+    try:
+        compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
+                train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet,
+                seeds=None if args.seeds is None else range(base.seed, base.seed + args.seeds))
+    except ComparisonStopped as stopped:
+        print(str(stopped), file=sys.stderr)
+        return stopped.exit_code
+    print((out / "results.md").read_text())
+    print(f"table, CSV and figures in {out}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    name = "iw-observed" if args.observed and args.estimator == "iw" else args.estimator
+    try:
+        record = evaluate_run(args.run_dir, estimator=name, split=args.split, limit=args.limit, seed=args.seed,
+                              batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
+                              progress=not args.quiet, observed=args.observed, **estimator_settings(args, name))
+    except ResultNotSavedError as err:  # computed but not written: show it, then say why it was not saved
+        _print_evaluation(err.result)
+        raise
+    if not is_rank_zero():  # a sharded evaluation: rank 0 reports
+        return 0
+    _print_evaluation(record)
+    print(f"written to {Path(args.run_dir) / record['file']} and {Path(args.run_dir) / 'evaluation.json'}")
+    return 0
+
+
+def _print_evaluation(record: dict[str, Any]) -> None:
+    print(f"{record['split']} log-likelihood ({record['estimator']}, {record['n_points']} points): "
+          f"{record['log_likelihood']:.3f} ± {record['stderr']:.3f} nats")
+    kl = record["kl_to_prior"]
+    kl_text = "n/a (q has no density)" if kl != kl else f"{kl:.3f} nats"
+    print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {kl_text}, "
+          f"{record['points_per_sec']:.1f} points/s; data: {record.get('data', record['split'])}")
+
+
+def impute(args: argparse.Namespace) -> int:
+    summary = run_imputation(args.run_dir, split=args.split, particles=args.particles, draws=args.draws,
+                             seed=args.seed, data_dir=args.data_dir, limit=args.limit)
+    base = "  ".join(f"{name} {summary[name]['mse']:.4f}" for name in ("mean", "iterative") if name in summary)
+    points = f" (first {summary['n_points']} points)" if summary["limit"] else ""
+    print(f"{summary['split']} split{points}, {summary['n_missing']} missing entries ({summary['missing']}): "
+          f"imputation mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
+    print(f"written to {Path(args.run_dir) / 'imputation.json'}")
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    path = Path(args.output or Path(args.run_dir) / "figures" / "samples.png")
+    sample_grid(Path(args.run_dir), path, n=args.n, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def bdmc_bounds(args: argparse.Namespace) -> int:
+    parallel, shard = evaluation_shard(args.device)  # a launched job shares the batches (--nproc)
+    trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
+              disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
+        try:
+            result = bdmc(trained.model, n_points=args.points, seed=args.seed, batch_size=args.batch_size,
+                          progress=bar.update, shard=shard, **estimator_settings(args, "ais"))
+        finally:
+            finish(parallel)
+    if not is_rank_zero():
+        return 0
+    summary = {**result.summary(), "checkpoint": trained.checkpoint.name, "step": trained.step}
+    print(f"BDMC on {args.points} points simulated from the model: lower {float(result.lower.mean()):.3f}, "
+          f"upper {float(result.upper.mean()):.3f}, gap {result.gap:.3f} nats "
+          f"(AIS estimates at these settings are off by at most about the gap)")
+    path = Path(args.run_dir) / "bdmc.json"
+    try:  # the result is on the screen first: a folder that cannot be written loses nothing computed
+        atomic_write_json(path, summary, checksum=True)
+    except OSError as err:
+        raise ResultNotSavedError(not_saved_message(path, err), summary) from err
+    print(f"written to {path}")
+    return 0
+
+
+def list_all(args: argparse.Namespace) -> int:
+    print("methods (options with their defaults; set K with --particles, others with --option KEY=VALUE):")
+    for name in sorted(METHODS):
+        opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
+        needs = ", ".join(sorted(METHODS[name].requires))
+        print(f"  {name:12s} {opts}\n  {'':12s} needs: {needs}")
+    print("architectures (--architecture):")
+    for name, text in sorted(describe_architectures().items()):
+        print(f"  {name:12s} {text}")
+    print("datasets (files are looked for in --data-dir, else $DEEPEM_DATA, else ~/.cache/deepem):")
+    for name in sorted(DATASETS):
+        print(f"  {name:15s} {DATASETS[name].summary()}")
+    return 0
