@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from deepem.errors import UserError
 from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY, RSAMPLE
+from deepem.inference.constants import constant
 from deepem.inference.distributions import DensityUnavailableError, DiagonalGaussian, LatentDistribution
 from deepem.models.lvm import DeepLatentModel
 
@@ -150,9 +151,10 @@ def weight_diagnostics(log_w: Tensor, log_sum: Tensor | None = None, iw_bound: T
     k = log_w.shape[0]
     log_sum = torch.logsumexp(log_w, 0) if log_sum is None else log_sum.detach()
     if iw_bound is None:
-        iw_bound = (log_sum - math.log(k)).mean()
-    ess = (log_w - log_sum).exp_().square_().sum(0).reciprocal_()
-    return {"elbo": log_w.mean(), "iw_bound": iw_bound.detach(), "ess_fraction": ess.mean() / k}
+        iw_bound = (log_sum - constant(math.log(k), log_sum)).mean()
+    normalised = (log_w - log_sum).exp_()
+    ess = normalised.mul_(normalised).sum(0).reciprocal_()
+    return {"elbo": log_w.mean(), "iw_bound": iw_bound.detach(), "ess_fraction": ess.mean() / constant(k, ess)}
 
 
 class Method(nn.Module):

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor
 
+from deepem.inference.constants import constant
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.lvm import DeepLatentModel
 
@@ -27,6 +28,6 @@ class IWAE(Method):
         log_w = draws.log_w
         # -log_mean_exp(log_w).mean(), with the logsumexp and the bound shared with the diagnostics
         log_sum = torch.logsumexp(log_w, 0)
-        bound = (log_sum - math.log(log_w.shape[0])).mean()
+        bound = (log_sum - constant(math.log(log_w.shape[0]), log_sum)).mean()
         loss = -bound
         return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w, log_sum, bound), log_w)
