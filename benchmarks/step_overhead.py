@@ -2,12 +2,18 @@
 allocated per step, and element-wise passes over the (K, B, D) logits, for every method's trainer step
 (training/step.py: guards and fused Adam included), here and, with --baseline, at another git revision.
 
-    python benchmarks/step_overhead.py [--baseline REV] [--steps 4] [--out benchmarks/results]
+    python benchmarks/step_overhead.py [--baseline REV] [--steps 4] [--timing BLOCKS] [--callgrind]
+                                       [--out benchmarks/results]
 
 Counts do not depend on the load of the machine (wall-clock times on a shared machine do), so they are
 what this script reports; `profile_step.py` and `throughput.py` give times on a quiet machine. With
 --baseline REV, the library's source at REV (`git archive REV src`) is counted in a subprocess, beside
 the working tree's, so a change is judged by one command. Writes step_overhead.md and step_overhead.json.
+
+With --baseline, two secondary checks: --timing BLOCKS times IWAE steps of both sources in two live
+worker processes, alternating blocks (the ratio of each block's seconds per step, median and range, with
+the load average: on a shared machine only the ratio means anything); --callgrind counts the instructions
+of a step under valgrind (10 steps minus none, IWAE K = 5, B = 20; slow: minutes per run).
 
 ATen calls: every aten:: event of torch.profiler, nested calls and views included (profile_step.py counts
 the same way). Bytes: the sum of the CPU allocations made by ATen calls during the steps. Passes over (K, B, D):
@@ -19,10 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -30,6 +39,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 D = 784
+#: the library source of the tree this script is in ("after")
+TREE_SRC = Path(__file__).resolve().parent.parent / "src"
 #: (method, K, B): IWAE at the three sizes of the issue, every other method at K = 5 and 50, B = 20
 CASES = [("iwae", 5, 20), ("iwae", 50, 20), ("iwae", 50, 100)] + [
     (m, k, 20) for m in ("rem-v1", "iwem", "rws", "vimco", "miss-iwem") for k in (5, 50)]
@@ -98,16 +109,84 @@ def count_all(steps: int) -> dict[str, dict[str, float]]:
 
 def count_at(rev: str, steps: int) -> dict[str, dict[str, float]]:
     """count_all with the library's source as it is at git revision `rev`, in a fresh interpreter."""
-    root = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True, capture_output=True).stdout
     with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
-        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
+        env = _source(rev, tmp)
         code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import step_overhead; "
                 f"print(json.dumps(step_overhead.count_all({steps})))")
         out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _source(rev: str | None, tmp: str) -> dict[str, str]:
+    """The environment of a process that imports deepem from `rev`'s src (None: the caller's)."""
+    if rev is None:
+        return {**os.environ, "PYTHONPATH": str(TREE_SRC)}
+    root = TREE_SRC.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(tmp, filter="data")
+    return {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
+
+
+def worker(method: str, k: int, batch: int) -> None:
+    """Timing worker: for each line N on stdin, N steps, then their seconds per step on stdout."""
+    torch.set_num_threads(1)
+    step = build_step(method, k, batch)
+    for _ in range(3):
+        step()
+    from deepem.inference.numerics import flush_denormals
+
+    for line in sys.stdin:
+        with flush_denormals():  # as the training loop runs every step, in both sources alike
+            start = time.perf_counter()
+            for _ in range(int(line)):
+                step()
+            seconds = (time.perf_counter() - start) / int(line)
+        print(seconds, flush=True)
+
+
+def timing(rev: str, blocks: int, cases: list[tuple[str, int, int]]) -> dict[str, dict[str, float]]:
+    """Per case: this tree's seconds per step / rev's, block by block in two live processes."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        envs = {"before": _source(rev, tmp), "after": _source(None, tmp)}
+        for method, k, batch in cases:
+            procs = {name: subprocess.Popen([sys.executable, __file__, "--worker", method, str(k), str(batch)],
+                                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                     for name, env in envs.items()}
+            load = os.getloadavg()[0]
+            times: dict[str, list[float]] = {"before": [], "after": []}
+            for b in range(blocks):
+                for name in (["before", "after"] if b % 2 == 0 else ["after", "before"]):
+                    procs[name].stdin.write("20\n")
+                    procs[name].stdin.flush()
+                    times[name].append(float(procs[name].stdout.readline()))
+            for p in procs.values():
+                p.stdin.close()
+                p.wait()
+            ratios = [a / b for a, b in zip(times["after"], times["before"], strict=True)]
+            out[f"{method} K={k} B={batch}"] = {
+                "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
+                "before_ms": 1e3 * statistics.median(times["before"]),
+                "after_ms": 1e3 * statistics.median(times["after"]),
+                "load_before": load, "load_after": os.getloadavg()[0]}
+    return out
+
+
+def callgrind(rev: str, method: str = "iwae", k: int = 5, batch: int = 20, steps: int = 10) -> dict[str, float]:
+    """Instructions per step, before and after: (run with `steps` steps − run with none) / steps."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, env in (("before", _source(rev, tmp)), ("after", _source(None, tmp))):
+            env = {**env, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+            total = []
+            for n in (0, steps):
+                run = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
+                                      sys.executable, __file__, "--run", method, str(k), str(batch), str(n)],
+                                     env=env, capture_output=True, text=True, check=True)
+                total.append(int(re.search(r"Collected : (\d+)", run.stderr).group(1)))
+            out[name] = (total[1] - total[0]) / steps
+    return out
 
 
 def write(results: dict[str, object], out_dir: Path) -> None:
@@ -131,6 +210,19 @@ def write(results: dict[str, object], out_dir: Path) -> None:
         lines += ["| step | ATen calls | bytes allocated | (K,B,D) passes |", "| --- | ---: | ---: | ---: |"]
         for case, c in now.items():
             lines.append(f"| {case} | {c['aten_calls']:.0f} | {_mb(c['bytes_allocated'])} | {c['kbd_passes']:.0f} |")
+    if results.get("timing"):
+        lines += ["", "Secondary check, wall clock: seconds per step after / before, two live processes alternating "
+                  "blocks of 20 steps, 1 thread each (median and range over blocks; load average, 1 min, at start "
+                  "and end):", "", "| step | after / before | before ms | after ms | load |",
+                  "| --- | ---: | ---: | ---: | --- |"]
+        for case, t in results["timing"].items():
+            lines.append(f"| {case} | {t['median_ratio']:.3f} ({t['min_ratio']:.3f}–{t['max_ratio']:.3f}) | "
+                         f"{t['before_ms']:.2f} | {t['after_ms']:.2f} | "
+                         f"{t['load_before']:.1f} → {t['load_after']:.1f} |")
+    if results.get("callgrind"):
+        c = results["callgrind"]
+        lines += ["", f"Instructions per step (valgrind callgrind, IWAE K=5 B=20, 1 thread): before {c['before']:.3e}, "
+                  f"after {c['after']:.3e} ({c['after'] / c['before']:.3f}×)."]
     (out_dir / "step_overhead.md").write_text("\n".join(lines) + "\n")
 
 
@@ -142,8 +234,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default=None, help="git revision whose src/ to count too (e.g. main)")
     parser.add_argument("--steps", type=int, default=4, help="steps profiled per case")
+    parser.add_argument("--timing", type=int, default=0, metavar="BLOCKS", help="interleaved A/B timing blocks")
+    parser.add_argument("--callgrind", action="store_true", help="instructions per step under valgrind (slow)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
+    if args.run:
+        torch.set_num_threads(1)
+        step = build_step(args.run[0], int(args.run[1]), int(args.run[2]))
+        for _ in range(3 + int(args.run[3])):
+            step()
+        return None
+    sys.path.insert(0, str(TREE_SRC))  # this tree's library, not an installed one
     results: dict[str, object] = {"command": "python benchmarks/step_overhead.py " + " ".join(argv or sys.argv[1:]),
                                   "torch": torch.__version__, "counts": count_all(args.steps)}
     if args.baseline:
@@ -152,6 +257,10 @@ def main(argv: list[str] | None = None) -> None:
                                 capture_output=True, text=True).stdout.strip()
         results["baseline"] = f"{args.baseline} ({commit})"
         results["baseline_counts"] = count_at(args.baseline, args.steps)
+        if args.timing:
+            results["timing"] = timing(args.baseline, args.timing, CASES[:3])
+        if args.callgrind:
+            results["callgrind"] = callgrind(args.baseline)
     write(results, args.out)
     print((args.out / "step_overhead.md").read_text())
 
