@@ -219,6 +219,9 @@ def write(results: dict[str, object], out_dir: Path) -> None:
             lines.append(f"| {case} | {t['median_ratio']:.3f} ({t['min_ratio']:.3f}–{t['max_ratio']:.3f}) | "
                          f"{t['before_ms']:.2f} | {t['after_ms']:.2f} | "
                          f"{t['load_before']:.1f} → {t['load_after']:.1f} |")
+        if max(t["load_before"] for t in results["timing"].values()) > (os.cpu_count() or 1):
+            lines += ["", f"The load average exceeded the machine's {os.cpu_count()} CPUs: these times are "
+                      "dominated by other processes; judge the change by the counts above."]
     if results.get("callgrind"):
         c = results["callgrind"]
         lines += ["", f"Instructions per step (valgrind callgrind, IWAE K=5 B=20, 1 thread): before {c['before']:.3e}, "
