@@ -8,8 +8,6 @@ plain number)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 from torch import Tensor
 
@@ -18,14 +16,22 @@ _OWN_ARITHMETIC = (torch.float32, torch.float64)
 
 
 def constant(value: float, like: Tensor) -> Tensor | float:
-    """`value` as a cached 0-dim tensor of `like`'s dtype and device (`value` itself for other dtypes and
-    under torch.compile, which folds numbers anyway). Read-only: never modify the tensor returned."""
+    """`value` as a cached 0-dim tensor of `like`'s dtype and device (`value` itself for other dtypes, under
+    torch.compile, which folds numbers anyway, and while a CUDA graph is captured, which cannot copy a new
+    one to the device). Read-only: never modify the tensor returned."""
     if like.dtype not in _OWN_ARITHMETIC or torch.compiler.is_compiling():
         return value
-    return _cached(float(value), like.dtype, like.device)
+    key = (float(value), like.dtype, like.device)
+    cached = _CACHE.get(key)
+    if cached is None:
+        if like.is_cuda and torch.cuda.is_current_stream_capturing():
+            return value
+        if len(_CACHE) >= 1024:  # (values that change from call to call would otherwise pile up)
+            _CACHE.clear()
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor, even if first asked for in inference
+            cached = _CACHE[key] = torch.tensor(key[0], dtype=like.dtype, device=like.device)
+    return cached
 
 
-@lru_cache(maxsize=256)
-def _cached(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    with torch.inference_mode(False), torch.no_grad():  # a normal tensor, even if first asked for in inference
-        return torch.tensor(value, dtype=dtype, device=device)
+#: (value, dtype, device) -> its 0-dim tensor; a step uses a handful
+_CACHE: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
