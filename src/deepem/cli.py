@@ -8,7 +8,10 @@ settings' flags, help and checks come from their declarations (training/config.p
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,8 +81,37 @@ def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
 def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--nproc", type=positive_int, default=1,
                    help=f"{what} in N processes on this machine (torch.distributed; gloo on CPU, NCCL on GPU). "
-                        "Each gets max(1, cores // N) torch threads unless --threads is given. Under torchrun, "
-                        "leave it out (or give torchrun's --nproc-per-node)")
+                        "Each gets max(1, cores // N) torch threads unless --threads is given. At most one per "
+                        "core unless --oversubscribe. Under torchrun, leave it out (or give torchrun's "
+                        "--nproc-per-node)")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow --nproc above the number of cores (each process then shares a core)")
+
+
+def check_nproc(args: argparse.Namespace, cores: int) -> None:
+    """Refuse an --nproc job that cannot work before any process starts: more processes than cores (each
+    would wait for the others at every step) or, in training, than points per batch."""
+    nproc = args.nproc
+    if nproc > cores and not args.oversubscribe:
+        raise UserError(f"--nproc {nproc} starts {nproc} processes on {cores} cores: {nproc} > {cores}, so they "
+                        f"would share cores and wait for each other at every step; use --nproc {cores} or fewer, "
+                        "or add --oversubscribe")
+    if args.command == "train":
+        batch = args.batch_size if args.batch_size is not None else _recorded_batch_size(args)
+        if batch is not None and nproc > batch:
+            raise UserError(f"--nproc {nproc} splits each batch of {batch} points over {nproc} processes: "
+                            f"{batch} / {nproc} < 1 point per process; use --nproc {batch} or fewer, or a "
+                            f"--batch-size of at least {nproc}")
+
+
+def _recorded_batch_size(args: argparse.Namespace) -> int | None:
+    """The batch size a new run takes by default, or a resumed one from its config.json (None: unknown)."""
+    if not args.resume:
+        return declared(TrainConfig)["batch_size"].default
+    try:
+        return int(json.loads((Path(args.resume) / "config.json").read_text())["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no readable run there: resuming it says why
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--seeds and --nproc do not combine: vectorised seeds run in one process; leave out "
                             "one of them")
         if nproc > 1 and not launched():
+            check_nproc(args, os.cpu_count() or 1)
             return launch(main, argv, nproc, args.command, commands.after_failure(args))
         if launched():
             check_launched(nproc, args.command)

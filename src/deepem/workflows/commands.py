@@ -11,15 +11,17 @@ from typing import Any
 from tqdm import tqdm
 
 from deepem.data import DATASETS
-from deepem.errors import ResultNotSavedError, UserError, not_saved_message
+from deepem.errors import InvalidInputError, ResultNotSavedError, UserError, not_saved_message
 from deepem.evaluation.bdmc import bdmc
 from deepem.files import atomic_write_json
+from deepem.inference.capabilities import CONTINUOUS
 from deepem.methods.registry import METHODS, method_options
 from deepem.models.config import ModelConfig
 from deepem.models.config import describe as describe_architectures
 from deepem.settings import typed_values
 from deepem.training.config import TrainConfig
 from deepem.training.distributed import finish, is_rank_zero
+from deepem.training.run import RunFolder
 from deepem.training.state import resume_command
 from deepem.workflows import train as training
 from deepem.workflows.assembly import resolve
@@ -88,6 +90,8 @@ def after_failure(args: argparse.Namespace) -> str:
     if args.command != "train":
         return "Run the same command again"
     run = args.resume or args.out or run_name(resolve(config_from(args)))
+    if not RunFolder(Path(run)).is_run():  # it died before the run folder was made: nothing to resume
+        return "No run folder was written; run the same command again"
     return f"Resume from the last checkpoint with: {resume_command(run)} --nproc {args.nproc}"
 
 
@@ -153,6 +157,10 @@ def sample(args: argparse.Namespace) -> int:
 def bdmc_bounds(args: argparse.Namespace) -> int:
     parallel, shard = evaluation_shard(args.device)  # a launched job shares the batches (--nproc)
     trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    if CONTINUOUS not in trained.model.capabilities():  # (AIS's own message offers an option bdmc lacks)
+        raise InvalidInputError(f"bdmc runs AIS with HMC, which needs continuous latents; this run's are "
+                                f"{trained.model.latent_support}, so there is no AIS to check. Its importance-"
+                                f"weighted estimate needs no such check: deepem evaluate {args.run_dir}")
     with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
               disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
         try:

@@ -19,12 +19,11 @@ from deepem.files import ChecksumError, atomic_write_json, read_json
 from deepem.report.compare import run_row, write_comparison
 from deepem.report.figures import image_grid
 from deepem.settings import text_value
-from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import resolve
 from deepem.workflows.evaluate import evaluate_run
-from deepem.workflows.loading import TrainedRun, load_trained_run
+from deepem.workflows.loading import TrainedRun, load_trained_run, used_step
 from deepem.workflows.seeds import train_method_seeds
 from deepem.workflows.train import train_run
 
@@ -124,16 +123,15 @@ def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, nam
 
 def _evaluate(run_dir: Path, particles: int, split: str, limit: int | None, seed: int,
               progress: bool) -> dict[str, Any]:
-    """The run's IW evaluation of `split`: the one on file when it was made of the newest checkpoint with
-    these settings, else a new one."""
-    path = run_dir / "evaluations" / f"iw-k{particles}-{split}-{f'n{limit}' if limit else 'all'}-s{seed}.json"
-    newest = list_checkpoints(RunFolder(run_dir).checkpoints)
+    """The run's IW evaluation of `split`: the one on file when it was made of the parameters evaluation
+    uses now (its file name holds their step) with these settings, else a new one."""
+    path = run_dir / "evaluations" / (f"iw-k{particles}-{split}-{f'n{limit}' if limit else 'all'}-s{seed}"
+                                      f"-step{used_step(run_dir)}.json")
     try:
         record = read_json(path) if path.is_file() else None
     except ChecksumError:
         record = None
-    if (record is not None and newest and record.get("step") == checkpoint_step(newest[-1])
-            and record.get("particles") == particles and record.get("seed") == seed
+    if (record is not None and record.get("particles") == particles and record.get("seed") == seed
             and record.get("limit") == limit):
         return record
     return evaluate_run(run_dir, particles=particles, split=split, limit=limit, seed=seed, progress=progress)
