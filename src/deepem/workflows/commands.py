@@ -13,6 +13,8 @@ from tqdm import tqdm
 from deepem.data import DATASETS
 from deepem.errors import InvalidInputError, ResultNotSavedError, UserError, not_saved_message
 from deepem.evaluation.bdmc import bdmc
+from deepem.evaluation.estimators import ESTIMATORS
+from deepem.evaluation.settings import AISSettings
 from deepem.files import atomic_write_json
 from deepem.inference.capabilities import CONTINUOUS
 from deepem.methods.registry import METHODS, method_options
@@ -26,7 +28,6 @@ from deepem.training.state import resume_command
 from deepem.workflows import train as training
 from deepem.workflows.assembly import resolve
 from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
-from deepem.workflows.estimator_flags import estimator_settings
 from deepem.workflows.evaluate import evaluate_run, evaluation_shard
 from deepem.workflows.impute import run_imputation
 from deepem.workflows.loading import load_trained_run
@@ -113,10 +114,11 @@ def compare_methods(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     name = "iw-observed" if args.observed and args.estimator == "iw" else args.estimator
+    settings = typed_values(args, ESTIMATORS[name].Settings)  # the settings typed; the record fills the rest
     try:
         record = evaluate_run(args.run_dir, estimator=name, split=args.split, limit=args.limit, seed=args.seed,
                               batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
-                              progress=not args.quiet, observed=args.observed, **estimator_settings(args, name))
+                              progress=not args.quiet, observed=args.observed, **settings)
     except ResultNotSavedError as err:  # computed but not written: show it, then say why it was not saved
         _print_evaluation(err.result)
         raise
@@ -165,7 +167,7 @@ def bdmc_bounds(args: argparse.Namespace) -> int:
               disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
         try:
             result = bdmc(trained.model, n_points=args.points, seed=args.seed, batch_size=args.batch_size,
-                          progress=bar.update, shard=shard, **estimator_settings(args, "ais"))
+                          progress=bar.update, shard=shard, **typed_values(args, AISSettings))
         finally:
             finish(parallel)
     if not is_rank_zero():
@@ -189,6 +191,9 @@ def list_all(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
         needs = ", ".join(sorted(METHODS[name].requires))
         print(f"  {name:12s} {opts}\n  {'':12s} needs: {needs}")
+    print("  on incomplete data (--missing) every method uses the mask: log p(x|z) counts the observed entries "
+          "only and q(z|x) sees x zero-filled, so each bound is one of log p(x_o) (iwae's is the MIWAE bound; miwae "
+          "is iwae with the MIWAE paper's settings; miss-iwem also completes x from the model)")
     print("architectures (--architecture):")
     for name, text in sorted(describe_architectures().items()):
         print(f"  {name:12s} {text}")
