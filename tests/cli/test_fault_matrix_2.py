@@ -151,3 +151,28 @@ def test_item11_a_finished_run_leaves_no_lock(run, capsys):
     assert not (run / ".lock").exists()
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
     assert not (run / ".lock").exists()
+
+
+def test_item3_nothing_missing_is_refused(tmp_path, capsys):
+    for spec in ("mcar:0", "patches:0"):
+        assert main([*TRAIN, "--missing", spec, "--out", str(tmp_path / "r")]) == 2
+        assert f"'{spec}' removes nothing; leave out --missing" in one_error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_item6_a_bad_option_value_is_named_against_its_type(tmp_path, capsys):
+    for option, message in [("alpha_step=abc", "alpha_step takes a number, got 'abc'"),
+                            ("alpha_step=-1", "alpha_step must be >= 0, got -1")]:
+        assert main([*TRAIN, "-m", "iwem", "--option", option, "--out", str(tmp_path / "r")]) == 2
+        assert message in one_error(capsys)
+
+
+def test_item7_the_help_and_list_say_what_the_mask_does(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "every method uses the mask" in text.lower() and "iwae trains the MIWAE bound" in text
+    assert "each 28x28 image" not in text and "of each square image, any size" in text
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "every method uses the mask" in listed and "iwae's is the MIWAE bound" in listed
