@@ -31,7 +31,7 @@ def test_the_declared_names_are_the_registries_names():
 
 def test_the_configurations_are_their_declarations():
     assert issubclass(TrainConfig, run.RunSettings) and issubclass(ModelConfig, model.ModelSettings)
-    assert [f.name for f in dataclasses.fields(TrainConfig)] == [f.name for f in dataclasses.fields(run.RunSettings)]
-    assert [f.name for f in dataclasses.fields(ModelConfig)] == [f.name for f in dataclasses.fields(model.ModelSettings)]
+    for cls, declaration in ((TrainConfig, run.RunSettings), (ModelConfig, model.ModelSettings)):
+        assert [f.name for f in dataclasses.fields(cls)] == [f.name for f in dataclasses.fields(declaration)]
     assert declared(TrainConfig)["epochs"] == declared(run.RunSettings)["epochs"]
     assert isinstance(TrainConfig().model, ModelConfig) and TrainConfig().model.latent_dim == 50

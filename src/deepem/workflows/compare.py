@@ -114,7 +114,13 @@ def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, nam
     train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, seed, progress)
     log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
         f"train {train['log_likelihood']:.3f}")
-    rows.append(run_row(run_dir, name, summary["seconds"]))
+    row = run_row(run_dir, name, summary["seconds"])
+    group = summary.get("seeds_in_group", 1)
+    if group > 1 and row["train_points_per_sec"] is not None:
+        # a vectorised seed: its points over its share of the group's time (as its "train s" is), not over
+        # the whole group's time
+        row["train_points_per_sec"] *= group
+    rows.append(row)
     curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
     trained = load_trained_run(run_dir, warn=log)
     if trained.data.image_shape is not None:
