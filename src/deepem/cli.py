@@ -33,6 +33,7 @@ from deepem.settings import (
 #: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
 #: rest of the library (tests/test_layering.py allows exactly this deferred import, and says why)
 DISPATCH = "deepem.dispatch"
+EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
 #: the TrainConfig settings with a flag of their own (the others: --option, --optim, --architecture-option)
 RUN_FLAGS = [name for name, s in declared(RunSettings).items() if s.flag]
 DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
@@ -228,6 +229,7 @@ def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) ->
 
 @quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
+    own_command_line = argv is None  # the process's own command (not a test's, nor a rank's call)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if getattr(args, "nproc", 1) > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (not in a launched job)
@@ -237,7 +239,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deepem {args.command}: error: {err}", file=sys.stderr)
             return 2
     # Only now the library: torch and what the subcommand needs (deepem/dispatch.py).
-    return importlib.import_module(DISPATCH).run(args, argv, main)
+    try:
+        dispatch = importlib.import_module(DISPATCH)
+    except KeyboardInterrupt:  # Ctrl-C while the library loads: nothing has started
+        print(f"deepem {args.command}: interrupted", file=sys.stderr)
+        dispatch = None
+    code = EXIT_INTERRUPTED if dispatch is None else dispatch.run(args, argv, main)
+    if code == EXIT_INTERRUPTED and own_command_line:
+        # Ctrl-C: everything written is whole (atomic writes) and the message is out; the interpreter's
+        # teardown of torch alone takes seconds on a busy machine, so the process ends now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

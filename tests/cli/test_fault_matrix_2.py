@@ -176,3 +176,19 @@ def test_item7_the_help_and_list_say_what_the_mask_does(capsys):
     assert main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "every method uses the mask" in listed and "iwae's is the MIWAE bound" in listed
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("command", ["evaluate", "bdmc", "sample"])
+def test_item10_ctrl_c_stops_a_command_with_130_and_writes_nothing(run, command, monkeypatch, capsys):
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    where = {"evaluate": ("deepem.workflows.evaluate", "evaluate_model"), "bdmc": ("deepem.workflows.commands", "bdmc"),
+             "sample": ("deepem.workflows.compare", "image_grid")}[command]
+    monkeypatch.setattr(sys.modules[where[0]], where[1], _interrupt)  # Ctrl-C in the middle of the work
+    args = {"evaluate": ["--particles", "3"], "bdmc": ["--points", "2"], "sample": ["--n", "4"]}[command]
+    assert main([command, str(run), *args]) == 130
+    assert capsys.readouterr().err.strip().endswith(f"deepem {command}: interrupted")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
