@@ -245,9 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepem {args.command}: interrupted", file=sys.stderr)
         dispatch = None
     code = EXIT_INTERRUPTED if dispatch is None else dispatch.run(args, argv, main)
-    if code == EXIT_INTERRUPTED and own_command_line:
-        # Ctrl-C: everything written is whole (atomic writes) and the message is out; the interpreter's
-        # teardown of torch alone takes seconds on a busy machine, so the process ends now.
+    if own_command_line and (code == EXIT_INTERRUPTED or args.command == "list"):
+        # Ctrl-C (everything written is whole: atomic writes; the message is out) or `list` (it writes
+        # nothing): the interpreter's teardown of torch alone takes seconds on a busy machine, and there is
+        # nothing left to finish, so the process ends now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
