@@ -82,6 +82,12 @@ def test_item4_an_implicit_encoder_run_ends_with_the_command_that_evaluates_it(t
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("note: no validation bound") for line in lines)
     assert lines[-1].endswith(f"evaluate with: deepem evaluate {out} --estimator ais --ais-initial prior")
+    # the hinted command works, and its record holds no NaN (item 3): the KL of an implicit q is null
+    assert main(["evaluate", str(out), "--estimator", "ais", "--ais-initial", "prior", "--chains", "2",
+                 "--temperatures", "3", "--leapfrog-steps", "1", "--limit", "4", "--quiet"]) == 0
+    text = (out / "evaluation.json").read_text()
+    assert "NaN" not in text and json.loads(text)["kl_to_prior"] is None
+    assert "KL(q(z|x) || p(z)): n/a (q has no density)" in capsys.readouterr().out
 
 
 def test_item5_bdmc_on_binary_latents_suggests_what_exists(tmp_path, capsys):

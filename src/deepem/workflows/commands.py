@@ -130,10 +130,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def _print_evaluation(record: dict[str, Any]) -> None:
+    stderr = "" if record["stderr"] is None else f" ± {record['stderr']:.3f}"
     print(f"{record['split']} log-likelihood ({record['estimator']}, {record['n_points']} points): "
-          f"{record['log_likelihood']:.3f} ± {record['stderr']:.3f} nats")
+          f"{record['log_likelihood']:.3f}{stderr} nats")
     kl = record["kl_to_prior"]
-    kl_text = "n/a (q has no density)" if kl != kl else f"{kl:.3f} nats"
+    kl_text = "n/a (q has no density)" if kl is None else f"{kl:.3f} nats"
     print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {kl_text}, "
           f"{record['points_per_sec']:.1f} points/s; data: {record.get('data', record['split'])}")
 

@@ -112,7 +112,8 @@ def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, nam
     """Evaluate one finished run and add its table row, validation curve and sample grid."""
     test = _evaluate(run_dir, eval_particles, "test", eval_limit, seed, progress)
     train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, seed, progress)
-    log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
+    stderr = "" if test["stderr"] is None else f" ± {test['stderr']:.3f}"  # (None: one test point)
+    log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f}{stderr}, "
         f"train {train['log_likelihood']:.3f}")
     row = run_row(run_dir, name, summary["seconds"])
     group = summary.get("seeds_in_group", 1)
