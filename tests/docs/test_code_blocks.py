@@ -2,8 +2,9 @@
 
 Python blocks of one page run in order as one script (a page is a tutorial: later blocks use earlier
 names), in a fresh process and an empty temporary folder. Bash blocks of one page run as one `set -e`
-script in one folder shared by all pages, in order, with `deepem` on the PATH as this checkout's `python -m deepem`. A block that is the same
-text as one already run (the README repeats the getting-started page) runs once."""
+script in one folder shared by all pages, in order, with `deepem` on the PATH as this checkout's
+`python -m deepem`. A block that is the same text as one already run (the README repeats the
+getting-started page) runs once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.docs.pages import CODE_LANGUAGES, PAGES, ROOT, Block, blocks
 
 LISTING_LANGUAGES = ("text", "json", "yaml", "toml")
