@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from tests.docs.browser import PAGES, SCREENSHOTS, find_browser, render, serve
-from tests.docs.test_site import site  # noqa: F401 - the built site, a session fixture
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -18,7 +17,7 @@ def test_screenshots_for_review_are_kept():
 
 
 @pytest.mark.parametrize("page", list(PAGES), ids=[name for name, _ in PAGES.values()])
-def test_page_renders_in_chromium_without_console_messages(page, site, tmp_path):  # noqa: F811
+def test_page_renders_in_chromium_without_console_messages(page, site, tmp_path):
     browser = find_browser()
     if browser is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium; .ci/run installs it where apt works)")

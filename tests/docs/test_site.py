@@ -7,32 +7,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 from tests.docs.pages import DOCS, ROOT
-
-pytest.importorskip("mkdocs", reason="the docs tools are in the test extra: pip install -e '.[test]'")
-pytest.importorskip("mkdocstrings_handlers.python", reason="pip install 'mkdocstrings[python]'")
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FIGURES = ROOT / "benchmarks" / "results"  # served at results/ by docs/_hooks.py
-
-
-def build_site(site_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
-
-
-@pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Path:
-    site_dir = tmp_path_factory.mktemp("site")
-    done = build_site(site_dir)
-    warnings = [line for line in done.stderr.splitlines() if line.startswith(("WARNING", "ERROR"))]
-    assert done.returncode == 0 and not warnings, "mkdocs build --strict failed:\n" + done.stderr[-5000:]
-    return site_dir
 
 
 def test_the_site_builds_strict_with_every_page_and_the_api_reference(site):
