@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-#: pages whose text another branch owns; their blocks are checked like every other page's
+#: the README and every page of the site (own-data.md and reproducing-uci.md included)
 PAGES = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
 CODE_LANGUAGES = ("python", "bash")
 NORUN = re.compile(r"^#\s*norun:\s*(\S.*)$")
