@@ -12,7 +12,7 @@ $(BIN)/deepem: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(BIN)/deepem
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench docs docs-screenshots
 setup: $(BIN)/deepem
 
 demo: setup
@@ -26,3 +26,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
+
+# The documentation site (docs/, mkdocs.yml) into site/: open site/index.html. Warnings are errors.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# Refresh the screenshots kept for review in docs/screenshots/ (needs Chromium: apt-get install chromium).
+docs-screenshots: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m tests.docs.browser

@@ -20,7 +20,8 @@ from deepem.inference.numerics import running_logsumexp
 from deepem.models.lvm import DeepLatentModel
 
 #: floats of the largest activation per chunk (particles x points x widest layer): 4 MB in float32, so
-#: the element-wise passes of the likelihood stay in cache (64 MB chunks measured up to 2x slower on CPU).
+#: the element-wise passes of the likelihood stay in cache (larger chunks are slower on CPU; the
+#: measurement: docs/speed.md, "Thresholds in the code").
 DEFAULT_CHUNK_FLOATS = 1_000_000
 
 

@@ -16,14 +16,13 @@ FAST_TANH_MIN_NUMEL = 65536
 def fast_tanh(x: Tensor) -> Tensor:
     """tanh(x), computed as 2σ(2x) − 1, with tanh's own backward (1 − y²)·grad.
 
-    Why: PyTorch's CPU tanh costs about 3.4 times its sigmoid (0.32 against 0.095 ms on the (50, 20, 200)
-    hidden activations of a K = 50 step, AMD EPYC, 2 threads; `benchmarks/results/step_profile.md`), and
-    the decoder's two tanh layers run on every particle. Accuracy: the identity is exact; in floating
-    point the result differs from tanh by at most a few ulps of 1 (absolute, about 1e-7 in float32),
-    which is the rounding of the activations that the next linear layer sees anyway. Under torch.func
-    transforms (vectorised seeds), on CUDA, where tanh is not slow, and on small tensors, where the
-    extra Python-level autograd node costs more than it saves (measured: slower at 20k entries, faster
-    from about 100k), it is torch.tanh."""
+    Why: PyTorch's CPU tanh costs several times its sigmoid (measured by benchmarks/profile_step.py; the
+    figures are on docs/speed.md), and the decoder's two tanh layers run on every particle. Accuracy: the
+    identity is exact; in floating point the result differs from tanh by at most a few ulps of 1
+    (absolute, about 1e-7 in float32), which is the rounding of the activations that the next linear
+    layer sees anyway. Under torch.func transforms (vectorised seeds), on CUDA, where tanh is not slow,
+    and on small tensors, where the extra Python-level autograd node costs more than it saves (below
+    FAST_TANH_MIN_NUMEL; the measurement: docs/speed.md, "Thresholds in the code"), it is torch.tanh."""
     if (x.numel() < FAST_TANH_MIN_NUMEL or x.device.type != "cpu"
             or torch._C._are_functorch_transforms_active()):
         return torch.tanh(x)

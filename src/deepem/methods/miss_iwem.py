@@ -29,13 +29,11 @@ Departures from Alg. 3, on purpose (IWEM's own are listed in `methods.iwem`):
 - `completion` ("sample", the paper's; "mean"; "zero") is an option added for ablations: "zero" makes
   the proposal p(x_m | z) q(z | x̃0), i.e. MIWAE's q with miss-IWEM's E- and P-steps.
 
-What the completion costs (measured, tests/methods/test_missing_training.py: linear-Gaussian model,
-6 dims, half missing, K = 10, Adam 0.03, 200 steps from a noise scale of 1 vs 0.3 true): with "zero"
-miss-IWEM reaches the true model's log p(x_o) (-2.83 vs -2.80), as miwae does; with "sample" (and
-"mean") it gets only from -5.50 to -4.72, and needs ~1500 steps to reach -3.30. Started at the true
-model it stays there. The cause: the completion comes from q(z | x̃0), which miss-IWEM never trains
-(its P-step trains q(z | x̆) only), so early on x̆_m is noisy, q(z | x̆) is a poor proposal, and the snIS
-bias of a poor proposal pushes the noise scale up, which makes x̆_m noisier still.
+Why the completion can slow learning: it comes from q(z | x̃0), which miss-IWEM never trains (its
+P-step trains q(z | x̆) only), so early on x̆_m is noisy, q(z | x̆) is a poor proposal, and the snIS bias
+of a poor proposal pushes the likelihood's noise scale up, which makes x̆_m noisier still; "zero" avoids
+it. The measurement (tests/methods/test_missing_training.py's model) is on docs/reproducing-papers.md,
+"Missing data: UCI imputation".
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ def coefficient_weights(log_w: Tensor) -> Tensor:
     with weights below eps^2 of the dtype set to exactly zero.
 
     Why: with a poor proposal most weights are astronomically small, e.g. 1e-40, in float32's denormal
-    range, and CPU matmuls on denormal operands run several times slower (REM v2's decoder backward
-    measured 4x slower). Dropping them changes a gradient by less than K * eps^2 relative to the
+    range, and CPU matmuls on denormal operands run several times slower (docs/speed.md, "Thresholds
+    in the code"). Dropping them changes a gradient by less than K * eps^2 relative to the
     largest weight (>= 1/K): far below rounding."""
     w = normalized_weights(log_w.detach())
     return torch.where(w < torch.finfo(w.dtype).eps ** 2, torch.zeros_like(w), w)

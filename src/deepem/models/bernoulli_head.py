@@ -132,8 +132,7 @@ def bernoulli_linear_log_prob(x: Tensor, h: Tensor, weight: Tensor, bias: Tensor
     if torch._C._are_functorch_transforms_active() or h[..., 0].numel() * weight.shape[0] < FUSED_MIN_NUMEL:
         # Under torch.func (vmap, grad: vectorised seeds) the composite form, with a batching rule; on few
         # particles too, where the fused form's dozen small ops and its Python-level autograd node cost more
-        # than they save (measured on (N, 784) logits: 1.13x slower forward and backward at N = 100, on par
-        # at N = 200, 1.2x faster from N = 400).
+        # than they save (below FUSED_MIN_NUMEL; the measurement: docs/speed.md, "Thresholds in the code").
         logits = F.linear(h, weight, bias)
         return -bernoulli_nll(logits, x.expand_as(logits)).sum(-1)
     signs = torch.add(x, x).sub_(constant(1, x))  # 2x − 1 (inference/constants.py: no number wrapped per call)

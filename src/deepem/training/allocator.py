@@ -4,9 +4,9 @@ faults.
 Why: glibc's malloc serves blocks above its mmap threshold (128 KiB to 32 MiB, adapted at run time) with
 fresh pages from the kernel and hands them back on free. A training step allocates the same few
 megabyte-sized tensors (the (K, B, D) logits and their gradients) every time, so each step pays a page
-fault per 4 KiB page on first touch: measured 534 minor faults per IWAE step at K = 50, B = 20 for deepem
-and 1977 for the plain-PyTorch loop of `benchmarks/peers.py` (0.5 ms and 2.8 ms of their 13.5 ms and
-16.6 ms steps, AMD EPYC, 2 threads). With mmap off and the heap never trimmed, freed blocks are reused.
+fault per 4 KiB page on first touch, hundreds per step (counted by benchmarks/profile_step.py; the
+figures are on docs/speed.md, "Keeping freed memory"). With mmap off and the heap never trimmed, freed
+blocks are reused.
 
 The cost is that the process keeps its peak memory until it exits, which is what a training or evaluation
 run wants (its peak recurs every step). `deepem` applies it at start-up on Linux with glibc; set

@@ -13,8 +13,8 @@ from deepem.training.config import TrainConfig
 VECTORISABLE_ARCHITECTURES = ("mlp",)
 
 #: on CPU, seeds per vmapped call are limited so that one call's (seeds, K, B, D) decoder output stays
-#: about this many elements (16 MB in float32): measured on a 2-core CPU, 20 seeds of IWAE K = 50 in one
-#: call (16M elements) ran at 0.4 times the speed of sequential seeds, 5 seeds (4M) at 1.1 times.
+#: about this many elements (16 MB in float32): larger calls fall out of cache and run slower than
+#: sequential seeds (the measurement: docs/speed.md, "Thresholds in the code").
 CPU_ELEMENTS_PER_CALL = 4_000_000
 
 
