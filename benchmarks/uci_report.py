@@ -131,7 +131,7 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, command: str) -> No
     text = [
         "# UCI imputation: the IWEM paper's Table 4, as the paper ran it (as far as the budget allowed)", "",
         "Command (from the repository root; resumes where it stopped):", "",
-        f"    PYTHONPATH=src nice -n 5 {command} --data-dir DATA_DIR", "",
+        f"    OMP_NUM_THREADS=1 PYTHONPATH=src nice -n 5 {command} --data-dir DATA_DIR", "",
         progress_line(rows, a), "",
         f"Budget of every deepem run: at most {a.max_updates} updates (rounded up to whole epochs), batch "
         f"{a.batch_size}, Adam {a.lr:g}, K = {a.particles} in training; validation (observed-data IW bound, "
