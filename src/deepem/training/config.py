@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from deepem.data.corruption import parse_corruption
+from deepem.data.own_dataset import parse_fractions
 from deepem.models.config import ARCHITECTURES, ENCODER_KINDS, LATENTS, ModelConfig
 from deepem.models.likelihoods import LIKELIHOODS
 from deepem.models.networks import ACTIVATIONS
@@ -65,7 +66,8 @@ class TrainConfig:
     (the loop's settings). Each field is declared once here (deepem/settings.py): the CLI's flags and
     help, validation and the resume rules come from these declarations."""
 
-    dataset: str = setting("digits", "dataset name (see `deepem list`)")
+    dataset: str = setting("digits", "dataset name (see `deepem list`), or a file of your own: .csv / .tsv (empty "
+                           "cells, NA, NaN are missing), .npy / .npz (rows, or (N, H, W) images; NaN is missing)")
     method: str = setting("iwae", "training method (see `deepem list`)", short="-m")
     #: the method's keyword options, K ("particles") among them; a method's own default fills K in
     method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
@@ -90,6 +92,10 @@ class TrainConfig:
                                   "patches:N removes N of the 3x3 patches of each 28x28 image (masks drawn once, "
                                   "saved with the run)", shown="complete data")
     missing_seed: int = setting(0, "seed of the missing-data masks", minimum=0)
+    split: str = setting("0.8,0.1,0.1", "a file dataset: train,valid,test fractions of its rows (drawn with --seed, "
+                         "recorded in the run)")
+    header: bool | None = setting(None, "a .csv / .tsv dataset: whether its first line names the columns",
+                                  shown="detected: a first line with text where the rows have numbers")
     train_limit: int | None = setting(None, "train on the first N points only", minimum=1, shown="all")
     valid_every: int = setting(1, "epochs between validation bounds (0: never)", minimum=0, resume=True)
     patience: int = setting(0, "early stopping: stop when N validations in a row bring no new best bound, and "
@@ -140,6 +146,10 @@ class TrainConfig:
                 parse_corruption(self.missing)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"invalid missing = {self.missing!r}: {err}") from err
+        try:
+            parse_fractions(self.split)
+        except ValueError as err:
+            raise ConfigError(f"invalid split = {self.split!r}: {err}") from None
         if not (self.device in ("cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"invalid device = {self.device!r}: must be cpu, cuda, cuda:N or mps")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
