@@ -12,7 +12,6 @@ from deepem.data.tables import TableError
 from deepem.workflows.loading import TrainedRun, load_trained_run
 from deepem.workflows.own_data import RECORD_NAME, impute_file, load_dataset_record, score_file
 
-
 #: methods that train q on the completed input x̆ (miss-IWEM): their default proposal is "completed"
 COMPLETED_PROPOSAL_METHODS = ("miss-iwem", "miss-iwem-woa")
 
