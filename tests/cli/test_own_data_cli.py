@@ -215,3 +215,17 @@ def test_ctrl_c_stops_impute_within_a_second_with_exit_130_and_nothing_written(t
     stopped = float(out.strip()) - sent
     assert stopped < 1.0, f"took {stopped:.2f} s to stop"
     assert not target.exists()
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("none", set()), ("mean", {"mean"}),
+                                                  ("iterative", {"mean", "iterative"})])
+def test_baselines_choice_and_limit(choice, expected, tmp_path_factory):
+    run = tmp_path_factory.getbasetemp() / "digits-baselines"
+    if not run.exists():
+        assert main(["--threads", "1", "train", "--dataset", "digits", "-m", "miwae", "--missing", "mcar:0.3",
+                     "--latent-dim", "4", "--hidden", "16", "--epochs", "1", "--train-limit", "100",
+                     "--valid-particles", "5", "--quiet", "--out", str(run)]) == 0
+    assert main(["impute", str(run), "--split", "test", "-k", "5", "--limit", "25", "--baselines", choice,
+                 "--quiet"]) == 0
+    summary = json.loads((run / "imputation.json").read_text())
+    assert {"mean", "iterative"} & set(summary) == expected and summary["n_points"] == 25
