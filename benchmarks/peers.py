@@ -67,15 +67,11 @@ class PlainIWAE(nn.Module):
 
 
 def deepem_step(x: torch.Tensor, k: int, method: str = "iwae") -> Step:
-    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method,
-    with denormals flushed on every thread as Trainer.fit does (inference/denormals.py)."""
+    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method; on
+    CPU the step itself flushes denormals on every thread, as in training (inference/denormals.py)."""
     model = make_model(ModelConfig(), D).to(x.device)
     step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
-
-    def run() -> None:
-        with flush_denormals():
-            step(x)
-    return run if x.device.type == "cpu" else (lambda: step(x))  # the flags concern CPU arithmetic only
+    return lambda: step(x)
 
 
 def plain_step(x: torch.Tensor, k: int) -> Step:

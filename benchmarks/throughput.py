@@ -80,6 +80,18 @@ def ratio_summary(times: dict[str, list[float]], reference: str) -> dict[str, di
     return out
 
 
+def aten_calls(fn: Callable[[], object], steps: int = 3) -> float:
+    """ATen calls per call of fn (every aten:: event of torch.profiler, nested calls and views included, as
+    profile_step.py and step_overhead.py count them): the per-step overhead, independent of machine load."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            fn()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::")) / steps
+
+
 def matmul_peak(device: str, n: int = 2048) -> float:
     """Measured float32 matmul GFLOP/s (fastest of 5): the ceiling this hardware offers to dense layers."""
     a = torch.randn(n, n, device=device)
@@ -95,6 +107,8 @@ def bench_training(device: str, k: int, batch: int, n_blocks: int) -> dict:
     contenders.update({name: make(x, k) for name, make in available_peers().items()})
     contenders.update({f"deepem {m}": deepem_step(x, k, m) for m in METHODS_AGAINST_IWAE})
     summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem")
+    for name, fn in contenders.items():
+        summary[name]["aten_calls_per_step"] = aten_calls(fn)
     flops = training_flops(k, batch)
     return {"k": k, "batch": batch, "contenders": summary,
             "deepem_points_per_sec": batch / summary["deepem"]["seconds_per_call"],
@@ -151,18 +165,20 @@ def main() -> None:
              f"{os.cpu_count()} CPUs.", "",
              "Speed-up of deepem = the peer's seconds per step / deepem's, median over "
              f"{args.blocks} interleaved blocks (range in brackets); above 1, deepem is faster.", "",
-             "| workload | deepem points/s | " + " | ".join(f"vs {p}" for p in peers) + " | GFLOP/s | of peak |",
-             "| --- | --- | " + " | ".join("---" for _ in peers) + " | --- | --- |"]
+             "| workload | deepem points/s | " + " | ".join(f"vs {p}" for p in peers)
+             + " | GFLOP/s | of peak | ATen calls per step (deepem; " + ", ".join(peers) + ") |",
+             "| --- | --- | " + " | ".join("---" for _ in peers) + " | --- | --- | --- |"]
     for r in train:
         c = r["contenders"]
         lines.append(f"| IWAE train step, K={r['k']}, B={r['batch']} | {r['deepem_points_per_sec']:.0f} | "
                      + " | ".join(fmt_ratio(c[p]) for p in peers)
-                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} |")
+                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} | "
+                     + "; ".join(f"{c[n]['aten_calls_per_step']:.0f}" for n in ["deepem", *peers]) + " |")
     for r in evaluation:
         c = r["contenders"]
         lines.append(f"| IW evaluation, K={r['k']} | {r['deepem_points_per_sec']:.1f} | {fmt_ratio(c['plain'])} | "
                      + " | ".join("–" for _ in peers[1:])
-                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} |")
+                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} | – |")
     lines += ["", "Other methods' steps, seconds per step as a multiple of deepem's IWAE step at the same K "
               "(goal: within 1.3):", "",
               "| workload | " + " | ".join(METHODS_AGAINST_IWAE) + " |",

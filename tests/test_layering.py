@@ -1,13 +1,23 @@
 """Imports only go down a layer, and no deepem module is imported inside a function (lazy imports were
 the workaround for upward imports). The layers, lowest first:
 
-    errors -> settings (both below every other layer);  files, inference -> models -> methods;  data (files);
-    evaluation (models, inference);  training (methods, models, inference, data, files);  report (files);
-    workflows (everything below);  cli and sklearn (everything)."""
+    errors -> settings -> declarations (all three below every other layer);  files, inference -> models ->
+    methods;  data (files);  evaluation (models, inference);  training (methods, models, inference, data,
+    files);  report (files);  workflows (everything below);  dispatch and sklearn (everything);  cli (only
+    errors, settings and declarations: it parses before the library loads).
+
+One import is deferred, by name, and only one: cli.py imports deepem.dispatch with importlib after the
+arguments are parsed. `deepem --help` and an argument error must answer in well under a second, and
+everything below dispatch imports torch (and scikit-learn, matplotlib) at module level, as a heavy package
+is imported where it is used. The parser is built from declarations that import without torch
+(deepem/declarations), so the deferred import is the CLI's one step down into the library, not a
+workaround for an upward import: dispatch is the layer below cli, and it never imports cli."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "deepem": set(),
     "errors": set(),
     "settings": {"errors"},
+    "declarations": {"errors", "settings"},
     "files": set(),
     "inference": set(),
     "models": {"inference"},
@@ -30,18 +41,25 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"methods", "models", "inference", "data", "files"},
     "report": {"files"},
     "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
-    "cli": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
+    "dispatch": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
+    "cli": set(),  # errors, settings and declarations only; the library through DEFERRED
     # the scikit-learn estimators: a front end beside the CLI, on the library below it
     "sklearn": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files"},
     "__main__": {"cli"},  # python -m deepem (and torchrun -m deepem)
 }
 # Every layer may raise the user's errors and read declared settings: they sit below everything.
 for _layer, _allowed in ALLOWED.items():
-    if _layer not in ("deepem", "errors", "settings", "__main__"):
-        _allowed |= {"errors", "settings"}
+    if _layer not in ("deepem", "errors", "settings", "declarations", "__main__"):
+        _allowed |= {"errors", "settings", "declarations"}
 
 #: (importing module, imported layer) pairs tolerated for now, each with the reason and who removes it.
 KNOWN: set[tuple[str, str]] = set()  # (module, layer) exceptions: none
+
+#: imports made by name (importlib.import_module) after the module has loaded: (importer, imported) -> why
+DEFERRED: dict[tuple[str, str], str] = {
+    ("deepem.cli", "deepem.dispatch"): "the parser answers --help and argument errors before torch loads; the "
+                                       "subcommand's layer is imported once the arguments are parsed",
+}
 
 
 def layer_of(module: str) -> str:
@@ -77,11 +95,33 @@ def function_level(tree: ast.AST) -> set[int]:
     return inner
 
 
+def imports_by_name(tree: ast.AST) -> list[tuple[str, ast.AST]]:
+    """`importlib.import_module(NAME)` / `__import__(NAME)` calls: NAME when a string constant (or a module
+    constant holding one), else "?"."""
+    constants = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+                 for t in n.targets if isinstance(t, ast.Name)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (
+                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__"))):
+            arg = node.args[0] if node.args else None
+            name = (arg.value if isinstance(arg, ast.Constant) else
+                    constants.get(arg.id, "?") if isinstance(arg, ast.Name) else "?")
+            found.append((name, node))
+    return found
+
+
 def violations(source: str, module: str) -> list[str]:
     tree = ast.parse(source)
     lazy = function_level(tree)
     mine = layer_of(module)
     problems = []
+    for imported, node in imports_by_name(tree):
+        if (module, imported) not in DEFERRED:
+            problems.append(f"{module}:{node.lineno} imports {imported} by name; import it at the top (or list it "
+                            "in DEFERRED with the reason)")
     for imported, node in deepem_imports(tree):
         where = f"{module}:{node.lineno}"
         if id(node) in lazy:
@@ -110,6 +150,19 @@ def test_the_checker_finds_upward_and_lazy_imports():
     assert any("inside a function" in p for p in violations(lazy, "deepem.training.config"))
     assert violations("import deepem.cli\n", "deepem.workflows.train")
     assert not violations("from deepem.models.config import ModelConfig, make_model\n", "deepem.training.config")
+    assert violations("import torch\n", "deepem.cli") == []
+    assert violations("from deepem.workflows import commands\n", "deepem.cli")  # the CLI parses without the library
+    by_name = "import importlib\ndef f():\n    return importlib.import_module('deepem.workflows.commands')\n"
+    assert any("by name" in p for p in violations(by_name, "deepem.cli"))
+    assert not violations("import importlib\nD = 'deepem.dispatch'\nimportlib.import_module(D)\n", "deepem.cli")
+
+
+def test_the_parser_imports_neither_torch_nor_sklearn_nor_matplotlib():
+    """What `deepem --help` and an argument error load (the benchmark, benchmarks/cli_startup.py, times it)."""
+    code = ("import sys, deepem.cli as cli\ncli.build_parser()\n"
+            "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'numpy', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def module_graph(package: str) -> dict[str, set[str]]:

@@ -3,21 +3,24 @@ methods, one table), impute (missing entries of a file, or of a run's own incomp
 log-likelihood of a file), sample (image grid), bdmc (how
 far to trust AIS), list (methods, architectures and datasets).
 
-This module parses arguments and dispatches; what a subcommand does is in workflows/commands.py. The run
-settings' flags, help and checks come from their declarations (training/config.py, deepem/settings.py)."""
+This module parses arguments and hands them to deepem/dispatch.py, which runs the subcommand (its body is in
+workflows/commands.py). The parser is built from the settings' declarations (deepem/declarations), which
+import without torch: `--help` and argument errors answer before torch, scikit-learn or matplotlib load."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
-import torch
-
+from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS, PROPOSALS, AISSettings
+from deepem.declarations.model import ModelSettings
+from deepem.declarations.run import PARTICLES, RunSettings, parse_optim_setting
 from deepem.errors import UserError, quiet_on_broken_pipe
-from deepem.evaluation.estimators import ESTIMATORS
-from deepem.evaluation.settings import PROPOSALS, AISSettings
-from deepem.models.config import ModelConfig
 from deepem.settings import (
     SettingError,
     add_arguments,
@@ -27,26 +30,13 @@ from deepem.settings import (
     key_value,
     positive_int,
 )
-from deepem.training.allocator import keep_freed_memory
-from deepem.training.config import MODEL_SETTINGS, PARTICLES, TrainConfig
-from deepem.training.distributed import (
-    EXIT_LOST_PEER,
-    check_launched,
-    default_threads,
-    is_rank_zero,
-    launched,
-    local_world_size,
-    lost_peer,
-)
-from deepem.training.optim import parse_optim_setting
-from deepem.workflows import commands
-from deepem.workflows.estimator_flags import add_estimator_arguments
-from deepem.workflows.impute import BASELINE_CHOICES, BASELINES_HELP
-from deepem.workflows.launch import launch
 
-#: the TrainConfig settings with a flag of their own (the others: --option, --optim, --architecture-option)
-RUN_FLAGS = [name for name, s in declared(TrainConfig).items() if s.flag]
+#: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
+#: rest of the library (tests/test_layering.py allows exactly this deferred import, and says why)
+DISPATCH = "deepem.dispatch"
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
+#: the TrainConfig settings with a flag of their own (the others: --option, --optim, --architecture-option)
+RUN_FLAGS = [name for name, s in declared(RunSettings).items() if s.flag]
 DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
 
 
@@ -60,9 +50,9 @@ def _parse_method_option(text: str) -> tuple[str, Any]:
 def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """The run settings' flags, one per declared setting (None = not typed: the declared default applies
     to a new run, and a resumed run changes exactly the settings typed, even to a value equal to it)."""
-    add_arguments(p.add_argument_group("data and model"), ModelConfig, extra=MODEL_SETTINGS)
+    add_arguments(p.add_argument_group("data and model"), ModelSettings)
     g = p.add_argument_group("run and optimisation")
-    add_arguments(g, TrainConfig, names=[s for s in RUN_FLAGS if s not in exclude])
+    add_arguments(g, RunSettings, names=[s for s in RUN_FLAGS if s not in exclude])
     add_setting(g, PARTICLES)
     g.add_argument("--option", "-o", dest="options", action="append", type=argparse_type(_parse_method_option),
                    metavar="KEY=VALUE", help="a method option other than K (repeatable); `deepem list` shows them")
@@ -80,8 +70,47 @@ def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
 def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--nproc", type=positive_int, default=1,
                    help=f"{what} in N processes on this machine (torch.distributed; gloo on CPU, NCCL on GPU). "
-                        "Each gets max(1, cores // N) torch threads unless --threads is given. Under torchrun, "
-                        "leave it out (or give torchrun's --nproc-per-node)")
+                        "Each gets max(1, cores // N) torch threads unless --threads is given. At most one per "
+                        "core unless --oversubscribe. Under torchrun, leave it out (or give torchrun's "
+                        "--nproc-per-node)")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow --nproc above the number of cores (each process then shares a core)")
+
+
+def check_nproc(args: argparse.Namespace, cores: int) -> None:
+    """Refuse an --nproc job that cannot work before any process starts: more processes than cores (each
+    would wait for the others at every step) or, in training, than points per batch."""
+    nproc = args.nproc
+    if nproc > cores and not args.oversubscribe:
+        raise UserError(f"--nproc {nproc} starts {nproc} processes on {cores} cores: {nproc} > {cores}, so they "
+                        f"would share cores and wait for each other at every step; use --nproc {cores} or fewer, "
+                        "or add --oversubscribe")
+    if args.command == "train":
+        batch = args.batch_size if args.batch_size is not None else _recorded_batch_size(args)
+        if batch is not None and nproc > batch:
+            raise UserError(f"--nproc {nproc} splits each batch of {batch} points over {nproc} processes: "
+                            f"{batch} / {nproc} < 1 point per process; use --nproc {batch} or fewer, or a "
+                            f"--batch-size of at least {nproc}")
+
+
+def _recorded_batch_size(args: argparse.Namespace) -> int | None:
+    """The batch size a new run takes by default, or a resumed one from its config.json (None: unknown)."""
+    if not args.resume:
+        return declared(RunSettings)["batch_size"].default
+    try:
+        return int(json.loads((Path(args.resume) / "config.json").read_text())["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no readable run there: resuming it says why
+
+
+def _add_estimator_arguments(p: argparse.ArgumentParser, records: tuple[type, ...]) -> None:
+    """One flag per setting of the estimators' records (a setting several share, once), a group per
+    estimator: the same generator as the run settings' flags (deepem.settings.add_arguments)."""
+    seen: set[str] = set()
+    for record in records:
+        names = [name for name in declared(record) if name not in seen]
+        seen.update(names)
+        add_arguments(p.add_argument_group(f"{record.estimator} estimator"), record, names=names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,18 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed S into OUT/seed-S, each as its single run would be (to float rounding); methods "
                         "vae, iwae, iwae-stl with the mlp architecture")
     _add_run_arguments(p)
-    p.set_defaults(func=commands.train)
+    p.set_defaults(command_function="train")
 
     p = sub.add_parser("evaluate", help="log-likelihood and encoder diagnostics of a trained run")
     p.add_argument("run_dir")
-    p.add_argument("--estimator", choices=list(ESTIMATORS), default="iw")
+    p.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default="iw",
+                   help="iw: importance-weighted bound of log p(x); iw-observed: of log p(x_o) (as --observed); "
+                        "ais: annealed importance sampling (for an implicit encoder, with --ais-initial prior)")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="evaluate a fixed random subset of N points (the same for every run and seed) "
                         "(default: all points)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=100)
-    add_estimator_arguments(p)  # one flag per estimator setting (workflows/estimator_flags.py)
+    _add_estimator_arguments(p, tuple(ESTIMATOR_SETTINGS.values()))  # one flag per estimator setting
     p.add_argument("--observed", action="store_true",
                    help="a run trained with --missing: log p(x_o) of the observed part of the corrupted split "
                         "(default: log p(x) of the complete split, as IWEM's Table 3)")
@@ -119,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     _add_nproc(p, "sharded evaluation: the points' batches split over")
-    p.set_defaults(func=commands.evaluate)
+    p.set_defaults(command_function="evaluate")
 
     p = sub.add_parser("compare", help="train several methods under one budget and tabulate them")
     p.add_argument("--methods", required=True,
@@ -134,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train every method with N seeds (--seed, --seed + 1, ...), into OUT/METHOD/seed-S, a table "
                         "row per seed; vae, iwae and iwae-stl (mlp) train their seeds as one vectorised computation")
     _add_run_arguments(p, exclude=("method",))
-    p.set_defaults(func=commands.compare_methods)
+    p.set_defaults(command_function="compare_methods")
 
     p = sub.add_parser("impute", help="fill missing entries: of a file (--input, --output), or of a split of the "
                                       "run's own incomplete data")
@@ -160,14 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                    help="a .csv/.tsv --input: whether its first line names the columns (default: as the "
                         "training file)")
-    p.add_argument("--baselines", choices=list(BASELINE_CHOICES), default="iterative", help=BASELINES_HELP)
+    # the choices of workflows/impute.py BASELINE_CHOICES and the bounds of evaluation/imputation_baselines.py,
+    # written out here so that the parser imports no torch (tests/cli/test_own_data_cli.py checks they agree)
+    p.add_argument("--baselines", choices=["none", "mean", "iterative"], default="iterative",
+                   help="model-free baselines on the same masks: none, mean (column mean), or iterative (column "
+                        "mean and scikit-learn's IterativeImputer; above 500000 cells it is fitted on a random "
+                        "subsample of rows, above 100 columns each column on its nearest 20, and the summary "
+                        "says so)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="without --input: impute only the first N points of the split, the baselines too "
                         "(fitted on those N points) (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
-    p.set_defaults(func=commands.impute)
+    p.set_defaults(command_function="impute")
 
     p = sub.add_parser("score", help="each row's log-likelihood (log p(x_o) for incomplete rows) under a run's "
                                      "model: density estimation and outlier scores on new data")
@@ -185,19 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "training file)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
-    p.set_defaults(func=commands.score)
+    p.set_defaults(command_function="score")
 
     p = sub.add_parser("sample", help="an image grid of samples from a trained model")
     p.add_argument("run_dir")
     p.add_argument("--n", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/figures/samples.png)")
-    p.set_defaults(func=commands.sample)
+    p.set_defaults(command_function="sample")
 
     p = sub.add_parser("bdmc", help="bidirectional Monte Carlo bounds on simulated data: how far to trust AIS")
     p.add_argument("run_dir")
     p.add_argument("--points", type=positive_int, default=100, help="data points simulated from the model")
-    add_estimator_arguments(p, (AISSettings,))
+    _add_estimator_arguments(p, (AISSettings,))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=100,
                    help="points per batch (the unit --nproc shares out; the draws depend on it)")
@@ -205,10 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
     _add_nproc(p, "the simulated points' batches split over")
-    p.set_defaults(func=commands.bdmc_bounds)
+    p.set_defaults(command_function="bdmc_bounds")
 
-    p = sub.add_parser("list", help="available methods (with options) and datasets")
-    p.set_defaults(func=commands.list_all)
+    p = sub.add_parser("list", help="available methods (with options, and what each does with the missing-data "
+                                    "mask), architectures and datasets")
+    p.set_defaults(command_function="list_all")
     _finish(parser, sub)
     return parser
 
@@ -233,45 +271,30 @@ def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) ->
 
 @quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
+    own_command_line = argv is None  # the process's own command (not a test's, nor a rank's call)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    keep_freed_memory()  # no page faults for the tensors every step allocates again (training/allocator.py)
-    try:
-        # --- scale-out (training/distributed.py, workflows/launch.py) ---
-        nproc = getattr(args, "nproc", 1)
-        if nproc > 1 and getattr(args, "seeds", None) is not None:
-            raise UserError("--seeds and --nproc do not combine: vectorised seeds run in one process; leave out "
-                            "one of them")
-        if nproc > 1 and not launched():
-            return launch(main, argv, nproc, args.command, commands.after_failure(args))
-        if launched():
-            check_launched(nproc, args.command)
-            if args.threads is None:  # ranks share the cores
-                torch.set_num_threads(default_threads(local_world_size()))
-        # --- end scale-out ---
-        return args.func(args)
-    except UserError as err:
-        # A mistake the user can fix: its message says what and how, and a traceback would bury it. Anything
-        # else is a bug and keeps its traceback. (Ranks > 0 of an --nproc job hit the same error as rank 0,
-        # which reports it; a rank whose peer died says nothing: the launcher names the rank that died.)
-        if launched() and lost_peer(err):
-            return EXIT_LOST_PEER
-        if is_rank_zero():
+    if getattr(args, "nproc", 1) > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (not in a launched job)
+        try:  # before any process starts, and before torch is imported
+            check_nproc(args, os.cpu_count() or 1)
+        except UserError as err:
             print(f"deepem {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:
-        if launched() and lost_peer(err):  # a peer rank died: the launcher reports it
-            return EXIT_LOST_PEER
-        raise
-    except KeyboardInterrupt:
-        # Ctrl-C outside a training loop (which handles it itself, with a checkpoint): nothing half-written
-        # is kept (every write is atomic), so the same command can simply be run again.
-        again = {"train": "; an interrupted run resumes with --resume RUN", "compare": "; re-run the same command "
-                 "to resume the comparison"}.get(args.command, "")
-        print(f"deepem {args.command}: interrupted{again}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            return 2
+    # Only now the library: torch and what the subcommand needs (deepem/dispatch.py).
+    try:
+        dispatch = importlib.import_module(DISPATCH)
+    except KeyboardInterrupt:  # Ctrl-C while the library loads: nothing has started
+        print(f"deepem {args.command}: interrupted", file=sys.stderr)
+        dispatch = None
+    code = EXIT_INTERRUPTED if dispatch is None else dispatch.run(args, argv, main)
+    if own_command_line and (code == EXIT_INTERRUPTED or args.command == "list"):
+        # Ctrl-C (everything written is whole: atomic writes; the message is out) or `list` (it writes
+        # nothing): the interpreter's teardown of torch alone takes seconds on a busy machine, and there is
+        # nothing left to finish, so the process ends now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def test_evaluate_is_seeded_and_writes_evaluation_json(trained_run, capsys):
     assert -64 * 0.7 < first["log_likelihood"] < 0  # 64 binary pixels: better than coin flips, below zero
     assert first["n_points"] == 60 and first["particles"] == 200 and first["estimator"] == "IWAE bound, K=200"
     assert 0 <= first["active_units"] <= 4
-    assert (trained_run / "evaluations" / "iw-k200-test-n60-s0-per-point.npy").exists()
+    assert (trained_run / "evaluations" / f"iw-k200-test-n60-s0-step{first['step']}-per-point.npy").exists()
     assert "log-likelihood" in capsys.readouterr().out
 
 

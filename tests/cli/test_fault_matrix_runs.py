@@ -91,11 +91,12 @@ def test_item9_a_file_given_for_a_run_folder(run, capsys):
 def test_item11_every_evaluation_is_kept_and_the_current_one_is_named(run, capsys):
     assert main(["evaluate", str(run), "--particles", "20", "--quiet"]) == 0
     assert main(["evaluate", str(run), "--particles", "5", "--limit", "10", "--quiet"]) == 0
-    files = sorted(p.name for p in (run / "evaluations").glob("*.json"))
-    assert files == ["iw-k20-test-all-s0.json", "iw-k5-test-n10-s0.json"]
     current = json.loads((run / "evaluation.json").read_text())
-    assert current["file"] == "evaluations/iw-k5-test-n10-s0.json" and current["dtype"] == "float32"
-    big = json.loads((run / "evaluations" / "iw-k20-test-all-s0.json").read_text())
+    step = current["step"]
+    files = sorted(p.name for p in (run / "evaluations").glob("*.json"))
+    assert files == [f"iw-k20-test-all-s0-step{step}.json", f"iw-k5-test-n10-s0-step{step}.json"]
+    assert current["file"] == f"evaluations/iw-k5-test-n10-s0-step{step}.json" and current["dtype"] == "float32"
+    big = json.loads((run / "evaluations" / f"iw-k20-test-all-s0-step{step}.json").read_text())
     assert big["particles"] == 20 and big["n_points"] == 270
 
 

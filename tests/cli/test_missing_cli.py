@@ -41,7 +41,7 @@ def test_evaluate_complete_and_observed(incomplete_run, capsys):
     observed = json.loads((incomplete_run / "evaluation.json").read_text())
     assert complete["data"].startswith("complete test split") and "log p(x_o)" in observed["data"]
     assert observed["log_likelihood"] > complete["log_likelihood"]  # fewer dimensions to explain
-    assert (incomplete_run / "evaluations" / "iw-k50-test-observed-n40-s0.json").is_file()
+    assert (incomplete_run / "evaluations" / f"iw-k50-test-observed-n40-s0-step{observed['step']}.json").is_file()
 
 
 def test_impute_writes_record_arrays_and_figure(incomplete_run, capsys):

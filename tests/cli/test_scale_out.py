@@ -29,7 +29,7 @@ def test_train_evaluate_and_bdmc_with_two_processes(tmp_path: Path, capfd: pytes
     assert (run / "checkpoints" / "ckpt-000000005.pt").exists()
     evaluate = ["evaluate", str(run), "--particles", "10", "--limit", "40", "--batch-size", "10", "--quiet"]
     assert main([*evaluate, "--nproc", "2"]) == 0
-    per_point = run / "evaluations" / "iw-k10-test-n40-s0-per-point.npy"
+    per_point = run / "evaluations" / "iw-k10-test-n40-s0-step5-per-point.npy"
     sharded, sharded_record = np.load(per_point), json.loads((run / "evaluation.json").read_text())
     assert main(evaluate) == 0
     single, single_record = np.load(per_point), json.loads((run / "evaluation.json").read_text())

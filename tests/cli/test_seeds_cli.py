@@ -53,3 +53,18 @@ def test_seeds_with_nproc_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--seeds and --nproc do not combine" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_each_seed_of_a_group_is_timed_by_its_share_of_the_group(tmp_path):
+    """Issue 23: a seed's "train s" is its share of the vectorised group's time, not the group's time."""
+    from deepem.models.config import ModelConfig
+    from deepem.training.config import TrainConfig
+    from deepem.workflows.seeds import train_seeds
+
+    config = TrainConfig(dataset="digits", method="iwae", epochs=1, batch_size=50, train_limit=200, valid_particles=10,
+                         model=ModelConfig(latent_dim=4, hidden=[16]), method_options={"particles": 2})
+    outcome = train_seeds(config, [0, 1, 2], tmp_path / "g", progress=False, log=lambda text: None)
+    group = outcome.summary["seconds"]
+    for summary in outcome.summary["seeds"]:
+        assert summary["seconds"] == group / 3 and summary["group_seconds"] == group
+        assert summary["seeds_in_group"] == 3

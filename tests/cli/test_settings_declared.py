@@ -3,7 +3,6 @@ list` and config.json all say what the declaration says; typed settings win over
 defaults; config.json files of older versions still resume; and only user errors are one line."""
 
 import argparse
-import dataclasses
 import inspect
 import json
 import subprocess
@@ -21,7 +20,7 @@ from deepem.methods.registry import METHODS, method_options
 from deepem.models.config import ModelConfig
 from deepem.settings import SettingError, convert, declared
 from deepem.training.checkpoint_file import list_checkpoints, load_checkpoint
-from deepem.training.config import MODEL_SETTINGS, TrainConfig
+from deepem.training.config import TrainConfig
 
 TINY = ["--dataset", "digits", "--latent-dim", "2", "--hidden", "8", "--batch-size", "20", "--quiet",
         "--train-limit", "40", "--valid-every", "0"]
@@ -35,8 +34,7 @@ def _train_parser() -> argparse.ArgumentParser:
 
 def test_every_flag_comes_from_its_declaration_with_its_default_in_the_help():
     actions = {a.dest: a for a in _train_parser()._actions}
-    settings = {**declared(TrainConfig), **{k: dataclasses.replace(s, **MODEL_SETTINGS.get(k, {}))
-                                           for k, s in declared(ModelConfig).items()}}
+    settings = {**declared(TrainConfig), **declared(ModelConfig)}
     flagged = [s for s in settings.values() if s.flag]
     assert len(flagged) >= 30
     cli_source = inspect.getsource(cli._add_run_arguments) + (SRC / "workflows" / "commands.py").read_text()

@@ -72,7 +72,7 @@ def test_parse_corruption_specs_and_errors():
     assert str(parse_corruption("patches:3")) == "patches:3"
     for bad, match in [("dropout:0.5", "unknown missing-data spec"), ("mcar", "unknown missing-data spec"),
                        ("mcar:half", "not a probability"), ("patches:2.5", "whole number"),
-                       ("mcar:1.0", r"\[0, 1\)"), ("patches:10", "0 .. 9")]:
+                       ("mcar:1.0", r"\(0, 1\)"), ("patches:10", "1 .. 9"), ("mcar:0", "removes nothing")]:
         with pytest.raises(ValueError, match=match):
             parse_corruption(bad)
 

@@ -11,12 +11,14 @@ import pytest
 import torch
 from torch import Tensor
 
+from deepem.cli import _add_estimator_arguments
 from deepem.errors import UserError
 from deepem.evaluation import (
     ESTIMATORS,
     AISSettings,
     EstimatorSettingError,
     IWSettings,
+    ObservedIWSettings,
     estimate,
     iw_log_likelihood,
     make_estimator,
@@ -24,8 +26,8 @@ from deepem.evaluation import (
 )
 from deepem.evaluation.sharding import Shard
 from deepem.models.linear_gaussian import linear_gaussian_model
+from deepem.settings import typed_values
 from deepem.workflows.assembly import iw_validator
-from deepem.workflows.estimator_flags import add_estimator_arguments, estimator_settings
 
 #: small settings for each registered estimator
 SMALL = {"iw": {"particles": 7, "chunk_particles": 3}, "iw-observed": {"particles": 7, "proposal": "completed"},
@@ -103,18 +105,19 @@ def test_setting_errors_are_one_line_user_errors():
 
 
 def test_flags_come_from_the_settings_records():
+    """The estimators' flags are made by the run settings' generator (deepem.settings.add_arguments)."""
     parser = argparse.ArgumentParser()
-    add_estimator_arguments(parser)
+    _add_estimator_arguments(parser, (IWSettings, ObservedIWSettings, AISSettings))
     args = parser.parse_args(["--chains", "4", "--ais-initial", "encoder", "--step-size", "0.1", "-k", "30"])
-    assert estimator_settings(args, "ais") == {"chains": 4, "initial": "encoder", "step_size": 0.1}
-    assert estimator_settings(args, "iw") == {"particles": 30}
-    assert estimator_settings(parser.parse_args([]), "ais") == {}  # the record's defaults apply
+    assert typed_values(args, AISSettings) == {"chains": 4, "initial": "encoder", "step_size": 0.1}
+    assert typed_values(args, IWSettings) == {"particles": 30}
+    assert typed_values(parser.parse_args([]), AISSettings) == {}  # the record's defaults apply
     text = parser.format_help()
     assert "--temperatures" in text and "(default: 500)" in text and "--proposal" in text
     with pytest.raises(SystemExit):
         parser.parse_args(["--schedule", "cosine"])
     bdmc = argparse.ArgumentParser()
-    add_estimator_arguments(bdmc, (AISSettings,))
+    _add_estimator_arguments(bdmc, (AISSettings,))
     assert "--particles" not in bdmc.format_help()
 
 
@@ -134,8 +137,10 @@ def test_the_cli_names_a_bad_setting_in_one_line(tmp_path, capsys):
     """A bad value fails before the run is loaded: exit status 2, one line naming the setting."""
     from deepem.cli import main
 
-    for args, message in [(["--estimator", "ais", "--chains", "0"], "invalid ais setting chains = 0: must be >= 1"),
-                          (["-k", "0"], "invalid iw setting particles = 0: must be >= 1")]:
-        assert main(["evaluate", str(tmp_path / "no-run"), *args, "--quiet"]) == 2
-        err = capsys.readouterr().err.strip()
-        assert message in err and len(err.splitlines()) == 1
+    for args, message in [(["--estimator", "ais", "--chains", "0"], "invalid chains = '0': must be an integer >= 1"),
+                          (["-k", "0"], "invalid particles = '0': must be an integer >= 1")]:
+        with pytest.raises(SystemExit) as exit_:  # argparse's error: the usage, then one line
+            main(["evaluate", str(tmp_path / "no-run"), *args, "--quiet"])
+        assert exit_.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+        assert len(errors) == 1 and message in errors[0]

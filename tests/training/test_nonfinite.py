@@ -202,3 +202,33 @@ def test_grad_check_names_a_bad_gradient_and_passes_finite_ones_whose_sum_overfl
     b.grad[1, 0] = float("nan")
     assert "gradient of parameter b (shape (2, 2), group 'phi'; 1 of 4 non-finite: 1 NaN" in \
         first_non_finite_grad({"theta": [a], "phi": [b]}, {id(a): "a", id(b): "b"})
+
+
+def test_all_finite_is_exact_for_every_dtype_and_leaves_values_as_they_were() -> None:
+    from deepem.training.guards import all_finite
+
+    big = torch.tensor([3e38, 3e38, -0.0])  # finite entries whose sum overflows: the one-call check is exact
+    wide = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    before = [big.clone(), wide.clone()]
+    assert all_finite([big, wide, torch.zeros(0)])
+    for t, b in zip([big, wide], before, strict=True):
+        assert torch.equal(t, b) and torch.equal(t.signbit(), b.signbit())
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        wide[1] = bad
+        assert not all_finite([big, wide])
+        assert all_finite([big])  # the flag is cleared between checks
+    assert all_finite([torch.arange(3)])  # integer tensors take the summing path
+    assert not all_finite([torch.tensor([1.0, float("nan")]).to_sparse()])
+
+
+def test_input_check_reads_observed_entries_only() -> None:
+    from deepem.training.guards import non_finite_input
+
+    x = torch.ones(3, 4)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    x[1, 2], mask[1, 2] = float("nan"), False
+    assert non_finite_input(x, mask) == ""
+    assert non_finite_input(x) == "input batch (1 of 12 non-finite: 1 NaN, 0 inf; rows [1] of the batch)"
+    mask[1, 2] = True
+    assert non_finite_input(x, mask) == "input batch (1 of 12 non-finite: 1 NaN, 0 inf; rows [] of the batch)"
+    assert non_finite_input(torch.full((2, 2), 3e38)) == ""  # finite entries whose sum overflows

@@ -85,3 +85,31 @@ def test_the_mask_reaches_the_method_batch_by_batch_and_only_when_given(tmp_path
     Trainer(tiny_model(), plain, binary_data().train[:40], tmp_path / "run2", settings, progress=False,
             log=lambda s: None).step(binary_data().train[:20])
     assert plain.masks == [None]
+
+
+class _RecordsFlush(IWAE):
+    """Records whether the calling thread flushes denormals while the method runs."""
+
+    def __init__(self) -> None:
+        super().__init__(particles=2)
+        self.flushing: list[bool] = []
+
+    def forward(self, model, x, mask=None, *, generator=None):
+        from deepem.inference.denormals import mxcsr_flushes
+
+        self.flushing.append(mxcsr_flushes())
+        return super().forward(model, x, mask, generator=generator)
+
+
+def test_the_step_flushes_denormals_on_cpu_and_restores_the_callers_setting():
+    import pytest
+
+    from deepem.inference.denormals import mxcsr_flushes, thread_wide_flush_supported
+
+    if not thread_wide_flush_supported():
+        pytest.skip("flush-to-zero on every thread needs x86-64 Linux with libgomp")
+    method = _RecordsFlush()
+    step = TrainStep(tiny_model(), method)
+    assert not mxcsr_flushes()
+    assert step(torch.bernoulli(torch.full((4, 16), 0.3))).problem == ""
+    assert method.flushing == [True] and not mxcsr_flushes()

@@ -86,7 +86,7 @@ class CorruptionSpec:
 
 
 def parse_corruption(spec: str) -> CorruptionSpec:
-    """Parse "mcar:P" (0 <= P < 1) or "patches:N" (0 <= N <= 9) into a CorruptionSpec."""
+    """Parse "mcar:P" (0 < P < 1) or "patches:N" (1 <= N <= 9) into a CorruptionSpec."""
     scenario, sep, value = spec.strip().lower().partition(":")
     if not sep or scenario not in SCENARIOS:
         raise ValueError(f"unknown missing-data spec {spec!r}; use 'mcar:P' (remove each entry with "
@@ -97,10 +97,13 @@ def parse_corruption(spec: str) -> CorruptionSpec:
     except ValueError:
         kind = "a probability" if scenario == "mcar" else "a whole number of patches"
         raise ValueError(f"in missing-data spec {spec!r}, {value!r} is not {kind}") from None
-    if scenario == "mcar" and not 0.0 <= number < 1.0:
-        raise ValueError(f"in missing-data spec {spec!r}, the probability must lie in [0, 1)")
-    if scenario == "patches" and not 0 <= number <= 9:
-        raise ValueError(f"in missing-data spec {spec!r}, the number of patches must be 0 .. 9")
+    if number == 0:  # nothing missing: every record of it (imputation errors) would be NaN
+        raise ValueError(f"{spec!r} removes nothing; leave out --missing to train on complete data, or remove "
+                         "some entries (e.g. mcar:0.5 or patches:3)")
+    if scenario == "mcar" and not 0.0 < number < 1.0:
+        raise ValueError(f"in missing-data spec {spec!r}, the probability must lie in (0, 1)")
+    if scenario == "patches" and not 1 <= number <= 9:
+        raise ValueError(f"in missing-data spec {spec!r}, the number of patches must be 1 .. 9")
     return CorruptionSpec(scenario, number)
 
 

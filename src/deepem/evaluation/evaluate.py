@@ -3,6 +3,7 @@ fixed evaluation subsets that make runs comparable. (Evaluating a run folder is 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -63,6 +64,11 @@ def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str | 
         seconds=seconds,
         points_per_sec=data.shape[0] / max(seconds, 1e-9),
     )
+    # A number that does not exist (the KL of an implicit q, which has no density; the standard error of
+    # one point) is null in the record, not NaN: JSON has no NaN, and readers would take it for a value.
+    for key in ("kl_to_prior", "stderr"):
+        if isinstance(record[key], float) and not math.isfinite(record[key]):
+            record[key] = None
     return record, result
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (makes IterativeImputer importable)
-from sklearn.impute import IterativeImputer
 from torch import Tensor
 
 from deepem.evaluation.imputation import ImputationResult, fill_missing, missing_mse
@@ -61,6 +59,11 @@ def iterative_imputation(data: Tensor, mask: Tensor, complete: Tensor | None = N
                          max_iter: int = 10) -> ImputationResult:
     """scikit-learn's IterativeImputer (Bayesian ridge, `max_iter` rounds, seeded) fitted on the
     observed entries of the fit data, then applied to `data`."""
+    # scikit-learn is imported here, where it is used: it takes a second or more to load, and the CLI's
+    # start-up path (`deepem --help`, `deepem list`) must not pay for it (issue 23, item 12)
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (makes IterativeImputer importable)
+    from sklearn.impute import IterativeImputer
+
     if fit_data is not None and fit_mask is None:
         raise ValueError("fit_data needs its fit_mask (True = observed)")
     target = _nan_array(data, mask)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from deepem.inference.constants import constant
+
 #: below this many entries fast_tanh is torch.tanh
 FAST_TANH_MIN_NUMEL = 65536
 
@@ -31,7 +33,9 @@ def fast_tanh(x: Tensor) -> Tensor:
 
 
 def _tanh_via_sigmoid(x: Tensor) -> Tensor:
-    return torch.mul(x, 2).sigmoid_().mul_(2).sub_(1)
+    # 2x as x + x and 2s as s + s (exact), 1 a cached tensor: no number wrapped per call (inference/constants.py)
+    s = torch.add(x, x).sigmoid_()
+    return s.add_(s).sub_(constant(1, s))
 
 
 class _TanhViaSigmoid(torch.autograd.Function):

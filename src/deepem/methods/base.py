@@ -16,6 +16,7 @@ that would work, filled in registry.py (one line per method), which imports ever
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,8 +26,8 @@ from torch import Tensor, nn
 
 from deepem.errors import UserError
 from deepem.inference.capabilities import CONTINUOUS, Q_DENSITY, RSAMPLE
+from deepem.inference.constants import constant
 from deepem.inference.distributions import DensityUnavailableError, DiagonalGaussian, LatentDistribution
-from deepem.inference.numerics import effective_sample_size, log_mean_exp
 from deepem.models.lvm import DeepLatentModel
 
 THETA = "theta"
@@ -138,15 +139,22 @@ class MethodOutput:
     log_w: Tensor | None = None  # the batch's log-weights, for non-finite checks
 
 
-def weight_diagnostics(log_w: Tensor) -> dict[str, Tensor]:
-    """Bound estimates and weight quality of a (K, B) log-weight tensor, as detached 0-dim tensors."""
+def weight_diagnostics(log_w: Tensor, log_sum: Tensor | None = None, iw_bound: Tensor | None = None
+                       ) -> dict[str, Tensor]:
+    """Bound estimates and weight quality of a (K, B) log-weight tensor, as detached 0-dim tensors.
+
+    A method that has computed them already may pass `log_sum` = logsumexp(log_w, 0) and `iw_bound` =
+    log_mean_exp(log_w).mean() (the same numbers either way). Kish's ESS (Σw)²/Σw² is taken as 1/Σŵ² with
+    the self-normalised weights ŵ = exp(log_w − logsumexp log_w): one logsumexp, not the two of
+    `effective_sample_size` (the same value to float rounding; this runs on every step of most methods)."""
     log_w = log_w.detach()
     k = log_w.shape[0]
-    return {
-        "elbo": log_w.mean(),
-        "iw_bound": log_mean_exp(log_w).mean(),
-        "ess_fraction": effective_sample_size(log_w).mean() / k,
-    }
+    log_sum = torch.logsumexp(log_w, 0) if log_sum is None else log_sum.detach()
+    if iw_bound is None:
+        iw_bound = (log_sum - constant(math.log(k), log_sum)).mean()
+    normalised = (log_w - log_sum).exp_()
+    ess = normalised.mul_(normalised).sum(0).reciprocal_()
+    return {"elbo": log_w.mean(), "iw_bound": iw_bound.detach(), "ess_fraction": ess.mean() / constant(k, ess)}
 
 
 class Method(nn.Module):

@@ -5,10 +5,12 @@ Its θ-gradient is the self-normalised importance sampling estimate of ∇θ log
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from deepem.inference.numerics import log_mean_exp
+from deepem.inference.constants import constant
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw, weight_diagnostics
 from deepem.models.lvm import DeepLatentModel
 
@@ -24,5 +26,8 @@ class IWAE(Method):
                 generator: torch.Generator | None = None) -> MethodOutput:
         draws = draw(model, x, self.particles, mask=mask, generator=generator)
         log_w = draws.log_w
-        loss = -log_mean_exp(log_w).mean()
-        return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w), log_w)
+        # -log_mean_exp(log_w).mean(), with the logsumexp and the bound shared with the diagnostics
+        log_sum = torch.logsumexp(log_w, 0)
+        bound = (log_sum - constant(math.log(log_w.shape[0]), log_sum)).mean()
+        loss = -bound
+        return MethodOutput({THETA: loss, PHI: loss}, weight_diagnostics(log_w, log_sum, bound), log_w)

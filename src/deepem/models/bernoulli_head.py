@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 
+from deepem.inference.constants import constant
+
 
 def log_sigmoid_floor(dtype: torch.dtype) -> float:
     """τ below which log σ(t) equals t to machine precision in `dtype`."""
@@ -134,7 +136,7 @@ def bernoulli_linear_log_prob(x: Tensor, h: Tensor, weight: Tensor, bias: Tensor
         # at N = 200, 1.2x faster from N = 400).
         logits = F.linear(h, weight, bias)
         return -bernoulli_nll(logits, x.expand_as(logits)).sum(-1)
-    signs = 2 * x - 1
+    signs = torch.add(x, x).sub_(constant(1, x))  # 2x − 1 (inference/constants.py: no number wrapped per call)
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return _BernoulliLinear.apply(h, weight, bias, signs)

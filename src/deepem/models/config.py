@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from torch import Tensor
 
+from deepem.declarations.model import ENCODER_KINDS, ModelSettings
 from deepem.errors import InvalidInputError
 from deepem.models.conv import ENCODER_LAYERS, ConvDecoder, ConvEncoder, check_image_dim
 from deepem.models.encoders import ENCODERS
@@ -47,11 +47,10 @@ TWO_LAYER_BETWEEN = (100, 100)
 #: the ModelConfig.hidden default: the presets other than "mlp" take their own widths from options
 DEFAULT_HIDDEN = [200, 200]
 #: an encoder with a density, or z = f(x, ε) without one
-ENCODER_KINDS = ("explicit", "implicit")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ModelSettings):
     """The standard model of Burda et al. (2015): 50 latents, 200-200 tanh MLPs, Bernoulli likelihood.
 
     architecture: a preset below ("mlp", the default and the model above;
@@ -65,17 +64,10 @@ class ModelConfig:
     latent: "gaussian" (N(0, I) prior, diagonal Gaussian q) or "bernoulli" (learnable factorised
         Bernoulli prior and q: a sigmoid belief net; hidden=[] makes its layers linear, as in the papers).
     encoder: "explicit" (q has a density) or "implicit" (z = f(x, ε), Gaussian latents only).
-    noise_dim: width of ε for an implicit encoder; None = 32, IWAVB's setting (sec. 5)."""
+    noise_dim: width of ε for an implicit encoder; None = 32, IWAVB's setting (sec. 5).
 
-    latent_dim: int | None = None
-    hidden: list[int] = field(default_factory=lambda: [200, 200])
-    activation: str = "tanh"
-    likelihood: str | None = None  # None: the dataset's own ("bernoulli" for binary images)
-    latent: str = "gaussian"
-    encoder: str = "explicit"
-    noise_dim: int | None = None
-    architecture: str = "mlp"
-    architecture_options: dict[str, Any] = field(default_factory=dict)
+    The fields are declared, without torch, in deepem/declarations/model.py (the CLI's flags come from
+    there)."""
 
     def __post_init__(self) -> None:
         if self.latent_dim is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from deepem.inference.fast_tanh import fast_tanh
@@ -51,9 +52,16 @@ class MLP(nn.Sequential):
 
     def body(self, x: Tensor) -> Tensor:
         """The input of the head: every layer but the last applied to x."""
+        # Particles (K, B, H), contiguous: as one (K·B, H) matrix through the layers and viewed back once,
+        # rather than flattened and viewed back by every linear layer (and again in its backward pass).
+        # The same products: nn.Linear runs exactly this addmm on such an input.
+        lead = x.shape[:-1]
+        flat = x.dim() == 3 and x.is_contiguous() and not torch._C._are_functorch_transforms_active()
+        if flat:
+            x = x.view(-1, x.shape[-1])
         for layer in list(self)[:-1]:
             x = layer(x)
-        return x
+        return x.view(*lead, x.shape[-1]) if flat else x
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh") -> MLP:

@@ -30,22 +30,26 @@ class Setting:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     above: float | None = None  # strictly greater than
+    below: float | None = None  # strictly less than
     resume: bool = False  # a resumed run may change it
     flag: bool = True  # has a command-line flag of its own (add_arguments)
     short: str | None = None  # e.g. "-k"
     shown: str | None = None  # the default as the help says it, when the value alone is not clear
+    flag_name: str | None = None  # the flag, where it is not --NAME-WITH-DASHES (e.g. --ais-initial)
 
     @property
     def option(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.flag_name or "--" + self.name.replace("_", "-")
 
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
             choices: Sequence[Any] | None = None, minimum: float | None = None, above: float | None = None,
-            resume: bool = False, flag: bool = True, short: str | None = None, shown: str | None = None) -> Any:
+            below: float | None = None, resume: bool = False, flag: bool = True, short: str | None = None,
+            shown: str | None = None, flag_name: str | None = None) -> Any:
     """A dataclass field declaring a setting (see the module docstring); `factory` for a mutable default."""
     meta = {"help": help, "choices": None if choices is None else tuple(choices), "minimum": minimum,
-            "above": above, "resume": resume, "flag": flag, "short": short, "shown": shown}
+            "above": above, "below": below, "resume": resume, "flag": flag, "short": short, "shown": shown,
+            "flag_name": flag_name}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -156,13 +160,14 @@ def _requirement(s: Setting, kind: Any) -> str | None:
         return f"one of {', '.join(map(str, s.choices))}"
     inner = (typing.get_args(kind) or (Any,))[0] if typing.get_origin(kind) is list else None
     what = {int: "an integer", float: "a number"}.get(inner or kind)
-    if what is None or (s.minimum is None and s.above is None):
+    if what is None or (s.minimum is None and s.above is None and s.below is None):
         return None
     if inner is not None:
         what = "a list of " + what.removeprefix("an ").removeprefix("a ") + "s"
-    if s.above == 0 and kind is float:
+    if s.above == 0 and kind is float and s.below is None:
         return "a positive finite number"
-    return f"{what} >= {s.minimum:g}" if s.minimum is not None else f"{what} > {s.above:g}"
+    least = f" >= {s.minimum:g}" if s.minimum is not None else f" > {s.above:g}" if s.above is not None else ""
+    return what + least + (f"{' and' if least else ''} < {s.below:g}" if s.below is not None else "")
 
 
 def _checked(s: Setting, kind: Any, value: Any) -> Any:
@@ -173,7 +178,8 @@ def _checked(s: Setting, kind: Any, value: Any) -> Any:
         raise SettingError(f"invalid {s.name} = {value!r}: choose one of {', '.join(map(str, s.choices))}")
     for v in (value if isinstance(value, list) else [value]):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if (s.minimum is not None and v < s.minimum) or (s.above is not None and not v > s.above):
+            if ((s.minimum is not None and v < s.minimum) or (s.above is not None and not v > s.above)
+                    or (s.below is not None and not v < s.below)):
                 raise SettingError(f"invalid {s.name} = {value!r}: out of range")
     return value
 

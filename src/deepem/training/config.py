@@ -14,14 +14,12 @@ import torch
 
 from deepem.data.corruption import parse_corruption
 from deepem.data.own_dataset import parse_fractions
-from deepem.models.config import ARCHITECTURES, ENCODER_KINDS, LATENTS, ModelConfig
-from deepem.models.likelihoods import LIKELIHOODS
-from deepem.models.networks import ACTIVATIONS
-from deepem.settings import Setting, SettingError, convert, declared, resume_names, setting
-from deepem.training.optim import DEFAULT_LR, validate_optim
-from deepem.training.schedules import LR_SCHEDULES
+from deepem.declarations.run import DEFAULT_LR, NAN_POLICIES, PARTICLES, RunSettings
+from deepem.models.config import ModelConfig
+from deepem.settings import SettingError, convert, declared, resume_names, setting
+from deepem.training.optim import validate_optim
 
-NAN_POLICIES = ("stop", "skip", "rollback")
+#: the torch dtype of each declared dtype name (declarations/run.py DTYPE_NAMES)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -33,86 +31,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-#: the model's settings (models/lvm.py declares their names, types and defaults): help and allowed values
-MODEL_SETTINGS: dict[str, dict[str, Any]] = {
-    "latent_dim": {"help": "latent dimension", "minimum": 1,
-                   "shown": "50; 200 with --latent bernoulli; 150 with mlp-2layer"},
-    "hidden": {"help": "MLP widths, e.g. 200,200", "minimum": 1},
-    "activation": {"help": "hidden-layer activation", "choices": tuple(sorted(ACTIVATIONS))},
-    "likelihood": {"help": "observation model", "choices": tuple(sorted(LIKELIHOODS)),
-                   "shown": "the dataset's, bernoulli for binary images"},
-    "latent": {"help": "gaussian (N(0, I) prior, diagonal Gaussian q) or bernoulli (a sigmoid belief net: "
-                       "learnable Bernoulli prior and q; train it with rws, vimco, nvil, wake-sleep)",
-               "choices": LATENTS},
-    "encoder": {"help": "explicit (q has a density) or implicit (z = f(x, eps), no density; evaluate with "
-                        "--estimator ais)", "choices": ENCODER_KINDS},
-    "noise_dim": {"help": "noise dimension of an implicit encoder", "minimum": 1, "shown": "32, as IWAVB"},
-    "architecture": {"help": "network preset (`deepem list` describes them): mlp-2layer is Burda et al.'s two "
-                             "stochastic layers, conv the gated CNN of Tomczak & Welling (28x28 images), sbn the "
-                             "200-200-200 sigmoid belief net of NVIL/VIMCO (with --latent bernoulli)",
-                     "choices": tuple(sorted(ARCHITECTURES))},
-    "architecture_options": {"flag": False},
-}
-
-
-#: K, the method option every method has: its default is the method's own (its constructor's)
-PARTICLES = Setting("particles", int | None, None, "K, particles per data point (a method option)", minimum=1,
-                    short="-k", shown="the method's own, e.g. 5 for iwae, 50 for rem-v1; `deepem list` shows them")
-
-
 @dataclass
-class TrainConfig:
-    """A run: what it trains (data, corruption, model, method and its options, K among them) and how
-    (the loop's settings). Each field is declared once here (deepem/settings.py): the CLI's flags and
-    help, validation and the resume rules come from these declarations."""
+class TrainConfig(RunSettings):
+    """A run: what it trains and how. Each field is declared once, without torch, in
+    deepem/declarations/run.py (the CLI builds its flags from there before torch is imported); this
+    class adds the checks that tie fields together and the conversions."""
 
-    dataset: str = setting("digits", "dataset name (see `deepem list`), or a file of your own: .csv / .tsv (empty "
-                           "cells, NA, NaN are missing), .npy / .npz (rows, or (N, H, W) images; NaN is missing)")
-    method: str = setting("iwae", "training method (see `deepem list`)", short="-m")
-    #: the method's keyword options, K ("particles") among them; a method's own default fills K in
-    method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
     model: ModelConfig = setting(help="the model", factory=ModelConfig, flag=False)
-    epochs: int = setting(10, "passes over the training data (the maximum with --patience)", minimum=1, resume=True)
-    batch_size: int = setting(20, "data points per step", minimum=1)
-    lr: float | None = setting(None, "learning rate of theta and phi (Adam); a method's own groups keep the "
-                               "method's rate unless --optim sets it", above=0, shown=f"{DEFAULT_LR:g}, or the "
-                               "method's paper rates where it has them (avb, iwavb)")
-    schedule: str = setting("constant", "learning-rate schedule; 'burda': lr * 10^(-i/7) for 3^i epochs, i = 0..7 "
-                            "(Burda et al. 2015)", choices=LR_SCHEDULES)
-    adam_eps: float = setting(1e-4, "Adam's epsilon", above=0)
-    #: per parameter group ("theta", "phi", or a group the method owns): {"lr", "betas", "steps"}, as in
-    #: effect once the run is built (training/optim.py), and where each value came from
-    optim: dict[str, dict[str, Any]] = setting(help="optimiser settings per group", factory=dict, flag=False)
-    optim_sources: dict[str, dict[str, str]] = setting(help="where each optim value came from", factory=dict,
-                                                       flag=False)
-    seed: int = setting(0, "seed of the run (initial weights, batches, draws)", minimum=0)
-    data_dir: str | None = setting(None, "folder with dataset files", resume=True,
-                                   shown="$DEEPEM_DATA or ~/.cache/deepem")
-    missing: str | None = setting(None, "train on incomplete data: mcar:P removes each entry with probability P; "
-                                  "patches:N removes N of the 3x3 patches of each 28x28 image (masks drawn once, "
-                                  "saved with the run)", shown="complete data")
-    missing_seed: int = setting(0, "seed of the missing-data masks", minimum=0)
-    split: str = setting("0.8,0.1,0.1", "a file dataset: train,valid,test fractions of its rows (drawn with --seed, "
-                         "recorded in the run)")
-    header: bool | None = setting(None, "a .csv / .tsv dataset: whether its first line names the columns",
-                                  shown="detected: a first line with text where the rows have numbers")
-    train_limit: int | None = setting(None, "train on the first N points only", minimum=1, shown="all")
-    valid_every: int = setting(1, "epochs between validation bounds (0: never)", minimum=0, resume=True)
-    patience: int = setting(0, "early stopping: stop when N validations in a row bring no new best bound, and "
-                            "evaluate the best validation's parameters (0: off)", minimum=0, resume=True)
-    valid_particles: int = setting(100, "K of the validation bound", minimum=1)
-    valid_limit: int | None = setting(1000, "validation points used", minimum=1, flag=False)
-    checkpoint_every: int = setting(1, "epochs between checkpoints", minimum=1, resume=True)
-    checkpoint_every_steps: int = setting(0, "also a checkpoint every N steps (0: off)", minimum=0, resume=True)
-    keep_checkpoints: int = setting(3, "checkpoints kept", minimum=1, resume=True)
-    nan_policy: str = setting("stop", "on a NaN/inf loss, log-weight or gradient: stop with a diagnosis, skip the "
-                              "step, or roll back to the last checkpoint with half the learning rate",
-                              choices=NAN_POLICIES, resume=True)
-    max_rollbacks: int = setting(5, "rollback policy: give up after this many rollbacks", minimum=0, resume=True)
-    max_consecutive_skips: int = setting(20, "skip policy: give up after this many skipped steps in a row",
-                                         minimum=0, resume=True)
-    device: str = setting("cpu", "cpu, cuda or cuda:N", resume=True)
-    dtype: str = setting("float32", "floating-point precision", choices=tuple(DTYPES))
 
     @property
     def particles(self) -> int | None:
@@ -166,9 +91,8 @@ class TrainConfig:
             raise ConfigError(f"invalid model = {m!r}: must be a ModelConfig (or a dict of its fields)")
         for name, s in declared(ModelConfig).items():
             # ranges, and the choices the model does not check itself (it names its own presets and kinds)
-            s = dataclasses.replace(s, **{k: v for k, v in MODEL_SETTINGS.get(name, {}).items()
-                                          if k == "minimum" or (k == "choices" and name in ("activation",
-                                                                                             "likelihood"))})
+            if name not in ("activation", "likelihood"):
+                s = dataclasses.replace(s, choices=None)
             try:
                 convert(s, getattr(m, name))
             except SettingError as err:
@@ -221,6 +145,7 @@ class TrainConfig:
 #: fields a resumed run may change: they decide how the run is watched and kept, or how far it goes,
 #: never what the steps already taken computed (declared resume=True above).
 RESUME_OVERRIDABLE = resume_names(TrainConfig)
+__all__ = ["DEFAULT_LR", "DTYPES", "NAN_POLICIES", "PARTICLES", "RESUME_OVERRIDABLE", "ConfigError", "TrainConfig"]
 
 
 def _migrate(d: dict[str, Any]) -> dict[str, Any]:

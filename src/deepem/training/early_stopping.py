@@ -28,7 +28,8 @@ class EarlyStopping:
         if math.isfinite(bound) and bound > state.best_valid:
             state.best_valid, state.best_epoch, state.stale_validations = bound, state.epoch, 0
             if self.patience:
-                self.best = {"model": _copy_state(model), "method": _copy_state(method)}
+                # "step": what a record of these parameters names (workflows/loading.py)
+                self.best = {"model": _copy_state(model), "method": _copy_state(method), "step": state.step}
         else:
             state.stale_validations += 1
 

@@ -17,13 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepem.declarations.run import DEFAULT_LR, OPTIM_KEYS
 from deepem.methods.base import PHI, THETA, Method
 from deepem.models.lvm import DeepLatentModel
-from deepem.settings import SettingError
 
 DEFAULT_BETAS = (0.9, 0.999)
-DEFAULT_LR = 1e-3  # every group's rate where neither the user nor the method sets one
-OPTIM_KEYS = ("lr", "betas", "steps")
 
 
 @dataclass(frozen=True)
@@ -61,26 +59,6 @@ def validate_optim(optim: Any, groups: tuple[str, ...] | None = None) -> None:
             s = spec["steps"]
             if not (isinstance(s, int) and not isinstance(s, bool) and s >= 1):
                 raise ValueError(f"{group}.steps = {s!r}: must be an integer >= 1")
-
-
-def parse_optim_setting(text: str) -> tuple[str, str, Any]:
-    """GROUP:KEY=VALUE (the CLI's --optim), e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5."""
-    group, colon, rest = text.partition(":")
-    key, eq, raw = rest.partition("=")
-    key = key.strip()
-    if not (colon and eq and group.strip() and key):
-        raise SettingError(f"--optim {text!r} is not GROUP:KEY=VALUE (e.g. phi:lr=3e-4, phi:betas=0.9,0.99, "
-                           "discriminator:steps=5)")
-    if key not in OPTIM_KEYS:
-        raise SettingError(f"--optim {text!r}: unknown key {key!r}; allowed keys: {', '.join(OPTIM_KEYS)}")
-    try:
-        value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
-                      int(raw) if key == "steps" else float(raw))
-    except ValueError:
-        raise SettingError(f"--optim {text!r}: {key} takes " + ("two numbers like 0.9,0.999" if key == "betas" else
-                                                                "a whole number" if key == "steps" else "a number")
-                           ) from None
-    return group.strip(), key, value
 
 
 def _finite_number(v: Any, minimum: float, strict: bool = False) -> bool:

@@ -65,6 +65,7 @@ class RunFolder:
         non-empty folder that is not a run is never deleted."""
         if self.root.exists() and not self.root.is_dir():
             raise RunFolderError(f"{self.root} exists and is a file, not a folder; choose another --out")
+        self._check_parents()
         if self.root.exists() and any(self.root.iterdir()):
             if not force:
                 raise RunFolderError(
@@ -81,6 +82,15 @@ class RunFolder:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def _check_parents(self) -> None:
+        """A folder cannot be made under a file (`--out notes.txt/run`): say which file is in the way."""
+        for parent in self.root.absolute().parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise RunFolderError(f"cannot make the run folder {self.root}: {parent} is a file, not a "
+                                         "folder; choose another --out")
+                return
+
     def require_run(self) -> None:
         if self.root.is_file():
             raise RunFolderError(f"{self.root} is a file, not a run folder; give the folder that holds config.json "
@@ -89,6 +99,11 @@ class RunFolder:
             raise RunFolderError(f"{self.root} does not exist, so it is not a deepem run folder; give the "
                                  "--out folder of a `deepem train` run")
         if not self.is_run():
+            seeds = sorted(p.name for p in self.root.glob("seed-*") if (p / "config.json").is_file())
+            if seeds:  # a vectorised-seeds group (train --seeds): one run per seed
+                raise RunFolderError(
+                    f"{self.root} holds the runs of a group of seeds ({', '.join(seeds)}), not one run; give one "
+                    f"of them, e.g. {self.root / seeds[0]}")
             raise RunFolderError(
                 f"{self.root} is not a deepem run folder (no config.json there); "
                 "give the --out folder of a `deepem train` run"
@@ -97,25 +112,43 @@ class RunFolder:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run for the duration; a second holder gets RunFolderError.
-        The operating system releases it when the process dies, however it dies."""
+        The operating system releases it when the process dies, however it dies; a holder that ends
+        normally also removes the lock file, so a finished run leaves no stale `.lock`."""
         if fcntl is None:  # pragma: no cover
             yield
             return
+        self._check_parents()
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        path = self.root / LOCK_NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
                 raise RunFolderError(
                     f"run folder {self.root} is in use by another deepem process (pid {holder}); wait for "
                     "it to finish or stop it first"
                 ) from None
+            # The holder before us may have removed the file between our open and our lock: then the lock
+            # is on a file nobody else can find, and we lock the path's new file instead.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
+            try:  # removed while still locked, so no other process can have locked this file meanwhile
+                os.unlink(path)
+            except FileNotFoundError:  # (the folder was deleted, e.g. by create(force=True))
+                pass
             os.close(fd)  # closing the descriptor releases the lock
 
     # configuration and results -------------------------------------------------------------------

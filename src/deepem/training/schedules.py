@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from deepem.declarations.run import LR_SCHEDULES
+
 #: Burda et al. (2015): stage i = 0..7 lasts 3^i epochs at lr 1e-3 * 10^(-i/7); 3280 epochs in all.
 BURDA_STAGES = 8
 BURDA_EPOCHS = sum(3**i for i in range(BURDA_STAGES))
 
-LR_SCHEDULES = ("constant", "burda")
 
 
 def burda_stage(epoch: int) -> int:

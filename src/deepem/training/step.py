@@ -15,10 +15,12 @@ optimiser states do not move. (AVB's discriminator takes several steps per gener
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import Method, MethodOutput, device_generator
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.guards import (
@@ -94,8 +96,14 @@ class TrainStep:
             zero_grads(params)
 
     def __call__(self, x: Tensor, mask: Tensor | None = None) -> StepResult:
+        # On CPU the step runs with denormals flushed on every thread (inference/denormals.py): whoever calls
+        # it, the loop or a benchmark, gets the speed the loop gets; the caller's setting is restored after.
+        with flush_denormals() if x.device.type == "cpu" else nullcontext():
+            return self._step(x, mask)
+
+    def _step(self, x: Tensor, mask: Tensor | None) -> StepResult:
         self.zero_grad()
-        bad = non_finite_input(x if mask is None else x[mask])
+        bad = non_finite_input(x, mask)
         if bad and self.grad_sync is None:
             return StepResult(None, bad)
         out = None if bad else self._forward(x, mask)

@@ -196,9 +196,6 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
     recorded=True, as its data may have moved)."""
     shard = None if parallel is None else Shard(parallel.rank, parallel.world, parallel.gather_cat)
     a = assemble(config, data, recorded, shard, run_dir)
-    if a.config.valid_every and a.validate is None:
-        log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
-            "cannot be computed; evaluate the run with `deepem evaluate RUN --estimator ais --ais-initial prior`")
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
                    batch_hook=batch_hook, stop=stop, parallel=parallel)

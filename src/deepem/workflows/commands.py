@@ -11,20 +11,23 @@ from typing import Any
 from tqdm import tqdm
 
 from deepem.data import DATASETS
-from deepem.errors import ResultNotSavedError, UserError, not_saved_message
+from deepem.errors import InvalidInputError, ResultNotSavedError, UserError, not_saved_message
 from deepem.evaluation.bdmc import bdmc
+from deepem.evaluation.estimators import ESTIMATORS
+from deepem.evaluation.settings import AISSettings
 from deepem.files import atomic_write_json
+from deepem.inference.capabilities import CONTINUOUS
 from deepem.methods.registry import METHODS, method_options
 from deepem.models.config import ModelConfig
 from deepem.models.config import describe as describe_architectures
 from deepem.settings import typed_values
 from deepem.training.config import TrainConfig
 from deepem.training.distributed import finish, is_rank_zero
+from deepem.training.run import RunFolder
 from deepem.training.state import resume_command
 from deepem.workflows import train as training
 from deepem.workflows.assembly import resolve
 from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
-from deepem.workflows.estimator_flags import estimator_settings
 from deepem.workflows.evaluate import evaluate_run, evaluation_shard
 from deepem.workflows.impute import BASELINE_CHOICES, run_imputation
 from deepem.workflows.loading import load_trained_run
@@ -89,6 +92,8 @@ def after_failure(args: argparse.Namespace) -> str:
     if args.command != "train":
         return "Run the same command again"
     run = args.resume or args.out or run_name(resolve(config_from(args)))
+    if not RunFolder(Path(run)).is_run():  # it died before the run folder was made: nothing to resume
+        return "No run folder was written; run the same command again"
     return f"Resume from the last checkpoint with: {resume_command(run)} --nproc {args.nproc}"
 
 
@@ -110,10 +115,11 @@ def compare_methods(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     name = "iw-observed" if args.observed and args.estimator == "iw" else args.estimator
+    settings = typed_values(args, ESTIMATORS[name].Settings)  # the settings typed; the record fills the rest
     try:
         record = evaluate_run(args.run_dir, estimator=name, split=args.split, limit=args.limit, seed=args.seed,
                               batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
-                              progress=not args.quiet, observed=args.observed, **estimator_settings(args, name))
+                              progress=not args.quiet, observed=args.observed, **settings)
     except ResultNotSavedError as err:  # computed but not written: show it, then say why it was not saved
         _print_evaluation(err.result)
         raise
@@ -125,10 +131,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def _print_evaluation(record: dict[str, Any]) -> None:
+    stderr = "" if record["stderr"] is None else f" ± {record['stderr']:.3f}"
     print(f"{record['split']} log-likelihood ({record['estimator']}, {record['n_points']} points): "
-          f"{record['log_likelihood']:.3f} ± {record['stderr']:.3f} nats")
+          f"{record['log_likelihood']:.3f}{stderr} nats")
     kl = record["kl_to_prior"]
-    kl_text = "n/a (q has no density)" if kl != kl else f"{kl:.3f} nats"
+    kl_text = "n/a (q has no density)" if kl is None else f"{kl:.3f} nats"
     print(f"active units: {record['active_units']}, KL(q(z|x) || p(z)): {kl_text}, "
           f"{record['points_per_sec']:.1f} points/s; data: {record.get('data', record['split'])}")
 
@@ -184,11 +191,15 @@ def sample(args: argparse.Namespace) -> int:
 def bdmc_bounds(args: argparse.Namespace) -> int:
     parallel, shard = evaluation_shard(args.device)  # a launched job shares the batches (--nproc)
     trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    if CONTINUOUS not in trained.model.capabilities():  # (AIS's own message offers an option bdmc lacks)
+        raise InvalidInputError(f"bdmc runs AIS with HMC, which needs continuous latents; this run's are "
+                                f"{trained.model.latent_support}, so there is no AIS to check. Its importance-"
+                                f"weighted estimate needs no such check: deepem evaluate {args.run_dir}")
     with tqdm(total=args.points, unit="pt", desc="bdmc (forward and reverse AIS)",
               disable=True if args.quiet or not is_rank_zero() else None) as bar:  # None: on a terminal only
         try:
             result = bdmc(trained.model, n_points=args.points, seed=args.seed, batch_size=args.batch_size,
-                          progress=bar.update, shard=shard, **estimator_settings(args, "ais"))
+                          progress=bar.update, shard=shard, **typed_values(args, AISSettings))
         finally:
             finish(parallel)
     if not is_rank_zero():
@@ -212,6 +223,9 @@ def list_all(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
         needs = ", ".join(sorted(METHODS[name].requires))
         print(f"  {name:12s} {opts}\n  {'':12s} needs: {needs}")
+    print("  on incomplete data (--missing) every method uses the mask: log p(x|z) counts the observed entries "
+          "only and q(z|x) sees x zero-filled, so each bound is one of log p(x_o) (iwae's is the MIWAE bound; miwae "
+          "is iwae with the MIWAE paper's settings; miss-iwem also completes x from the model)")
     print("architectures (--architecture):")
     for name, text in sorted(describe_architectures().items()):
         print(f"  {name:12s} {text}")

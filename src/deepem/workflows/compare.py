@@ -19,12 +19,11 @@ from deepem.files import ChecksumError, atomic_write_json, read_json
 from deepem.report.compare import run_row, write_comparison
 from deepem.report.figures import image_grid
 from deepem.settings import text_value
-from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import resolve
 from deepem.workflows.evaluate import evaluate_run
-from deepem.workflows.loading import TrainedRun, load_trained_run
+from deepem.workflows.loading import TrainedRun, load_trained_run, used_step
 from deepem.workflows.seeds import train_method_seeds
 from deepem.workflows.train import train_run
 
@@ -113,9 +112,16 @@ def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, nam
     """Evaluate one finished run and add its table row, validation curve and sample grid."""
     test = _evaluate(run_dir, eval_particles, "test", eval_limit, seed, progress)
     train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, seed, progress)
-    log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f} ± {test['stderr']:.3f}, "
+    stderr = "" if test["stderr"] is None else f" ± {test['stderr']:.3f}"  # (None: one test point)
+    log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f}{stderr}, "
         f"train {train['log_likelihood']:.3f}")
-    rows.append(run_row(run_dir, name, summary["seconds"]))
+    row = run_row(run_dir, name, summary["seconds"])
+    group = summary.get("seeds_in_group", 1)
+    if group > 1 and row["train_points_per_sec"] is not None:
+        # a vectorised seed: its points over its share of the group's time (as its "train s" is), not over
+        # the whole group's time
+        row["train_points_per_sec"] *= group
+    rows.append(row)
     curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
     trained = load_trained_run(run_dir, warn=log)
     if trained.data.image_shape is not None:
@@ -124,16 +130,15 @@ def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, nam
 
 def _evaluate(run_dir: Path, particles: int, split: str, limit: int | None, seed: int,
               progress: bool) -> dict[str, Any]:
-    """The run's IW evaluation of `split`: the one on file when it was made of the newest checkpoint with
-    these settings, else a new one."""
-    path = run_dir / "evaluations" / f"iw-k{particles}-{split}-{f'n{limit}' if limit else 'all'}-s{seed}.json"
-    newest = list_checkpoints(RunFolder(run_dir).checkpoints)
+    """The run's IW evaluation of `split`: the one on file when it was made of the parameters evaluation
+    uses now (its file name holds their step) with these settings, else a new one."""
+    path = run_dir / "evaluations" / (f"iw-k{particles}-{split}-{f'n{limit}' if limit else 'all'}-s{seed}"
+                                      f"-step{used_step(run_dir)}.json")
     try:
         record = read_json(path) if path.is_file() else None
     except ChecksumError:
         record = None
-    if (record is not None and newest and record.get("step") == checkpoint_step(newest[-1])
-            and record.get("particles") == particles and record.get("seed") == seed
+    if (record is not None and record.get("particles") == particles and record.get("seed") == seed
             and record.get("limit") == limit):
         return record
     return evaluate_run(run_dir, particles=particles, split=split, limit=limit, seed=seed, progress=progress)

@@ -1,6 +1,7 @@
 """Evaluate a trained run: a log-likelihood estimate on one split plus encoder diagnostics, written to
-RUN/evaluation.json (the newest) and RUN/evaluations/<estimator and settings>-<split>-<subset>-<seed>.json with
-per-point values beside it: every evaluation is kept."""
+RUN/evaluation.json (the newest) and RUN/evaluations/<estimator and settings>-<split>-<subset>-<seed>-step<S>.json
+with per-point values beside it (same name, -per-point.npy): every evaluation is kept, and one of other
+parameters (another checkpoint step S, e.g. after --resume) never replaces it."""
 
 from __future__ import annotations
 
@@ -72,9 +73,10 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
                   subset=f"fixed random {min(limit, n_split)} of {n_split}" if limit else f"all {n_split}")
     record["dtype"] = str(next(trained.model.parameters()).dtype).removeprefix("torch.")
     run = Path(run_dir)
-    # Every evaluation keeps its own files, named by its settings (a quick K = 10 check never replaces a
-    # K = 5000 record); evaluation.json is the newest, and names the file it copies.
-    tag = evaluation_tag(record, est.name, split, observed, limit, seed)
+    # Every evaluation keeps its own files, named by its settings and the step of its parameters (a quick
+    # K = 10 check never replaces a K = 5000 record, nor a resumed run's the earlier one); evaluation.json
+    # is the newest, and names the file it copies.
+    tag = evaluation_tag(record, est.name, split, observed, limit, seed, trained.step)
     record["file"] = f"evaluations/{tag}.json"
     if shard is not None:
         record["processes"] = shard.world
@@ -98,11 +100,13 @@ def evaluation_shard(device: str = "cpu") -> tuple[Parallel | None, Shard | None
 
 
 def evaluation_tag(record: dict[str, Any], estimator: str, split: str, observed: bool, limit: int | None,
-                   seed: int) -> str:
-    """A file name that says what was evaluated and how, e.g. "iw-k5000-test-n1000-s0"."""
+                   seed: int, step: int) -> str:
+    """A file name that says what was evaluated (the parameters of checkpoint step `step`) and how, e.g.
+    "iw-k5000-test-n1000-s0-step567". (Runs evaluated before the step was named keep "...-s0.json"; the
+    readers, report/compare.py, glob "iw-k*-SPLIT-*.json" and find both.)"""
     s = record.get("settings", record)
     # (iw-observed keeps the names iw with --observed had: "-observed" follows the split)
     how = (f"ais-T{s.get('temperatures')}-c{s.get('chains')}-L{s.get('leapfrog_steps')}-{s.get('initial')}"
            if estimator == "ais" else f"iw-k{record.get('particles')}")
-    return f"{how}-{split}{'-observed' if observed else ''}-{f'n{limit}' if limit else 'all'}-s{seed}"
+    return f"{how}-{split}{'-observed' if observed else ''}-{f'n{limit}' if limit else 'all'}-s{seed}-step{step}"
 

@@ -69,6 +69,11 @@ def launch(entry: Callable[[list[str]], int], argv: list[str], nproc: int, comma
         zero = err.failures.get(0)
         if zero is not None and zero.exitcode in (2, EXIT_INTERRUPTED):
             return zero.exitcode  # a user error or Ctrl-C: rank 0 said what happened (and how to resume)
+        if any(f.exitcode == EXIT_INTERRUPTED or f.exitcode == -signal.SIGINT for f in err.failures.values()):
+            # Ctrl-C reached the ranks from the terminal; one that stopped first is not a failure
+            print(f"deepem {command}: interrupted" + (f". {after_failure}" if after_failure else ""),
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
         if failure.exitcode < 0:
             how = f"was killed by {failure.signal_name()}"
         elif failure.exitcode == EXIT_LOST_PEER:  # the dead rank's own exit was not seen by the launcher

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ class TrainedRun:
     method: Method
     data: DataSplits
     checkpoint: Path
-    step: int
+    step: int  # the step of the parameters loaded: the best validation's under early stopping
     corrupted: CorruptedData | None = None  # the incomplete data of a run trained with --missing
 
 
@@ -62,7 +63,32 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     method.load_state_dict(params["method"])
     model.to(device, config.torch_dtype).eval()
     method.to(device, config.torch_dtype)
-    return TrainedRun(config, model, method, data, path, int(ckpt["train_state"]["step"]), corrupted)
+    return TrainedRun(config, model, method, data, path, parameters_step(run, ckpt), corrupted)
+
+
+def parameters_step(run: RunFolder, ckpt: dict[str, Any]) -> int:
+    """The step whose parameters `ckpt` hands to evaluation: its best validation's (early stopping) or its
+    own. A checkpoint written before the best copy recorded its step: the step of the validation record
+    of the best epoch in metrics.jsonl."""
+    newest = int(ckpt["train_state"]["step"])
+    if "best" not in ckpt:
+        return newest
+    if "step" in ckpt["best"]:
+        return int(ckpt["best"]["step"])
+    best_epoch = ckpt["train_state"].get("best_epoch")
+    steps = [r["step"] for r in run.read_metrics() if r.get("kind") == "valid" and r.get("epoch") == best_epoch]
+    return int(steps[-1]) if steps else newest
+
+
+def used_step(run_dir: str | Path) -> int | None:
+    """The step of the parameters `load_trained_run` would evaluate (None: no usable checkpoint)."""
+    run = RunFolder(Path(run_dir))
+    found = load_latest_good(run.checkpoints, map_location="cpu", warn=_quiet, move_aside=False)
+    return None if found is None else parameters_step(run, found[1])
+
+
+def _quiet(message: str) -> None:
+    """Warnings are for the command that loads the run; a look at its step says nothing."""
 
 
 def default_device() -> str:

@@ -38,7 +38,8 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
     """Train `config` once per seed in `seeds` as one vectorised computation into OUT/seed-S.
 
     Returns the exit code (0, or 128 + signal when a signal stopped the group after checkpointing every
-    seed) and, when finished, {"seeds": [each seed's Trainer summary], "seconds": ...}. Errors for the
+    seed) and, when finished, {"seeds": [each seed's Trainer summary], "seconds": the group's}; a seed's
+    "seconds" is its share of the group's (group_seconds / seeds_in_group). Errors for the
     user (VectorisationError and those of `train_run`) are raised before anything is written. `stop`: for
     tests (a stop request that fires by itself). seeds_per_call: seeds in one vmapped call (None: all on an
     accelerator, a memory-bounded number on CPU; `training.vectorisable.default_seeds_per_call`)."""
@@ -78,6 +79,10 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], out: str | Path, forc
             return TrainOutcome(stop.exit_code or EXIT_ABORTED)
     seconds = summaries[0]["seconds"]
     points = sum(s["steps"] for s in summaries) * config.batch_size
+    # Each seed's own time is its share of the group's: the S seeds were trained in one computation, so
+    # a table of seeds (compare --seeds) adds up to the group's time, not S times it.
+    summaries = [{**summary, "seconds": seconds / len(seeds), "group_seconds": seconds, "seeds_in_group": len(seeds)}
+                 for summary in summaries]
     log(f"trained {len(seeds)} seeds x {summaries[0]['epochs']} epochs ({summaries[0]['steps']} steps each) in "
         f"{seconds:.1f} s (about {points / max(seconds, 1e-9):.0f} points/s over all seeds); evaluate each with: "
         f"deepem evaluate {dirs[0]}")

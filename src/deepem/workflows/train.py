@@ -5,6 +5,7 @@ only parses arguments and calls `run_training`, whose return value is the proces
 from __future__ import annotations
 
 import errno
+import shlex
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -103,6 +104,9 @@ def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: 
         if writer and is_file_dataset(trainer.config.dataset):  # the file's path, sha256, split and scale
             save_dataset_record(out, file_dataset(trainer.config))
         log(f"optimiser settings in effect: {describe_settings(trainer.config.optim, trainer.config.optim_sources)}")
+    if config.valid_every and trainer.validate is None:  # said once the run is accepted, not before a refusal
+        log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
+            f"cannot be computed; evaluate the run with `{evaluate_command(out, config)}`")
     with (run.lock() if writer else nullcontext()), (graceful_stop(stop) if handle_signals else nullcontext()):
         if resume:
             if trainer.resume() and trainer.state.epoch >= config.epochs:
@@ -133,8 +137,16 @@ def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: 
            if summary["rollbacks"] else "")
         + (f"; stopped early: no better validation bound in {config.patience} validations, best at epoch "
            f"{summary['best_epoch']} (its parameters are what evaluation uses)" if summary["stopped_early"] else "")
-        + f"; run folder {out}; evaluate with: deepem evaluate {out}")
+        + f"; run folder {out}; evaluate with: {evaluate_command(out, config)}")
     return TrainOutcome(EXIT_OK, summary)
+
+
+def evaluate_command(out: Path, config: TrainConfig) -> str:
+    """The evaluation command that works for the run: an implicit q has no density for the IW estimate,
+    and AIS from the encoder needs one, so such a run is evaluated by AIS from the prior."""
+    if config.model.encoder == "implicit":
+        return f"deepem evaluate {shlex.quote(str(out))} --estimator ais --ais-initial prior"
+    return f"deepem evaluate {shlex.quote(str(out))}"
 
 
 def _silent(message: str) -> None:

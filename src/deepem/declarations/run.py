@@ -1,0 +1,100 @@
+"""A run's settings (training/config.py's TrainConfig derives from `RunSettings`), declared without
+torch, with the names they choose from and the parsing of `--optim GROUP:KEY=VALUE`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deepem.declarations.model import ModelSettings
+from deepem.settings import Setting, SettingError, setting
+
+NAN_POLICIES = ("stop", "skip", "rollback")
+#: training/config.py DTYPES (the torch dtypes), training/schedules.py LR_SCHEDULES
+DTYPE_NAMES = ("float32", "float64")
+LR_SCHEDULES = ("constant", "burda")
+DEFAULT_LR = 1e-3  # every group's rate where neither the user nor the method sets one
+OPTIM_KEYS = ("lr", "betas", "steps")
+
+#: K, the method option every method has: its default is the method's own (its constructor's)
+PARTICLES = Setting("particles", int | None, None, "K, particles per data point (a method option)", minimum=1,
+                    short="-k", shown="the method's own, e.g. 5 for iwae, 50 for rem-v1; `deepem list` shows them")
+
+
+@dataclass
+class RunSettings:
+    """A run: what it trains (data, corruption, model, method and its options, K among them) and how
+    (the loop's settings). The CLI's flags and help, validation and the resume rules come from these
+    declarations (deepem/settings)."""
+
+    dataset: str = setting("digits", "dataset name (see `deepem list`), or a file of your own: .csv / .tsv (empty "
+                           "cells, NA, NaN are missing), .npy / .npz (rows, or (N, H, W) images; NaN is missing)")
+    method: str = setting("iwae", "training method (see `deepem list`)", short="-m")
+    #: the method's keyword options, K ("particles") among them; a method's own default fills K in
+    method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
+    model: ModelSettings = setting(help="the model", factory=ModelSettings, flag=False)
+    epochs: int = setting(10, "passes over the training data (the maximum with --patience)", minimum=1, resume=True)
+    batch_size: int = setting(20, "data points per step", minimum=1)
+    lr: float | None = setting(None, "learning rate of theta and phi (Adam); a method's own groups keep the "
+                               "method's rate unless --optim sets it", above=0, shown=f"{DEFAULT_LR:g}, or the "
+                               "method's paper rates where it has them (avb, iwavb)")
+    schedule: str = setting("constant", "learning-rate schedule; 'burda': lr * 10^(-i/7) for 3^i epochs, i = 0..7 "
+                            "(Burda et al. 2015)", choices=LR_SCHEDULES)
+    adam_eps: float = setting(1e-4, "Adam's epsilon", above=0)
+    #: per parameter group ("theta", "phi", or a group the method owns): {"lr", "betas", "steps"}, as in
+    #: effect once the run is built (training/optim.py), and where each value came from
+    optim: dict[str, dict[str, Any]] = setting(help="optimiser settings per group", factory=dict, flag=False)
+    optim_sources: dict[str, dict[str, str]] = setting(help="where each optim value came from", factory=dict,
+                                                       flag=False)
+    seed: int = setting(0, "seed of the run (initial weights, batches, draws)", minimum=0)
+    data_dir: str | None = setting(None, "folder with dataset files", resume=True,
+                                   shown="$DEEPEM_DATA or ~/.cache/deepem")
+    missing: str | None = setting(None, "train on incomplete data: mcar:P removes each entry with probability P "
+                                  "(0 < P < 1); patches:N removes N of the 9 patches (a 3x3 grid) of each square "
+                                  "image, any size (masks drawn once, saved with the run). Every method uses the mask: "
+                                  "log p(x|z) counts the observed entries only and q sees x zero-filled, so iwae "
+                                  "trains the MIWAE bound (miwae is the same with its paper's settings; miss-iwem "
+                                  "also completes x)",
+                                  shown="complete data")
+    missing_seed: int = setting(0, "seed of the missing-data masks", minimum=0)
+    split: str = setting("0.8,0.1,0.1", "a file dataset: train,valid,test fractions of its rows (drawn with --seed, "
+                         "recorded in the run)")
+    header: bool | None = setting(None, "a .csv / .tsv dataset: whether its first line names the columns",
+                                  shown="detected: a first line with text where the rows have numbers")
+    train_limit: int | None = setting(None, "train on the first N points only", minimum=1, shown="all")
+    valid_every: int = setting(1, "epochs between validation bounds (0: never)", minimum=0, resume=True)
+    patience: int = setting(0, "early stopping: stop when N validations in a row bring no new best bound, and "
+                            "evaluate the best validation's parameters (0: off)", minimum=0, resume=True)
+    valid_particles: int = setting(100, "K of the validation bound", minimum=1)
+    valid_limit: int | None = setting(1000, "validation points used", minimum=1, flag=False)
+    checkpoint_every: int = setting(1, "epochs between checkpoints", minimum=1, resume=True)
+    checkpoint_every_steps: int = setting(0, "also a checkpoint every N steps (0: off)", minimum=0, resume=True)
+    keep_checkpoints: int = setting(3, "checkpoints kept", minimum=1, resume=True)
+    nan_policy: str = setting("stop", "on a NaN/inf loss, log-weight or gradient: stop with a diagnosis, skip the "
+                              "step, or roll back to the last checkpoint with half the learning rate",
+                              choices=NAN_POLICIES, resume=True)
+    max_rollbacks: int = setting(5, "rollback policy: give up after this many rollbacks", minimum=0, resume=True)
+    max_consecutive_skips: int = setting(20, "skip policy: give up after this many skipped steps in a row",
+                                         minimum=0, resume=True)
+    device: str = setting("cpu", "cpu, cuda or cuda:N", resume=True)
+    dtype: str = setting("float32", "floating-point precision", choices=DTYPE_NAMES)
+
+
+def parse_optim_setting(text: str) -> tuple[str, str, Any]:
+    """GROUP:KEY=VALUE (the CLI's --optim), e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5."""
+    group, colon, rest = text.partition(":")
+    key, eq, raw = rest.partition("=")
+    key = key.strip()
+    if not (colon and eq and group.strip() and key):
+        raise SettingError(f"--optim {text!r} is not GROUP:KEY=VALUE (e.g. phi:lr=3e-4, phi:betas=0.9,0.99, "
+                           "discriminator:steps=5)")
+    if key not in OPTIM_KEYS:
+        raise SettingError(f"--optim {text!r}: unknown key {key!r}; allowed keys: {', '.join(OPTIM_KEYS)}")
+    try:
+        value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
+                      int(raw) if key == "steps" else float(raw))
+    except ValueError:
+        raise SettingError(f"--optim {text!r}: {key} takes " + ("two numbers like 0.9,0.999" if key == "betas" else
+                                                                "a whole number" if key == "steps" else "a number")
+                           ) from None
+    return group.strip(), key, value
