@@ -1,7 +1,7 @@
 """The IWEM paper's Figure 5 analogue: completion of test images with N of their nine 3x3 patches removed,
-by each method of a `benchmarks/scripts/mnist_patches.sh` comparison. Rows: observed (missing pixels in
-mid grey), ground truth, then each method's single imputation (self-normalised IS mean of the pixel
-probabilities, K particles); columns: --points test images of the corrupted test copy, every --every-th
+by each method of a `benchmarks/scripts/mnist_patches.sh` comparison. Rows, each labelled: observed (missing
+pixels orange), ground truth, then each method's single imputation in blue (self-normalised IS mean of
+the pixel probabilities, K particles); columns: --points test images of the corrupted test copy, every --every-th
 (the test file's first images are mostly zeros).
 
     python benchmarks/mnist_patches_figure.py runs/mnist-patches/patches6 [--points 8] [--every 1250]
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from deepem.data.corruption import CorruptedData
-from deepem.report.figures import image_grid
+from deepem.report.imputation import imputation_chart
 from deepem.workflows.impute import imputation_with_baselines
 from deepem.workflows.loading import load_trained_run
 
@@ -45,7 +45,8 @@ def main() -> None:
     runs = sorted(p for p in Path(a.comparison).iterdir() if (p / "config.json").is_file())
     order = {"miwae": 0, "miss-iwem-woa": 1}  # missIWAE, then miss-IWEM-woa, then miss-IWEM (the paper's order)
     runs.sort(key=lambda p: order.get(p.name, 2))
-    rows, names = [], []
+    imputed: dict[str, torch.Tensor] = {}
+    steps = []
     for run in runs:
         trained = load_trained_run(run, data_dir=a.data_dir, warn=lambda s: None)
         if trained.corrupted is None or trained.data.image_shape is None:
@@ -53,17 +54,16 @@ def main() -> None:
         corrupted = every_test_point(trained.corrupted, a.every)
         summary, result = imputation_with_baselines(trained.model, corrupted, "test", a.particles,
                                                     seed=a.seed, baselines=(), limit=a.points)
-        if not rows:  # observed and truth: the same masks for every run of the comparison (one missing seed)
+        if not imputed:  # observed and truth: the same masks for every run of the comparison (one missing seed)
             mask = corrupted.splits.mask("test")[: a.points]
             truth = corrupted.complete.split("test")[: a.points]
-            rows += [torch.where(mask, truth, torch.full_like(truth, 0.5)), truth]
             shape, spec = trained.data.image_shape, trained.config.missing
-        rows.append(result.imputed.clamp(0, 1))
-        names.append(trained.config.method)
+        imputed[trained.config.method] = result.imputed.clamp(0, 1)
+        steps.append(f"{trained.config.method} step {trained.step}")
         print(f"{run.name}: mse over the {summary['n_missing']} missing pixels of {a.points} test images "
               f"{summary['model']['mse']:.4f} (K = {a.particles})")
-    title = f"{spec}: observed / truth / " + " / ".join(names)
-    image_grid(torch.cat(rows).float(), shape, Path(a.out), columns=a.points, title=title)
+    title = f"{spec}, K = {a.particles}: parameters of " + ", ".join(steps)
+    imputation_chart(truth, mask, imputed, shape, Path(a.out), title=title)
     print(f"written to {a.out}")
 
 

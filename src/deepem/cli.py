@@ -1,5 +1,6 @@
 """The `deepem` command: train (one method, a run folder), evaluate (log-likelihood of a run), compare (several
-methods, one table), impute (missing entries of a run trained with --missing), sample (image grid), bdmc (how
+methods, one table), impute (missing entries of a file, or of a run's own incomplete data), score (per-row
+log-likelihood of a file), sample (image grid), bdmc (how
 far to trust AIS), list (methods, architectures and datasets).
 
 This module parses arguments and hands them to deepem/dispatch.py, which runs the subcommand (its body is in
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS, AISSettings
+from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS, PROPOSALS, AISSettings
 from deepem.declarations.model import ModelSettings
 from deepem.declarations.run import PARTICLES, RunSettings, parse_optim_setting
 from deepem.errors import UserError, quiet_on_broken_pipe
@@ -166,21 +167,62 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(p, exclude=("method",))
     p.set_defaults(command_function="compare_methods")
 
-    p = sub.add_parser("impute", help="impute the missing entries of a run trained with --missing")
+    p = sub.add_parser("impute", help="fill missing entries: of a file (--input, --output), or of a split of the "
+                                      "run's own incomplete data")
     p.add_argument("run_dir")
+    p.add_argument("--input", default=None, metavar="FILE",
+                   help="a .csv/.tsv/.npy/.npz file with the run's columns whose missing cells to fill (the "
+                        "training file or new rows); written in the same format to --output (default: the "
+                        "run's own --split)")
+    p.add_argument("--output", default=None, metavar="FILE", help="where the filled --input goes (same format)")
     p.add_argument("--split", choices=["train", "valid", "test"], default="train",
-                   help="whose missing entries to impute (default train: the MIWAE/IWEM UCI setting, the "
-                        "incomplete table the model was trained on)")
+                   help="without --input: whose missing entries to impute (default train: the MIWAE/IWEM UCI "
+                        "setting, the incomplete table the model was trained on)")
     p.add_argument("--particles", "-k", type=positive_int, default=1000,
                    help="K of the self-normalised importance-sampling estimate of E[x_m | x_o] (default 1000)")
     p.add_argument("--draws", type=int, default=0,
-                   help="multiple imputations per point by sampling importance resampling (default 0: none)")
+                   help="multiple imputations per point by sampling importance resampling: with --input, M "
+                        "files OUTPUT_1 .. OUTPUT_M, or with --long one table with an imputation column "
+                        "(default 0: none)")
+    p.add_argument("--long", action="store_true", help="--draws with --input: one long table OUTPUT_draws")
+    p.add_argument("--proposal", choices=list(PROPOSALS), default=None,
+                   help="q's input: zero-filled (MIWAE's) or completed (miss-IWEM's) "
+                        "(default: the one the run's method trained)")
+    p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="a .csv/.tsv --input: whether its first line names the columns (default: as the "
+                        "training file)")
+    # the choices of workflows/impute.py BASELINE_CHOICES and the bounds of evaluation/imputation_baselines.py,
+    # written out here so that the parser imports no torch (tests/cli/test_own_data_cli.py checks they agree)
+    p.add_argument("--baselines", choices=["none", "mean", "iterative"], default="iterative",
+                   help="model-free baselines on the same masks: none, mean (column mean), or iterative (column "
+                        "mean and scikit-learn's IterativeImputer; above 500000 cells it is fitted on a random "
+                        "subsample of rows, above 100 columns each column on its nearest 20, and the summary "
+                        "says so)")
     p.add_argument("--limit", type=positive_int, default=None,
-                   help="impute only the first N points of the split (default: all); the baselines are still "
-                        "fitted on the whole split")
+                   help="without --input: impute only the first N points of the split, the baselines too "
+                        "(fitted on those N points) (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
     p.set_defaults(command_function="impute")
+
+    p = sub.add_parser("score", help="each row's log-likelihood (log p(x_o) for incomplete rows) under a run's "
+                                     "model: density estimation and outlier scores on new data")
+    p.add_argument("run_dir")
+    p.add_argument("--input", required=True, metavar="FILE", help="a .csv/.tsv/.npy/.npz file with the run's columns")
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="a CSV: row, n_observed, log_likelihood (on the file's own scale); OUTPUT.json beside it "
+                        "records the estimator, K and seed")
+    p.add_argument("--particles", "-k", type=positive_int, default=1000, help="K of the IWAE bound (default 1000)")
+    p.add_argument("--proposal", choices=list(PROPOSALS), default=None,
+                   help="incomplete rows: q's input, zero-filled or completed (default: the one the run's "
+                        "method trained)")
+    p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="a .csv/.tsv --input: whether its first line names the columns (default: as the "
+                        "training file)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
+    p.set_defaults(command_function="score")
 
     p = sub.add_parser("sample", help="an image grid of samples from a trained model")
     p.add_argument("run_dir")

@@ -62,7 +62,7 @@ def test_bad_missing_spec_and_complete_run_are_one_line_errors(tmp_path, capsys)
     assert not (tmp_path / "bad").exists()
 
 
-def test_impute_limit_imputes_the_first_points_with_baselines_fitted_on_the_whole_split(incomplete_run, capsys):
+def test_impute_limit_imputes_the_first_points_with_baselines_fitted_on_them_alone(incomplete_run, capsys):
     assert main(["impute", str(incomplete_run), "--split", "valid", "--particles", "20"]) == 0
     full = json.loads((incomplete_run / "imputation.json").read_text())
     whole = torch.from_numpy(__import__("numpy").load(incomplete_run / "imputation" / "imputed-valid.npy"))
@@ -76,9 +76,9 @@ def test_impute_limit_imputes_the_first_points_with_baselines_fitted_on_the_whol
     imputed = torch.from_numpy(__import__("numpy").load(incomplete_run / "imputation" / "imputed-valid.npy"))
     assert imputed.shape == (30, mask.shape[1])
     assert torch.equal(imputed[mask[:30]], whole[:30][mask[:30]])  # observed entries as given
-    # the column means come from the whole split's observed entries: exactly the full run's values
-    m = mask.double()
-    means = torch.where(mask, truth.double(), 0.0).sum(0) / m.sum(0).clamp_min(1)
+    # --limit applies to everything: the column means come from the observed entries of those 30 points
+    m = mask[:30].double()
+    means = torch.where(mask[:30], truth[:30].double(), 0.0).sum(0) / m.sum(0).clamp_min(1)
     expected = ((means.expand(30, -1) - truth[:30].double())[~mask[:30]] ** 2).mean()
     assert record["mean"]["mse"] == pytest.approx(float(expected), rel=1e-6)  # float32 imputed values
     assert "valid split (first 30 points)" in capsys.readouterr().out

@@ -133,3 +133,26 @@ def test_observed_log_likelihood_converges_to_the_exact_observed_marginal(propos
     if proposal == "zero-filled":  # the same estimator as iw_log_likelihood with a mask
         same = iw_log_likelihood(model, garbage, 50, seed=3, mask=mask).per_point
         torch.testing.assert_close(observed_log_likelihood(model, garbage, mask, 50, proposal, seed=3).per_point, same)
+
+
+def test_iterative_baseline_above_the_bound_is_fitted_on_a_seeded_subsample(monkeypatch):
+    """Above ITERATIVE_MAX_CELLS fitted cells: IterativeImputer fitted on ITERATIVE_MAX_CELLS // D seeded
+    random rows (exactly scikit-learn's on those rows), with a note; below it, the plain fit on all rows."""
+    import numpy as np
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+
+    from deepem.evaluation import imputation_baselines as baselines
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 4, generator=gen, dtype=torch.float64)
+    mask = torch.rand(60, 4, generator=gen) > 0.3
+    plain = baselines.iterative_imputation(x, mask, seed=1)
+    assert "note" not in plain.settings and "fit_rows" not in plain.settings
+    monkeypatch.setattr(baselines, "ITERATIVE_MAX_CELLS", 100)
+    bounded = baselines.iterative_imputation(x, mask, seed=1)
+    assert bounded.settings["fit_rows"] == 25 and "random subsample of 25 of the 60 rows" in bounded.settings["note"]
+    nan = x.masked_fill(~mask, float("nan")).numpy()
+    rows = np.sort(np.random.default_rng(1).choice(60, size=25, replace=False))
+    expected = IterativeImputer(max_iter=10, random_state=1, keep_empty_features=True).fit(nan[rows]).transform(nan)
+    torch.testing.assert_close(bounded.imputed, torch.from_numpy(expected), rtol=0, atol=0)

@@ -27,7 +27,8 @@ class RunSettings:
     (the loop's settings). The CLI's flags and help, validation and the resume rules come from these
     declarations (deepem/settings)."""
 
-    dataset: str = setting("digits", "dataset name (see `deepem list`)")
+    dataset: str = setting("digits", "dataset name (see `deepem list`), or a file of your own: .csv / .tsv (empty "
+                           "cells, NA, NaN are missing), .npy / .npz (rows, or (N, H, W) images; NaN is missing)")
     method: str = setting("iwae", "training method (see `deepem list`)", short="-m")
     #: the method's keyword options, K ("particles") among them; a method's own default fills K in
     method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
@@ -56,6 +57,10 @@ class RunSettings:
                                   "also completes x)",
                                   shown="complete data")
     missing_seed: int = setting(0, "seed of the missing-data masks", minimum=0)
+    split: str = setting("0.8,0.1,0.1", "a file dataset: train,valid,test fractions of its rows (drawn with --seed, "
+                         "recorded in the run)")
+    header: bool | None = setting(None, "a .csv / .tsv dataset: whether its first line names the columns",
+                                  shown="detected: a first line with text where the rows have numbers")
     train_limit: int | None = setting(None, "train on the first N points only", minimum=1, shown="all")
     valid_every: int = setting(1, "epochs between validation bounds (0: never)", minimum=0, resume=True)
     patience: int = setting(0, "early stopping: stop when N validations in a row bring no new best bound, and "

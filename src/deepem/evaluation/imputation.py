@@ -22,6 +22,7 @@ estimator and its settings); the baselines of `evaluation.imputation_baselines` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,12 +127,14 @@ def impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, particles: int
 @torch.no_grad()
 def impute(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: int = 1000, draws: int = 0,
            complete: Tensor | None = None, batch_size: int = 100, seed: int = 0,
-           chunk_particles: int | None = None, proposal: str = "zero-filled") -> ImputationResult:
+           chunk_particles: int | None = None, proposal: str = "zero-filled",
+           progress: Callable[[int], None] | None = None) -> ImputationResult:
     """Impute the missing entries of `data` (mask True = observed; missing entries may hold anything):
     the self-normalised IS estimate of E[x_m | x_o] with K = `particles`, and `draws` multiple
     imputations by sampling importance resampling. With `complete` (the full data), the mse over the
     missing entries. proposal: "zero-filled" (q(z | x̃0), MIWAE) or "completed" (q(z | x̆), miss-IWEM).
-    Seeded: the same model, data, mask and seed give the same values."""
+    Seeded: the same model, data, mask and seed give the same values. progress: called with the number
+    of points of each finished batch (a stop request is honoured between batches: each is short)."""
     if proposal not in PROPOSALS:
         raise ValueError(f"unknown imputation proposal {proposal!r}; choose one of {', '.join(PROPOSALS)}")
     if particles < 1:
@@ -152,6 +155,8 @@ def impute(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: int = 
         singles.append(single.cpu())
         if multiple is not None:
             multiples.append(multiple.cpu())
+        if progress is not None:
+            progress(x.shape[0])
     imputed = torch.cat(singles)
     mse, n_missing = (None, int((~mask).sum())) if complete is None else missing_mse(imputed, complete, mask)
     settings = {"particles": particles, "seed": seed, "draws": draws, "proposal": proposal}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from deepem.data.corruption import parse_corruption
+from deepem.data.own_dataset import parse_fractions
 from deepem.declarations.run import DEFAULT_LR, NAN_POLICIES, PARTICLES, RunSettings
 from deepem.models.config import ModelConfig
 from deepem.settings import SettingError, convert, declared, resume_names, setting
@@ -70,6 +71,10 @@ class TrainConfig(RunSettings):
                 parse_corruption(self.missing)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"invalid missing = {self.missing!r}: {err}") from err
+        try:
+            parse_fractions(self.split)
+        except ValueError as err:
+            raise ConfigError(f"invalid split = {self.split!r}: {err}") from None
         if not (self.device in ("cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"invalid device = {self.device!r}: must be cpu, cuda, cuda:N or mps")
         if self.device.startswith("cuda") and not torch.cuda.is_available():

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
 from deepem.data.incomplete import make_incomplete
+from deepem.data.own_dataset import FileDataset, load_file_dataset
 from deepem.data.registry import DATASETS, load_dataset, load_recorded_dataset
+from deepem.data.tables import SUFFIXES
 from deepem.evaluation.driver import estimate
 from deepem.evaluation.loglik import IWEstimator
 from deepem.evaluation.observed_loglik import ObservedIWEstimator
@@ -37,6 +39,7 @@ from deepem.training.rng import seed_everything
 from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
 from deepem.training.validation import Validator
+from deepem.workflows.own_data import RECORD_NAME, load_dataset_record, reload_file_dataset
 
 
 def check_method(config: TrainConfig) -> dict[str, Any]:
@@ -69,15 +72,23 @@ def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
     method's declaration) and return a copy with K filled in (the method's own default when the config
     leaves it out), so config.json and run names say the K that was trained. Builds nothing."""
     config.validate()
-    if check_dataset and not (isinstance(config.dataset, str)
-                              and config.dataset.strip().lower().replace("_", "-") in DATASETS):
-        raise ConfigError(f"invalid dataset = {config.dataset!r}: unknown dataset; must be one of "
-                          f"{', '.join(DATASETS)} (`deepem list` describes them)")
+    dataset = config.dataset
+    if check_dataset and is_file_dataset(dataset):
+        # A file of one's own: recorded absolute (with its sha256, in data_file.json) so the run works
+        # from any directory.
+        if not Path(dataset).expanduser().is_file():
+            raise ConfigError(f"invalid dataset = {dataset!r}: no such file; give the path of a .csv, .tsv, .npy "
+                              "or .npz file, or a dataset name (`deepem list`)")
+        dataset = str(Path(dataset).expanduser().resolve())
+    elif check_dataset and not (isinstance(dataset, str) and dataset.strip().lower().replace("_", "-") in DATASETS):
+        raise ConfigError(f"invalid dataset = {dataset!r}: unknown dataset; must be one of "
+                          f"{', '.join(DATASETS)} (`deepem list` describes them), or the path of a .csv, .tsv, "
+                          ".npy or .npz file")
     options = check_method(config)
     # The data location is recorded absolute, so the run folder works from any directory.
     data_dir = None if not config.data_dir else str(Path(config.data_dir).expanduser().resolve())
     resolved = dataclasses.replace(config, method_options=options, model=dataclasses.replace(config.model),
-                                   data_dir=data_dir)
+                                   data_dir=data_dir, dataset=dataset)
     resolved.validate(groups=tuple(METHODS[config.method].loss_groups))  # --optim names the method's groups
     return resolved
 
@@ -118,12 +129,16 @@ class Assembled:
     train_mask: Tensor | None = None  # their observed-data mask (None: complete)
 
 
-def run_data(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False
-             ) -> tuple[DataSplits, CorruptedData | None]:
+def run_data(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False,
+             run_dir: str | Path | None = None) -> tuple[DataSplits, CorruptedData | None]:
     """The data a run trains on: the dataset (or `data`), corrupted by `config.missing` when it is set
     (masks drawn once from `config.missing_seed`, so a resumed or re-evaluated run sees the same ones),
     and the corrupted data with the complete copy beside them (None for complete data). recorded=True:
-    the config comes from a run folder, whose data may have moved ($DEEPEM_DATA is searched too)."""
+    the config comes from a run folder, whose data may have moved ($DEEPEM_DATA is searched too).
+    A file dataset (config.dataset a .csv/.tsv/.npy/.npz path) comes with its own masks, --missing added
+    (no complete copy: None); with `run_dir` holding its record it is rebuilt from it, a changed file refused."""
+    if data is None and is_file_dataset(config.dataset):
+        return file_dataset(config, run_dir).splits, None
     load = load_recorded_dataset if recorded else load_dataset
     data = data if data is not None else load(config.dataset, config.data_dir)
     if config.missing is None:
@@ -132,12 +147,26 @@ def run_data(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     return corrupted.splits, corrupted
 
 
+def is_file_dataset(dataset: str) -> bool:
+    """Whether a config's dataset names a file of one's own (by its suffix) rather than a registered dataset."""
+    return isinstance(dataset, str) and Path(dataset).suffix.lower() in SUFFIXES
+
+
+def file_dataset(config: TrainConfig, run_dir: str | Path | None = None) -> FileDataset:
+    """The file dataset of `config`: from the record in `run_dir` when there is one (the file's sha256
+    checked), else read anew with the run's seed, split, header and extra missingness."""
+    if run_dir is not None and (Path(run_dir) / RECORD_NAME).is_file():
+        return reload_file_dataset(load_dataset_record(run_dir))
+    return load_file_dataset(config.dataset, seed=config.seed, fractions=config.split, header=config.header,
+                             missing=config.missing, missing_seed=config.missing_seed)
+
+
 def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool = False,
-             shard: Shard | None = None) -> Assembled:
+             shard: Shard | None = None, run_dir: str | Path | None = None) -> Assembled:
     """Data, model, method and validator of `config`; `data` given directly skips the dataset registry
     (tests, library use). Everything is checked before anything is written."""
     config = resolve(config, check_dataset=data is None)
-    data, _ = run_data(config, data, recorded)
+    data, _ = run_data(config, data, recorded, run_dir if recorded else None)
     train = data.train if config.train_limit is None else data.train[: config.train_limit]
     valid = data.valid if config.valid_limit is None else data.valid[: config.valid_limit]
     train_mask, valid_mask = (None if m is None else m[: len(x)] for m, x in
@@ -166,7 +195,7 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
     """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig; then
     recorded=True, as its data may have moved)."""
     shard = None if parallel is None else Shard(parallel.rank, parallel.world, parallel.gather_cat)
-    a = assemble(config, data, recorded, shard)
+    a = assemble(config, data, recorded, shard, run_dir)
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
                    batch_hook=batch_hook, stop=stop, parallel=parallel)

@@ -29,8 +29,9 @@ from deepem.workflows import train as training
 from deepem.workflows.assembly import resolve
 from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
 from deepem.workflows.evaluate import evaluate_run, evaluation_shard
-from deepem.workflows.impute import run_imputation
+from deepem.workflows.impute import BASELINE_CHOICES, run_imputation
 from deepem.workflows.loading import load_trained_run
+from deepem.workflows.own_runs import impute_run_file, score_run_file
 from deepem.workflows.seeds import train_seeds
 
 
@@ -140,14 +141,44 @@ def _print_evaluation(record: dict[str, Any]) -> None:
 
 
 def impute(args: argparse.Namespace) -> int:
-    summary = run_imputation(args.run_dir, split=args.split, particles=args.particles, draws=args.draws,
-                             seed=args.seed, data_dir=args.data_dir, limit=args.limit)
+    if (args.input is None) != (args.output is None):
+        raise UserError("--input and --output go together: give both to fill a file's missing cells, or neither "
+                        "to impute the run's own --split")
+    if args.input is not None:
+        with _rows_bar(args, "imputing rows") as bar:
+            summary = impute_run_file(args.run_dir, args.input, args.output, proposal=args.proposal,
+                                      particles=args.particles, draws=args.draws, seed=args.seed, long=args.long,
+                                      header=args.header, progress=bar.update)
+        print(f"filled {summary['n_missing']} missing cells of {summary['rows']} rows ({summary['estimator']}, "
+              f"{summary['proposal']} proposal, parameters of step {summary['step']}); written to "
+              + ", ".join(summary["outputs"]))
+        return 0
+    with tqdm(unit="pt", desc=f"imputing the {args.split} split", disable=True if args.quiet else None) as bar:
+        summary = run_imputation(args.run_dir, split=args.split, particles=args.particles, draws=args.draws,
+                                 seed=args.seed, data_dir=args.data_dir, limit=args.limit, proposal=args.proposal,
+                                 baselines=BASELINE_CHOICES[args.baselines], progress=bar.update)
     base = "  ".join(f"{name} {summary[name]['mse']:.4f}" for name in ("mean", "iterative") if name in summary)
     points = f" (first {summary['n_points']} points)" if summary["limit"] else ""
     print(f"{summary['split']} split{points}, {summary['n_missing']} missing entries ({summary['missing']}): "
-          f"imputation mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: {base}")
+          f"imputation mse {summary['model']['mse']:.4f} ({summary['model']['estimator']}); baselines: "
+          f"{base or 'none'}")
+    if "note" in summary.get("iterative", {}):
+        print(f"note: IterativeImputer {summary['iterative']['note']}")
     print(f"written to {Path(args.run_dir) / 'imputation.json'}")
     return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    with _rows_bar(args, "scoring rows") as bar:
+        summary = score_run_file(args.run_dir, args.input, args.output, proposal=args.proposal,
+                                 particles=args.particles, seed=args.seed, header=args.header, progress=bar.update)
+    print(f"{summary['rows']} rows, mean {summary['mean']:.3f} nats ({summary['estimator']}, {summary['units']}); "
+          f"written to {summary['output']} and {summary['output']}.json")
+    return 0
+
+
+def _rows_bar(args: argparse.Namespace, what: str) -> tqdm:
+    return tqdm(unit="row", desc=what, disable=True if args.quiet else None)  # None: on a terminal only
 
 
 def sample(args: argparse.Namespace) -> int:

@@ -41,10 +41,15 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
     # (a launched job first: with NCCL, "cuda" then means this rank's GPU)
     parallel, shard = evaluation_shard(device)
     trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
-    if observed and trained.corrupted is None:
+    # A run trained on a file of one's own (--dataset FILE) has the file's masks and no complete copy.
+    own_file = trained.corrupted is None and trained.data.mask(split) is not None
+    if own_file and not observed:
+        raise InvalidInputError(f"run {run_dir} was trained on {trained.config.dataset}, whose missing cells are "
+                                "unknown: evaluate log p(x_o) with --observed")
+    if observed and trained.corrupted is None and not own_file:
         raise InvalidInputError(f"run {run_dir} was trained on complete data; --observed needs a run trained with "
                          "--missing")
-    source = trained.corrupted.splits if observed else trained.data
+    source = trained.data if own_file else trained.corrupted.splits if observed else trained.data
     data, mask = source.split(split), source.mask(split) if observed else None
     if split == "train" and trained.config.train_limit is not None:
         data = data[: trained.config.train_limit]  # only the points the run was trained on

@@ -44,7 +44,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
         config.data_dir = data_dir
     # The data as trained on; for a run trained on incomplete data, `data` is the complete copy (on the
     # same scale) and `corrupted` the incomplete one with its masks.
-    data, corrupted = run_data(config, recorded=True)
+    data, corrupted = run_data(config, recorded=True, run_dir=run_dir)
     if corrupted is not None:
         data = corrupted.complete
     found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn, move_aside=False)

@@ -102,3 +102,4 @@ def score_file(model: DeepLatentModel, record: dict[str, Any], input_path: str |
     atomic_write_bytes(Path(output_path), "".join(lines).encode())
     atomic_write_json(Path(f"{output_path}.json"), summary)
     return summary
+

@@ -22,7 +22,8 @@ from deepem.training.optim import describe_settings
 from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted, resume_command
-from deepem.workflows.assembly import build_trainer
+from deepem.workflows.assembly import build_trainer, file_dataset, is_file_dataset
+from deepem.workflows.own_data import save_dataset_record
 
 EXIT_OK = 0
 EXIT_ABORTED = 130  # a second Ctrl-C: stopped without a new checkpoint (the shell's SIGINT code)
@@ -100,6 +101,8 @@ def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: 
     seed_rank_stream(config.seed, parallel)
     if not resume:
         trainer.start(force=force)
+        if writer and is_file_dataset(trainer.config.dataset):  # the file's path, sha256, split and scale
+            save_dataset_record(out, file_dataset(trainer.config))
         log(f"optimiser settings in effect: {describe_settings(trainer.config.optim, trainer.config.optim_sources)}")
     if config.valid_every and trainer.validate is None:  # said once the run is accepted, not before a refusal
         log("note: no validation bound during training: this model's q(z|x) has no density, so the IW bound "
