@@ -11,106 +11,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
 from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS, PROPOSALS, AISSettings
-from deepem.declarations.model import ModelSettings
-from deepem.declarations.run import PARTICLES, RunSettings, parse_optim_setting
-from deepem.errors import UserError, quiet_on_broken_pipe
-from deepem.settings import (
-    SettingError,
-    add_arguments,
-    add_setting,
-    argparse_type,
-    declared,
-    key_value,
-    positive_int,
+from deepem.declarations.flags import (
+    DATA_DIR_HELP,
+    add_estimator_arguments,
+    add_nproc,
+    add_run_arguments,
+    check_nproc,
+    finish_parser,
 )
+from deepem.errors import UserError, quiet_on_broken_pipe
+from deepem.settings import positive_int
 
 #: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
 #: rest of the library (tests/test_layering.py allows exactly this deferred import, and says why)
 DISPATCH = "deepem.dispatch"
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
-#: the TrainConfig settings with a flag of their own (the others: --option, --optim, --architecture-option)
-RUN_FLAGS = [name for name, s in declared(RunSettings).items() if s.flag]
-DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
-
-
-def _parse_method_option(text: str) -> tuple[str, Any]:
-    key, value = key_value(text)
-    if key in ("particles", "k"):
-        raise SettingError(f"K is set with --particles (or -k), not --option {text}")
-    return key, value
-
-
-def _add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """The run settings' flags, one per declared setting (None = not typed: the declared default applies
-    to a new run, and a resumed run changes exactly the settings typed, even to a value equal to it)."""
-    add_arguments(p.add_argument_group("data and model"), ModelSettings)
-    g = p.add_argument_group("run and optimisation")
-    add_arguments(g, RunSettings, names=[s for s in RUN_FLAGS if s not in exclude])
-    add_setting(g, PARTICLES)
-    g.add_argument("--option", "-o", dest="options", action="append", type=argparse_type(_parse_method_option),
-                   metavar="KEY=VALUE", help="a method option other than K (repeatable); `deepem list` shows them")
-    g.add_argument("--architecture-option", dest="architecture_options", action="append", type=argparse_type(key_value),
-                   metavar="KEY=VALUE", help="an option of the preset (repeatable), e.g. layer_sizes=[100,50]")
-    g.add_argument("--optim", action="append", type=argparse_type(parse_optim_setting), metavar="GROUP:KEY=VALUE",
-                   help="optimiser setting of one parameter group (repeatable): GROUP is theta, phi or a group "
-                        "the method owns; KEY is lr, betas (e.g. 0.9,0.99) or steps (optimiser steps per batch). "
-                        "E.g. --optim phi:lr=3e-4 --optim discriminator:steps=5. What you type wins over a "
-                        "method's paper settings; the run says which settings are in effect and where each came "
-                        "from")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--nproc", type=positive_int, default=1,
-                   help=f"{what} in N processes on this machine (torch.distributed; gloo on CPU, NCCL on GPU). "
-                        "Each gets max(1, cores // N) torch threads unless --threads is given. At most one per "
-                        "core unless --oversubscribe. Under torchrun, leave it out (or give torchrun's "
-                        "--nproc-per-node)")
-    p.add_argument("--oversubscribe", action="store_true",
-                   help="allow --nproc above the number of cores (each process then shares a core)")
-
-
-def check_nproc(args: argparse.Namespace, cores: int) -> None:
-    """Refuse an --nproc job that cannot work before any process starts: more processes than cores (each
-    would wait for the others at every step) or, in training, than points per batch."""
-    nproc = args.nproc
-    if nproc > cores and not args.oversubscribe:
-        raise UserError(f"--nproc {nproc} starts {nproc} processes on {cores} cores: {nproc} > {cores}, so they "
-                        f"would share cores and wait for each other at every step; use --nproc {cores} or fewer, "
-                        "or add --oversubscribe")
-    if args.command == "train":
-        batch = args.batch_size if args.batch_size is not None else _recorded_batch_size(args)
-        if batch is not None and nproc > batch:
-            raise UserError(f"--nproc {nproc} splits each batch of {batch} points over {nproc} processes: "
-                            f"{batch} / {nproc} < 1 point per process; use --nproc {batch} or fewer, or a "
-                            f"--batch-size of at least {nproc}")
-
-
-def _recorded_batch_size(args: argparse.Namespace) -> int | None:
-    """The batch size a new run takes by default, or a resumed one from its config.json (None: unknown)."""
-    if not args.resume:
-        return declared(RunSettings)["batch_size"].default
-    try:
-        return int(json.loads((Path(args.resume) / "config.json").read_text())["batch_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no readable run there: resuming it says why
-
-
-def _add_estimator_arguments(p: argparse.ArgumentParser, records: tuple[type, ...]) -> None:
-    """One flag per setting of the estimators' records (a setting several share, once), a group per
-    estimator: the same generator as the run settings' flags (deepem.settings.add_arguments)."""
-    seen: set[str] = set()
-    for record in records:
-        names = [name for name in declared(record) if name not in seen]
-        seen.update(names)
-        add_arguments(p.add_argument_group(f"{record.estimator} estimator"), record, names=names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-METHOD-kK-sSEED)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
-    _add_nproc(p, "data-parallel training: the global batch split over")
+    add_nproc(p, "data-parallel training: the global batch split over")
     p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                    help="train N seeds (--seed, --seed + 1, ...) in one process as one vectorised computation, "
                         "seed S into OUT/seed-S, each as its single run would be (to float rounding); methods "
                         "vae, iwae, iwae-stl with the mlp architecture")
-    _add_run_arguments(p)
+    add_run_arguments(p)
     p.set_defaults(command_function="train")
 
     p = sub.add_parser("evaluate", help="log-likelihood and encoder diagnostics of a trained run")
@@ -142,14 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: all points)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=100)
-    _add_estimator_arguments(p, tuple(ESTIMATOR_SETTINGS.values()))  # one flag per estimator setting
+    add_estimator_arguments(p, tuple(ESTIMATOR_SETTINGS.values()))  # one flag per estimator setting
     p.add_argument("--observed", action="store_true",
                    help="a run trained with --missing: log p(x_o) of the observed part of the corrupted split "
                         "(default: log p(x) of the complete split, as IWEM's Table 3)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
-    _add_nproc(p, "sharded evaluation: the points' batches split over")
+    add_nproc(p, "sharded evaluation: the points' batches split over")
     p.set_defaults(command_function="evaluate")
 
     p = sub.add_parser("compare", help="train several methods under one budget and tabulate them")
@@ -164,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                    help="train every method with N seeds (--seed, --seed + 1, ...), into OUT/METHOD/seed-S, a table "
                         "row per seed; vae, iwae and iwae-stl (mlp) train their seeds as one vectorised computation")
-    _add_run_arguments(p, exclude=("method",))
+    add_run_arguments(p, exclude=("method",))
     p.set_defaults(command_function="compare_methods")
 
     p = sub.add_parser("impute", help="fill missing entries: of a file (--input, --output), or of a split of the "
@@ -234,39 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bdmc", help="bidirectional Monte Carlo bounds on simulated data: how far to trust AIS")
     p.add_argument("run_dir")
     p.add_argument("--points", type=positive_int, default=100, help="data points simulated from the model")
-    _add_estimator_arguments(p, (AISSettings,))
+    add_estimator_arguments(p, (AISSettings,))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=100,
                    help="points per batch (the unit --nproc shares out; the draws depend on it)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
-    _add_nproc(p, "the simulated points' batches split over")
+    add_nproc(p, "the simulated points' batches split over")
     p.set_defaults(command_function="bdmc_bounds")
 
     p = sub.add_parser("list", help="available methods (with options, and what each does with the missing-data "
                                     "mask), architectures and datasets")
     p.set_defaults(command_function="list_all")
-    _finish(parser, sub)
+    finish_parser(parser, sub)
     return parser
-
-
-def _finish(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
-    """What every subcommand shares: --threads after the subcommand too, and each option's default in --help."""
-    threads = next(a for a in parser._actions if a.dest == "threads")
-    for p in sub.choices.values():
-        # SUPPRESS: without --threads here, the value given before the subcommand (or None) is kept.
-        p.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, help=threads.help)
-    for p in (parser, *sub.choices.values()):
-        for action in p._actions:
-            if not action.option_strings or action.help == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
-                continue
-            if "default" not in (action.help or "").lower():
-                shown = ("off" if action.default is False else "none" if action.default in (None, [])
-                         else ",".join(map(str, action.default)) if isinstance(action.default, list)
-                         else action.default)
-                shown = str(shown).replace("%", "%%")  # help strings are %-format templates
-                action.help = f"{action.help or ''} (default: {shown})".strip()
 
 
 @quiet_on_broken_pipe

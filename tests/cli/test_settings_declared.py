@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import deepem
-import deepem.cli as cli
+import deepem.declarations.flags as flags
 from deepem.cli import build_parser, main
 from deepem.files import atomic_write_json
 from deepem.methods.registry import METHODS, method_options
@@ -37,7 +37,7 @@ def test_every_flag_comes_from_its_declaration_with_its_default_in_the_help():
     settings = {**declared(TrainConfig), **declared(ModelConfig)}
     flagged = [s for s in settings.values() if s.flag]
     assert len(flagged) >= 30
-    cli_source = inspect.getsource(cli._add_run_arguments) + (SRC / "workflows" / "commands.py").read_text()
+    cli_source = inspect.getsource(flags.add_run_arguments) + (SRC / "workflows" / "commands.py").read_text()
     for s in flagged:
         action = actions[s.name]
         assert action.default is None  # not typed: the declaration's default applies

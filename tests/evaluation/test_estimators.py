@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from deepem.cli import _add_estimator_arguments
+from deepem.declarations.flags import add_estimator_arguments as _add_estimator_arguments
 from deepem.errors import UserError
 from deepem.evaluation import (
     ESTIMATORS,
