@@ -64,8 +64,8 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
     finally:
         finish(parallel)
     missing = trained.config.missing
-    record["data"] = (f"observed part of the {split} split corrupted by {missing} (seed "
-                      f"{trained.config.missing_seed}): log p(x_o)" if observed else
+    corrupted = f" corrupted by {missing} (seed {trained.config.missing_seed})" if missing else ""
+    record["data"] = (f"observed part of the {split} split{corrupted}: log p(x_o)" if observed else
                       f"complete {split} split" + (f" (the run trained on data corrupted by {missing})"
                                                     if missing else ""))
     record.update(split=split, seed=seed, limit=limit, method=trained.config.method, dataset=trained.config.dataset,

@@ -143,9 +143,12 @@ def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: 
 
 def evaluate_command(out: Path, config: TrainConfig) -> str:
     """The evaluation command that works for the run: an implicit q has no density for the IW estimate,
-    and AIS from the encoder needs one, so such a run is evaluated by AIS from the prior."""
+    and AIS from the encoder needs one, so such a run is evaluated by AIS from the prior; a run on a file
+    of the user's has no complete copy of its missing cells, so only log p(x_o) can be estimated."""
     if config.model.encoder == "implicit":
         return f"deepem evaluate {shlex.quote(str(out))} --estimator ais --ais-initial prior"
+    if is_file_dataset(config.dataset):
+        return f"deepem evaluate {shlex.quote(str(out))} --observed"
     return f"deepem evaluate {shlex.quote(str(out))}"
 
 
