@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from deepem.evaluation.imputation import PROPOSALS, ImputationResult, impute_batch
+from deepem.evaluation.imputation import PROPOSALS, ImputationResult, impute
 from deepem.evaluation.loglik import iw_log_likelihood_batch, require_q_density
 from deepem.evaluation.observed_loglik import observed_log_likelihood_batch
 from deepem.evaluation.results import LogLikelihoodEstimate
@@ -56,23 +56,12 @@ def impute_rows(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: i
     if draws < 0:
         raise ValueError(f"draws must be >= 0, got {draws}")
     require_q_density(model)
-    model.eval()
-    p = next(model.parameters())
-    generator = torch.Generator(device=p.device).manual_seed(seed)
-    singles, multiples = [], []
-    for start in range(0, data.shape[0], batch_size):
-        m = mask[start:start + batch_size].to(p.device)
-        x = observed(data[start:start + batch_size].to(p.device, p.dtype), m)
-        single, multiple = impute_batch(model, x, m, particles, draws, chunk_particles, generator, proposal)
-        singles.append(single.cpu())
-        if multiple is not None:
-            multiples.append(multiple.cpu())
-        if progress is not None:
-            progress(x.shape[0])
-    settings = {"particles": particles, "seed": seed, "draws": draws, "proposal": proposal}
-    imputed = torch.cat(singles) if singles else data.new_zeros(data.shape)
-    return ImputationResult(imputed, torch.cat(multiples, dim=1) if multiples else None, None,
-                            int((~mask).sum()), f"self-normalised IS mean, K={particles}", settings)
+    if data.shape[0] == 0:  # (impute walks batches of rows; no rows, nothing to fill)
+        settings = {"particles": particles, "seed": seed, "draws": draws, "proposal": proposal}
+        return ImputationResult(data.new_zeros(data.shape), None, None, 0, f"self-normalised IS mean, K={particles}",
+                                settings)
+    return impute(model, data, mask, particles, draws, batch_size=batch_size, seed=seed,
+                  chunk_particles=chunk_particles, proposal=proposal, progress=progress)
 
 
 @torch.no_grad()
