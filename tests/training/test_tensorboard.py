@@ -13,13 +13,12 @@ import pytest
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from training_helpers import tiny_config  # noqa: E402
 
 from deepem import cli  # noqa: E402
 from deepem.training.tensorboard import FOLDER  # noqa: E402
 from deepem.workflows.seeds import train_seeds  # noqa: E402
 from deepem.workflows.train import train_run  # noqa: E402
-
-from training_helpers import tiny_config  # noqa: E402
 
 TRAIN_TAGS = {"loss/theta", "loss/phi", "train/elbo", "train/iw_bound", "train/ess_fraction",
               "train/points_per_sec", "lr/theta", "lr/phi", "train/skipped_steps"}
