@@ -10,13 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from training_helpers import tiny_config  # noqa: E402
+from training_helpers import binary_data, tiny_config  # noqa: E402
 
 from deepem import cli  # noqa: E402
-from deepem.training.tensorboard import FOLDER  # noqa: E402
+from deepem.training.distributed import Parallel  # noqa: E402
+from deepem.training.tensorboard import FOLDER, Watched  # noqa: E402
+from deepem.training.trainer import Trainer  # noqa: E402
+from deepem.workflows.assembly import assemble, build_trainer  # noqa: E402
 from deepem.workflows.seeds import train_seeds  # noqa: E402
 from deepem.workflows.train import train_run  # noqa: E402
 
@@ -134,3 +138,53 @@ def test_without_the_package_the_flag_is_refused_in_one_line(tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'deepem[tensorboard]'" in err[0], err
     assert not out.exists()  # refused before anything was written
+
+
+def test_a_rollback_replaces_the_points_logged_after_its_checkpoint(tmp_path):
+    """A NaN batch at step 17 rolls the run back to the checkpoint of step 10 with half the learning rate:
+    the points of step 15 logged before are replaced by those of the rolled-back run (its halved rate)."""
+    config = tiny_config(tensorboard=True, epochs=4, checkpoint_every=2, checkpoint_every_steps=0,
+                         nan_policy="rollback")
+    poisoned: list[int] = []
+
+    def nan_once_at_17(step, x):
+        if step == 17 and not poisoned:
+            poisoned.append(step)
+            return x * float("nan")
+        return x
+
+    run = tmp_path / "run"
+    assert train_run(config, run, progress=False, log=lambda _: None, batch_hook=nan_once_at_17,
+                     handle_signals=False).exit_code == 0
+    events = board(run)
+    assert steps(events, "valid/bound") == [5, 10, 15, 20]
+    assert [e.value for e in events.Scalars("lr/theta")] == pytest.approx([3e-3, 3e-3, 1.5e-3, 1.5e-3])
+    assert sorted(steps(board(run, purge=False), "lr/theta")) == [5, 10, 15, 15, 20]
+
+
+@pytest.mark.parametrize(("rank", "writes"), [(0, True), (1, False)])
+def test_in_a_data_parallel_job_only_rank_0_logs(tmp_path, rank, writes):
+    trainer = build_trainer(tiny_config(tensorboard=True), tmp_path / "run", data=binary_data(),
+                            log=lambda _: None, progress=False, parallel=Parallel(rank, 2))
+    assert (trainer.logger is not None) is writes
+
+
+def test_a_watcher_that_draws_from_the_global_generators_changes_nothing_the_run_computes(tmp_path):
+    """The logger puts every generator back after the watcher (and the model in training mode): a watcher
+    that draws from torch's global generator leaves the run's numbers as they are without one."""
+    def trained(watch) -> list[dict]:
+        a = assemble(tiny_config(tensorboard=True), data=binary_data())
+        run = tmp_path / f"run-{watch is None}"
+        trainer = Trainer(a.model, a.method, a.train, run, a.config, validate=a.validate, progress=False,
+                          log=lambda _: None, watch=watch)
+        trainer.start()
+        trainer.fit()
+        return [{k: v for k, v in r.items() if k != "points_per_sec"} for r in records(run, "train")
+                + records(run, "valid")]
+
+    def noisy(model) -> Watched:
+        model.eval()
+        return Watched(scalars={"noise": float(torch.rand(()))})
+
+    assert trained(noisy) == trained(None)
+    assert steps(board(tmp_path / "run-False"), "valid/noise") == [5, 10]
