@@ -2,7 +2,7 @@
 
 A `TensorBoardLogger` is the trainer's metrics logger (training/metrics.py's MetricsLogger): it gets each
 record as metrics.jsonl does, plus the learning rates and skipped steps, and after each validation the
-model, from which a `Watcher` given by whoever built the run (workflows/watch.py) draws figures and
+model, from which a `Watcher` given by whoever built the run (workflows/watch.py) draws images and
 further validation numbers (KL to the prior, active units). Drawing lives above this layer; here are the
 tags, the steps and the files.
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,11 +47,11 @@ def require_tensorboard() -> None:
 
 @dataclass
 class Watched:
-    """What a Watcher draws from the model after a validation: numbers (name -> value) and matplotlib
-    figures (name -> Figure), each one curve or one image tag."""
+    """What a Watcher draws from the model after a validation: numbers (name -> value) and images (name ->
+    RGB pixels (H, W, 3), uint8), each one curve or one image tag."""
 
     scalars: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 #: called with the model (in eval mode, without gradients) after each validation; must draw from
@@ -107,7 +108,7 @@ class TensorBoardLogger:
                 writer.add_scalar(tag_of(kind, name), value, step)
 
     def validated(self, step: int, model: nn.Module) -> None:
-        """After the validation at `step`: the watcher's numbers and figures, then a flush (the images
+        """After the validation at `step`: the watcher's numbers and images, then a flush (the images
         and the validation point are what a watcher of the run waits for)."""
         writer = self._open()
         if self.watch is not None:
@@ -123,8 +124,8 @@ class TensorBoardLogger:
             for name, value in watched.scalars.items():
                 if math.isfinite(value):
                     writer.add_scalar(f"valid/{name}", value, step)
-            for name, figure in watched.figures.items():
-                writer.add_figure(f"images/{name}", figure, step, close=True)
+            for name, image in watched.images.items():
+                writer.add_image(f"images/{name}", image, step, dataformats="HWC")
         writer.flush()
 
     def flush(self) -> None:

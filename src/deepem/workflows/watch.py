@@ -1,7 +1,7 @@
 """What TensorBoard shows of a run after each validation besides the bound (the Watcher of
 training/tensorboard.py): the encoder's KL to the prior and its active units on the validation points, and,
 for image data, samples from the prior and validation images with their reconstructions (or, on
-incomplete data, their imputations), drawn by the code of the run's figures (report/).
+incomplete data, their imputations), drawn by the code of the run's figures (report/) as they are saved.
 
 Every draw comes from a generator seeded by the run's seed, so the images of two validations differ only
 by what the model learnt in between."""
@@ -18,6 +18,7 @@ from deepem.inference.distributions import Q_DENSITY
 from deepem.models.lvm import DeepLatentModel
 from deepem.report.figures import image_grid_figure
 from deepem.report.imputation import imputation_figure
+from deepem.report.plotting import pixels
 from deepem.training.config import TrainConfig
 from deepem.training.tensorboard import Watched, Watcher
 
@@ -40,22 +41,22 @@ def validation_watch(data: DataSplits, config: TrainConfig) -> Watcher:
             return watched
         p = next(model.parameters())
         generator = torch.Generator(device=p.device).manual_seed(seed)
-        watched.figures["samples"] = image_grid_figure(model.sample(SAMPLES, generator=generator).float().cpu(),
-                                                       shape, title="samples: decoder means of z ~ p(z)")
+        watched.images["samples"] = pixels(image_grid_figure(model.sample(SAMPLES, generator=generator).float().cpu(),
+                                                             shape, title="samples: decoder means of z ~ p(z)"))
         shown = valid[:SHOWN]
         if mask is None:
             x = shown.to(p.device, p.dtype)
             z = model.encode(x).sample(1, generator)[0]
             reconstructed = model.likelihood.mean(model.decoder(z))
-            watched.figures["reconstructions"] = image_grid_figure(
+            watched.images["reconstructions"] = pixels(image_grid_figure(
                 torch.cat([x, reconstructed]).float().cpu(), shape, columns=len(shown),
-                title="validation images (top), reconstructed from one z ~ q(z|x) (bottom)")
+                title="validation images (top), reconstructed from one z ~ q(z|x) (bottom)"))
         elif Q_DENSITY in model.capabilities():  # imputation weighs by q's density
             shown_mask = mask[:SHOWN]
             imputed = impute(model, shown, shown_mask, particles=config.valid_particles, seed=seed).imputed
-            watched.figures["imputations"] = imputation_figure(
+            watched.images["imputations"] = pixels(imputation_figure(
                 shown, shown_mask, imputed, shape,
-                title=f"validation images imputed (self-normalised IS, K = {config.valid_particles})")
+                title=f"validation images imputed (self-normalised IS, K = {config.valid_particles})"))
         return watched
 
     return watch
