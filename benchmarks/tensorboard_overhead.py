@@ -162,7 +162,7 @@ def report(r: dict) -> str:
         f"| a training step | {r['step_s'] * ms:.3f} | 100 % |",
         f"| one logging window written ({r['windows_per_step']:.3f} windows a step) | {r['window_s'] * ms:.3f} | "
         f"{r['window_cost_fraction_of_step']:.2%} (target < {TARGET:.0%}) |",
-        f"| validation extras (KL, active units, 2 figures) | {r['validation_extras_s'] * ms:.1f} | "
+        f"| validation extras (KL, active units, 2 figures as PNG pixels) | {r['validation_extras_s'] * ms:.1f} | "
         f"{r['validation_extras_per_step_fraction']:.2%} at one validation an epoch |",
         f"| the validation itself, for scale | {r['validation_s'] * ms:.1f} | extras = "
         f"{r['validation_extras_fraction_of_validation']:.0%} of it |", "",

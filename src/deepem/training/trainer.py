@@ -55,7 +55,7 @@ class Trainer:
     """Train `model` with `method` on the rows of `train_data` into the run folder `run_dir`.
 
     settings: the loop's settings (epochs, batch_size, lr, optim, schedule, seed, checkpoints,
-        nan_policy, device, dtype, ...); config.json records them. Default: TrainConfig() with the
+        nan_policy, device, dtype, tensorboard, ...); config.json records them. Default: TrainConfig() with the
         method's name and K. The data and model fields (dataset, model, train_limit, ...) are recorded
         only: whoever builds the model and data applies them (workflows/assembly.py for the CLI).
     validate: called with the model after every `valid_every`-th epoch; None: no validation.
