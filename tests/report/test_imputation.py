@@ -97,3 +97,15 @@ def test_tensors_are_drawn_as_their_values():
     finally:
         plt.close(fig)
         plt.close(reference)
+
+
+def test_without_the_missing_values_there_is_no_truth_row():
+    """Data that came incomplete (NaN where missing) have no truth to show; the observed pixels still are."""
+    unknown = np.where(MASK, TRUTH, np.nan)
+    fig = imputation_figure(unknown, MASK, IMPUTED, SHAPE)
+    ax = fig.axes[0]
+    labels = [t.get_text().split("\n")[0] for t in ax.get_yticklabels()]
+    image = np.asarray(ax.images[0].get_array())
+    plt.close(fig)
+    assert labels == ["observed", "imputed"]
+    assert np.allclose(cell(image, 0, 0)[MASK[0]], np.stack([1.0 - TRUTH[0][MASK[0]]] * 3, axis=1))

@@ -76,6 +76,9 @@ class RunSettings:
     max_rollbacks: int = setting(5, "rollback policy: give up after this many rollbacks", minimum=0, resume=True)
     max_consecutive_skips: int = setting(20, "skip policy: give up after this many skipped steps in a row",
                                          minimum=0, resume=True)
+    tensorboard: bool = setting(False, "also write TensorBoard event files into RUN/tensorboard/ (losses, bounds, "
+                                "learning rates per logging window; validation bounds and images), to watch with "
+                                "`tensorboard --logdir runs/`; needs `pip install 'deepem[tensorboard]'`", resume=True)
     device: str = setting("cpu", "cpu, cuda or cuda:N", resume=True)
     dtype: str = setting("float32", "floating-point precision", choices=DTYPE_NAMES)
 

@@ -17,13 +17,13 @@ from deepem.report.plotting import as_array, line_style, pyplot, save
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["bar_chart", "comparison_figure", "estimate_chart", "estimate_figure", "image_grid",
+__all__ = ["bar_chart", "comparison_figure", "estimate_chart", "estimate_figure", "image_grid", "image_grid_figure",
            "imputation_chart", "imputation_figure", "learning_curves", "learning_curves_figure", "seeds_figure"]
 
 
-def image_grid(images: Any, image_shape: tuple[int, int], path: Path, columns: int = 8,
-               title: str | None = None) -> Path:
-    """Save images (N, H*W) with values in [0, 1] (an array or a CPU tensor) as one grid PNG."""
+def image_grid_figure(images: Any, image_shape: tuple[int, int], columns: int = 8, title: str | None = None
+                      ) -> Figure:
+    """Images (N, H*W) with values in [0, 1] (an array or a CPU tensor) as one grid, `columns` a row."""
     images = as_array(images)
     n = images.shape[0]
     rows = (n + columns - 1) // columns
@@ -38,7 +38,13 @@ def image_grid(images: Any, image_shape: tuple[int, int], path: Path, columns: i
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
-    return save(fig, path)
+    return fig
+
+
+def image_grid(images: Any, image_shape: tuple[int, int], path: Path, columns: int = 8,
+               title: str | None = None) -> Path:
+    """Save `image_grid_figure(...)` as one grid PNG at `path`."""
+    return save(image_grid_figure(images, image_shape, columns, title), path)
 
 
 def _bound_names(curves: dict[str, Sequence[dict[str, Any]]], key: str) -> dict[str, str]:

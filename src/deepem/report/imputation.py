@@ -33,12 +33,13 @@ def _ink(values: np.ndarray, ink: tuple[float, float, float],
 
 def imputation_rows(truth: Any, mask: Any, imputed: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
     """[(label, RGB images (N, H*W, 3))]: "observed" (missing orange), "truth", then each imputation
-    (its values at missing pixels in blue, the observed pixels in grey as given)."""
+    (its values at missing pixels in blue, the observed pixels in grey as given). Where the missing
+    values are not known (NaN in `truth`, e.g. a dataset that came incomplete), there is no truth row."""
     truth = as_array(truth)
     observed = as_array(mask, dtype=bool)
-    grey = _ink(truth, (0.0, 0.0, 0.0))
+    grey = _ink(np.nan_to_num(truth), (0.0, 0.0, 0.0))
     shown = np.where(observed[..., None], grey, np.asarray(MISSING_RGB))
-    rows = [("observed\n(missing: orange)", shown), ("truth", grey)]
+    rows = [("observed\n(missing: orange)", shown)] + ([("truth", grey)] if np.isfinite(truth).all() else [])
     for label, values in imputed.items():
         values = as_array(values)
         rows.append((label, np.where(observed[..., None], grey, _ink(values, IMPUTED_INK_RGB, IMPUTED_PAPER_RGB))))

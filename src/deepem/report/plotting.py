@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 
 #: Line styles and markers cycled together, so overlapping curves stay distinguishable in grey print.
 LINE_STYLES = ("-", "--", "-.", ":")
+DPI = 120  # of every figure written
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -30,9 +32,21 @@ def save(fig: Figure, path: Path) -> Path:
     """Write `fig` as a PNG at `path` (folders made) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     pyplot().close(fig)
     return path
+
+
+def pixels(fig: Figure) -> np.ndarray:
+    """The RGB pixels (H, W, 3), uint8, of `fig` as `save` writes it (its resolution and tight box, so no
+    label is cut off); the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt = pyplot()
+    plt.close(fig)
+    buffer.seek(0)
+    rgba = plt.imread(buffer, format="png")  # floats in [0, 1]
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
 def as_array(values: Any, dtype: Any = np.float64) -> np.ndarray:

@@ -39,6 +39,7 @@ from deepem.training.distributed import (
 from deepem.training.early_stopping import EarlyStopping
 from deepem.training.guards import NonFiniteError
 from deepem.training.loop import fit_runs
+from deepem.training.metrics import MetricsLogger, logged_extras
 from deepem.training.optim import group_settings, parameter_groups, scale_learning_rates, settings_in_effect
 from deepem.training.run import RunFolder
 from deepem.training.schedules import learning_rate_factor
@@ -46,6 +47,7 @@ from deepem.training.signals import StopRequest
 from deepem.training.state import TrainState
 from deepem.training.step import TrainStep
 from deepem.training.steppers import SingleStepper
+from deepem.training.tensorboard import FOLDER, TensorBoardLogger, Watcher, require_tensorboard
 from deepem.training.validation import Validator
 
 
@@ -53,7 +55,7 @@ class Trainer:
     """Train `model` with `method` on the rows of `train_data` into the run folder `run_dir`.
 
     settings: the loop's settings (epochs, batch_size, lr, optim, schedule, seed, checkpoints,
-        nan_policy, device, dtype, ...); config.json records them. Default: TrainConfig() with the
+        nan_policy, device, dtype, tensorboard, ...); config.json records them. Default: TrainConfig() with the
         method's name and K. The data and model fields (dataset, model, train_limit, ...) are recorded
         only: whoever builds the model and data applies them (workflows/assembly.py for the CLI).
     validate: called with the model after every `valid_every`-th epoch; None: no validation.
@@ -61,6 +63,8 @@ class Trainer:
     dynamic_binarization: draw binary pixels from grey levels afresh each epoch.
     batch_hook, stop: for tests (poison or kill at a step) and signal handling (workflows/train.py).
     parallel: this process's rank in a data-parallel job (training/distributed.py); None: one process.
+    watch: with `settings.tensorboard`, what TensorBoard shows after each validation besides the bound
+        (figures of samples and reconstructions, KL to the prior; workflows/watch.py); None: the bound only.
 
     The method is bound to the model (`method.bind`) before optimisers are built or a checkpoint is
     loaded. Seed the RNGs before building the model for a reproducible run."""
@@ -70,7 +74,8 @@ class Trainer:
                  train_mask: Tensor | None = None, dynamic_binarization: bool = False,
                  log: Callable[[str], None] = print, progress: bool = True,
                  batch_hook: Callable[[int, Tensor], Tensor] | None = None,
-                 stop: StopRequest | None = None, parallel: Parallel | None = None) -> None:
+                 stop: StopRequest | None = None, parallel: Parallel | None = None,
+                 watch: Watcher | None = None) -> None:
         k = getattr(method, "particles", None)
         settings = settings if settings is not None else TrainConfig(dataset="custom")
         # The run records the method it really trains, whatever the settings' defaults said.
@@ -116,6 +121,12 @@ class Trainer:
         #: (epoch, step) of the newest checkpoint written, None when the state differs from every checkpoint
         self.saved_at: tuple[int, int] | None = None
         self.early_stopping = EarlyStopping(self.config.patience)
+        #: where records go besides metrics.jsonl (the writing rank only): TensorBoard's event files
+        self.logger: MetricsLogger | None = None
+        if self.config.tensorboard:
+            require_tensorboard()  # refused before anything is written
+            if self.writes:
+                self.logger = TensorBoardLogger(self.run.root / FOLDER, watch)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Adam]:
@@ -149,10 +160,12 @@ class Trainer:
             self.log(f"warning: no usable checkpoint in {self.run.checkpoints}: starting the run again "
                      "from step 0")
             self.truncate_metrics(0)
+            self._restart_logger()
             self.save()
             return False
         path, ckpt = found
         self.load_state(ckpt)
+        self._restart_logger()
         if "metrics_records" in ckpt["train_state"]:  # (absent from checkpoints of format 1)
             self.truncate_metrics(self.state.metrics_records)
         self.log(f"resumed from {path.name}: epoch {self.state.epoch}, batch {self.state.batch}, "
@@ -191,6 +204,8 @@ class Trainer:
             path = checkpoint_contents.write(self.run, state, self.state.step, self.config.keep_checkpoints,
                                              self.where())
         self.saved_at = (self.state.epoch, self.state.step)
+        if self.logger is not None:  # what the checkpoint covers is on disk in every log
+            self.logger.flush()
         return path
 
     def roll_back(self, diagnosis: str) -> None:
@@ -202,6 +217,7 @@ class Trainer:
         before = self.state
         self.load_state(found[1])
         nonfinite.carry_over(self.state, before)
+        self._restart_logger()
         self.saved_at = None  # the state now differs from the checkpoint's (lr scale, rollbacks)
         self.truncate_metrics(self.state.metrics_records)
         self.append_metrics({"kind": "nonfinite", "action": "rollback", "what": diagnosis,
@@ -224,7 +240,16 @@ class Trainer:
     def append_metrics(self, record: dict[str, Any]) -> None:
         if self.writes:
             self.run.append_metrics(record)
+            if self.logger is not None:
+                rates = {g: opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()}
+                self.logger.write({**record, **logged_extras(rates, self.state.skipped_steps)}
+                                  if record.get("kind") == "train" else record)
         self.state.metrics_records += 1
+
+    def _restart_logger(self) -> None:
+        """The run goes on from the state just loaded: the logger's later points are void."""
+        if self.logger is not None:
+            self.logger.restart(self.state.step)
 
     def truncate_metrics(self, records: int) -> None:
         if self.writes:
@@ -247,6 +272,8 @@ class Trainer:
                   "valid_stderr": estimate.stderr, "estimator": estimate.estimator}
         s.history.append(record)
         self.append_metrics(record)
+        if self.logger is not None:
+            self.logger.validated(s.step, self.model)
         self.log(f"epoch {s.epoch}/{cfg.epochs}: validation {estimate.estimator} = "
                  f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
 
@@ -256,6 +283,8 @@ class Trainer:
         s.elapsed = elapsed
         stopped_early = self.early_stopping.spent(s) and s.epoch < self.config.epochs
         self.early_stopping.restore_best(self.model, self.method)
+        if self.logger is not None:
+            self.logger.close()
         return {"epochs": s.epoch, "steps": s.step, "seconds": s.elapsed, "skipped_steps": s.skipped_steps,
                 "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid,
                 "best_epoch": s.best_epoch, "stopped_early": stopped_early}

@@ -40,6 +40,7 @@ from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
 from deepem.training.validation import Validator
 from deepem.workflows.own_data import RECORD_NAME, load_dataset_record, reload_file_dataset
+from deepem.workflows.watch import validation_watch
 
 
 def check_method(config: TrainConfig) -> dict[str, Any]:
@@ -198,4 +199,5 @@ def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | N
     a = assemble(config, data, recorded, shard, run_dir)
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
-                   batch_hook=batch_hook, stop=stop, parallel=parallel)
+                   batch_hook=batch_hook, stop=stop, parallel=parallel,
+                   watch=validation_watch(a.data, a.config) if a.config.tensorboard else None)
