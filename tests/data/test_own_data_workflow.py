@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ import torch
 
 from deepem.data.own_dataset import load_file_dataset
 from deepem.data.tables import MISSING_TOKENS, TableError
+from deepem.errors import UserError
 from deepem.evaluation.observed_loglik import observed_log_likelihood
 from deepem.methods.miwae import MIWAE
 from deepem.models import ModelConfig, make_model
+from deepem.models.likelihoods import OutsideSupportError, check_rows
 from deepem.training import TrainConfig, Trainer
 from deepem.workflows.own_data import (
     impute_file,
@@ -127,3 +130,55 @@ def test_the_record_rebuilds_the_data_and_a_changed_file_is_refused(trained):
     copy = dict(record, path=str(make_csv(folder / "changed.csv", seed=1)))
     with pytest.raises(ValueError, match="has changed since the run recorded it: recorded sha256"):
         reload_file_dataset(copy)
+
+
+def test_a_value_beyond_float32_is_refused_by_train_impute_and_score_and_nothing_is_written(trained):
+    model, record, _, folder = trained
+    huge = folder / "huge.csv"
+    huge.write_text(make_csv(folder / "base.csv").read_text() + "1e300,1,2,3\n")
+    where = re.escape("huge.csv: line 62, column 1 ('alpha'): 1e+300 is beyond 3.4e+38")
+    with pytest.raises(TableError, match=where):
+        load_file_dataset(huge)
+    with pytest.raises(TableError, match=where):
+        impute_file(model, record, huge, folder / "huge_out.csv")
+    with pytest.raises(TableError, match=where):
+        score_file(model, record, huge, folder / "huge_scores.csv")
+    assert not (folder / "huge_out.csv").exists() and not (folder / "huge_scores.csv").exists()
+
+
+def bernoulli_run():
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="bernoulli"), 4).eval()
+    record = {"columns": ["1", "2", "3", "4"], "header": False, "standardization": None}
+    return model, record
+
+
+def test_check_rows_refuses_values_outside_the_likelihoods_support():
+    model, _ = bernoulli_run()
+    x = torch.tensor([[0.0, 1.0, float("nan"), 1.0], [1.0, 0.0, 16.0, 3.0]])
+    mask = ~torch.isnan(x)
+    check_rows(model.likelihood, x[:1], mask[:1])  # NaN is missing: fine
+    with pytest.raises(OutsideSupportError) as caught:
+        check_rows(model.likelihood, x, mask, source="f.npy: ")
+    assert str(caught.value).startswith("f.npy: row 1, column 2: 16 is outside what the model's bernoulli "
+                                        "likelihood gives (0 or 1); 2 such values in all; binarise the rows")
+    assert isinstance(caught.value, UserError)
+    gaussian = make_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian"), 4).likelihood
+    check_rows(gaussian, x, mask)  # any finite number
+    with pytest.raises(OutsideSupportError, match="row 0, column 3: inf is outside"):
+        check_rows(gaussian, torch.tensor([[0.0, 1.0, 2.0, float("inf")]]))
+
+
+def test_a_bernoulli_model_refuses_to_score_or_impute_grey_levels_and_writes_nothing(tmp_path):
+    model, record = bernoulli_run()
+    digits = np.arange(12 * 4, dtype=np.float64).reshape(12, 4) % 17  # values 0..16, as scikit-learn's digits
+    digits[0, 0] = np.nan
+    np.save(tmp_path / "digits.npy", digits)
+    for run in (score_file, impute_file):
+        with pytest.raises(OutsideSupportError, match="digits.npy: row 0, column 3: 2 is outside what the model's "
+                                                      "bernoulli likelihood gives"):
+            run(model, record, tmp_path / "digits.npy", tmp_path / "out.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.npy"]
+    np.save(tmp_path / "binary.npy", np.where(np.isnan(digits), np.nan, digits > 8))
+    score_file(model, record, tmp_path / "binary.npy", tmp_path / "s.csv", particles=5)
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 13

@@ -21,6 +21,7 @@ from deepem.data.own_dataset import (
     model_rows,
 )
 from deepem.data.registry import load_dataset
+from deepem.data.standardize import observed_moments
 from deepem.files import sha256_file
 
 
@@ -105,3 +106,11 @@ def test_binary_images_are_bernoulli_and_not_standardised(tmp_path):
     assert data.standardization is None and data.splits.train.shape == (10, 16)
     patched = load_file_dataset(tmp_path / "img.npy", seed=0, missing="patches:1")
     assert (~patched.splits.train_mask).sum() > (~data.splits.train_mask).sum()
+
+
+def test_statistics_that_overflow_raise_rather_than_standardise_to_nan():
+    values = torch.tensor([[1e300, 1.0], [-1e300, 2.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="not finite"):
+        observed_moments(values, torch.ones_like(values, dtype=torch.bool))
+    mean, std = observed_moments(values[:, 1:], torch.ones(2, 1, dtype=torch.bool))
+    assert mean.tolist() == [1.5] and std.tolist() == [0.5]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepem.data.table_writer import draw_paths, write_draws, write_table
-from deepem.data.tables import TableError, check_columns, check_trainable, read_table
+from deepem.data.tables import TableError, check_columns, check_finite_table, check_trainable, read_table
 from deepem.errors import UserError
 
 ROWS = ["1.50,2,3e1", "NA,4.000,5", "6,,NaN", "-7,8,9", "1,2,3", "4,5,6", "7,8,9", "2,2,2", "3,1,0", "0.1,0.2,0.3"]
@@ -52,7 +52,7 @@ def test_arrays_and_images(tmp_path):
 @pytest.mark.parametrize(("text", "where"), [
     ("a,b\n1,2\n3\n", "line 3 has 1 cells, the header has 2"),
     ("a,b\n1,2\n3,x\n", "line 3, column 2 ('b'): 'x' is not a number"),
-    ("1,2\n3,abc\n", "line 2, column 2: 'abc' is not a number"),
+    ("5,2\n3,abc\n", "line 2, column 2: 'abc' is not a number"),
     ("a,b\n1,2\n,\n", "line 3 has no observed value"),
     ("a,b\n1,inf\n", "line 2, column 2 ('b') is infinite"),
     ("\n\n", "holds no rows"),
@@ -142,3 +142,110 @@ def test_multiple_imputations_as_m_files_or_one_long_table(tmp_path):
     with pytest.raises(TableError, match="must have the input's format"):
         write_table(table, draws[0], tmp_path / "o.tsv")
     assert not (tmp_path / "o.tsv").exists()
+
+
+NUMBERED = "1,2,3\n" + "\n".join(f"{i},{i * 0.5 + 1},{(i * 7) % 5}" for i in range(12)) + "\n"
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    (NUMBERED, "line 1 (1,2,3) holds only whole numbers: they may name the columns or be a data row; say which: "
+               "--header or --no-header"),
+    ("0,1\n0.5,3\n", "say which"),  # 0, 1 count the columns
+    ("2019,2020\n0.5,3\n", "say which"),  # years heading rows of fractions
+])
+def test_a_first_line_of_numbers_that_may_name_the_columns_is_refused_until_the_user_says(tmp_path, text, where):
+    path = write(tmp_path, text)
+    with pytest.raises(TableError) as caught:
+        read_table(path)
+    assert where in str(caught.value)
+    assert read_table(path, header=True).columns[0] == text.split(",")[0]
+    assert read_table(path, header=False).n_rows == text.count("\n")
+
+
+def test_a_first_line_of_numbers_that_cannot_name_the_columns_is_data(tmp_path):
+    digits = read_table(write(tmp_path, "0,0,5\n0,3,16\n4,0,1\n"))  # repeated numbers: not names
+    assert not digits.has_header and digits.n_rows == 3
+    counts = read_table(write(tmp_path, "3,1,2\n5,6,7\n", "c.csv"))  # distinct but not numbering, whole rows
+    assert not counts.has_header and counts.values[0].tolist() == [3, 1, 2]
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("a,b\n1e300,2\n", "line 2, column 1 ('a'): 1e+300 is beyond 3.4e+38, the largest number the model computes "
+                       "with (float32); rescale the column"),
+    ("a,b\n1,-4e38\n", "line 2, column 2 ('b'): -4e+38 is beyond"),
+    ("a,b\n1,2\n3\n", "line 3 has 1 cells"),  # ragged
+    ("a,a\n1,2\n", "column 2 has the name 'a' of column 1; give every column its own name"),
+    (",a,b\n0,1,2\n", "column 1 has no name in the header (line 1); name it, or remove the column if it is a row "
+                      "index (pandas: to_csv(..., index=False))"),
+    ("a,b,\n1,2,\n", "column 3 has no name"),  # a separator at the end of each line
+    ("a;b\n1,5;2\n", "line 2, column 1 ('a'): '1,5' is not a number; the decimal point must be '.'"),
+    ("a,b\n1,2\x00\n", "line 2 holds a NUL byte"),
+])
+def test_more_bad_text_files(tmp_path, text, where):
+    path = write(tmp_path, text)
+    with pytest.raises(TableError) as caught:
+        read_table(path)
+    assert where in str(caught.value) and str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("encoded", "where"), [
+    ("a,b\n1,2\n".encode("utf-16"), "the file is UTF-16 (little-endian) text; save it as UTF-8 text"),
+    ("a,b\n1,2\ncaf\xe9,3\n".encode("latin-1"), "line 3: byte 0xe9 is not UTF-8 text (perhaps Latin-1"),
+])
+def test_text_that_is_not_utf8_says_what_it_seems_to_be(tmp_path, encoded, where):
+    path = tmp_path / "e.csv"
+    path.write_bytes(encoded)
+    with pytest.raises(TableError) as caught:
+        read_table(path)
+    assert where in str(caught.value)
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_csv_separated_otherwise_is_read_with_its_separator_and_written_back_with_it(tmp_path, separator):
+    path = write(tmp_path, separator.join("abc") + "\n" + "1;;3\n4;5;6\n".replace(";", separator))
+    table = read_table(path)
+    assert table.columns == ["a", "b", "c"] and table.delimiter == separator and table.mask[0].tolist() == [
+        True, False, True]
+    write_table(table, np.where(table.mask, table.values, 0.5), tmp_path / "out.csv")
+    assert (tmp_path / "out.csv").read_text().splitlines()[1] == separator.join(["1", "0.5", "3"])
+
+
+def test_a_directory_is_named_a_directory(tmp_path):
+    (tmp_path / "x.csv").mkdir()
+    with pytest.raises(TableError, match="x.csv: is a directory, not a file"):
+        read_table(tmp_path / "x.csv")
+
+
+@pytest.mark.parametrize(("save", "where"), [
+    (lambda p: np.savez(p, a=np.ones((3, 2)), b=np.zeros((3, 2))),
+     "holds 2 arrays (a, b), and which one is the data cannot be told; save that one alone, e.g. "
+     "numpy.save('a.npy', numpy.load('x.npz')['a']), and give the .npy"),
+    (lambda p: np.savez(p), "holds no arrays"),
+    (lambda p: p.write_bytes(b"1,2\n"), "is not a file numpy wrote"),
+])
+def test_npz_files_that_do_not_name_one_array(tmp_path, save, where):
+    save(tmp_path / "x.npz")
+    with pytest.raises(TableError) as caught:
+        read_table(tmp_path / "x.npz")
+    assert where in str(caught.value) and "npz_key" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("array", "where"), [
+    (np.zeros((0, 3)), "the array has shape (0, 3): no rows"),
+    (np.array([[1.0, 1e300]]), "row 0, column 2: 1e+300 is beyond"),
+    (np.array([[1, None]], dtype=object), "holds Python objects (dtype object)"),
+])
+def test_more_bad_arrays(tmp_path, array, where):
+    np.save(tmp_path / "x.npy", array, allow_pickle=True)
+    with pytest.raises(TableError) as caught:
+        read_table(tmp_path / "x.npy")
+    assert where in str(caught.value)
+
+
+def test_check_finite_table_names_the_entry_of_an_array(tmp_path):
+    check_finite_table(np.array([[1.0, np.nan], [3.4e38, -2.0]]))  # NaN is missing: fine
+    for bad, shown in ((np.inf, "inf"), (-1e39, "-1e+39")):
+        rows = np.array([[1.0, np.nan], [2.0, bad]])
+        with pytest.raises(TableError) as caught:
+            check_finite_table(rows)
+        assert str(caught.value).startswith(f"X[1, 1] is {shown}: beyond 3.4e+38")

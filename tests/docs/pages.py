@@ -1,8 +1,10 @@
 """The documentation's pages and their fenced code blocks, for the docs tests.
 
 A block is code when its language is `python` or `bash`; other fences (`text`, none) are listings. A code
-block runs unless its first line is a comment `# norun: REASON` (the reason says why it cannot run in the
-tests: a download, minutes of CPU, a GPU); the comment is shown on the site, so readers see it too."""
+block runs unless it is marked `norun` with a reason (why it cannot run in the tests: a download, minutes
+of CPU, a GPU): either its first line is a comment `# norun: REASON` (docs/_hooks.py drops that line from
+the rendered site) or the line just above its fence is `<!-- norun: REASON -->`, which no renderer shows
+(the README's form: GitHub shows the README as it is)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
 CODE_LANGUAGES = ("python", "bash")
 NORUN = re.compile(r"^#\s*norun:\s*(\S.*)$")
+NORUN_COMMENT = re.compile(r"^\s*<!--\s*norun:\s*(\S.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)$")
 
 
@@ -25,11 +28,12 @@ class Block:
     line: int  # 1-based line of the opening fence
     language: str
     code: str
+    above: str = ""  # the line above the opening fence
 
     @property
     def norun_reason(self) -> str | None:
         first = self.code.lstrip("\n").splitlines()[0] if self.code.strip() else ""
-        match = NORUN.match(first.strip())
+        match = NORUN.match(first.strip()) or NORUN_COMMENT.match(self.above)
         return match.group(1) if match else None
 
     def where(self) -> str:
@@ -51,7 +55,7 @@ def blocks(page: Path) -> list[Block]:
         while j < len(lines) and not lines[j].strip().startswith(fence):
             body.append(lines[j][indent:])
             j += 1
-        found.append(Block(page, i + 1, language, "\n".join(body) + "\n"))
+        found.append(Block(page, i + 1, language, "\n".join(body) + "\n", lines[i - 1] if i else ""))
         i = j + 1
     return found
 

@@ -9,6 +9,7 @@ getting-started page) runs once."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,18 @@ def test_bash_blocks_run(tmp_path):
         done = subprocess.run(["bash", "page.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=TIMEOUT_S)
         assert done.returncode == 0, f"{page}: its bash blocks failed\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def test_a_page_followed_in_order_never_reuses_a_run_folder():
+    """Each --out of a page's code blocks (run or not) is a folder of its own: a reader who runs the blocks
+    in order would otherwise be refused, or told to --force away the earlier run."""
+    problems = []
+    for page in PAGES:
+        outs = [(b.where(), out) for b in blocks(page) if b.language == "bash"
+                for out in re.findall(r"--out[ =](\S+)", b.code)]
+        seen: dict[str, str] = {}
+        for where, out in outs:
+            if out in seen and seen[out] != where:
+                problems.append(f"{where}: --out {out} again (first at {seen[out]})")
+            seen.setdefault(out, where)
+    assert not problems, "\n".join(problems)

@@ -15,17 +15,66 @@ FIGURES = ROOT / "benchmarks" / "results"  # served at results/ by docs/_hooks.p
 
 
 def test_the_site_builds_strict_with_every_page_and_the_api_reference(site):
-    for page in ("index.html", "getting-started/index.html", "choosing-an-estimator/index.html",
-                 "own-model/index.html", "own-data/index.html", "discrete-latents/index.html",
-                 "implicit-encoders/index.html", "evaluating/index.html", "scale-out/index.html",
-                 "reproducing-papers/index.html", "reproducing-uci/index.html", "speed/index.html",
-                 "design/index.html", "api/methods/index.html"):
+    # NAME.html, not NAME/index.html: a page opened from disk has no server to map a folder to its index
+    for page in ("index.html", "getting-started.html", "choosing-an-estimator.html", "own-model.html",
+                 "own-data.html", "discrete-latents.html", "implicit-encoders.html", "evaluating.html",
+                 "scale-out.html", "reproducing-papers.html", "reproducing-uci.html", "speed.html", "design.html",
+                 "api/methods.html"):
         assert (site / page).is_file(), page
-    api = (site / "api" / "methods" / "index.html").read_text(encoding="utf-8")
+    api = (site / "api" / "methods.html").read_text(encoding="utf-8")
     # generated from the docstrings: the REM class and the method base class's forward are documented
     assert 'id="deepem.methods.rem.REM"' in api and 'id="deepem.methods.Method.forward"' in api
-    training = (site / "api" / "training" / "index.html").read_text(encoding="utf-8")
+    training = (site / "api" / "training.html").read_text(encoding="utf-8")
     assert 'id="deepem.training.Trainer"' in training
+
+
+def test_the_site_works_from_disk_links_name_files_and_search_needs_no_server(site):
+    """Opened as file://: every link inside the site names a file (a link to a folder opens a directory
+    listing), and the search index is also a script (fetching JSON is blocked from file://); the browser
+    check (test_browser.py) follows a link and searches from file://."""
+    for html in site.rglob("*.html"):
+        if html.name == "404.html":  # a server's page for a missing path, with links from the site's root
+            continue
+        text = html.read_text(encoding="utf-8")
+        for href in re.findall(r'href="([^"#?]+)', text):
+            if href.startswith(("http:", "https:", "mailto:", "data:")):
+                continue
+            target = html.parent / href
+            assert target.is_file(), f"{html.relative_to(site)}: link {href} is not a file of the site"
+    assert (site / "search" / "search_index.js").is_file()  # the offline plugin's index, loaded as a script
+
+
+def test_the_code_block_marker_for_tests_is_not_shown_to_readers(site):
+    for html in site.rglob("*.html"):
+        assert "norun" not in html.read_text(encoding="utf-8"), html.relative_to(site)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert not re.search(r"^#\s*norun:", readme, re.M), "README: put the marker in an HTML comment"
+
+
+def test_long_commands_wrap_in_code_blocks(site):
+    css = (site / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+    assert re.search(r"pre > code \{[^}]*white-space: pre-wrap", css)
+    assert 'href="stylesheets/extra.css"' in (site / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_scikit_learn_page_shows_the_estimators_whole(site):
+    """Inherited methods (fit), the constructor's parameters with their defaults, and no private base."""
+    page = (site / "api" / "sklearn.html").read_text(encoding="utf-8")
+    for name in ("DeepImputer.fit", "DeepImputer.transform", "DeepDensityEstimator.fit",
+                 "DeepDensityEstimator.score_samples"):
+        assert f'id="deepem.sklearn.{name}"' in page, name
+    text = re.sub(r"<[^>]+>", "", page)
+    assert re.search(r"DeepImputer\(\s*method: str = &quot;\w+&quot;", text) or re.search(
+        r"DeepImputer\(\s*\w+: [^=]+ = ", text), "the constructor's signature with defaults"
+    assert "Bases:" not in text
+
+
+def test_the_pages_speak_of_the_project_only():
+    """No issue-tracker numbers and no maintainer's machine paths in the pages."""
+    for page in DOCS.rglob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"(?<![\w/])#\d{1,5}\b|\bissue \d+", text, re.I), page
+        assert not re.search(r"/(?:home|Users|work)/\w+", text), page
 
 
 def test_every_page_is_in_the_navigation():

@@ -22,13 +22,17 @@ from deepem.data.corruption import SPLITS, CorruptedData
 
 def observed_moments(train: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Per-column mean and std of the observed entries of `train` (float64 accumulation). A column with
-    no observed entry gets mean 0 and std 1; one with a constant observed value gets std 1."""
+    no observed entry gets mean 0 and std 1; one with a constant observed value gets std 1. Statistics
+    that overflow (an observed 1e300) raise a ValueError: the callers refuse such values first."""
     m = mask.to(torch.float64)
     values = torch.where(mask, train, torch.zeros((), dtype=train.dtype)).to(torch.float64)
     count = m.sum(0)
     mean = values.sum(0) / count.clamp_min(1)
     var = (((values - mean) * m) ** 2).sum(0) / count.clamp_min(1)
     std = torch.sqrt(var)
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):  # a reader let through what overflows
+        raise ValueError("the observed mean or std of a column is not finite (its values overflow float64 when "
+                         "squared); refuse such values when reading (tables.check_rows, check_finite_table)")
     return mean, torch.where(std > 0, std, torch.ones_like(std))
 
 

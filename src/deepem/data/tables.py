@@ -1,9 +1,12 @@
 """A user's own file read as a table of numbers with an observed-data mask: `.csv`, `.tsv`, `.npy`, `.npz`.
 
 Missing entries are empty cells, `NA` and `NaN` (any case) in text files and NaN in float arrays. A text
-file keeps its raw lines so that `table_writer` can copy observed cells back bit for bit; only the
-missing cells are ever formatted anew. An array shaped (N, H, W) is a stack of images, flattened to
-(N, H * W) rows with `image_shape` (H, W).
+file is UTF-8 (a byte-order mark is allowed); a `.csv` is comma-separated and a `.tsv` tab-separated, but a
+file whose first line holds none of its suffix's separator and one of `,` `;` or a tab is read with that one
+(a semicolon-separated export is common; its decimal point must still be `.`). A text file keeps its raw
+lines so that `table_writer` can copy observed cells back bit for bit; only the missing cells are ever
+formatted anew. A header is detected (`detect_header`) unless the caller says. An array shaped (N, H, W)
+is a stack of images, flattened to (N, H * W) rows with `image_shape` (H, W).
 
 Everything wrong with a file is a `TableError` (a `UserError` and a `ValueError`): one line naming the
 file, the line or index and the column, and what to do."""
@@ -11,6 +14,7 @@ file, the line or index and the column, and what to do."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,13 @@ SUFFIXES = {".csv": ",", ".tsv": "\t", ".npy": None, ".npz": None}
 MISSING_TOKENS = ("", "na", "nan")
 #: fewest rows a file must have to train on
 MIN_TRAIN_ROWS = 10
+#: largest magnitude a value may have: the model computes in float32, whose largest finite number this is
+#: (it also keeps the float64 sums of squares of the standardisation finite)
+LARGEST_VALUE = float(np.finfo(np.float32).max)
+#: separators tried, in this order, when a text file's first line has none of its suffix's
+OTHER_SEPARATORS = (",", ";", "\t")
+#: how the first bytes of a file name the encodings we do not read
+FOREIGN_BOMS = {b"\xff\xfe": "UTF-16 (little-endian)", b"\xfe\xff": "UTF-16 (big-endian)"}
 
 
 class TableError(UserError, ValueError):
@@ -80,14 +91,16 @@ def is_table_path(name: str | Path) -> bool:
 
 
 def read_table(path: str | Path, header: bool | None = None, npz_key: str | None = None) -> TableFile:
-    """Read a user's file (see the module notes). header: None = detect (a first line with a cell that is
-    neither a number nor a missing token is a header), True / False = force. npz_key: the array to read
-    from an .npz holding several. Raises TableError for anything `check_rows` refuses."""
+    """Read a user's file (see the module notes). header: None = detect (`detect_header`), True / False =
+    force. npz_key: the array to read from an .npz holding several. Raises TableError for anything
+    `check_rows` refuses."""
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise TableError(f"{path}: cannot read {suffix or 'a file without a suffix'}; give a .csv, .tsv, .npy "
                          "or .npz file")
+    if path.is_dir():
+        raise TableError(f"{path}: is a directory, not a file; give the path of the data file inside it")
     if not path.is_file():
         raise TableError(f"{path}: no such file; check the path")
     if path.stat().st_size == 0:
@@ -113,22 +126,99 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
-    delimiter = SUFFIXES[suffix]
+def _decode(path: Path) -> list[str]:
+    """The file's lines (endings kept), refusing text that is not UTF-8 with what it seems to be instead."""
+    raw = path.read_bytes()
+    foreign = next((name for bom, name in FOREIGN_BOMS.items() if raw.startswith(bom)), None)
+    if foreign is not None:
+        raise TableError(f"{path}: the file is {foreign} text; save it as UTF-8 text (e.g. 'Save as' CSV UTF-8, "
+                         "or iconv -f UTF-16 -t UTF-8)")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            lines = f.readlines()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise TableError(f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8 text") from None
+        line = raw[:err.start].count(b"\n") + 1
+        raise TableError(f"{path}: line {line}: byte {raw[err.start]:#04x} is not UTF-8 text (perhaps Latin-1 "
+                         "or Windows-1252); save the file as UTF-8 text") from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise TableError(f"{path}: line {line} holds a NUL byte: this is not a text table; save the data as "
+                         "UTF-8 text")
+    return io.StringIO(text, newline="").readlines()
+
+
+def _separator(suffix: str, first: str) -> str:
+    """The suffix's separator, or the one other separator the first line uses when it has none of it."""
+    declared = SUFFIXES[suffix]
+    if declared in first:
+        return declared
+    used = [s for s in OTHER_SEPARATORS if s != declared and s in first]
+    return used[0] if len(used) == 1 else declared
+
+
+def _whole(number: float) -> bool:
+    return np.isfinite(number) and number == int(number)
+
+
+def detect_header(path: Path, first: list[str], rows: list[list[str]]) -> bool:
+    """Whether the first line (cells `first`, rows below it `rows`) names the columns, when the user did not
+    say. It does when one of its cells is neither a number nor a missing token. A line of numbers only is a
+    data row, unless it could as well be column names: distinct whole numbers that count the columns
+    (0, 1, .. or 1, 2, ..) or that head rows holding other than whole numbers, in a file of more than one
+    line. That case is refused, for the user to say which it is."""
+    if any(not _missing(c) and _number(c) is None for c in first):
+        return True
+    numbers = [_number(c) for c in first]
+    if not rows or any(n is None or not _whole(n) for n in numbers) or len(set(numbers)) != len(numbers):
+        return False
+    counts = len(numbers) >= 2 and numbers in ([float(j) for j in range(len(numbers))],
+                                               [float(j + 1) for j in range(len(numbers))])
+    below = (_number(c) for row in rows for c in row if not _missing(c))
+    fractional = any(n is not None and not _whole(n) for n in below)
+    if counts or fractional:
+        shown = ",".join(_bare(c) for c in first)
+        raise TableError(f"{path}: line 1 ({shown[:40]}) holds only whole numbers: they may name the columns or "
+                         "be a data row; say which: --header or --no-header (header=True / header=False in "
+                         "Python)")
+    return False
+
+
+def _not_a_number(cell: str, delimiter: str) -> str:
+    """Why a cell is not a number, with the likely cause when the cell shows one."""
+    hint = "every cell must be a number, or empty / NA / NaN when missing"
+    if delimiter != "," and "," in cell and _number(cell.replace(",", ".")) is not None:
+        hint = "the decimal point must be '.', not ','; export the file with '.' decimals"
+    elif any(s in cell for s in OTHER_SEPARATORS if s != delimiter):
+        hint = f"the cell holds a separator other than {delimiter!r}; use one separator in the whole file"
+    return f"{cell.strip()!r} is not a number; {hint}"
+
+
+def _check_names(path: Path, names: list[str]) -> None:
+    """Column names must be there and distinct: a nameless first column is most often a written row index."""
+    for j, name in enumerate(names):
+        if not name:
+            raise TableError(f"{path}: column {j + 1} has no name in the header (line 1); name it, or remove the "
+                             "column if it is a row index (pandas: to_csv(..., index=False)) or comes from a "
+                             "separator at the end of each line")
+        if name in names[:j]:
+            raise TableError(f"{path}: column {j + 1} has the name {name!r} of column {names.index(name) + 1}; "
+                             "give every column its own name")
+
+
+def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
+    lines = _decode(path)
     content = [i for i, line in enumerate(lines) if line.strip()]
     if not content:
         raise TableError(f"{path}: the file holds no rows (only blank lines); give a row per data point")
     first = lines[content[0]].rstrip("\r\n")
+    delimiter = _separator(suffix, first)
     if header is None:
-        header = any(not _missing(c) and _number(c) is None for c in first.split(delimiter))
+        below = [lines[i].rstrip("\r\n").split(delimiter) for i in content[1:]]
+        header = detect_header(path, first.split(delimiter), below)
     columns = next(csv.reader([first], delimiter=delimiter)) if header else []
     rows = content[1:] if header else content
     width = len(columns) if header else len(lines[rows[0]].rstrip("\r\n").split(delimiter)) if rows else 0
+    if header:
+        _check_names(path, [_bare(c) for c in columns])
     values = np.full((len(rows), width), np.nan)
     for r, index in enumerate(rows):
         cells = lines[index].rstrip("\r\n").split(delimiter)
@@ -141,8 +231,7 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
             number = _number(cell)
             name = f"column {j + 1} ({columns[j]!r})" if header else f"column {j + 1}"
             if number is None:
-                raise TableError(f"{path}: line {index + 1}, {name}: {cell.strip()!r} is not a number; every "
-                                 "cell must be a number, or empty / NA / NaN when missing")
+                raise TableError(f"{path}: line {index + 1}, {name}: {_not_a_number(cell, delimiter)}")
             values[r, j] = number
     names = [_bare(c) for c in columns] if header else [str(j + 1) for j in range(width)]
     return TableFile(path, suffix[1:], values, ~np.isnan(values), names, sha256_file(path), bool(header),
@@ -154,31 +243,63 @@ def _expected(width: int, header: bool) -> str:
     return f"the header has {width}" if header else f"the first row has {width}"
 
 
+#: the first bytes of a file numpy.save / numpy.savez wrote
+MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
+def _pick(path: Path, loaded: np.lib.npyio.NpzFile, npz_key: str | None) -> tuple[str, np.ndarray]:
+    keys = list(loaded.keys())
+    if not keys:
+        raise TableError(f"{path}: holds no arrays; save the data with numpy.save (an .npy) or numpy.savez")
+    if npz_key is None and len(keys) != 1:
+        first = keys[0]
+        raise TableError(f"{path}: holds {len(keys)} arrays ({', '.join(keys)}), and which one is the data cannot "
+                         f"be told; save that one alone, e.g. numpy.save('{first}.npy', numpy.load('{path.name}')"
+                         f"['{first}']), and give the .npy")
+    key = npz_key if npz_key is not None else keys[0]
+    if key not in keys:
+        raise TableError(f"{path}: has no array {key!r}; it holds {', '.join(keys)}")
+    return key, loaded[key]
+
+
 def _read_array(path: Path, suffix: str, npz_key: str | None) -> TableFile:
+    with open(path, "rb") as f:
+        if not f.read(len(MAGIC[suffix])) == MAGIC[suffix]:
+            raise TableError(f"{path}: is not a file numpy wrote (a {suffix} file starts with "
+                             f"{MAGIC[suffix]!r}); save the data with numpy.{'save' if suffix == '.npy' else 'savez'}"
+                             ", or give a text table a .csv / .tsv name")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise TableError(f"{path}: holds Python objects (dtype object); save a float, integer or bool array, "
+                             "e.g. numpy.save(path, x.astype(float))") from None
+        raise TableError(f"{path}: not a readable {suffix} file ({err}); save it with numpy.save / "
+                         "numpy.savez") from None
+    except (OSError, EOFError) as err:
         raise TableError(f"{path}: not a readable {suffix} file ({err}); save it with numpy.save / "
                          "numpy.savez") from None
     key = None
     if suffix == ".npz":
         with loaded:
-            keys = list(loaded.keys())
-            if npz_key is None and len(keys) != 1:
-                raise TableError(f"{path}: holds {len(keys)} arrays ({', '.join(keys) or 'none'}); name the one "
-                                 "to use (npz_key) or save a single array")
-            key = npz_key if npz_key is not None else keys[0]
-            if key not in keys:
-                raise TableError(f"{path}: has no array {key!r}; it holds {', '.join(keys)}")
-            array = loaded[key]
+            try:
+                key, array = _pick(path, loaded, npz_key)
+            except ValueError as err:
+                if isinstance(err, TableError):
+                    raise
+                raise TableError(f"{path}: its array holds Python objects (dtype object); save a float, "
+                                 "integer or bool array") from None
     else:
         array = loaded
+    name = f"array {key!r}" if key else "the array"
     if array.dtype.kind not in "fiub":
-        raise TableError(f"{path}: array {key or ''} has dtype {array.dtype}; save a float, integer or bool "
-                         "array (NaN for missing entries)")
+        raise TableError(f"{path}: {name} has dtype {array.dtype}; save a float, integer or bool array (NaN for "
+                         "missing entries)")
     if array.ndim not in (2, 3):
-        raise TableError(f"{path}: array {key or ''} has shape {array.shape} (rank {array.ndim}); save rows "
-                         "shaped (N, D) or images shaped (N, H, W)")
+        raise TableError(f"{path}: {name} has shape {array.shape} (rank {array.ndim}); save rows shaped (N, D) "
+                         "or images shaped (N, H, W)")
+    if array.shape[0] == 0:
+        raise TableError(f"{path}: {name} has shape {array.shape}: no rows; give a row per data point")
     values = array.reshape(array.shape[0], -1).astype(np.float64)
     image_shape = tuple(array.shape[1:]) if array.ndim == 3 else None
     return TableFile(path, suffix[1:], values, ~np.isnan(values), [str(j + 1) for j in range(values.shape[1])],
@@ -202,11 +323,31 @@ def check_rows(table: TableFile) -> None:
         r, j = _first(infinite)
         raise TableError(f"{path}: {table.where(r)}, {table.column(j)} is infinite; replace it by a finite "
                          "number, or leave it empty to mark it missing")
+    huge = np.abs(np.nan_to_num(table.values)) > LARGEST_VALUE
+    if huge.any():
+        r, j = _first(huge)
+        raise TableError(f"{path}: {table.where(r)}, {table.column(j)}: {table.values[r, j]:g} is beyond "
+                         f"{LARGEST_VALUE:.3g}, the largest number the model computes with (float32); rescale the "
+                         "column (e.g. other units, or its logarithm), or leave the cell empty to mark it missing")
     empty_rows = ~table.mask.any(axis=1)
     if empty_rows.any():
         r = int(np.argmax(empty_rows))
         raise TableError(f"{path}: {table.where(r)} has no observed value; remove the row (nothing can be "
                          "learnt or imputed from it)")
+
+
+def check_finite_table(x: np.ndarray, name: str = "X") -> None:
+    """Refuse an array (N, D) of rows, NaN where missing, holding an infinite value or one beyond
+    `LARGEST_VALUE` (float32's range: standardising or a float32 model would turn it into inf or NaN).
+    One line names the row and column (0-based, as numpy counts) and what to do. For callers that take
+    arrays rather than files (the scikit-learn estimators); files get the same check in `read_table`."""
+    values = np.asarray(x, dtype=np.float64)
+    bad = np.isinf(values) | (np.abs(np.nan_to_num(values)) > LARGEST_VALUE)
+    if bad.any():
+        r, j = (int(i) for i in np.argwhere(bad)[0])
+        raise TableError(f"{name}[{r}, {j}] is {values[r, j]:g}: beyond {LARGEST_VALUE:.3g}, the largest number "
+                         "the model computes with (float32); rescale the column (e.g. other units, or its "
+                         "logarithm), or set the entry to NaN to mark it missing")
 
 
 def check_trainable(table: TableFile, min_rows: int = MIN_TRAIN_ROWS) -> None:

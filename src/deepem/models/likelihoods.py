@@ -8,11 +8,13 @@ terms are zeroed after it: whatever they hold (NaN, 1e30) never reaches a value 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepem.errors import UserError
 from deepem.inference.densities import normal_log_density
 from deepem.models.bernoulli_head import bernoulli_linear_log_prob, bernoulli_nll
 
@@ -27,10 +29,17 @@ def sum_observed(per_dim: Tensor, mask: Tensor | None) -> Tensor:
     return per_dim.sum(-1) if mask is None else per_dim.masked_fill(~mask, 0.0).sum(-1)
 
 
+class OutsideSupportError(UserError, ValueError):
+    """Rows holding a value the model's likelihood gives probability zero (or that is not a number)."""
+
+
 class Likelihood(nn.Module):
-    """Base class: `out_features(D)` says how many decoder outputs a D-dimensional x needs."""
+    """Base class: `out_features(D)` says how many decoder outputs a D-dimensional x needs. `support`
+    says in words which values it can give, `remedy` what to do with data outside them."""
 
     name = "likelihood"
+    support = "finite numbers"
+    remedy = "replace the value by a finite number, or mark it missing"
 
     def out_features(self, data_dim: int) -> int:
         raise NotImplementedError
@@ -69,6 +78,11 @@ class Likelihood(nn.Module):
                 raise ValueError(f"{int(bad.sum())} entries marked observed by the mask are NaN or inf; "
                                  "mark them missing (mask False) or fix them")
 
+    def outside_support(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """True where an observed entry of x is a value this likelihood cannot give (NaN and inf included)."""
+        outside = ~torch.isfinite(x)
+        return outside if mask is None else outside & mask
+
     @staticmethod
     def observed_values(x: Tensor, mask: Tensor | None) -> Tensor:
         """The observed entries of x as a flat tensor (all of x without a mask)."""
@@ -77,6 +91,9 @@ class Likelihood(nn.Module):
 
 class BernoulliLikelihood(Likelihood):
     name = "bernoulli"
+    support = "0 or 1"
+    remedy = ("binarise the rows as the training data were (e.g. x / 255 > 0.5 for grey levels 0-255), or score "
+              "them with a model trained with a gaussian likelihood")
 
     def out_features(self, data_dim: int) -> int:
         return data_dim
@@ -103,6 +120,10 @@ class BernoulliLikelihood(Likelihood):
         p = data_mean.clamp(1e-3, 1 - 1e-3)
         with torch.no_grad():
             bias.copy_(torch.log(p) - torch.log1p(-p))
+
+    def outside_support(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        outside = (x != 0) & (x != 1)  # NaN compares unequal to both: outside too
+        return outside if mask is None else outside & mask
 
     def check_data(self, x: Tensor, mask: Tensor | None = None) -> None:
         super().check_data(x, mask)
@@ -178,6 +199,27 @@ class HomoscedasticGaussianLikelihood(Likelihood):
     def init_output_bias(self, bias: Tensor, data_mean: Tensor) -> None:
         with torch.no_grad():
             bias.copy_(data_mean)
+
+
+def check_rows(likelihood: Likelihood, x: Tensor, mask: Tensor | None = None,
+               row_name: Callable[[int], str] = lambda r: f"row {r}",
+               column_name: Callable[[int], str] = lambda j: f"column {j}", source: str = "") -> None:
+    """Refuse rows x (N, D; with `mask`, True = observed, only observed entries count) holding a value
+    outside `likelihood`'s support, before a model scores or imputes them: one line (`OutsideSupportError`)
+    naming the first such entry (by `row_name(r)` and `column_name(j)`, 0-based indices; prefixed by
+    `source`, e.g. the file), how many there are, what the likelihood can give and what to do. A Bernoulli
+    model scoring grey levels would otherwise report log-likelihoods that are not log-probabilities."""
+    if x.dim() != 2 or (mask is not None and mask.shape != x.shape):
+        raise ValueError(f"rows must be shaped (N, D) with a mask of the same shape, got {tuple(x.shape)}"
+                         f"{'' if mask is None else f' and {tuple(mask.shape)}'}")
+    outside = likelihood.outside_support(x, mask)
+    if outside.any():
+        r, j = (int(i) for i in outside.nonzero()[0])
+        count = int(outside.sum())
+        raise OutsideSupportError(
+            f"{source}{row_name(r)}, {column_name(j)}: {float(x[r, j]):g} is outside what the model's "
+            f"{likelihood.name} likelihood gives ({likelihood.support}); {count} such value"
+            f"{'s' if count > 1 else ''} in all; {likelihood.remedy}")
 
 
 LIKELIHOODS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}

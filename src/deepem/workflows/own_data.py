@@ -17,6 +17,7 @@ from deepem.data.table_writer import write_draws, write_table
 from deepem.data.tables import TableError, TableFile, check_columns, read_table
 from deepem.evaluation.own_rows import Progress, impute_rows, score_rows
 from deepem.files import atomic_write_bytes, atomic_write_json, read_json
+from deepem.models.likelihoods import check_rows
 from deepem.models.lvm import DeepLatentModel
 
 #: the run folder's record of a file dataset
@@ -67,6 +68,7 @@ def impute_file(model: DeepLatentModel, record: dict[str, Any], input_path: str 
         raise TableError(f"{output_path}: the output must have the input's format ({table.path.suffix})")
     scale = Standardization.from_dict(record.get("standardization"))
     x, mask = model_rows(table, scale)
+    check_rows(model.likelihood, x, mask, table.where, table.column, f"{table.path}: ")
     result = impute_rows(model, x, mask, particles, draws, proposal, seed, batch_size, progress=progress)
     written = [write_table(table, file_units(result.imputed, scale), output_path)]
     if result.draws is not None:
@@ -87,6 +89,7 @@ def score_file(model: DeepLatentModel, record: dict[str, Any], input_path: str |
     table = read_rows(record, input_path, header)
     scale = Standardization.from_dict(record.get("standardization"))
     x, mask = model_rows(table, scale)
+    check_rows(model.likelihood, x, mask, table.where, table.column, f"{table.path}: ")
     complete = bool(mask.all())
     estimate = score_rows(model, x, None if complete else mask, particles, proposal, seed, batch_size,
                           progress=progress)
