@@ -32,14 +32,14 @@ from deepem.evaluation.imputation import PROPOSALS, ImputationResult
 from deepem.evaluation.loglik import DEFAULT_CHUNK_FLOATS, _widest_layer, require_q_density
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.inference.distributions import LatentDistribution
-from deepem.inference.keyed import keyed_latent_sample, keyed_uniform, row_generators, row_keys, substream
+from deepem.inference.keyed import keyed_latent_sample, keyed_uniform, row_generators, row_keys, substream, take_rows
 from deepem.models.likelihoods import observed
 from deepem.models.lvm import DeepLatentModel
 
-#: batches of rows are padded to a multiple of this many rows (see the module notes)
-ROW_ALIGN = 16
+#: every batched model call puts a row's inputs at positions that are a multiple of this (module notes)
+ALIGN = 16
 #: the particle chunk is sized for this many rows, whatever the batch (see the module notes)
-CHUNK_ROWS = 128
+CHUNK_ROWS = 100
 # the uses of randomness within a row, each its own stream of the row's key
 _PARTICLES, _COMPLETION_Z, _COMPLETION_X, _RESAMPLE, _RESERVOIR, _DRAW_X = range(1, 7)
 
@@ -70,17 +70,30 @@ def _chunk(model: DeepLatentModel, particles: int, chunk_particles: int | None) 
 
 
 def _batches(data: Tensor, mask: Tensor | None, batch_size: int, like: Tensor):
-    """(rows, padded x, padded mask or None) per batch: x in the model's dtype and device with missing
-    entries zeroed, padded with zero rows (all observed) to a multiple of ROW_ALIGN rows."""
+    """(x, mask or None) per batch of rows: x in the model's dtype and device, missing entries zeroed."""
     for start in range(0, data.shape[0], batch_size):
         x = data[start:start + batch_size].to(like.device, like.dtype)
-        rows = x.shape[0]
         m = None if mask is None else mask[start:start + batch_size].to(like.device)
-        pad = -rows % ROW_ALIGN
-        if pad:
-            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
-            m = None if m is None else torch.cat([m, m.new_ones(pad, m.shape[1])])
-        yield rows, (x if m is None else observed(x, m)), m
+        yield (x if m is None else observed(x, m)), m
+
+
+def _encode(model: DeepLatentModel, x: Tensor, mask: Tensor | None = None) -> LatentDistribution:
+    """q(z | x) of a batch, each row given to the encoder at a position that is a multiple of ALIGN
+    (ALIGN copies of each row; the encoder costs little next to K decoder passes)."""
+    copies = x.repeat_interleave(ALIGN, dim=0)
+    q = model.encode(copies, None if mask is None else mask.repeat_interleave(ALIGN, dim=0))
+    return take_rows(q, slice(None, None, ALIGN))
+
+
+def _decode(model: DeepLatentModel, z: Tensor) -> Tensor:
+    """decoder(z) for z (n, B, Dz): called on a (B, n', Dz) tensor, n' = n rounded up to a multiple of
+    ALIGN (the last particle repeated), so that particle k of every row sits at a position = k modulo
+    ALIGN; returned as a (n, B, F) view."""
+    per_row = z.transpose(0, 1)
+    pad = -z.shape[0] % ALIGN
+    if pad:
+        per_row = torch.cat([per_row, per_row[:, -1:].expand(-1, pad, -1)], dim=1)
+    return model.decoder(per_row.contiguous())[:, :z.shape[0]].transpose(0, 1)
 
 
 def _likelihood_sample(model: DeepLatentModel, out: Tensor, keys: Tensor) -> Tensor:
@@ -92,12 +105,12 @@ def _likelihood_sample(model: DeepLatentModel, out: Tensor, keys: Tensor) -> Ten
 def _proposal(model: DeepLatentModel, x: Tensor, mask: Tensor | None, proposal: str,
               keys: Tensor) -> LatentDistribution:
     """q(z | x̃0) ("zero-filled", or complete rows), or q(z | x̆) with x̆ completed row-wise ("completed")."""
-    q0 = model.encode(x, mask)
+    q0 = _encode(model, x, mask)
     if mask is None or proposal == "zero-filled":
         return q0
-    z = keyed_latent_sample(q0, substream(keys, _COMPLETION_Z), 0, 1)[0]
-    fill = _likelihood_sample(model, model.decoder(z), substream(keys, _COMPLETION_X))
-    return model.encode(torch.where(mask, x, fill))
+    z = keyed_latent_sample(q0, substream(keys, _COMPLETION_Z), 0, 1)
+    fill = _likelihood_sample(model, _decode(model, z)[0], substream(keys, _COMPLETION_X))
+    return _encode(model, torch.where(mask, x, fill))
 
 
 def _over_particles(values: Tensor) -> Tensor:
@@ -122,7 +135,7 @@ def _impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, keys: Tensor,
     for start in range(0, particles, chunk):
         k = min(chunk, particles - start)
         z = keyed_latent_sample(q, particle_keys, start, k)  # (k, B, Dz)
-        out = model.decoder(z)
+        out = _decode(model, z)
         log_w = model.log_prior(z) + model.likelihood.log_prob(x, out, mask) - q.log_prob(z)  # (k, B)
         chunk_total = torch.logsumexp(_over_particles(log_w), dim=-1)
         new_total = chunk_total if log_total is None else torch.logaddexp(log_total, chunk_total)
@@ -144,7 +157,7 @@ def _impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, keys: Tensor,
     single = torch.where(mask, x, mean)
     if draws == 0:
         return single, None
-    values = _likelihood_sample(model, model.decoder(chosen_z), substream(keys, _DRAW_X))  # (M, B, D)
+    values = _likelihood_sample(model, _decode(model, chosen_z), substream(keys, _DRAW_X))  # (M, B, D)
     return single, torch.where(mask, x, values)
 
 
@@ -167,14 +180,13 @@ def impute_rows(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: i
     p = next(model.parameters())
     chunk = _chunk(model, particles, chunk_particles)
     singles, multiples = [], []
-    for rows, x, m in _batches(data, mask, batch_size, p):
-        keys = row_keys(x, m, seed)
-        single, multiple = _impute_batch(model, x, m, keys, particles, draws, chunk, proposal)
-        singles.append(single[:rows].cpu())
+    for x, m in _batches(data, mask, batch_size, p):
+        single, multiple = _impute_batch(model, x, m, row_keys(x, m, seed), particles, draws, chunk, proposal)
+        singles.append(single.cpu())
         if multiple is not None:
-            multiples.append(multiple[:, :rows].cpu())
+            multiples.append(multiple.cpu())
         if progress is not None:
-            progress(rows)
+            progress(x.shape[0])
     imputed = torch.cat(singles) if singles else data.new_zeros(data.shape)
     multiple = None
     if draws > 0:
@@ -192,7 +204,8 @@ def _score_batch(model: DeepLatentModel, x: Tensor, mask: Tensor | None, keys: T
     total: Tensor | None = None
     for start in range(0, particles, chunk):
         z = keyed_latent_sample(q, particle_keys, start, min(chunk, particles - start))
-        chunk_total = torch.logsumexp(_over_particles(model.log_joint(x, z, mask) - q.log_prob(z)), dim=-1)
+        log_w = model.log_prior(z) + model.likelihood.log_prob(x, _decode(model, z), mask) - q.log_prob(z)
+        chunk_total = torch.logsumexp(_over_particles(log_w), dim=-1)
         total = chunk_total if total is None else torch.logaddexp(total, chunk_total)
     return total - math.log(particles)
 
@@ -211,11 +224,11 @@ def score_rows(model: DeepLatentModel, data: Tensor, mask: Tensor | None = None,
     p = next(model.parameters())
     chunk = _chunk(model, particles, chunk_particles)
     parts = []
-    for rows, x, m in _batches(data, mask, batch_size, p):
-        keys = row_keys(x, m, seed)
-        parts.append(_score_batch(model, x, m, keys, particles, chunk, proposal)[:rows].to(torch.float64).cpu())
+    for x, m in _batches(data, mask, batch_size, p):
+        parts.append(_score_batch(model, x, m, row_keys(x, m, seed), particles, chunk, proposal)
+                     .to(torch.float64).cpu())
         if progress is not None:
-            progress(rows)
+            progress(x.shape[0])
     what = "log p(x)" if mask is None else f"log p(x_o), q from {proposal} input"
     settings = {"particles": particles, "seed": seed, "proposal": None if mask is None else proposal}
     per_row = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)

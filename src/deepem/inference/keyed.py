@@ -20,7 +20,8 @@ from torch import Tensor
 from deepem.inference.chained import ChainedBernoulli, ChainedGaussian
 from deepem.inference.distributions import DiagonalGaussian, FactorisedBernoulli, LatentDistribution
 
-__all__ = ["keyed_latent_sample", "keyed_normal", "keyed_uniform", "row_generators", "row_keys", "substream"]
+__all__ = ["keyed_latent_sample", "keyed_normal", "keyed_uniform", "row_generators", "row_keys", "substream",
+           "take_rows"]
 
 
 def _signed(value: int) -> int:
@@ -70,9 +71,10 @@ def substream(keys: Tensor, stream: int) -> Tensor:
 
 def _bits(keys: Tensor, start: int, n: int, width: int) -> Tensor:
     """(n, B, width) random 64-bit patterns: element (k, b, j) is splitmix64 of key b at counter
-    (start + k) * width + j."""
+    (start + k) * width + j. Laid out row by row in memory (a (B, n, width) tensor seen as (n, B, width)),
+    so that a row's particles are contiguous."""
     counters = torch.arange(start * width, (start + n) * width, dtype=torch.int64, device=keys.device)
-    return mix64(keys.view(1, -1, 1) + counters.view(n, 1, width) * _GAMMA)
+    return mix64(keys.view(-1, 1, 1) + counters.view(1, n, width) * _GAMMA).transpose(0, 1)
 
 
 def keyed_uniform(keys: Tensor, start: int, n: int, width: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -110,6 +112,19 @@ def keyed_latent_sample(q: LatentDistribution, keys: Tensor, start: int, n: int)
             u = keyed_uniform(substream(keys, i + 1), start, n, logits.shape[-1], logits.dtype)
             blocks.append((u < torch.sigmoid(logits)).to(logits.dtype))
         return q._join(blocks)
+    raise TypeError(f"no row-wise sampler for a {type(q).__name__} q(z | x); add one to inference/keyed.py")
+
+
+def take_rows(q: LatentDistribution, rows: slice) -> LatentDistribution:
+    """q(z | x) of the rows `rows` of a batch (the distributions keyed_latent_sample knows)."""
+    if type(q) is DiagonalGaussian:
+        return DiagonalGaussian(q.loc[rows], q.std[rows])
+    if type(q) is FactorisedBernoulli:
+        return FactorisedBernoulli(q.logits[rows])
+    if type(q) is ChainedGaussian:
+        return ChainedGaussian(take_rows(q.root, rows), q.conditional, q.root_first, q.frozen)
+    if type(q) is ChainedBernoulli and q.root_logits.dim() == 2:
+        return ChainedBernoulli(q.root_logits[rows], q.conditionals, q.sizes, q.root_first, q.frozen)
     raise TypeError(f"no row-wise sampler for a {type(q).__name__} q(z | x); add one to inference/keyed.py")
 
 
