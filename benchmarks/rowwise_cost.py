@@ -5,7 +5,8 @@ evaluation's impute / observed_log_likelihood, what impute_rows and score_rows c
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/rowwise_cost.py
 
-Prints the best of `--repeats` CPU times (process time: the machine is shared) of each and the ratio row-wise / row-order."""
+Prints the best of `--repeats` CPU times of each (process time: the machine is shared) and the ratio
+row-wise / row order."""
 
 from __future__ import annotations
 
