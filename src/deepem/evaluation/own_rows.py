@@ -5,10 +5,15 @@ Row-wise randomness: every random number a row uses (its K proposal particles, t
 the seed and the row's own observed values and mask (inference/keyed.py). A row's answer is therefore a
 function of (model, row, mask, seed, K, proposal, draws, chunk_particles) alone: the same whatever other
 rows come with it, in whatever order, in whatever batch size, and identical rows get identical answers.
-The arithmetic stays batched (one decoder call for all particles of a chunk of a batch of rows); batches
-are padded to a multiple of ROW_ALIGN rows and particles are chunked by a rule that does not look at the
-batch, so that the batched kernels (whose rounding can depend on the number of rows they are given)
-round every row the same way; with one thread this is bit for bit (tests/evaluation/test_own_rows.py).
+The arithmetic stays batched: one decoder call for all particles of a chunk of a batch of rows. Batched
+kernels can round a row differently by where it sits among the rows of the call (measured: MKL's GEMM
+for some layer shapes, and float32 sums over the first dimension), so every model call is laid out
+row by row with a row's inputs at positions that are multiples of ALIGN (the encoder sees ALIGN copies
+of each row; a chunk's particles are rounded up to a multiple of ALIGN), sums over particles run along
+each row's own contiguous values, and particles are chunked by a rule that does not look at the batch.
+The result is bit for bit the same whatever the other rows (tests/evaluation/test_own_rows.py, with
+one and two threads); the latent distributions with a network between blocks (two stochastic layers)
+get the same random numbers but are not laid out this way, so theirs may differ in the last bits.
 
     impute_rows:  single imputation E[x_m | x_o] by the self-normalised IS mean with K particles, and
                   M draws by sampling importance resampling (Categorical of the normalised weights over
@@ -66,7 +71,8 @@ def _chunk(model: DeepLatentModel, particles: int, chunk_particles: int | None) 
     (never on the batch: the chunking decides how a row's running sums are rounded)."""
     if chunk_particles is not None:
         return max(1, min(particles, chunk_particles))
-    return max(1, min(particles, DEFAULT_CHUNK_FLOATS // (CHUNK_ROWS * _widest_layer(model))))
+    fits = DEFAULT_CHUNK_FLOATS // (CHUNK_ROWS * _widest_layer(model))
+    return min(particles, max(ALIGN, fits // ALIGN * ALIGN))  # a multiple of ALIGN: no padding (_decode)
 
 
 def _batches(data: Tensor, mask: Tensor | None, batch_size: int, like: Tensor):
