@@ -43,10 +43,15 @@ def _shift_right(x: Tensor, bits: int) -> Tensor:
 
 
 def mix64(x: Tensor) -> Tensor:
-    """splitmix64's output function on int64 tensors (multiplication wraps modulo 2^64)."""
-    x = (x ^ _shift_right(x, 30)) * _MUL1
-    x = (x ^ _shift_right(x, 27)) * _MUL2
-    return x ^ _shift_right(x, 31)
+    """splitmix64's output function on int64 tensors (multiplication wraps modulo 2^64); overwrites x."""
+    shifted = torch.empty_like(x)
+    for bits, factor in ((30, _MUL1), (27, _MUL2), (31, None)):
+        torch.bitwise_right_shift(x, bits, out=shifted)
+        shifted &= (1 << (64 - bits)) - 1  # a logical shift: torch's >> copies the sign bit
+        x ^= shifted
+        if factor is not None:
+            x *= factor
+    return x
 
 
 def row_keys(x: Tensor, mask: Tensor | None, seed: int) -> Tensor:
@@ -60,13 +65,13 @@ def row_keys(x: Tensor, mask: Tensor | None, seed: int) -> Tensor:
     h = torch.full((x.shape[0],), _signed(seed), dtype=torch.int64, device=x.device)
     h = mix64(h + _GAMMA)
     for j in range(x.shape[1]):
-        h = mix64(h ^ bits[:, j])
+        h = mix64(h ^ bits[:, j])  # (h ^ ... is a new tensor: mix64 may overwrite it)
     return h
 
 
 def substream(keys: Tensor, stream: int) -> Tensor:
     """Keys of an independent stream per row (stream: a small integer naming one use of randomness)."""
-    return mix64(keys ^ mix64(torch.full_like(keys, _signed((stream + 1) * _GAMMA))))
+    return mix64(keys ^ mix64(torch.full_like(keys, _signed((stream + 1) * _GAMMA))))  # keys ^ ...: a new tensor
 
 
 def _bits(keys: Tensor, start: int, n: int, width: int) -> Tensor:
@@ -74,7 +79,8 @@ def _bits(keys: Tensor, start: int, n: int, width: int) -> Tensor:
     (start + k) * width + j. Laid out row by row in memory (a (B, n, width) tensor seen as (n, B, width)),
     so that a row's particles are contiguous."""
     counters = torch.arange(start * width, (start + n) * width, dtype=torch.int64, device=keys.device)
-    return mix64(keys.view(-1, 1, 1) + counters.view(1, n, width) * _GAMMA).transpose(0, 1)
+    counters *= _GAMMA
+    return mix64(keys.view(-1, 1, 1) + counters.view(1, n, width)).transpose(0, 1)
 
 
 def keyed_uniform(keys: Tensor, start: int, n: int, width: int, dtype: torch.dtype = torch.float64) -> Tensor:
