@@ -43,7 +43,8 @@ from deepem.models.lvm import DeepLatentModel
 
 #: every batched model call puts a row's inputs at positions that are a multiple of this (module notes)
 ALIGN = 16
-#: the particle chunk is sized for this many rows, whatever the batch (see the module notes)
+#: the particle chunk is sized for this many rows, whatever the batch (see the module notes): memory
+#: grows with batch_size beyond it; chunk_particles bounds it
 CHUNK_ROWS = 100
 # the uses of randomness within a row, each its own stream of the row's key
 _PARTICLES, _COMPLETION_Z, _COMPLETION_X, _RESAMPLE, _RESERVOIR, _DRAW_X = range(1, 7)
@@ -128,7 +129,7 @@ def _over_particles(values: Tensor) -> Tensor:
 
 def _impute_batch(model: DeepLatentModel, x: Tensor, mask: Tensor, keys: Tensor, particles: int, draws: int,
                   chunk: int, proposal: str) -> tuple[Tensor, Tensor | None]:
-    """Single (B, D) and multiple (draws, B, D) imputations of one padded batch, row-wise (module notes).
+    """Single (B, D) and multiple (draws, B, D) imputations of one batch, row-wise (module notes).
     The M draws: each chunk proposes M particles by the inverse CDF of its normalised weights, and a
     draw moves to the chunk's proposal with probability (chunk's total weight) / (total so far), which
     leaves every draw Categorical(w̄) over all K particles (weighted reservoir sampling)."""
@@ -204,7 +205,7 @@ def impute_rows(model: DeepLatentModel, data: Tensor, mask: Tensor, particles: i
 
 def _score_batch(model: DeepLatentModel, x: Tensor, mask: Tensor | None, keys: Tensor, particles: int,
                  chunk: int, proposal: str) -> Tensor:
-    """(B,) IW estimates of log p(x) or log p(x_o) for one padded batch, particles row-wise."""
+    """(B,) IW estimates of log p(x) or log p(x_o) for one batch, particles row-wise."""
     q = _proposal(model, x, mask, proposal, keys)
     particle_keys = substream(keys, _PARTICLES)
     total: Tensor | None = None
