@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from deepem.cli import main
+from deepem.evaluation.own_rows import score_rows
+from deepem.workflows.loading import load_trained_run
 
 TRAIN = ["--threads", "1", "train", "-m", "miwae", "--latent-dim", "2", "--hidden", "16", "--epochs", "2",
          "--batch-size", "20", "--valid-particles", "5", "--quiet"]
@@ -88,22 +90,29 @@ def test_multiple_imputation_as_one_long_table(run, tmp_path):
     assert len(long) == 1 + 3 * 120 and "imputation" in long[0]
 
 
-def test_score_is_evaluate_per_point_on_the_file_scale(run, tmp_path):
+def test_score_is_the_row_wise_score_on_the_file_scale(run, tmp_path):
+    """`deepem score` on the test split's rows = score_rows on the split in model units (what evaluate
+    --observed reads) plus the standardisation's Jacobian; and a row's score does not depend on the
+    other rows of the file (each row draws its own particles, see evaluation/own_rows.py)."""
     out, data = run
     record = json.loads((out / "data_file.json").read_text())
     lines = data.read_text().splitlines()
     test_rows = tmp_path / "test_rows.csv"
     test_rows.write_text("\n".join([lines[0]] + [lines[1 + i] for i in record["split"]["test"]]) + "\n")
-    assert main(["evaluate", str(out), "--split", "test", "--observed", "--particles", "30", "--proposal",
-                 "completed", "--quiet"]) == 0
-    evaluation = json.loads((out / "evaluation.json").read_text())
-    theirs = np.load(out / evaluation["file"].replace(".json", "-per-point.npy"))
+    trained = load_trained_run(out, warn=lambda _: None)
+    split, split_mask = trained.data.split("test"), trained.data.test_mask
+    theirs = score_rows(trained.model, split, split_mask, 30, "completed", seed=0).per_point.numpy()
     assert main(["score", str(out), "--input", str(test_rows), "--output", str(tmp_path / "s.csv"),
                  "--particles", "30", "--proposal", "completed", "--quiet"]) == 0
     rows = cells(tmp_path / "s.csv")[1:]
     mask = np.array([[c.strip().lower() not in ("", "na") for c in r] for r in cells(test_rows)[1:]])
     jacobian = -(mask * np.log(record["standardization"]["std"])).sum(1)
     np.testing.assert_allclose([float(r[2]) for r in rows], theirs + jacobian, rtol=1e-12)
+    reversed_rows = tmp_path / "reversed.csv"
+    reversed_rows.write_text("\n".join([lines[0]] + [lines[1 + i] for i in record["split"]["test"][::-1]]) + "\n")
+    assert main(["score", str(out), "--input", str(reversed_rows), "--output", str(tmp_path / "r.csv"),
+                 "--particles", "30", "--proposal", "completed", "--quiet"]) == 0
+    assert [r[2] for r in cells(tmp_path / "r.csv")[1:]] == [r[2] for r in rows][::-1]
 
 
 def test_resume_refuses_a_changed_file(run, tmp_path, capsys):

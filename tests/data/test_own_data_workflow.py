@@ -16,7 +16,7 @@ import torch
 from deepem.data.own_dataset import load_file_dataset
 from deepem.data.tables import MISSING_TOKENS, TableError
 from deepem.errors import UserError
-from deepem.evaluation.observed_loglik import observed_log_likelihood
+from deepem.evaluation.own_rows import score_rows
 from deepem.methods.miwae import MIWAE
 from deepem.models import ModelConfig, make_model
 from deepem.models.likelihoods import OutsideSupportError, check_rows
@@ -91,7 +91,7 @@ def test_round_trip_keeps_observed_cells_and_fills_every_missing_one(trained):
     assert [r[:4] for r in stacked[61:]] == draw[1:] and {r[4] for r in stacked[1:]} == {"1", "2"}
 
 
-def test_scores_are_the_evaluations_on_the_file_scale(trained):
+def test_scores_are_the_row_wise_scores_on_the_file_scale(trained):
     model, record, data, folder = trained
     summary = score_file(model, record, record["path"], folder / "scores.csv", particles=30, seed=2, batch_size=20)
     rows = cells(folder / "scores.csv")
@@ -100,7 +100,7 @@ def test_scores_are_the_evaluations_on_the_file_scale(trained):
     table = data.table
     x = torch.from_numpy(np.nan_to_num((table.values - record["standardization"]["mean"])
                                        / record["standardization"]["std"]))
-    theirs = observed_log_likelihood(model, x, torch.from_numpy(table.mask), particles=30, batch_size=20, seed=2)
+    theirs = score_rows(model, x, torch.from_numpy(table.mask), particles=30, batch_size=20, seed=2)
     jacobian = -(table.mask * np.log(record["standardization"]["std"])).sum(1)
     np.testing.assert_allclose(scores, theirs.per_point.numpy() + jacobian, rtol=1e-12)
     saved = json.loads((folder / "scores.csv.json").read_text())

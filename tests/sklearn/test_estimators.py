@@ -20,21 +20,8 @@ from deepem.sklearn import DeepDensityEstimator, DeepImputer  # noqa: E402
 
 TINY = {"epochs": 1, "hidden": (4,), "particles": 2, "eval_particles": 4, "random_state": 0}
 
-#: checks that cannot pass, and why: a Monte Carlo estimate draws from one seeded generator in row order,
-#: so a row's estimate depends on the rows before it (the imputer passes them only because scikit-learn's
-#: checks give it complete rows, which come back unchanged)
-ORDER_DEPENDENT = {
-    "check_methods_subset_invariance": "IS estimates draw from one generator in row order",
-    "check_methods_sample_order_invariance": "IS estimates draw from one generator in row order",
-}
 
-
-def expected_failures(estimator):
-    return ORDER_DEPENDENT if isinstance(estimator, DeepDensityEstimator) else {}
-
-
-@parametrize_with_checks([DeepImputer(**TINY), DeepDensityEstimator(**TINY)],
-                         expected_failed_checks=expected_failures)
+@parametrize_with_checks([DeepImputer(**TINY), DeepDensityEstimator(**TINY)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
