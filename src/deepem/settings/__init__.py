@@ -15,6 +15,7 @@ A function's keyword parameters (a method's constructor) are declared by its sig
 is cheap (the CLI's --help)."""
 
 from deepem.settings.command_line import (
+    OneLineParser,
     add_arguments,
     add_setting,
     argparse_type,
@@ -35,6 +36,6 @@ from deepem.settings.declare import (
     validate,
 )
 
-__all__ = ["Setting", "SettingError", "add_arguments", "add_setting", "argparse_type", "check_values", "convert",
-           "declared", "key_value", "positive_int", "resume_names", "setting", "signature_settings", "text_value",
-           "typed_values", "validate"]
+__all__ = ["OneLineParser", "Setting", "SettingError", "add_arguments", "add_setting", "argparse_type", "check_values",
+           "convert", "declared", "key_value", "positive_int", "resume_names", "setting", "signature_settings",
+           "text_value", "typed_values", "validate"]

@@ -36,20 +36,37 @@ class Setting:
     short: str | None = None  # e.g. "-k"
     shown: str | None = None  # the default as the help says it, when the value alone is not clear
     flag_name: str | None = None  # the flag, where it is not --NAME-WITH-DASHES (e.g. --ais-initial)
+    # ---- the command line only (a subcommand's own flags, deepem/declarations/commands.py) ----
+    dest: str | None = None  # the parsed arguments' attribute, where it is not NAME (e.g. options for --option)
+    metavar: str | None = None  # e.g. FILE, RUN_DIR
+    positional: bool = False  # an argument without a flag (e.g. RUN_DIR)
+    required: bool = False
+    repeat: bool = False  # the flag may be given several times: the value is the list of what each gave
+    #: reads the command-line text where the type alone does not say how (e.g. GROUP:KEY=VALUE); it
+    #: raises SettingError naming the setting
+    parse: Callable[[str], Any] | None = None
 
     @property
     def option(self) -> str:
         return self.flag_name or "--" + self.name.replace("_", "-")
 
+    @property
+    def attribute(self) -> str:
+        """The name the parsed arguments hold the value under."""
+        return self.dest or self.name
+
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
             choices: Sequence[Any] | None = None, minimum: float | None = None, above: float | None = None,
             below: float | None = None, resume: bool = False, flag: bool = True, short: str | None = None,
-            shown: str | None = None, flag_name: str | None = None) -> Any:
+            shown: str | None = None, flag_name: str | None = None, dest: str | None = None,
+            metavar: str | None = None, positional: bool = False, required: bool = False, repeat: bool = False,
+            parse: Callable[[str], Any] | None = None) -> Any:
     """A dataclass field declaring a setting (see the module docstring); `factory` for a mutable default."""
     meta = {"help": help, "choices": None if choices is None else tuple(choices), "minimum": minimum,
             "above": above, "below": below, "resume": resume, "flag": flag, "short": short, "shown": shown,
-            "flag_name": flag_name}
+            "flag_name": flag_name, "dest": dest, "metavar": metavar, "positional": positional,
+            "required": required, "repeat": repeat, "parse": parse}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
