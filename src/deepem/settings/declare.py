@@ -29,6 +29,7 @@ class Setting:
     help: str = ""
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
     above: float | None = None  # strictly greater than
     below: float | None = None  # strictly less than
     resume: bool = False  # a resumed run may change it
@@ -57,15 +58,16 @@ class Setting:
 
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
-            choices: Sequence[Any] | None = None, minimum: float | None = None, above: float | None = None,
+            choices: Sequence[Any] | None = None, minimum: float | None = None, maximum: float | None = None,
+            above: float | None = None,
             below: float | None = None, resume: bool = False, flag: bool = True, short: str | None = None,
             shown: str | None = None, flag_name: str | None = None, dest: str | None = None,
             metavar: str | None = None, positional: bool = False, required: bool = False, repeat: bool = False,
             parse: Callable[[str], Any] | None = None) -> Any:
     """A dataclass field declaring a setting (see the module docstring); `factory` for a mutable default."""
     meta = {"help": help, "choices": None if choices is None else tuple(choices), "minimum": minimum,
-            "above": above, "below": below, "resume": resume, "flag": flag, "short": short, "shown": shown,
-            "flag_name": flag_name, "dest": dest, "metavar": metavar, "positional": positional,
+            "maximum": maximum, "above": above, "below": below, "resume": resume, "flag": flag, "short": short,
+            "shown": shown, "flag_name": flag_name, "dest": dest, "metavar": metavar, "positional": positional,
             "required": required, "repeat": repeat, "parse": parse}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -177,14 +179,15 @@ def _requirement(s: Setting, kind: Any) -> str | None:
         return f"one of {', '.join(map(str, s.choices))}"
     inner = (typing.get_args(kind) or (Any,))[0] if typing.get_origin(kind) is list else None
     what = {int: "an integer", float: "a number"}.get(inner or kind)
-    if what is None or (s.minimum is None and s.above is None and s.below is None):
+    if what is None or (s.minimum is None and s.above is None and s.below is None and s.maximum is None):
         return None
     if inner is not None:
         what = "a list of " + what.removeprefix("an ").removeprefix("a ") + "s"
     if s.above == 0 and kind is float and s.below is None:
         return "a positive finite number"
     least = f" >= {s.minimum:g}" if s.minimum is not None else f" > {s.above:g}" if s.above is not None else ""
-    return what + least + (f"{' and' if least else ''} < {s.below:g}" if s.below is not None else "")
+    most = f" < {s.below:g}" if s.below is not None else f" <= {s.maximum:g}" if s.maximum is not None else ""
+    return what + least + (f"{' and' if least and most else ''}{most}")
 
 
 def _checked(s: Setting, kind: Any, value: Any) -> Any:
@@ -196,6 +199,7 @@ def _checked(s: Setting, kind: Any, value: Any) -> Any:
     for v in (value if isinstance(value, list) else [value]):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if ((s.minimum is not None and v < s.minimum) or (s.above is not None and not v > s.above)
+                    or (s.maximum is not None and v > s.maximum)
                     or (s.below is not None and not v < s.below)):
                 raise SettingError(f"invalid {s.name} = {value!r}: out of range")
     return value
