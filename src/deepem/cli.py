@@ -13,11 +13,13 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 
 from deepem.declarations.commands import COMMANDS, THREADS
 from deepem.declarations.flags import add_command, check_nproc, finish_parser
+from deepem.declarations.methods import METHOD_NAMES, METHOD_OPTIONS, describe_options
 from deepem.errors import UserError, quiet_on_broken_pipe
-from deepem.settings import OneLineParser, add_setting
+from deepem.settings import OneLineParser, add_setting, declared
 
 #: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
 #: rest of the library (tests/test_layering.py allows exactly this deferred import, and says why)
@@ -25,22 +27,52 @@ DISPATCH = "deepem.dispatch"
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand, each flag made from its declaration (deepem/declarations/commands.py)."""
+def build_parser(method: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, each flag made from its declaration (deepem/declarations/commands.py).
+    method: `train --help` also lists this method's options (`deepem train --method M --help`)."""
     parser = OneLineParser(prog="deepem", description=__doc__)
     add_setting(parser, THREADS, untyped_none=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        add_command(sub, command)
+        p = add_command(sub, command)
+        if command.name == "train":
+            p.formatter_class = argparse.RawDescriptionHelpFormatter  # (train has no description to wrap)
+            p.epilog = method_epilog(method)
     finish_parser(parser, sub)
     return parser
+
+
+def method_epilog(method: str | None) -> str:
+    """What `deepem train --help` says after the flags: the options of --method M, where M is given."""
+    if method is None:
+        return "with --method M before --help: M's options (set with --option KEY=VALUE, K with --particles)"
+    if method not in METHOD_OPTIONS:
+        return f"{method!r} is not a built-in method (they are: {', '.join(METHOD_NAMES)}); `deepem list` shows them"
+    lines = describe_options(declared(METHOD_OPTIONS[method]))
+    return f"options of method {method} (--option KEY=VALUE; K with --particles):\n" + "\n".join(
+        textwrap.fill(line, width=100, initial_indent="  ", subsequent_indent="      ") for line in lines)
+
+
+def asked_method(argv: list[str]) -> str | None:
+    """The --method (-m) of a `deepem train ... --help` command line: its options go into the help."""
+    if "train" not in argv or not {"-h", "--help"} & set(argv):
+        return None
+    rest = argv[argv.index("train") + 1:]
+    for i, word in enumerate(rest):
+        if word in ("--method", "-m") and i + 1 < len(rest):
+            return rest[i + 1]
+        if word.startswith("--method="):
+            return word.partition("=")[2]
+        if word.startswith("-m") and len(word) > 2:
+            return word[2:]
+    return None
 
 
 @quiet_on_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     own_command_line = argv is None  # the process's own command (not a test's, nor a rank's call)
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(asked_method(argv)).parse_args(argv)
     if getattr(args, "nproc", 1) > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (not in a launched job)
         try:  # before any process starts, and before torch is imported
             check_nproc(args, os.cpu_count() or 1)

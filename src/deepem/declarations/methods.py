@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from deepem.declarations.estimators import TEMPERATURE_SCHEDULE_NAMES
 from deepem.declarations.model import ACTIVATION_NAMES
-from deepem.settings import setting
+from deepem.settings import Setting, requirement, setting
 
 #: methods/registry.py METHODS, in its order
 METHOD_NAMES = ("vae", "iwae", "rws", "rem-v1", "rem-v2", "iwem", "iwem-woo", "iwem-woa", "iwae-dreg", "iwae-stl",
@@ -162,3 +162,9 @@ METHOD_OPTIONS: dict[str, type] = {
     "nvil": NVILOptions, "avb": AVBOptions, "iwavb": IWAVBOptions, "miwae": IWAEOptions,
     "miss-iwem": MissIWEMOptions, "miss-iwem-woa": MissIWEMWoaOptions,
 }
+
+
+def describe_options(options: dict[str, Setting]) -> list[str]:
+    """One line per option: NAME=DEFAULT, its help and what values it takes (`deepem list`, and `deepem train
+    --method M --help`)."""
+    return [f"{name}={s.default!r}: {s.help or 'no description'} ({requirement(s)})" for name, s in options.items()]

@@ -29,6 +29,7 @@ from deepem.settings.declare import (
     check_values,
     convert,
     declared,
+    requirement,
     resume_names,
     setting,
     signature_settings,
@@ -37,5 +38,5 @@ from deepem.settings.declare import (
 )
 
 __all__ = ["OneLineParser", "Setting", "SettingError", "add_arguments", "add_setting", "argparse_type", "check_values",
-           "convert", "declared", "key_value", "positive_int", "resume_names", "setting", "signature_settings",
-           "text_value", "typed_values", "validate"]
+           "convert", "declared", "key_value", "positive_int", "requirement", "resume_names", "setting",
+           "signature_settings", "text_value", "typed_values", "validate"]

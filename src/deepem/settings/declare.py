@@ -173,6 +173,13 @@ def _parsed(kind: Any, text: str) -> Any:
     return value
 
 
+def requirement(s: Setting) -> str:
+    """What a value of `s` must be, in words (its type, range and choices), e.g. "an integer >= 2"."""
+    kind, nullable = _optional(s.kind)
+    words = _requirement(s, kind) or _describe(kind)
+    return words + (" or none" if nullable or (s.default is None and s.choices is None) else "")
+
+
 def _requirement(s: Setting, kind: Any) -> str | None:
     """What a value must be, in words, where the declaration says more than its type."""
     if s.choices is not None:
