@@ -118,7 +118,8 @@ class AIWAEOptions:
     leapfrog_steps: int = setting(5, "L, leapfrog steps per HMC transition", minimum=1)
     step_size: float = setting(0.05, "the initial HMC step size of every temperature", above=0)
     target_acceptance: float = setting(0.6, "HMC acceptance rate the step sizes are tuned to", above=0, below=1)
-    adaptation_rate: float = setting(0.02, "multiplicative step-size change per update", above=0)
+    adaptation_rate: float = setting(0.02, "multiplicative step-size change per update (0: the step size stays "
+                                     "fixed)", minimum=0)
     schedule: str = setting("linear", "temperature schedule (linear as in the paper)",
                             choices=TEMPERATURE_SCHEDULE_NAMES)
 
