@@ -19,7 +19,7 @@ from deepem.declarations.commands import COMMANDS, THREADS
 from deepem.declarations.flags import add_command, check_nproc, finish_parser
 from deepem.declarations.methods import METHOD_NAMES, METHOD_OPTIONS, describe_options
 from deepem.errors import UserError, quiet_on_broken_pipe
-from deepem.settings import OneLineParser, add_setting, declared
+from deepem.settings import OneLineParser, add_setting
 
 #: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
 #: rest of the library (tests/test_layering.py allows exactly this deferred import, and says why)
@@ -48,7 +48,7 @@ def method_epilog(method: str | None) -> str:
         return "with --method M before --help: M's options (set with --option KEY=VALUE, K with --particles)"
     if method not in METHOD_OPTIONS:
         return f"{method!r} is not a built-in method (they are: {', '.join(METHOD_NAMES)}); `deepem list` shows them"
-    lines = describe_options(declared(METHOD_OPTIONS[method]))
+    lines = describe_options(METHOD_OPTIONS[method])
     return f"options of method {method} (--option KEY=VALUE; K with --particles):\n" + "\n".join(
         textwrap.fill(line, width=100, initial_indent="  ", subsequent_indent="      ") for line in lines)
 

@@ -23,7 +23,7 @@ from deepem.inference import adaptation, moments, temperatures
 from deepem.methods import iwem, rem, rws
 from deepem.methods.registry import METHODS, method_settings
 from deepem.models import completion, config, likelihoods, networks
-from deepem.settings import Setting, declared, signature_settings
+from deepem.settings import Setting, signature_settings
 from deepem.training import config as train_config
 from deepem.training import schedules
 from deepem.workflows import impute
@@ -85,7 +85,7 @@ def option_disagreements(name: str) -> list[str]:
     cls, declaration = METHODS[name], methods.METHOD_OPTIONS.get(name)
     if declaration is None:
         return [f"{name}: no option declaration"]
-    ours, theirs = declared(declaration), signature_settings(cls.__init__)
+    ours, theirs = declaration, signature_settings(cls.__init__)
     out = []
     if list(ours) != list(theirs):
         return [f"{name}: options {list(ours)} declared, the constructor takes {list(theirs)}"]
@@ -146,7 +146,7 @@ def test_every_registry_fact_of_the_parser_is_the_library_s():
     assert set(methods.METHOD_OPTIONS) == set(methods.METHOD_NAMES)
     # and what the parser shows is what the registry uses
     for name in methods.METHOD_NAMES:
-        assert method_settings(name) == declared(methods.METHOD_OPTIONS[name])
+        assert method_settings(name) == methods.METHOD_OPTIONS[name]
 
 
 def test_a_copy_that_disagrees_is_named(monkeypatch):
@@ -157,24 +157,57 @@ def test_a_copy_that_disagrees_is_named(monkeypatch):
                           {**value, "extra": None} if isinstance(value, dict) else (*value, "extra"))
             assert disagreements() == [f"{module.__name__}.{name}"]
     # a method option's default, its range and its choices
-    planted = [(methods.REMOptions, "jitter", {"default": 1e-5}, "rem-v1.jitter: declared"),
-               (methods.REMOptions, "particles", {"minimum": 1}, "rem-v1.particles: the constructor refuses 1"),
-               (methods.NVILOptions, "decay", {"below": 2}, "nvil.decay: the constructor refuses"),
-               (methods.RWSOptions, "phi_update", {"choices": ("wake", "dream")}, "rws.phi_update: the constructor")]
-    for cls, option, change, message in planted:
-        field = cls.__dataclass_fields__[option]
+    planted = [("rem-v1", "jitter", {"default": 1e-5}, "rem-v1.jitter: declared"),
+               ("rem-v1", "particles", {"minimum": 1}, "rem-v1.particles: the constructor refuses 1"),
+               ("nvil", "decay", {"below": 2}, "nvil.decay: the constructor refuses"),
+               ("rws", "phi_update", {"choices": ("wake", "dream")}, "rws.phi_update: the constructor")]
+    for name, option, change, message in planted:
         with monkeypatch.context() as patch:
-            if "default" in change:
-                patch.setattr(field, "default", change["default"])
-            else:
-                patch.setattr(field, "metadata", {**field.metadata, **change})
+            patch.setitem(methods.METHOD_OPTIONS[name], option,
+                          dataclasses.replace(methods.METHOD_OPTIONS[name][option], **change))
             found = [d for d in disagreements() if d.startswith(message.split(":")[0] + ":")]
             assert found and found[0].startswith(message), (found, message)
 
 
 @pytest.mark.parametrize("name", methods.METHOD_NAMES)
 def test_each_declared_option_has_help(name):
-    for option, s in declared(methods.METHOD_OPTIONS[name]).items():
-        assert s.help, f"{name}.{option}"
-    assert dataclasses.is_dataclass(methods.METHOD_OPTIONS[name])
+    for option, s in methods.METHOD_OPTIONS[name].items():
+        assert s.help and s.name == option, f"{name}.{option}"
     assert inspect.signature(METHODS[name].__init__)  # (a constructor to check against)
+
+
+def test_a_method_registered_from_outside_declares_its_options_or_has_them_read(monkeypatch):
+    from deepem.methods.base import Method
+    from deepem.methods.registry import make_method
+    from deepem.methods.rem import REM
+    from deepem.settings import SettingError, setting
+
+    @dataclasses.dataclass
+    class Options:
+        particles: int = setting(3, "K", minimum=1)
+        width: int = setting(10, "a width of its own", minimum=1)
+
+    class Declared(Method):
+        name = "declared-outside"
+
+        def __init__(self, particles: int = 3, width: int = 10) -> None:
+            super().__init__(particles)
+            self.width = width
+
+    Declared.Options = Options
+
+    class Introspected(REM):  # a subclass: REM's declaration does not describe its constructor
+        name = "introspected-outside"
+
+        def __init__(self, particles: int = 4, spread: float = 0.5) -> None:
+            super().__init__(particles)
+            self.spread = spread
+
+    monkeypatch.setitem(METHODS, Declared.name, Declared)
+    monkeypatch.setitem(METHODS, Introspected.name, Introspected)
+    assert method_settings("declared-outside")["width"].help == "a width of its own"
+    with pytest.raises(SettingError, match="invalid width = 0: must be an integer >= 1"):
+        make_method("declared-outside", width=0)
+    assert {k: s.default for k, s in method_settings("introspected-outside").items()} == {"particles": 4,
+                                                                                          "spread": 0.5}
+    assert make_method("introspected-outside", spread=2.0).spread == 2.0

@@ -147,7 +147,7 @@ def test_train_method_help_lists_the_method_s_options(argv, capsys):
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "options of method rem-v1" in text
-    for name, s in declared(METHOD_OPTIONS["rem-v1"]).items():
+    for name, s in METHOD_OPTIONS["rem-v1"].items():
         assert f"{name}={s.default!r}: {' '.join(s.help.split())}" in text, name
     assert "particles=50:" in text and "(an integer >= 2)" in text  # REM needs two particles for a covariance
     assert "(one of weighted, unweighted)" in text and "jitter=1e-06:" in text and "(a number >= 0)" in text

@@ -2,7 +2,8 @@
 A new method is one file plus one entry in the tuple below, and its options declared in
 declarations/methods.py (the registry itself, `METHODS`, is declared in base.py so that a refused model can
 be told which methods fit it). A method's options: its own dataclass `Options` where it has one (a
-method registered from outside the package may declare them so), a built-in method's declaration in
+method registered from outside the package may declare them so: a dataclass of `setting(...)` fields, or
+a dict of `Setting`s), a built-in method's declaration in
 declarations/methods.py, else its constructor's signature (names, types, defaults)."""
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ def method_settings(name: str) -> dict[str, Setting]:
     """A method's options: name, type, default, help, range and choices (see the module docstring)."""
     cls = get_method_class(name)
     own = cls.__dict__.get("Options")  # not inherited: a subclass with other options is not described by it
-    if own is not None:
+    if isinstance(own, dict):  # {name: Setting}, as declarations/methods.py declares the built-in ones
+        return dict(own)
+    if own is not None:  # a dataclass of setting(...) fields
         return declared(own)
     if METHOD_OPTIONS.get(name) is not None and cls.__module__.startswith("deepem.methods."):
-        return declared(METHOD_OPTIONS[name])
+        return dict(METHOD_OPTIONS[name])
     return signature_settings(cls.__init__)
 
 
