@@ -1,6 +1,7 @@
-"""The flags of the `deepem` subcommands, made from the settings' declarations (run, model, estimators), and
-the checks of typed values that need none of the library (so `--help`, argument errors and a refused --nproc
-answer before torch loads). cli.py assembles the parser from these."""
+"""The parser of each `deepem` subcommand, made from its declaration (commands.py) and the settings'
+(run, model, estimators): every flag by deepem.settings.add_setting; and the checks of typed values
+that need none of the library (so `--help`, argument errors and a refused --nproc answer before torch
+loads). cli.py assembles the parser from these."""
 
 from __future__ import annotations
 
