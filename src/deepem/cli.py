@@ -45,7 +45,8 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
 def method_epilog(method: str | None) -> str:
     """What `deepem train --help` says after the flags: the options of --method M, where M is given."""
     if method is None:
-        return "with --method M before --help: M's options (set with --option KEY=VALUE, K with --particles)"
+        return ("deepem train --method M --help: this help with M's options (set with --option KEY=VALUE, K with "
+                "--particles)")
     if method not in METHOD_OPTIONS:
         return f"{method!r} is not a built-in method (they are: {', '.join(METHOD_NAMES)}); `deepem list` shows them"
     lines = describe_options(METHOD_OPTIONS[method])

@@ -156,7 +156,7 @@ def test_train_method_help_lists_the_method_s_options(argv, capsys):
 def test_train_help_without_a_method_says_how_to_see_one(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "with --method M before --help: M's options" in " ".join(capsys.readouterr().out.split())
+    assert "deepem train --method M --help: this help with M's options" in " ".join(capsys.readouterr().out.split())
 
 
 def test_the_estimators_flags_are_their_records():

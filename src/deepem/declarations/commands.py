@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS, PROPOSALS, AISSettings
 from deepem.settings import Setting
@@ -181,8 +180,8 @@ def command_flags(command: Command) -> tuple[Setting, ...]:
     return (*command.flags, *command.after)
 
 
-def shared_settings() -> dict[str, Any]:
-    """The declarations more than one subcommand lists (each declared once, above)."""
+def shared_settings() -> dict[str, list[str]]:
+    """The flags whose one declaration more than one subcommand lists: flag -> those subcommands."""
     counts: dict[int, list[str]] = {}
     for command in COMMANDS:
         for s in command_flags(command):
