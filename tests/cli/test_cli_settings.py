@@ -36,7 +36,7 @@ def test_train_names_the_run_by_the_resolved_k(tmp_path, monkeypatch, capsys):
 def test_a_method_option_of_the_wrong_type_names_the_option(capsys):
     assert main(["train", "-m", "iwem", "--option", "alpha_step=abc", *TINY]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("alpha_step takes a number, got 'abc'") and len(err.splitlines()) == 1
+    assert err.endswith("invalid alpha_step = 'abc': must be a number >= 0") and len(err.splitlines()) == 1
 
 
 @pytest.fixture

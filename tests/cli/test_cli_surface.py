@@ -24,7 +24,7 @@ def test_description_names_every_subcommand():
         assert f"{name} (" in parser.description, name
 
 
-@pytest.mark.parametrize("command", [None, "train", "evaluate", "compare", "impute", "sample", "bdmc", "list"])
+@pytest.mark.parametrize("command", [None, "train", "evaluate", "compare", "impute", "score", "sample", "bdmc", "list"])
 def test_help_shows_the_default_of_every_option(command):
     parser = build_parser()
     p = parser if command is None else _subparsers(parser)[command]

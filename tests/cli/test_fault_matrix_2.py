@@ -168,8 +168,8 @@ def test_item3_nothing_missing_is_refused(tmp_path, capsys):
 
 
 def test_item6_a_bad_option_value_is_named_against_its_type(tmp_path, capsys):
-    for option, message in [("alpha_step=abc", "alpha_step takes a number, got 'abc'"),
-                            ("alpha_step=-1", "alpha_step must be >= 0, got -1")]:
+    for option, message in [("alpha_step=abc", "invalid alpha_step = 'abc': must be a number >= 0"),
+                            ("alpha_step=-1", "invalid alpha_step = -1: must be a number >= 0")]:
         assert main([*TRAIN, "-m", "iwem", "--option", option, "--out", str(tmp_path / "r")]) == 2
         assert message in one_error(capsys)
 

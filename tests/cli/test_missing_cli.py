@@ -84,4 +84,4 @@ def test_impute_limit_imputes_the_first_points_with_baselines_fitted_on_them_alo
     assert "valid split (first 30 points)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as info:  # argparse: one line on stderr, exit code 2
         main(["impute", str(incomplete_run), "--limit", "0"])
-    assert info.value.code == 2 and "--limit: must be >= 1, got 0" in capsys.readouterr().err
+    assert info.value.code == 2 and "--limit: invalid limit = '0': must be an integer >= 1" in capsys.readouterr().err

@@ -238,15 +238,3 @@ def test_baselines_choice_and_limit(choice, expected, tmp_path_factory):
                  "--quiet"]) == 0
     summary = json.loads((run / "imputation.json").read_text())
     assert {"mean", "iterative"} & set(summary) == expected and summary["n_points"] == 25
-
-
-def test_the_parser_states_the_baselines_and_bounds_the_library_uses():
-    from deepem.cli import build_parser
-    from deepem.evaluation.imputation_baselines import ITERATIVE_MAX_CELLS, ITERATIVE_MAX_COLUMNS
-    from deepem.workflows.impute import BASELINE_CHOICES
-
-    impute = build_parser()._subparsers._group_actions[0].choices["impute"]
-    action = next(a for a in impute._actions if a.dest == "baselines")
-    assert list(action.choices) == list(BASELINE_CHOICES)
-    assert f"above {ITERATIVE_MAX_CELLS} cells" in action.help
-    assert f"above {ITERATIVE_MAX_COLUMNS} columns" in action.help

@@ -81,11 +81,11 @@ def test_bad_settings_are_named(lg):
     """One line naming the setting, a UserError (the CLI prints it, exit 2) that is also a ValueError."""
     model, x, _ = lg
     cases = [({"initial": "posterior"}, "invalid ais setting initial = 'posterior': must be one of prior, encoder"),
-             ({"temperatures": 1}, "invalid ais setting temperatures = 1: must be >= 2"),
-             ({"chains": 0}, "invalid ais setting chains = 0: must be >= 1"),
+             ({"temperatures": 1}, "invalid ais setting temperatures = 1: must be an integer >= 2"),
+             ({"chains": 0}, "invalid ais setting chains = 0: must be an integer >= 1"),
              ({"schedule": "cosine"}, "invalid ais setting schedule = 'cosine': must be one of linear, sigmoid"),
-             ({"step_size": 0.0}, "invalid ais setting step_size = 0.0: must be > 0"),
-             ({"target_acceptance": 1.0}, "invalid ais setting target_acceptance = 1.0: must be < 1"),
+             ({"step_size": 0.0}, "invalid ais setting step_size = 0.0: must be a positive finite number"),
+             ({"target_acceptance": 1.0}, "invalid ais setting target_acceptance = 1.0: must be a number > 0 and < 1"),
              ({"leapfrog": 3}, "unexpected keyword argument 'leapfrog'")]
     for settings, message in cases:
         with pytest.raises(EstimatorSettingError, match=re.escape(message)) as err:

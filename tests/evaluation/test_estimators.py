@@ -93,12 +93,13 @@ def test_the_wrappers_are_the_registered_estimators(lg):
 
 def test_setting_errors_are_one_line_user_errors():
     for name, settings, message in [
-            ("iw", {"particles": 0}, "invalid iw setting particles = 0: must be >= 1"),
-            ("iw", {"chunk_particles": 0}, "invalid iw setting chunk_particles = 0: must be >= 1"),
+            ("iw", {"particles": 0}, "invalid iw setting particles = 0: must be an integer >= 1"),
+            ("iw", {"chunk_particles": 0}, "invalid iw setting chunk_particles = 0: must be an integer >= 1"),
             ("iw-observed", {"proposal": "mean"},
              "invalid iw-observed setting proposal = 'mean': must be one of zero-filled, completed"),
-            ("ais", {"leapfrog_steps": 0}, "invalid ais setting leapfrog_steps = 0: must be >= 1"),
-            ("ais", {"adaptation_rate": -1.0}, "invalid ais setting adaptation_rate = -1.0: must be > 0")]:
+            ("ais", {"leapfrog_steps": 0}, "invalid ais setting leapfrog_steps = 0: must be an integer >= 1"),
+            ("ais", {"adaptation_rate": -1.0},
+             "invalid ais setting adaptation_rate = -1.0: must be a positive finite number")]:
         with pytest.raises(EstimatorSettingError, match=re.escape(message)) as err:
             make_estimator(name, **settings)
         assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)

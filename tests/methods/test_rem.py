@@ -59,7 +59,7 @@ def test_s_diagnostics_are_reported() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "match"),
     [
-        ("rem-v1", {"particles": 1}, "at least 2"),
+        ("rem-v1", {"particles": 1}, "particles = 1: must be an integer >= 2"),
         ("rem-v1", {"covariance": "full"}, "covariance"),
         ("rem-v1", {"jitter": -1.0}, "jitter"),
         ("rem-v1", {"jitter": 1e-6, "eps": 1e-6}, "former name"),

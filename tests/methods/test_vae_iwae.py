@@ -66,5 +66,5 @@ def test_unknown_method_and_option_errors_are_clear():
         make_method("rem3")
     with pytest.raises(ValueError, match="has no option temperature.*particles"):
         make_method("iwae", temperature=2)
-    with pytest.raises(ValueError, match="particles .* must be >= 1"):
+    with pytest.raises(ValueError, match="invalid particles = 0: must be an integer >= 1"):
         make_method("iwae", particles=0)

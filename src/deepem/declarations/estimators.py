@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepem.errors import UserError
-from deepem.settings import declared, setting
+from deepem.settings import SettingError, convert, declared, setting
 
 #: the registered estimators (evaluation/estimators.py ESTIMATORS), in their order
 ESTIMATOR_NAMES = ("iw", "iw-observed", "ais")
@@ -28,25 +28,15 @@ class EstimatorSettingError(UserError, ValueError):
 
 
 def validate(record: Any) -> None:
-    """Check every field of a settings record against its declaration (choices, minimum, above, below)."""
+    """Check every field of a settings record against its declaration (type, range, choices) with the one
+    validator of every setting (deepem.settings.convert); the message names the estimator."""
     for name, s in declared(type(record)).items():
-        value = getattr(record, name)
-        if value is None and s.default is None:
-            continue
-        if s.choices is not None and value not in s.choices:
-            fail(record, name, value, f"one of {', '.join(map(str, s.choices))}")
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if (s.minimum is not None or s.above is not None or s.below is not None) and not numeric:
-            fail(record, name, value, "a number")
-        if s.kind is int or s.kind == (int | None):
-            if not isinstance(value, int) or isinstance(value, bool):
-                fail(record, name, value, "a whole number")
-        if s.minimum is not None and value < s.minimum:
-            fail(record, name, value, f">= {s.minimum:g}")
-        if s.above is not None and not value > s.above:
-            fail(record, name, value, f"> {s.above:g}")
-        if s.below is not None and not value < s.below:
-            fail(record, name, value, f"< {s.below:g}")
+        try:
+            convert(s, getattr(record, name))
+        except SettingError as err:
+            raise EstimatorSettingError(str(err).replace("invalid ", f"invalid {record.estimator} setting ", 1)
+                                        if str(err).startswith("invalid ") else
+                                        f"{record.estimator} setting {err}") from None
 
 
 def fail(record: Any, name: str, value: Any, must: str) -> None:

@@ -1,6 +1,7 @@
-"""The flags of the `deepem` subcommands, made from the settings' declarations (run, model, estimators), and
-the checks of typed values that need none of the library (so `--help`, argument errors and a refused --nproc
-answer before torch loads). cli.py assembles the parser from these."""
+"""The parser of each `deepem` subcommand, made from its declaration (commands.py) and the settings'
+(run, model, estimators): every flag by deepem.settings.add_setting; and the checks of typed values
+that need none of the library (so `--help`, argument errors and a refused --nproc answer before torch
+loads). cli.py assembles the parser from these."""
 
 from __future__ import annotations
 
@@ -9,22 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepem.declarations.commands import QUIET, THREADS, Command
 from deepem.declarations.model import ModelSettings
 from deepem.declarations.run import PARTICLES, RunSettings, parse_optim_setting
 from deepem.errors import UserError
-from deepem.settings import (
-    SettingError,
-    add_arguments,
-    add_setting,
-    argparse_type,
-    declared,
-    key_value,
-    positive_int,
-)
+from deepem.settings import Setting, SettingError, add_arguments, add_setting, declared, key_value
 
 #: the TrainConfig settings with a flag of their own (the others: --option, --optim, --architecture-option)
 RUN_FLAGS = [name for name, s in declared(RunSettings).items() if s.flag]
-DATA_DIR_HELP = "folder with dataset files (default: $DEEPEM_DATA or ~/.cache/deepem)"
 
 
 def parse_method_option(text: str) -> tuple[str, Any]:
@@ -34,34 +27,44 @@ def parse_method_option(text: str) -> tuple[str, Any]:
     return key, value
 
 
+#: the run's flags that are not one field of RunSettings: the method's and the preset's options, and the
+#: optimiser settings per parameter group (each a list of what the repeated flag gave)
+OPTION = Setting("option", Any, None, "a method option other than K (repeatable); `deepem list` and `deepem train "
+                 "--method M --help` show them", short="-o", dest="options", metavar="KEY=VALUE", repeat=True,
+                 parse=parse_method_option)
+ARCHITECTURE_OPTION = Setting("architecture_option", Any, None, "an option of the preset (repeatable), e.g. "
+                              "layer_sizes=[100,50]", dest="architecture_options", metavar="KEY=VALUE", repeat=True,
+                              parse=key_value)
+OPTIM = Setting("optim", Any, None, "optimiser setting of one parameter group (repeatable): GROUP is theta, phi or a "
+                "group the method owns; KEY is lr, betas (e.g. 0.9,0.99) or steps (optimiser steps per batch). E.g. "
+                "--optim phi:lr=3e-4 --optim discriminator:steps=5. What you type wins over a method's paper "
+                "settings; the run says which settings are in effect and where each came from",
+                metavar="GROUP:KEY=VALUE", repeat=True, parse=parse_optim_setting)
+
+
 def add_run_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """The run settings' flags, one per declared setting (None = not typed: the declared default applies
     to a new run, and a resumed run changes exactly the settings typed, even to a value equal to it)."""
     add_arguments(p.add_argument_group("data and model"), ModelSettings)
     g = p.add_argument_group("run and optimisation")
     add_arguments(g, RunSettings, names=[s for s in RUN_FLAGS if s not in exclude])
-    add_setting(g, PARTICLES)
-    g.add_argument("--option", "-o", dest="options", action="append", type=argparse_type(parse_method_option),
-                   metavar="KEY=VALUE", help="a method option other than K (repeatable); `deepem list` shows them")
-    g.add_argument("--architecture-option", dest="architecture_options", action="append", type=argparse_type(key_value),
-                   metavar="KEY=VALUE", help="an option of the preset (repeatable), e.g. layer_sizes=[100,50]")
-    g.add_argument("--optim", action="append", type=argparse_type(parse_optim_setting), metavar="GROUP:KEY=VALUE",
-                   help="optimiser setting of one parameter group (repeatable): GROUP is theta, phi or a group "
-                        "the method owns; KEY is lr, betas (e.g. 0.9,0.99) or steps (optimiser steps per batch). "
-                        "E.g. --optim phi:lr=3e-4 --optim discriminator:steps=5. What you type wins over a "
-                        "method's paper settings; the run says which settings are in effect and where each came "
-                        "from")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    for s in (PARTICLES, OPTION, ARCHITECTURE_OPTION, OPTIM):
+        add_setting(g, s)
+    add_setting(g, QUIET, untyped_none=False)
 
 
-def add_nproc(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--nproc", type=positive_int, default=1,
-                   help=f"{what} in N processes on this machine (torch.distributed; gloo on CPU, NCCL on GPU). "
-                        "Each gets max(1, cores // N) torch threads unless --threads is given. At most one per "
-                        "core unless --oversubscribe. Under torchrun, leave it out (or give torchrun's "
-                        "--nproc-per-node)")
-    p.add_argument("--oversubscribe", action="store_true",
-                   help="allow --nproc above the number of cores (each process then shares a core)")
+def add_command(sub: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
+    """The parser of one subcommand, every flag from its declaration (declarations/commands.py)."""
+    p = sub.add_parser(command.name, help=command.help)
+    for s in command.flags:
+        add_setting(p, s, untyped_none=False)
+    if command.run:
+        add_run_arguments(p, exclude=command.run_exclude)
+    add_estimator_arguments(p, command.estimators)
+    for s in command.after:
+        add_setting(p, s, untyped_none=False)
+    p.set_defaults(command_function=command.function)
+    return p
 
 
 def check_nproc(args: argparse.Namespace, cores: int) -> None:
@@ -101,18 +104,7 @@ def add_estimator_arguments(p: argparse.ArgumentParser, records: tuple[type, ...
 
 
 def finish_parser(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
-    """What every subcommand shares: --threads after the subcommand too, and each option's default in --help."""
-    threads = next(a for a in parser._actions if a.dest == "threads")
+    """--threads after the subcommand too (SUPPRESS: left out, the value given before the subcommand, or
+    None, is kept)."""
     for p in sub.choices.values():
-        # SUPPRESS: without --threads here, the value given before the subcommand (or None) is kept.
-        p.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, help=threads.help)
-    for p in (parser, *sub.choices.values()):
-        for action in p._actions:
-            if not action.option_strings or action.help == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
-                continue
-            if "default" not in (action.help or "").lower():
-                shown = ("off" if action.default is False else "none" if action.default in (None, [])
-                         else ",".join(map(str, action.default)) if isinstance(action.default, list)
-                         else action.default)
-                shown = str(shown).replace("%", "%%")  # help strings are %-format templates
-                action.help = f"{action.help or ''} (default: {shown})".strip()
+        add_setting(p, THREADS, untyped_none=False, default=argparse.SUPPRESS)

@@ -3,6 +3,7 @@ torch, with the names they choose from and the parsing of `--optim GROUP:KEY=VAL
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,20 +85,40 @@ class RunSettings:
 
 
 def parse_optim_setting(text: str) -> tuple[str, str, Any]:
-    """GROUP:KEY=VALUE (the CLI's --optim), e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5."""
+    """GROUP:KEY=VALUE (the CLI's --optim), e.g. phi:lr=3e-4, phi:betas=0.9,0.99 or discriminator:steps=5:
+    the text read as KEY's type here, the value checked by `check_optim_value` (as a run's config is)."""
     group, colon, rest = text.partition(":")
     key, eq, raw = rest.partition("=")
-    key = key.strip()
-    if not (colon and eq and group.strip() and key):
+    group, key = group.strip(), key.strip()
+    if not (colon and eq and group and key):
         raise SettingError(f"--optim {text!r} is not GROUP:KEY=VALUE (e.g. phi:lr=3e-4, phi:betas=0.9,0.99, "
                            "discriminator:steps=5)")
-    if key not in OPTIM_KEYS:
-        raise SettingError(f"--optim {text!r}: unknown key {key!r}; allowed keys: {', '.join(OPTIM_KEYS)}")
     try:
-        value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
-                      int(raw) if key == "steps" else float(raw))
-    except ValueError:
-        raise SettingError(f"--optim {text!r}: {key} takes " + ("two numbers like 0.9,0.999" if key == "betas" else
-                                                                "a whole number" if key == "steps" else "a number")
-                           ) from None
-    return group.strip(), key, value
+        if key not in OPTIM_KEYS:
+            raise SettingError(f"unknown key {key!r}; allowed keys: {', '.join(OPTIM_KEYS)}")
+        try:
+            value: Any = ([float(v) for v in raw.split(",")] if key == "betas" else
+                          int(raw) if key == "steps" else float(raw))
+        except ValueError:
+            raise SettingError(f"{key} takes " + ("two numbers like 0.9,0.999" if key == "betas" else
+                                                  "a whole number" if key == "steps" else "a number")) from None
+        return group, key, check_optim_value(group, key, value)
+    except SettingError as err:
+        raise SettingError(f"--optim {text!r}: {err}") from None
+
+
+def check_optim_value(group: str, key: str, value: Any) -> Any:
+    """One optimiser setting of a parameter group checked, the one check of `--optim` and of a run's
+    config (training/optim.py): lr a positive finite number, betas two numbers in [0, 1), steps a whole
+    number >= 1; SettingError names GROUP.KEY."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if key == "lr" and not (number(value) and value > 0):
+        raise SettingError(f"{group}.lr = {value!r}: must be a positive finite number")
+    if key == "betas" and not (isinstance(value, (list, tuple)) and len(value) == 2
+                               and all(number(v) and 0 <= v < 1 for v in value)):
+        raise SettingError(f"{group}.betas = {value!r}: must be two numbers in [0, 1), e.g. 0.9,0.999")
+    if key == "steps" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise SettingError(f"{group}.steps = {value!r}: must be an integer >= 1")
+    return value

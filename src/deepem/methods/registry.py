@@ -1,11 +1,16 @@
 """Methods by name: the CLI's `--method` and `compare --methods` look them up here.
-A new method is one file plus one entry in the tuple below (the registry itself, `METHODS`, is declared in
-base.py so that a refused model can be told which methods fit it)."""
+A new method is one file plus one entry in the tuple below, and its options declared in
+declarations/methods.py (the registry itself, `METHODS`, is declared in base.py so that a refused model can
+be told which methods fit it). A method's options: its own dataclass `Options` where it has one (a
+method registered from outside the package may declare them so: a dataclass of `setting(...)` fields, or
+a dict of `Setting`s), a built-in method's declaration in
+declarations/methods.py, else its constructor's signature (names, types, defaults)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from deepem.declarations.methods import METHOD_OPTIONS
 from deepem.methods.aiwae import AIWAE
 from deepem.methods.avb import AVB, IWAVB
 from deepem.methods.base import METHODS, Method
@@ -19,7 +24,7 @@ from deepem.methods.rem import REM, REMv2
 from deepem.methods.rws import RWS, WakeSleep
 from deepem.methods.vae import VAE
 from deepem.methods.vimco import VIMCO
-from deepem.settings import Setting, SettingError, check_values, signature_settings
+from deepem.settings import Setting, SettingError, check_values, declared, signature_settings
 
 METHODS.update({cls.name: cls for cls in (
     VAE,
@@ -52,8 +57,16 @@ def method_options(name: str) -> dict[str, Any]:
 
 
 def method_settings(name: str) -> dict[str, Setting]:
-    """A method's options as declared by its constructor: name, type hint and default."""
-    return signature_settings(get_method_class(name).__init__)
+    """A method's options: name, type, default, help, range and choices (see the module docstring)."""
+    cls = get_method_class(name)
+    own = cls.__dict__.get("Options")  # not inherited: a subclass with other options is not described by it
+    if isinstance(own, dict):  # {name: Setting}, as declarations/methods.py declares the built-in ones
+        return dict(own)
+    if own is not None:  # a dataclass of setting(...) fields
+        return declared(own)
+    if METHOD_OPTIONS.get(name) is not None and cls.__module__.startswith("deepem.methods."):
+        return dict(METHOD_OPTIONS[name])
+    return signature_settings(cls.__init__)
 
 
 def get_method_class(name: str) -> type[Method]:

@@ -8,13 +8,19 @@ and the resume rules are all read from that one declaration.
 
     add_arguments(parser, Loop)          # --epochs N, help "passes ... (default: 10)", default None = not typed
     typed_values(args, Loop)             # {"epochs": 20} for the flags typed
-    validate(Loop(epochs=0))             # SettingError: epochs must be >= 1, got 0
+    validate(Loop(epochs=0))             # SettingError: invalid epochs = 0: must be an integer >= 1
 
-A function's keyword parameters (a method's constructor) are declared by its signature and type hints:
-`signature_settings(fn)` reads them into the same `Setting` records. No torch here: importing this module
-is cheap (the CLI's --help)."""
+A flag that is not a field of a record is a `Setting` itself (deepem/declarations/commands.py holds the
+subcommands' own: --seed, --device, ...), with what the command line needs beyond the value: a `dest`,
+a `metavar`, `positional`, `required`, `repeat` (a repeatable flag) or its own `parse` of the text.
+`add_setting` makes every flag from one such declaration, and `convert` is the one check of a value.
+
+A function's keyword parameters (the constructor of a method that declares no options) are read from
+its signature and type hints: `signature_settings(fn)` gives the same `Setting` records. No torch here:
+importing this module is cheap (the CLI's --help)."""
 
 from deepem.settings.command_line import (
+    OneLineParser,
     add_arguments,
     add_setting,
     argparse_type,
@@ -28,6 +34,7 @@ from deepem.settings.declare import (
     check_values,
     convert,
     declared,
+    requirement,
     resume_names,
     setting,
     signature_settings,
@@ -35,6 +42,6 @@ from deepem.settings.declare import (
     validate,
 )
 
-__all__ = ["Setting", "SettingError", "add_arguments", "add_setting", "argparse_type", "check_values", "convert",
-           "declared", "key_value", "positive_int", "resume_names", "setting", "signature_settings", "text_value",
-           "typed_values", "validate"]
+__all__ = ["OneLineParser", "Setting", "SettingError", "add_arguments", "add_setting", "argparse_type", "check_values",
+           "convert", "declared", "key_value", "positive_int", "requirement", "resume_names", "setting",
+           "signature_settings", "text_value", "typed_values", "validate"]

@@ -11,18 +11,38 @@ from typing import Any
 from deepem.settings.declare import Setting, SettingError, _optional, convert, declared, text_value
 
 
-def add_setting(parser: argparse.ArgumentParser | Any, s: Setting, **kw: Any) -> None:
-    """The flag of one setting (see `add_arguments`); `kw` overrides argparse keywords (e.g. dest)."""
+def add_setting(parser: argparse.ArgumentParser | Any, s: Setting, *, untyped_none: bool = True, **kw: Any) -> None:
+    """The flag of one setting: the only place a `deepem` flag is made (see `add_arguments`). untyped_none:
+    a flag left out reads None (= not typed: the declared default applies later, as for the run settings),
+    else the declared default itself (a subcommand's own flags). `kw` overrides argparse keywords."""
     kind, _ = _optional(s.kind)
-    args: dict[str, Any] = {"dest": s.name, "default": None, "help": _help(s).replace("%", "%%")}
+    default = None if untyped_none and not s.positional else s.default
+    args: dict[str, Any] = {"help": _help(s).replace("%", "%%")}
+    if not s.positional:
+        args.update(dest=s.attribute, default=default)
     if s.choices is not None:
         args["choices"] = s.choices
-    if kind is bool:
+    if kind is bool and s.default is False and not s.repeat:
+        args["action"] = "store_true"  # a switch: on when given
+    elif kind is bool:
         args["action"] = argparse.BooleanOptionalAction
     else:
         args["type"] = _argparse_type(s)
-        args["metavar"] = _metavar(kind) if s.choices is None else None
-    parser.add_argument(*([s.option] + ([s.short] if s.short else [])), **{**args, **kw})
+        args["metavar"] = s.metavar or (_metavar(kind) if s.choices is None else None)
+        if s.repeat:
+            args["action"] = "append"
+    if s.required:
+        args["required"] = True
+    names = [s.attribute] if s.positional else [s.option] + ([s.short] if s.short else [])
+    parser.add_argument(*names, **{**args, **kw})
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line naming the flag and what is wrong (exit 2): the
+    usage is one `--help` away."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, names: Sequence[str] | None = None,
@@ -40,8 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, names: Seque
 
 
 def _help(s: Setting) -> str:
+    if s.positional:
+        return s.help
+    if s.required:
+        return f"{s.help} (required; no default)".strip()
     shown = s.shown if s.shown is not None else (
-        "none" if s.default is None else ",".join(map(str, s.default)) if isinstance(s.default, (list, tuple))
+        "off" if s.default is False and s.kind is bool else "none" if s.default is None
+        else ",".join(map(str, s.default)) if isinstance(s.default, (list, tuple))
         else f"{s.default:g}" if isinstance(s.default, float) else str(s.default))
     return f"{s.help} (default: {shown})".strip()
 
@@ -51,7 +76,8 @@ def _metavar(kind: Any) -> str | None:
 
 
 def _argparse_type(s: Setting) -> Callable[[str], Any]:
-    return argparse_type(lambda text: convert(s, text, parse_text=True), s.name)
+    """The one check of a typed value: the declaration's own parse, else its type, range and choices."""
+    return argparse_type(s.parse or (lambda text: convert(s, text, parse_text=True)), s.name)
 
 
 def argparse_type(parse: Callable[[str], Any], name: str | None = None) -> Callable[[str], Any]:

@@ -29,6 +29,7 @@ class Setting:
     help: str = ""
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
     above: float | None = None  # strictly greater than
     below: float | None = None  # strictly less than
     resume: bool = False  # a resumed run may change it
@@ -36,20 +37,38 @@ class Setting:
     short: str | None = None  # e.g. "-k"
     shown: str | None = None  # the default as the help says it, when the value alone is not clear
     flag_name: str | None = None  # the flag, where it is not --NAME-WITH-DASHES (e.g. --ais-initial)
+    # ---- the command line only (a subcommand's own flags, deepem/declarations/commands.py) ----
+    dest: str | None = None  # the parsed arguments' attribute, where it is not NAME (e.g. options for --option)
+    metavar: str | None = None  # e.g. FILE, RUN_DIR
+    positional: bool = False  # an argument without a flag (e.g. RUN_DIR)
+    required: bool = False
+    repeat: bool = False  # the flag may be given several times: the value is the list of what each gave
+    #: reads the command-line text where the type alone does not say how (e.g. GROUP:KEY=VALUE); it
+    #: raises SettingError naming the setting
+    parse: Callable[[str], Any] | None = None
 
     @property
     def option(self) -> str:
         return self.flag_name or "--" + self.name.replace("_", "-")
 
+    @property
+    def attribute(self) -> str:
+        """The name the parsed arguments hold the value under."""
+        return self.dest or self.name
+
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
-            choices: Sequence[Any] | None = None, minimum: float | None = None, above: float | None = None,
+            choices: Sequence[Any] | None = None, minimum: float | None = None, maximum: float | None = None,
+            above: float | None = None,
             below: float | None = None, resume: bool = False, flag: bool = True, short: str | None = None,
-            shown: str | None = None, flag_name: str | None = None) -> Any:
+            shown: str | None = None, flag_name: str | None = None, dest: str | None = None,
+            metavar: str | None = None, positional: bool = False, required: bool = False, repeat: bool = False,
+            parse: Callable[[str], Any] | None = None) -> Any:
     """A dataclass field declaring a setting (see the module docstring); `factory` for a mutable default."""
     meta = {"help": help, "choices": None if choices is None else tuple(choices), "minimum": minimum,
-            "above": above, "below": below, "resume": resume, "flag": flag, "short": short, "shown": shown,
-            "flag_name": flag_name}
+            "maximum": maximum, "above": above, "below": below, "resume": resume, "flag": flag, "short": short,
+            "shown": shown, "flag_name": flag_name, "dest": dest, "metavar": metavar, "positional": positional,
+            "required": required, "repeat": repeat, "parse": parse}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -154,20 +173,28 @@ def _parsed(kind: Any, text: str) -> Any:
     return value
 
 
+def requirement(s: Setting) -> str:
+    """What a value of `s` must be, in words (its type, range and choices), e.g. "an integer >= 2"."""
+    kind, nullable = _optional(s.kind)
+    words = _requirement(s, kind) or _describe(kind)
+    return words + (" or none" if nullable or (s.default is None and s.choices is None) else "")
+
+
 def _requirement(s: Setting, kind: Any) -> str | None:
     """What a value must be, in words, where the declaration says more than its type."""
     if s.choices is not None:
         return f"one of {', '.join(map(str, s.choices))}"
     inner = (typing.get_args(kind) or (Any,))[0] if typing.get_origin(kind) is list else None
     what = {int: "an integer", float: "a number"}.get(inner or kind)
-    if what is None or (s.minimum is None and s.above is None and s.below is None):
+    if what is None or (s.minimum is None and s.above is None and s.below is None and s.maximum is None):
         return None
     if inner is not None:
         what = "a list of " + what.removeprefix("an ").removeprefix("a ") + "s"
     if s.above == 0 and kind is float and s.below is None:
         return "a positive finite number"
     least = f" >= {s.minimum:g}" if s.minimum is not None else f" > {s.above:g}" if s.above is not None else ""
-    return what + least + (f"{' and' if least else ''} < {s.below:g}" if s.below is not None else "")
+    most = f" < {s.below:g}" if s.below is not None else f" <= {s.maximum:g}" if s.maximum is not None else ""
+    return what + least + (f"{' and' if least and most else ''}{most}")
 
 
 def _checked(s: Setting, kind: Any, value: Any) -> Any:
@@ -179,6 +206,7 @@ def _checked(s: Setting, kind: Any, value: Any) -> Any:
     for v in (value if isinstance(value, list) else [value]):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if ((s.minimum is not None and v < s.minimum) or (s.above is not None and not v > s.above)
+                    or (s.maximum is not None and v > s.maximum)
                     or (s.below is not None and not v < s.below)):
                 raise SettingError(f"invalid {s.name} = {value!r}: out of range")
     return value

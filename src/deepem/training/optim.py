@@ -9,7 +9,6 @@ and the rollback scale multiply each group's own rate."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepem.declarations.run import DEFAULT_LR, OPTIM_KEYS
+from deepem.declarations.run import DEFAULT_LR, OPTIM_KEYS, check_optim_value
 from deepem.methods.base import PHI, THETA, Method
 from deepem.models.lvm import DeepLatentModel
 
@@ -48,23 +47,8 @@ def validate_optim(optim: Any, groups: tuple[str, ...] | None = None) -> None:
         if unknown:
             raise ValueError(f"group {group!r}: unknown key {', '.join(unknown)}; allowed keys: "
                              f"{', '.join(OPTIM_KEYS)}")
-        if "lr" in spec and not _finite_number(spec["lr"], minimum=0.0, strict=True):
-            raise ValueError(f"{group}.lr = {spec['lr']!r}: must be a positive finite number")
-        if "betas" in spec:
-            b = spec["betas"]
-            if not (isinstance(b, (list, tuple)) and len(b) == 2
-                    and all(_finite_number(v, 0.0) and v < 1 for v in b)):
-                raise ValueError(f"{group}.betas = {b!r}: must be two numbers in [0, 1), e.g. 0.9,0.999")
-        if "steps" in spec:
-            s = spec["steps"]
-            if not (isinstance(s, int) and not isinstance(s, bool) and s >= 1):
-                raise ValueError(f"{group}.steps = {s!r}: must be an integer >= 1")
-
-
-def _finite_number(v: Any, minimum: float, strict: bool = False) -> bool:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return False
-    return v > minimum if strict else v >= minimum
+        for key, value in spec.items():
+            check_optim_value(group, key, value)  # (the check of --optim too: one per key)
 
 
 TYPED, METHOD_DEFAULT, GLOBAL_DEFAULT = "typed", "method default", "global default"

@@ -11,13 +11,14 @@ from typing import Any
 from tqdm import tqdm
 
 from deepem.data import DATASETS
+from deepem.declarations.methods import describe_options
 from deepem.errors import InvalidInputError, ResultNotSavedError, UserError, not_saved_message
 from deepem.evaluation.bdmc import bdmc
 from deepem.evaluation.estimators import ESTIMATORS
 from deepem.evaluation.settings import AISSettings
 from deepem.files import atomic_write_json
 from deepem.inference.capabilities import CONTINUOUS
-from deepem.methods.registry import METHODS, method_options
+from deepem.methods.registry import METHODS, method_options, method_settings
 from deepem.models.config import ModelConfig
 from deepem.models.config import describe as describe_architectures
 from deepem.settings import typed_values
@@ -223,6 +224,8 @@ def list_all(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
         needs = ", ".join(sorted(METHODS[name].requires))
         print(f"  {name:12s} {opts}\n  {'':12s} needs: {needs}")
+        for line in describe_options(method_settings(name)):
+            print(f"  {'':12s}   {line}")
     print("  on incomplete data (--missing) every method uses the mask: log p(x|z) counts the observed entries "
           "only and q(z|x) sees x zero-filled, so each bound is one of log p(x_o) (iwae's is the MIWAE bound; miwae "
           "is iwae with the MIWAE paper's settings; miss-iwem also completes x from the model)")
