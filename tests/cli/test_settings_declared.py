@@ -41,7 +41,8 @@ def test_every_flag_comes_from_its_declaration_with_its_default_in_the_help():
     for s in flagged:
         action = actions[s.name]
         assert action.default is None  # not typed: the declaration's default applies
-        shown = s.shown or (",".join(map(str, s.default)) if isinstance(s.default, list) else
+        shown = s.shown or ("off" if s.default is False else
+                            ",".join(map(str, s.default)) if isinstance(s.default, list) else
                             "none" if s.default is None else f"{s.default:g}" if isinstance(s.default, float)
                             else str(s.default))
         assert action.help.endswith(f"(default: {shown})"), s.name
