@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS, PROPOSALS, AISSettings
+from deepem.declarations.estimators import ESTIMATOR_SETTINGS, PROPOSALS, AISSettings
 from deepem.declarations.flags import (
     DATA_DIR_HELP,
     add_estimator_arguments,
@@ -24,6 +24,7 @@ from deepem.declarations.flags import (
     finish_parser,
 )
 from deepem.errors import UserError, quiet_on_broken_pipe
+from deepem.plugins import load_plugins
 from deepem.settings import positive_int
 
 #: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
@@ -52,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="log-likelihood and encoder diagnostics of a trained run")
     p.add_argument("run_dir")
-    p.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default="iw",
+    p.add_argument("--estimator", choices=list(ESTIMATOR_SETTINGS), default="iw",
                    help="iw: importance-weighted bound of log p(x); iw-observed: of log p(x_o) (as --observed); "
-                        "ais: annealed importance sampling (for an implicit encoder, with --ais-initial prior)")
+                        "ais: annealed importance sampling (for an implicit encoder, with --ais-initial prior); "
+                        "or one a plug-in registers (DEEPEM_PLUGINS)")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="evaluate a fixed random subset of N points (the same for every run and seed) "
@@ -77,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. vae,iwae,iwae:particles=50 (k is short for particles)")
     p.add_argument("--out", default=None)
     p.add_argument("--force", action="store_true")
-    p.add_argument("--eval-particles", type=positive_int, default=5000)
+    p.add_argument("--eval-estimator", choices=list(ESTIMATOR_SETTINGS), default="iw",
+                   help="the estimator every run is evaluated with (its defaults, K from --eval-particles)")
+    p.add_argument("--eval-particles", type=positive_int, default=5000,
+                   help="K of the evaluation, for an --eval-estimator with particles")
     p.add_argument("--eval-limit", type=positive_int, default=None,
                    help="evaluate a fixed random subset of N test (and train) points (default all)")
     p.add_argument("--seeds", type=positive_int, default=None, metavar="N",
@@ -174,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     own_command_line = argv is None  # the process's own command (not a test's, nor a rank's call)
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins()  # DEEPEM_PLUGINS: the user's methods and estimators, before the parser offers them
+    except UserError as err:
+        print(f"deepem: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     if getattr(args, "nproc", 1) > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (not in a launched job)
         try:  # before any process starts, and before torch is imported

@@ -97,7 +97,8 @@ def add_estimator_arguments(p: argparse.ArgumentParser, records: tuple[type, ...
     for record in records:
         names = [name for name in declared(record) if name not in seen]
         seen.update(names)
-        add_arguments(p.add_argument_group(f"{record.estimator} estimator"), record, names=names)
+        add_arguments(p.add_argument_group(f"{getattr(record, 'estimator', record.__name__)} estimator"), record,
+                      names=names)
 
 
 def finish_parser(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:

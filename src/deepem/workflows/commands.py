@@ -102,7 +102,8 @@ def compare_methods(args: argparse.Namespace) -> int:
     base = config_from(args)
     out = Path(args.out or f"runs/compare-{base.dataset}")
     try:
-        compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
+        compare(base, methods, out, estimator=args.eval_estimator, eval_particles=args.eval_particles,
+                eval_limit=args.eval_limit,
                 train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet,
                 seeds=None if args.seeds is None else range(base.seed, base.seed + args.seeds))
     except ComparisonStopped as stopped:
