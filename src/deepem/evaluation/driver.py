@@ -71,7 +71,7 @@ class Estimator(ABC):
         parts = [self.name] + ([f"k{values.pop('particles')}"] if "particles" in values else [])
         defaults = settings_defaults(type(self.settings))
         parts += [f"{name}{value}" for name, value in values.items() if value != defaults.get(name, value)]
-        return "-".join(re.sub(r"[^A-Za-z0-9.]", "", part) for part in parts)
+        return "-".join(re.sub(r"[^A-Za-z0-9._-]", "", part) for part in parts)
 
 
 def settings_values(settings: Any) -> dict[str, Any]:

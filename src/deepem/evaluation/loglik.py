@@ -95,7 +95,7 @@ class IWEstimator(Estimator):
         return f"IWAE bound, K={self.settings.particles}"
 
     def tag(self) -> str:
-        return f"iw-k{self.settings.particles}"  # the chunk size does not change the estimate
+        return f"{self.name}-k{self.settings.particles}"  # the chunk size does not change the estimate
 
     def record(self, columns: dict[str, Tensor], seed: int, batch_size: int) -> dict:
         return {"particles": self.settings.particles, "seed": seed}

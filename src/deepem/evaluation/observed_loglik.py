@@ -69,7 +69,8 @@ class ObservedIWEstimator(Estimator):
         # the names `iw --observed` always had (the data's "-observed" follows the split); the completed
         # proposal, another estimate, says so
         proposal = self.settings.proposal
-        return f"iw-k{self.settings.particles}" + ("" if proposal == "zero-filled" else f"-{proposal}")
+        name = "iw" if self.name == ObservedIWEstimator.name else self.name
+        return f"{name}-k{self.settings.particles}" + ("" if proposal == "zero-filled" else f"-{proposal}")
 
 
 def observed_log_likelihood(model: DeepLatentModel, data: Tensor, mask: Tensor,
