@@ -9,7 +9,8 @@ import pytest
 
 from deepem.cli import main
 from deepem.evaluation import ESTIMATORS, IWEstimator, iw_log_likelihood, make_estimator
-from deepem.evaluation.settings import ESTIMATOR_SETTINGS, IWSettings
+from deepem.declarations.estimators import ESTIMATOR_SETTINGS
+from deepem.evaluation.settings import IWSettings
 from deepem.report.compare import newest_evaluation_file, run_row
 from deepem.workflows.evaluate import evaluate_run
 from deepem.workflows.loading import load_trained_run
