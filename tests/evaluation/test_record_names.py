@@ -8,8 +8,9 @@ import json
 import pytest
 
 from deepem.cli import main
-from deepem.evaluation import ESTIMATORS, IWEstimator, iw_log_likelihood, make_estimator
 from deepem.declarations.estimators import ESTIMATOR_SETTINGS
+from deepem.evaluation import ESTIMATORS, IWEstimator, iw_log_likelihood, make_estimator
+from deepem.evaluation.evaluate import evaluation_subset
 from deepem.evaluation.settings import IWSettings
 from deepem.report.compare import newest_evaluation_file, run_row
 from deepem.workflows.evaluate import evaluate_run
@@ -47,7 +48,6 @@ def test_a_typed_k_goes_to_the_estimator_named_and_names_its_record(run_dir, cop
     assert (run_dir / record["file"]).is_file()
     assert (run_dir / "evaluations" / f"iw-copy-k7-test-n20-s0-step{trained.step}-per-point.npy").is_file()
     # K = 7 is the K used: the number is the IW estimate with 7 particles on the same points and seed
-    from deepem.evaluation.evaluate import evaluation_subset
     data = trained.data.split("test")[evaluation_subset(trained.data.split("test").shape[0], 20)]
     assert record["log_likelihood"] == iw_log_likelihood(trained.model, data, particles=7, seed=0).mean
     # the reader finds it by its contents, under the estimator's name
@@ -87,3 +87,11 @@ def test_records_of_earlier_versions_are_found_by_their_names(tmp_path):
     assert newest_evaluation_file(run, "train", "iw").name == "iw-k5000-train-all-s0.json"
     with pytest.raises(Exception, match="no evaluation by the ais estimator"):
         newest_evaluation_file(run, "test", "ais")
+
+
+def test_a_flag_of_another_estimators_setting_is_refused_in_one_line(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--estimator", "ais", "-k", "10", "--limit", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--particles: not a setting of the ais estimator" in err and "Traceback" not in err
+    assert main(["evaluate", str(run_dir), "--ais-initial", "prior", "--limit", "5", "--quiet"]) == 2
+    assert "--ais-initial: not a setting of the iw estimator" in capsys.readouterr().err
