@@ -79,16 +79,6 @@ def newest_evaluation_file(run_dir: Path, split: str, estimator: str | None = No
     return max(files, key=lambda p: p.stat().st_mtime_ns)
 
 
-def newest_iw_evaluation_file(run_dir: Path, split: str) -> Path:
-    """`newest_evaluation_file(run_dir, split, "iw")` (the name earlier callers use)."""
-    return newest_evaluation_file(run_dir, split, "iw")
-
-
-def newest_iw_evaluation(run_dir: Path, split: str) -> dict[str, Any]:
-    """The record in `newest_iw_evaluation_file(run_dir, split)`."""
-    return json.loads(newest_iw_evaluation_file(run_dir, split).read_text())
-
-
 def per_point_file(record_file: Path) -> Path:
     """Where evaluation keeps the per-point values of the record in `record_file` (TAG.json -> TAG-per-point.npy)."""
     return record_file.with_name(record_file.stem + "-per-point.npy")
