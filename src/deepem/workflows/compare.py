@@ -155,7 +155,7 @@ def _evaluate(run_dir: Path, trained: TrainedRun, estimator: Estimator, split: s
         record = None
     if (record is not None and record.get("estimator_name", estimator.name) == estimator.name
             and record.get("seed") == seed and record.get("limit") == limit):
-        return record
+        return {**record, "file": f"evaluations/{path.name}"}  # (the table finds its per-point values by it)
     return evaluate_run(run_dir, estimator=estimator, split=split, limit=limit, seed=seed, progress=progress,
                         trained=trained)
 
