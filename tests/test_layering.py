@@ -42,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"files"},
     "workflows": {"training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
     "dispatch": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files", "report"},
-    "cli": set(),  # errors, settings and declarations only; the library through DEFERRED
+    "plugins": set(),  # the user's modules named in DEEPEM_PLUGINS, imported by name
+    "cli": {"plugins"},  # errors, settings, declarations and plugins only; the library through DEFERRED
     # the scikit-learn estimators: a front end beside the CLI, on the library below it
     "sklearn": {"workflows", "training", "evaluation", "methods", "models", "inference", "data", "files"},
     "__main__": {"cli"},  # python -m deepem (and torchrun -m deepem)
@@ -59,6 +60,8 @@ KNOWN: set[tuple[str, str]] = set()  # (module, layer) exceptions: none
 DEFERRED: dict[tuple[str, str], str] = {
     ("deepem.cli", "deepem.dispatch"): "the parser answers --help and argument errors before torch loads; the "
                                        "subcommand's layer is imported once the arguments are parsed",
+    ("deepem.plugins", "?"): "the user's own modules, named in DEEPEM_PLUGINS, registering methods and "
+                             "estimators before the parser offers them (no deepem module is imported this way)",
 }
 
 

@@ -19,6 +19,7 @@ from deepem.declarations.commands import COMMANDS, THREADS
 from deepem.declarations.flags import add_command, check_nproc, finish_parser
 from deepem.declarations.methods import METHOD_NAMES, METHOD_OPTIONS, describe_options
 from deepem.errors import UserError, quiet_on_broken_pipe
+from deepem.plugins import load_plugins
 from deepem.settings import OneLineParser, add_setting
 
 #: the one module imported after parsing, by name (importlib): it runs a subcommand, with torch and the
@@ -73,6 +74,11 @@ def asked_method(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     own_command_line = argv is None  # the process's own command (not a test's, nor a rank's call)
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins()  # DEEPEM_PLUGINS: the user's methods and estimators, before the parser offers them
+    except UserError as err:
+        print(f"deepem: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser(asked_method(argv)).parse_args(argv)
     if getattr(args, "nproc", 1) > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (not in a launched job)
         try:  # before any process starts, and before torch is imported

@@ -34,7 +34,7 @@ def _declarations(command: commands.Command) -> list[Setting]:
     if command.run:
         out += [*declared(ModelSettings).values(), *declared(RunSettings).values(), PARTICLES, flags.OPTION,
                 flags.ARCHITECTURE_OPTION, flags.OPTIM, commands.QUIET]
-    for record in command.estimators:
+    for record in commands.command_estimators(command):
         out += declared(record).values()
     return out
 

@@ -77,6 +77,7 @@ class Command:
     run: bool = False
     run_exclude: tuple[str, ...] = ()
     estimators: tuple[type, ...] = ()
+    all_estimators: bool = False  # every registered estimator's settings, taken when the parser is built
     after: tuple[Setting, ...] = ()  # flags listed after the estimators' (the order --help shows)
 
 
@@ -96,12 +97,12 @@ EVALUATE = Command(
     flags=(RUN_DIR,
            Setting("estimator", str, "iw", "iw: importance-weighted bound of log p(x); iw-observed: of log p(x_o) "
                    "(as --observed); ais: annealed importance sampling (for an implicit encoder, with --ais-initial "
-                   "prior)", choices=ESTIMATOR_NAMES),
+                   "prior); or one a plug-in registers (DEEPEM_PLUGINS)", choices=ESTIMATOR_NAMES),
            Setting("split", str, "test", "the run's split to evaluate", choices=SPLITS),
            Setting("input", str | None, None, "a .csv/.tsv/.npy/.npz file with the run's columns to evaluate instead "
                    "of one of the run's splits", metavar="FILE"),
            EVALUATE_LIMIT, SEED, BATCH_SIZE),
-    estimators=tuple(ESTIMATOR_SETTINGS.values()),
+    all_estimators=True,
     after=(Setting("observed", bool, False, "a run trained with --missing: log p(x_o) of the observed part of the "
                    "corrupted split", shown="off: log p(x) of the complete split, as IWEM's Table 3"),
            DATA_DIR, DEVICE, QUIET, *nproc("sharded evaluation: the points' batches split over")))
@@ -112,7 +113,10 @@ COMPARE = Command(
                    "among them), e.g. vae,iwae,iwae:particles=50 (k is short for particles)", required=True),
            Setting("out", str | None, None, "folder of the comparison", shown="runs/compare-DATASET"),
            FORCE,
-           Setting("eval_particles", int, 5000, "K of the final IW evaluation", minimum=1),
+           Setting("eval_estimator", str, "iw", "the estimator every run is evaluated with (its defaults, K from "
+                   "--eval-particles)", choices=ESTIMATOR_NAMES),
+           Setting("eval_particles", int, 5000, "K of the evaluation, for an --eval-estimator with particles",
+                   minimum=1),
            Setting("eval_limit", int | None, None, "evaluate a fixed random subset of N test (and train) points",
                    minimum=1, shown="all"),
            Setting("seeds", int | None, None, "train every method with N seeds (--seed, --seed + 1, ...), into "
@@ -187,3 +191,9 @@ def shared_settings() -> dict[str, list[str]]:
         for s in command_flags(command):
             counts.setdefault(id(s), []).append(command.name)
     return {s.option: counts[id(s)] for c in COMMANDS for s in command_flags(c) if len(counts[id(s)]) > 1}
+
+
+def command_estimators(command: Command) -> tuple[type, ...]:
+    """The estimators' settings records that give the subcommand flags: with all_estimators, every one
+    registered when the parser is built (a plug-in module, DEEPEM_PLUGINS, may have added one)."""
+    return tuple(ESTIMATOR_SETTINGS.values()) if command.all_estimators else command.estimators

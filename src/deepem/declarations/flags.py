@@ -6,11 +6,13 @@ loads). cli.py assembles the parser from these."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from deepem.declarations.commands import QUIET, THREADS, Command
+from deepem.declarations.commands import QUIET, THREADS, Command, command_estimators
+from deepem.declarations.estimators import ESTIMATOR_NAMES, ESTIMATOR_SETTINGS
 from deepem.declarations.model import ModelSettings
 from deepem.declarations.run import PARTICLES, RunSettings, parse_optim_setting
 from deepem.errors import UserError
@@ -57,14 +59,20 @@ def add_command(sub: argparse._SubParsersAction, command: Command) -> argparse.A
     """The parser of one subcommand, every flag from its declaration (declarations/commands.py)."""
     p = sub.add_parser(command.name, help=command.help)
     for s in command.flags:
-        add_setting(p, s, untyped_none=False)
+        add_setting(p, registered_choices(s), untyped_none=False)
     if command.run:
         add_run_arguments(p, exclude=command.run_exclude)
-    add_estimator_arguments(p, command.estimators)
+    add_estimator_arguments(p, command_estimators(command))
     for s in command.after:
         add_setting(p, s, untyped_none=False)
     p.set_defaults(command_function=command.function)
     return p
+
+
+def registered_choices(s: Setting) -> Setting:
+    """A choice of estimator offers the estimators registered when the parser is built: a plug-in module
+    (DEEPEM_PLUGINS) may have added one to the built-in ESTIMATOR_NAMES."""
+    return dataclasses.replace(s, choices=tuple(ESTIMATOR_SETTINGS)) if s.choices == ESTIMATOR_NAMES else s
 
 
 def check_nproc(args: argparse.Namespace, cores: int) -> None:
@@ -100,7 +108,8 @@ def add_estimator_arguments(p: argparse.ArgumentParser, records: tuple[type, ...
     for record in records:
         names = [name for name in declared(record) if name not in seen]
         seen.update(names)
-        add_arguments(p.add_argument_group(f"{record.estimator} estimator"), record, names=names)
+        add_arguments(p.add_argument_group(f"{getattr(record, 'estimator', record.__name__)} estimator"), record,
+                      names=names)
 
 
 def finish_parser(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:

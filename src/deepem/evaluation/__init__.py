@@ -10,7 +10,7 @@ from deepem.evaluation.diagnostics import (
     kl_to_prior,
 )
 from deepem.evaluation.driver import Estimator, estimate
-from deepem.evaluation.estimators import ESTIMATORS, make_estimator
+from deepem.evaluation.estimators import ESTIMATORS, make_estimator, register_estimator
 from deepem.evaluation.imputation import ImputationResult, impute, missing_mse
 from deepem.evaluation.loglik import IWEstimator, iw_log_likelihood, iw_log_likelihood_batch
 from deepem.evaluation.observed_loglik import ObservedIWEstimator, observed_log_likelihood
@@ -44,4 +44,5 @@ __all__ = [
     "make_estimator",
     "missing_mse",
     "observed_log_likelihood",
+    "register_estimator",
 ]

@@ -105,6 +105,10 @@ class AISEstimator(Estimator):
         s = self.settings
         return ais_estimator_name(s.temperatures, s.chains, s.leapfrog_steps, s.initial)
 
+    def tag(self) -> str:
+        s = self.settings
+        return f"ais-T{s.temperatures}-c{s.chains}-L{s.leapfrog_steps}-{s.initial}"
+
     def record(self, columns: dict[str, Tensor], seed: int, batch_size: int) -> dict[str, Any]:
         return {**vars(self.settings), "batch_size": batch_size, "seed": seed,
                 "mean_acceptance": float(columns["acceptance"].mean()), "mean_ess": float(columns["ess"].mean())}

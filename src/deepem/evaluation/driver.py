@@ -5,6 +5,8 @@ gathers the per-point columns each batch returns."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -33,6 +35,8 @@ class Estimator(ABC):
     Settings: ClassVar[type]
     #: the per-point columns `batch` returns
     columns: ClassVar[tuple[str, ...]] = ("log_likelihood",)
+    #: True: it estimates log p(x_o) of incomplete data and needs the observed-data mask
+    observed_data: ClassVar[bool] = False
 
     def __init__(self, settings: Any = None, **values: Any) -> None:
         if settings is not None and values:
@@ -58,6 +62,30 @@ class Estimator(ABC):
     def record(self, columns: dict[str, Tensor], seed: int, batch_size: int) -> dict[str, Any]:
         """The settings an evaluation record keeps, from the gathered per-point columns."""
         return {**vars(self.settings), "seed": seed}
+
+    def tag(self) -> str:
+        """This estimator with its settings as a file-name part (evaluation records are named by it, e.g.
+        "iw-k5000"): the registered name, K as kK where the settings have `particles`, then every other
+        setting that differs from its default as NAMEVALUE. An estimator may say it shorter."""
+        values = settings_values(self.settings)
+        parts = [self.name] + ([f"k{values.pop('particles')}"] if "particles" in values else [])
+        defaults = settings_defaults(type(self.settings))
+        parts += [f"{name}{value}" for name, value in values.items() if value != defaults.get(name, value)]
+        return "-".join(re.sub(r"[^A-Za-z0-9._-]", "", part) for part in parts)
+
+
+def settings_values(settings: Any) -> dict[str, Any]:
+    """A settings record's fields and their values, in declaration order."""
+    if dataclasses.is_dataclass(settings):
+        return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    return dict(vars(settings))
+
+
+def settings_defaults(record: type) -> dict[str, Any]:
+    """The declared default of every field of a settings dataclass that has one."""
+    if not dataclasses.is_dataclass(record):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(record) if f.default is not dataclasses.MISSING}
 
 
 def walk(batch: BatchFn, inputs: Sequence[Tensor | None], batch_size: int, shard: Shard | None,

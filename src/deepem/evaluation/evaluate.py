@@ -48,18 +48,21 @@ def evaluate_model(model: DeepLatentModel, data: torch.Tensor, estimator: str | 
                    ) -> tuple[dict[str, Any], LogLikelihoodEstimate]:
     """The summary record of one evaluation and the per-point estimate behind it (shard: this rank's
     part of a sharded evaluation, evaluation/sharding.py; the record is the same)."""
+    est = estimator if isinstance(estimator, Estimator) else make_estimator(estimator, **settings)
     start = time.perf_counter()
     with flush_denormals():
-        result = estimate_log_likelihood(model, data, estimator, seed, batch_size, progress, mask, shard,
-                                         **settings)
+        result = estimate_log_likelihood(model, data, est, seed, batch_size, progress, mask, shard)
     seconds = time.perf_counter() - start
-    means = encoder_means(model, data, mask=mask)
+    # the diagnostics' draws (an implicit q's means, a Monte Carlo KL) from generators of the evaluation's
+    # seed: the record is the same whatever used the global RNG before
+    means = encoder_means(model, data, mask=mask, seed=seed)
     record = result.summary()
     record.update(
+        estimator_name=est.name,  # the registered name: readers find records by it, not by file names
         particles=result.settings.get("particles"),
         active_units=active_units(model, data, means=means),
         active_units_per_layer=active_units_per_layer(model, data, means=means),
-        kl_to_prior=kl_to_prior(model, data, mask=mask),
+        kl_to_prior=kl_to_prior(model, data, mask=mask, seed=seed),
         kl_estimator=kl_estimator(model),
         seconds=seconds,
         points_per_sec=data.shape[0] / max(seconds, 1e-9),

@@ -94,6 +94,9 @@ class IWEstimator(Estimator):
     def label(self) -> str:
         return f"IWAE bound, K={self.settings.particles}"
 
+    def tag(self) -> str:
+        return f"{self.name}-k{self.settings.particles}"  # the chunk size does not change the estimate
+
     def record(self, columns: dict[str, Tensor], seed: int, batch_size: int) -> dict:
         return {"particles": self.settings.particles, "seed": seed}
 

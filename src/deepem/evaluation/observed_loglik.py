@@ -43,6 +43,7 @@ class ObservedIWEstimator(Estimator):
 
     name = "iw-observed"
     Settings = ObservedIWSettings
+    observed_data = True
 
     def check(self, model: DeepLatentModel, data: Tensor, mask: Tensor | None) -> None:
         if mask is None:
@@ -63,6 +64,13 @@ class ObservedIWEstimator(Estimator):
 
     def record(self, columns: dict[str, Tensor], seed: int, batch_size: int) -> dict:
         return {"particles": self.settings.particles, "seed": seed, "proposal": self.settings.proposal}
+
+    def tag(self) -> str:
+        # the names `iw --observed` always had (the data's "-observed" follows the split); the completed
+        # proposal, another estimate, says so
+        proposal = self.settings.proposal
+        name = "iw" if self.name == ObservedIWEstimator.name else self.name
+        return f"{name}-k{self.settings.particles}" + ("" if proposal == "zero-filled" else f"-{proposal}")
 
 
 def observed_log_likelihood(model: DeepLatentModel, data: Tensor, mask: Tensor,

@@ -3,6 +3,7 @@ deepem/declarations/estimators.py (the CLI builds its flags from them before tor
 module is where the evaluation layer takes them from."""
 
 from deepem.declarations.estimators import (
+    ESTIMATOR_SETTINGS,
     INITIALS,
     PROPOSALS,
     AISSettings,
@@ -14,5 +15,5 @@ from deepem.declarations.estimators import (
     validate,
 )
 
-__all__ = ["INITIALS", "PROPOSALS", "AISSettings", "EstimatorSettingError", "IWSettings", "ObservedIWSettings",
-           "defaults", "fail", "validate"]
+__all__ = ["ESTIMATOR_SETTINGS", "INITIALS", "PROPOSALS", "AISSettings", "EstimatorSettingError", "IWSettings",
+           "ObservedIWSettings", "defaults", "fail", "validate"]

@@ -1,7 +1,7 @@
 """Training methods: one file each, one interface (see base.py), looked up by name in registry.py."""
 
 from deepem.methods.base import PHI, THETA, Draws, Method, MethodOutput, draw
-from deepem.methods.registry import METHODS, get_method_class, make_method, method_options
+from deepem.methods.registry import METHODS, get_method_class, make_method, method_options, register_method
 
 __all__ = [
     "METHODS",
@@ -14,4 +14,5 @@ __all__ = [
     "get_method_class",
     "make_method",
     "method_options",
+    "register_method",
 ]

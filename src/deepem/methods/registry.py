@@ -48,7 +48,20 @@ METHODS.update({cls.name: cls for cls in (
     MissIWEMWoa,
 )})
 
-__all__ = ["METHODS", "get_method_class", "make_method", "method_options", "method_settings", "resolve_aliases"]
+__all__ = ["METHODS", "get_method_class", "make_method", "method_options", "method_settings", "register_method",
+           "resolve_aliases"]
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Offer a method class of one's own by its `name`, as the built-ins above are (from a plug-in module
+    for the CLI: deepem/plugins.py). Usable as a decorator; a name another class holds is refused."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"{cls!r} is not a Method subclass")
+    taken = METHODS.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise SettingError(f"method name {cls.name!r} is taken by {taken.__module__}.{taken.__name__}")
+    METHODS[cls.name] = cls
+    return cls
 
 
 def method_options(name: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ JSON with figures. (Training and evaluating the runs is workflows/compare.py.)""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,19 +35,48 @@ COLUMNS = [
 ]
 
 
-def newest_iw_evaluation_file(run_dir: Path, split: str) -> Path:
-    """The file of the newest importance-weighted evaluation of the complete `split` that the run holds
-    (every evaluation keeps its own file, named by its settings: evaluations/iw-k<K>-<split>-...json)."""
-    files = [p for p in (run_dir / "evaluations").glob(f"iw-k*-{split}-*.json") if "-observed-" not in p.name]
+#: the names evaluation files had before records named their estimator: "iw-k5000-test-all-s0.json",
+#: "iw-k50-test-observed-n40-s0-step7.json", "ais-T500-c16-L10-prior-test-n10-s0.json"
+LEGACY_NAME = re.compile(r"^(?P<estimator>iw|ais)-.*?-(?P<split>train|valid|test)(?P<observed>-observed)?"
+                         r"-(?:all|n\d+)-s-?\d+(?:-step\d+)?$")
+
+
+def evaluation_files(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every evaluation record a run folder holds, with its file (unreadable ones left out)."""
+    found = []
+    for path in sorted((Path(run_dir) / "evaluations").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and "log_likelihood" in record:
+            found.append((path, record))
+    return found
+
+
+def record_identity(path: Path, record: dict[str, Any]) -> tuple[str | None, str | None, bool]:
+    """(registered estimator name, split, whether of the observed part only) of an evaluation record:
+    from its contents; a record written before it named its estimator, from its file name."""
+    legacy = LEGACY_NAME.match(path.stem)
+    name = record.get("estimator_name") or (legacy and legacy["estimator"])
+    split = record.get("split") or (legacy and legacy["split"])
+    observed = (record.get("estimator_name") == "iw-observed" or str(record.get("data", "")).startswith("observed")
+                or bool(legacy and legacy["observed"]))
+    return name, split, observed
+
+
+def newest_evaluation_file(run_dir: Path, split: str, estimator: str | None = None) -> Path:
+    """The file of the newest evaluation of the complete `split` that the run holds, by `estimator` (a
+    registered name; None: by any), found by what the records say, not by their file names."""
+    files = [path for path, record in evaluation_files(run_dir)
+             if (identity := record_identity(path, record))[1] == split and not identity[2]
+             and (estimator is None or identity[0] == estimator)]
     if not files:
-        raise MissingResultError(f"run {run_dir} has no IW evaluation of its {split} split; run "
-                                 f"`deepem evaluate {run_dir} --split {split}` first")
+        by = f" by the {estimator} estimator" if estimator else ""
+        how = f" --estimator {estimator}" if estimator else ""
+        raise MissingResultError(f"run {run_dir} has no evaluation{by} of its {split} split; run "
+                                 f"`deepem evaluate {run_dir} --split {split}{how}` first")
     return max(files, key=lambda p: p.stat().st_mtime_ns)
-
-
-def newest_iw_evaluation(run_dir: Path, split: str) -> dict[str, Any]:
-    """The record in `newest_iw_evaluation_file(run_dir, split)`."""
-    return json.loads(newest_iw_evaluation_file(run_dir, split).read_text())
 
 
 def per_point_file(record_file: Path) -> Path:
@@ -54,14 +84,26 @@ def per_point_file(record_file: Path) -> Path:
     return record_file.with_name(record_file.stem + "-per-point.npy")
 
 
-def run_row(run_dir: Path, label: str, train_seconds: float | None = None) -> dict[str, Any]:
-    """One table row from what a finished, evaluated run folder holds: its config, its IW evaluations of
+def run_row(run_dir: Path, label: str, train_seconds: float | None = None, test: dict[str, Any] | None = None,
+            train: dict[str, Any] | None = None, estimator: str | None = None) -> dict[str, Any]:
+    """One table row from what a finished, evaluated run folder holds: its config, its evaluations of
     the test and train splits, and the training throughput logged in metrics.jsonl (median over the
-    logged windows, so validation time does not count)."""
+    logged windows, so validation time does not count).
+
+    test, train: the evaluation records to tabulate (as `evaluate_run` returned them); None: the
+    newest of the split on file by `estimator` (a registered name; None: the test split's newest
+    record's estimator, and the train split's newest by the same)."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    test_file = newest_iw_evaluation_file(run_dir, "test")
-    test, train = json.loads(test_file.read_text()), newest_iw_evaluation(run_dir, "train")
+    if test is None:
+        test_file = newest_evaluation_file(run_dir, "test", estimator)
+        test = json.loads(test_file.read_text())
+        estimator = estimator or record_identity(test_file, test)[0]
+    else:
+        test_file = run_dir / test["file"]
+    if train is None:
+        train = json.loads(newest_evaluation_file(run_dir, "train", estimator or test.get("estimator_name"))
+                           .read_text())
     records = read_json_lines(run_dir / "metrics.jsonl")
     rates = sorted(r["points_per_sec"] for r in records if r.get("kind") == "train" and "points_per_sec" in r)
     epochs = max((r["epoch"] for r in records if r.get("kind") == "valid"), default=config["epochs"])

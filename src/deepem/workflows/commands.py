@@ -21,7 +21,7 @@ from deepem.inference.capabilities import CONTINUOUS
 from deepem.methods.registry import METHODS, method_options, method_settings
 from deepem.models.config import ModelConfig
 from deepem.models.config import describe as describe_architectures
-from deepem.settings import typed_values
+from deepem.settings import declared, typed_values
 from deepem.training.config import TrainConfig
 from deepem.training.distributed import finish, is_rank_zero
 from deepem.training.run import RunFolder
@@ -103,7 +103,8 @@ def compare_methods(args: argparse.Namespace) -> int:
     base = config_from(args)
     out = Path(args.out or f"runs/compare-{base.dataset}")
     try:
-        compare(base, methods, out, eval_particles=args.eval_particles, eval_limit=args.eval_limit,
+        compare(base, methods, out, estimator=args.eval_estimator, eval_particles=args.eval_particles,
+                eval_limit=args.eval_limit,
                 train_eval_limit=args.eval_limit or 1000, force=args.force, progress=not args.quiet,
                 seeds=None if args.seeds is None else range(base.seed, base.seed + args.seeds))
     except ComparisonStopped as stopped:
@@ -117,6 +118,13 @@ def compare_methods(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     name = "iw-observed" if args.observed and args.estimator == "iw" else args.estimator
     settings = typed_values(args, ESTIMATORS[name].Settings)  # the settings typed; the record fills the rest
+    # a flag of another estimator's setting (-k with ais) is refused, not silently left out
+    foreign = {s.name: s for cls in ESTIMATORS.values() for s in declared(cls.Settings).values()
+               if s.name not in settings and getattr(args, s.name, None) is not None}
+    if foreign:
+        flags = ", ".join(sorted(s.option for s in foreign.values()))
+        raise UserError(f"{flags}: not a setting of the {name} estimator (its settings: "
+                        f"{', '.join(ESTIMATORS[name].Settings.__dataclass_fields__)})")
     try:
         record = evaluate_run(args.run_dir, estimator=name, split=args.split, limit=args.limit, seed=args.seed,
                               batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from deepem.errors import InvalidInputError, UserError
+from deepem.evaluation.driver import Estimator
+from deepem.evaluation.estimators import ESTIMATORS, make_estimator
 from deepem.files import ChecksumError, atomic_write_json, read_json
 from deepem.report.compare import run_row, write_comparison
 from deepem.report.figures import image_grid
@@ -22,8 +24,8 @@ from deepem.settings import text_value
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
 from deepem.workflows.assembly import resolve
-from deepem.workflows.evaluate import evaluate_run
-from deepem.workflows.loading import TrainedRun, load_trained_run, used_step
+from deepem.workflows.evaluate import evaluate_run, evaluation_tag
+from deepem.workflows.loading import TrainedRun, load_trained_run
 from deepem.workflows.seeds import train_method_seeds
 from deepem.workflows.train import train_run
 
@@ -59,14 +61,18 @@ def _label_part(part: str) -> str:
 def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_particles: int = 5000,
             eval_limit: int | None = None, train_eval_limit: int | None = 1000, force: bool = False,
             log: Callable[[str], None] = print, progress: bool = True,
-            seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+            seeds: Sequence[int] | None = None, estimator: str | Estimator = "iw") -> list[dict[str, Any]]:
     """Train `methods` with the settings of `base` and compare their test log-likelihoods.
+
+    estimator: what every run is evaluated with (a registered name, or an estimator object), K =
+    `eval_particles` where its settings have K.
 
     seeds: train each method once per seed, into OUT/METHOD/seed-S, one table row per seed (METHOD-sS);
     the seeds of a method that allows it are trained as one vectorised computation (workflows/seeds.py)."""
     if not methods:
         raise UserError("give at least one method, e.g. --methods vae,iwae")
     root = Path(out)
+    est = comparison_estimator(estimator, eval_particles)  # a bad estimator setting fails before training
     specs = [parse_method_spec(m) for m in methods]
     labels = [label for *_, label in specs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
@@ -100,22 +106,24 @@ def compare(base: TrainConfig, methods: Sequence[str], out: str | Path, eval_par
             if code != 0 or summary is None:
                 raise ComparisonStopped(code, f"comparison stopped during {name}; re-run the same command "
                                         "(without --force) to resume it")
-            _add_row(rows, curves, root, name, run_dir, summary, config.seed, eval_particles, eval_limit,
+            _add_row(rows, curves, root, name, run_dir, summary, config.seed, est, eval_limit,
                      train_eval_limit, progress, log)
     write_comparison(root, rows, curves)
     return rows
 
 
 def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, name: str, run_dir: Path,
-             summary: dict[str, Any], seed: int, eval_particles: int, eval_limit: int | None,
+             summary: dict[str, Any], seed: int, estimator: Estimator, eval_limit: int | None,
              train_eval_limit: int | None, progress: bool, log: Callable[[str], None]) -> None:
-    """Evaluate one finished run and add its table row, validation curve and sample grid."""
-    test = _evaluate(run_dir, eval_particles, "test", eval_limit, seed, progress)
-    train = _evaluate(run_dir, eval_particles, "train", train_eval_limit, seed, progress)
+    """Evaluate one finished run and add its table row, validation curve and sample grid. The run is
+    loaded once: both evaluations and the sample grid use the same loaded model."""
+    trained = load_trained_run(run_dir, warn=log)
+    test = _evaluate(run_dir, trained, estimator, "test", eval_limit, seed, progress)
+    train = _evaluate(run_dir, trained, estimator, "train", train_eval_limit, seed, progress)
     stderr = "" if test["stderr"] is None else f" ± {test['stderr']:.3f}"  # (None: one test point)
     log(f"   {name}: test {test['estimator']} = {test['log_likelihood']:.3f}{stderr}, "
         f"train {train['log_likelihood']:.3f}")
-    row = run_row(run_dir, name, summary["seconds"])
+    row = run_row(run_dir, name, summary["seconds"], test=test, train=train)
     group = summary.get("seeds_in_group", 1)
     if group > 1 and row["train_points_per_sec"] is not None:
         # a vectorised seed: its points over its share of the group's time (as its "train s" is), not over
@@ -123,25 +131,33 @@ def _add_row(rows: list[dict[str, Any]], curves: dict[str, Any], root: Path, nam
         row["train_points_per_sec"] *= group
     rows.append(row)
     curves[name] = [r for r in RunFolder(run_dir).read_metrics() if r.get("kind") == "valid"]
-    trained = load_trained_run(run_dir, warn=log)
     if trained.data.image_shape is not None:
         draw_samples(trained, root / "figures" / f"samples-{name}.png")
 
 
-def _evaluate(run_dir: Path, particles: int, split: str, limit: int | None, seed: int,
+def comparison_estimator(estimator: str | Estimator = "iw", particles: int | None = None) -> Estimator:
+    """The estimator every run of a comparison is evaluated with: `estimator` (a registered name or an
+    object) with K = `particles` where its settings declare K (an estimator without K ignores it)."""
+    if isinstance(estimator, Estimator):
+        return estimator
+    declares_k = estimator in ESTIMATORS and "particles" in ESTIMATORS[estimator].Settings.__dataclass_fields__
+    return make_estimator(estimator, **({"particles": particles} if declares_k else {}))
+
+
+def _evaluate(run_dir: Path, trained: TrainedRun, estimator: Estimator, split: str, limit: int | None, seed: int,
               progress: bool) -> dict[str, Any]:
-    """The run's IW evaluation of `split`: the one on file when it was made of the parameters evaluation
-    uses now (its file name holds their step) with these settings, else a new one."""
-    path = run_dir / "evaluations" / (f"iw-k{particles}-{split}-{f'n{limit}' if limit else 'all'}-s{seed}"
-                                      f"-step{used_step(run_dir)}.json")
+    """The run's evaluation of `split` by `estimator`: the one on file when it was made of the parameters
+    evaluation uses now (its file name holds their step) with these settings, else a new one."""
+    path = run_dir / "evaluations" / f"{evaluation_tag(estimator, split, False, limit, seed, trained.step)}.json"
     try:
         record = read_json(path) if path.is_file() else None
     except ChecksumError:
         record = None
-    if (record is not None and record.get("particles") == particles and record.get("seed") == seed
-            and record.get("limit") == limit):
-        return record
-    return evaluate_run(run_dir, particles=particles, split=split, limit=limit, seed=seed, progress=progress)
+    if (record is not None and record.get("estimator_name", estimator.name) == estimator.name
+            and record.get("seed") == seed and record.get("limit") == limit):
+        return {**record, "file": f"evaluations/{path.name}"}  # (the table finds its per-point values by it)
+    return evaluate_run(run_dir, estimator=estimator, split=split, limit=limit, seed=seed, progress=progress,
+                        trained=trained)
 
 
 def sample_grid(run_dir: Path, path: Path, n: int = 64, seed: int = 0) -> Path:
@@ -150,6 +166,7 @@ def sample_grid(run_dir: Path, path: Path, n: int = 64, seed: int = 0) -> Path:
 
 
 def draw_samples(trained: TrainedRun, path: Path, n: int = 64, seed: int = 0) -> Path:
+    """Decoder means of n draws from the prior of an already loaded run's model, as an image grid."""
     if trained.data.image_shape is None:
         raise InvalidInputError(f"dataset {trained.config.dataset!r} is not an image dataset; nothing to draw")
     images = trained.model.sample(n, generator=torch.Generator().manual_seed(seed))

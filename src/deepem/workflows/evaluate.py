@@ -1,7 +1,9 @@
 """Evaluate a trained run: a log-likelihood estimate on one split plus encoder diagnostics, written to
 RUN/evaluation.json (the newest) and RUN/evaluations/<estimator and settings>-<split>-<subset>-<seed>-step<S>.json
 with per-point values beside it (same name, -per-point.npy): every evaluation is kept, and one of other
-parameters (another checkpoint step S, e.g. after --resume) never replaces it."""
+parameters (another checkpoint step S, e.g. after --resume) never replaces it. The first part of the name
+is the estimator object's own (`Estimator.tag()`: "iw-k5000", "ais-T500-c16-L10-prior", or a registered
+estimator's name and settings), and the record names its estimator (`estimator_name`)."""
 
 from __future__ import annotations
 
@@ -9,22 +11,26 @@ from pathlib import Path
 from typing import Any
 
 from deepem.errors import InvalidInputError, ResultNotSavedError, not_saved_message
+from deepem.evaluation.driver import Estimator
 from deepem.evaluation.estimators import make_estimator
 from deepem.evaluation.evaluate import evaluate_model, evaluation_subset
 from deepem.evaluation.sharding import Shard
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
 from deepem.training.distributed import Parallel, finish, launched
-from deepem.workflows.loading import load_trained_run
+from deepem.workflows.loading import TrainedRun, load_trained_run
 
 
-def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | None = None, split: str = "test",
-                 limit: int | None = None, seed: int = 0, batch_size: int = 100,
+def evaluate_run(run_dir: str | Path, estimator: str | Estimator = "iw", particles: int | None = None,
+                 split: str = "test", limit: int | None = None, seed: int = 0, batch_size: int = 100,
                  data_dir: str | None = None, device: str = "cpu", progress: bool = True,
-                 observed: bool = False, **settings: Any) -> dict[str, Any]:
+                 observed: bool = False, trained: TrainedRun | None = None, **settings: Any) -> dict[str, Any]:
     """Evaluate the newest good checkpoint of a run and write the results into the run folder.
 
-    estimator: a registered name (evaluation/estimators.py) whose settings record takes `settings`
-    (and `particles`, for the importance-weighted ones; None: the record's default).
+    estimator: a registered name (evaluation/estimators.py) whose settings record takes `settings`, or
+    an estimator object (then `settings` must be empty). particles: K, for an estimator whose settings
+    declare `particles` (None: the record's default); refused by one that does not.
+    trained: the run as `load_trained_run(run_dir, data_dir, device)` returned it, when the caller holds
+    it already (`compare` loads each run once); None: loaded here.
 
     Inside a launched job (`--nproc N`, torchrun) the batches are shared by the ranks and rank 0 writes
     the result, which equals a single process's (evaluation/sharding.py).
@@ -32,15 +38,12 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
     A run trained on incomplete data (--missing) is evaluated on the complete split, log p(x) (IWEM's
     Table 3); with observed=True on the observed part of the corrupted copy of the split, log p(x_o) (the
     iw-observed estimator, which `--estimator iw --observed` means)."""
-    if observed and estimator == "iw":
-        estimator = "iw-observed"
-    observed = observed or estimator == "iw-observed"
-    if particles is not None and estimator in ("iw", "iw-observed"):
-        settings["particles"] = particles
-    est = make_estimator(estimator, **settings)  # bad settings fail before the run is loaded
+    est = evaluation_estimator(estimator, particles, observed, **settings)  # fails before the run is loaded
+    observed = observed or est.observed_data
     # (a launched job first: with NCCL, "cuda" then means this rank's GPU)
     parallel, shard = evaluation_shard(device)
-    trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
+    if trained is None:
+        trained = load_trained_run(run_dir, data_dir=data_dir, device=device)
     # A run trained on a file of one's own (--dataset FILE) has the file's masks and no complete copy.
     own_file = trained.corrupted is None and trained.data.mask(split) is not None
     if own_file and not observed:
@@ -76,7 +79,7 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
     # Every evaluation keeps its own files, named by its settings and the step of its parameters (a quick
     # K = 10 check never replaces a K = 5000 record, nor a resumed run's the earlier one); evaluation.json
     # is the newest, and names the file it copies.
-    tag = evaluation_tag(record, est.name, split, observed, limit, seed, trained.step)
+    tag = evaluation_tag(est, split, observed, limit, seed, trained.step)
     record["file"] = f"evaluations/{tag}.json"
     if shard is not None:
         record["processes"] = shard.world
@@ -99,14 +102,32 @@ def evaluation_shard(device: str = "cpu") -> tuple[Parallel | None, Shard | None
     return parallel, Shard(parallel.rank, parallel.world, parallel.gather_cat)
 
 
-def evaluation_tag(record: dict[str, Any], estimator: str, split: str, observed: bool, limit: int | None,
-                   seed: int, step: int) -> str:
-    """A file name that says what was evaluated (the parameters of checkpoint step `step`) and how, e.g.
-    "iw-k5000-test-n1000-s0-step567". (Runs evaluated before the step was named keep "...-s0.json"; the
-    readers, report/compare.py, glob "iw-k*-SPLIT-*.json" and find both.)"""
-    s = record.get("settings", record)
-    # (iw-observed keeps the names iw with --observed had: "-observed" follows the split)
-    how = (f"ais-T{s.get('temperatures')}-c{s.get('chains')}-L{s.get('leapfrog_steps')}-{s.get('initial')}"
-           if estimator == "ais" else f"iw-k{record.get('particles')}")
-    return f"{how}-{split}{'-observed' if observed else ''}-{f'n{limit}' if limit else 'all'}-s{seed}-step{step}"
+def evaluation_estimator(estimator: str | Estimator = "iw", particles: int | None = None, observed: bool = False,
+                         **settings: Any) -> Estimator:
+    """The estimator object an evaluation runs: `estimator` (a registered name with `settings`, or an
+    object) with K = `particles` in its own settings, whatever its name, if they declare `particles`.
+    `--estimator iw --observed` means the iw-observed estimator."""
+    if isinstance(estimator, Estimator):
+        if settings:
+            raise TypeError("settings go into the estimator object, not beside it")
+        if particles is not None and hasattr(estimator.settings, "particles"):
+            if estimator.settings.particles != particles:
+                raise InvalidInputError(f"particles = {particles} was given, and the {estimator.name} "
+                                        f"estimator has K = {estimator.settings.particles}; give K once")
+        elif particles is not None:
+            raise InvalidInputError(f"the {estimator.name} estimator has no particles setting (K)")
+        return estimator
+    if observed and estimator == "iw":
+        estimator = "iw-observed"
+    if particles is not None:
+        settings["particles"] = particles  # an estimator without K says so (an unknown setting)
+    return make_estimator(estimator, **settings)
 
+
+def evaluation_tag(estimator: Estimator, split: str, observed: bool, limit: int | None, seed: int,
+                   step: int) -> str:
+    """A file name that says what was evaluated (the parameters of checkpoint step `step`) and how, e.g.
+    "iw-k5000-test-n1000-s0-step567": the estimator's own tag, then the data. (Runs evaluated before the
+    step was named keep "...-s0.json"; report/compare.py reads both.)"""
+    return (f"{estimator.tag()}-{split}{'-observed' if observed else ''}-{f'n{limit}' if limit else 'all'}"
+            f"-s{seed}-step{step}")
