@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observed", action="store_true",
                    help="a run trained with --missing: log p(x_o) of the observed part of the corrupted split "
                         "(default: log p(x) of the complete split, as IWEM's Table 3)")
+    p.add_argument("--input", default=None, metavar="FILE",
+                   help="evaluate the rows of FILE (the run's columns; rows with empty cells: log p(x_o)) instead "
+                        "of a split; the training data are not read")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -143,11 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
     p.set_defaults(command_function="score")
 
-    p = sub.add_parser("sample", help="an image grid of samples from a trained model")
+    p = sub.add_parser("sample", help="samples from a trained model: an image grid, or for a table rows drawn "
+                                      "from p(x) written as a table")
     p.add_argument("run_dir")
     p.add_argument("--n", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/figures/samples.png)")
+    p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/figures/samples.png); for a table a "
+                                                  ".csv or .tsv path (default RUN_DIR/samples.csv)")
     p.set_defaults(command_function="sample")
 
     p = sub.add_parser("bdmc", help="bidirectional Monte Carlo bounds on simulated data: how far to trust AIS")

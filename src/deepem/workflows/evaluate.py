@@ -15,6 +15,8 @@ from deepem.evaluation.sharding import Shard
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
 from deepem.training.distributed import Parallel, finish, launched
 from deepem.workflows.loading import load_trained_run
+from deepem.workflows.own_data import read_rows
+from deepem.workflows.trained_model import load_model
 
 
 def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | None = None, split: str = "test",
@@ -84,6 +86,37 @@ def evaluate_run(run_dir: str | Path, estimator: str = "iw", particles: int | No
             return record
     try:
         atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", npy_bytes(estimate.per_point.numpy()))
+        atomic_write_json(run / record["file"], record, checksum=True)
+        atomic_write_json(run / "evaluation.json", record, checksum=True)
+    except OSError as err:
+        raise ResultNotSavedError(not_saved_message(run / record["file"], err), record) from err
+    return record
+
+
+def evaluate_input(run_dir: str | Path, input_path: str | Path, estimator: str = "iw", particles: int | None = None,
+                   seed: int = 0, batch_size: int = 100, device: str = "cpu", progress: bool = True,
+                   header: bool | None = None, **settings: Any) -> dict[str, Any]:
+    """`deepem evaluate RUN --input FILE`: the run's model (`load_model`: the training data are not read) on
+    the rows of FILE, log p(x) of complete rows, log p(x_o) when some cell is empty (estimator "iw" becomes
+    "iw-observed"), on the file's own scale; written as the split evaluations are, the split named
+    "input-STEM" in the file names, with the file's path and sha256 in the record."""
+    if particles is not None and estimator in ("iw", "iw-observed"):
+        settings["particles"] = particles
+    make_estimator(estimator, **settings)  # bad settings fail before the run is loaded
+    trained = load_model(run_dir, device)
+    table = read_rows(trained.transform.record(), input_path, header)
+    record, per_row = trained.evaluate(table.values, estimator, seed, batch_size, progress, table.mask, **settings)
+    observed = record.pop("estimator_name") == "iw-observed"
+    label = f"input-{table.path.stem}"
+    record["data"] = f"the rows of {table.path}" + (": log p(x_o) of their observed cells" if observed else "")
+    record.update(split=label, seed=seed, limit=None, method=trained.method, dataset=trained.transform.dataset,
+                  checkpoint=trained.checkpoint, step=trained.step, subset=f"all {table.n_rows}",
+                  input=str(table.path), input_sha256=table.sha256)
+    tag = evaluation_tag(record, estimator, label, observed, None, seed, trained.step)
+    record["file"] = f"evaluations/{tag}.json"
+    run = Path(run_dir)
+    try:
+        atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", npy_bytes(per_row))
         atomic_write_json(run / record["file"], record, checksum=True)
         atomic_write_json(run / "evaluation.json", record, checksum=True)
     except OSError as err:
