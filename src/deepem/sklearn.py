@@ -142,11 +142,13 @@ class DeepImputer(OneToOneFeatureMixin, TransformerMixin, _DeepLatentEstimator):
     feature_names_in_ (for DataFrames), n_iter_ (epochs run), seed_."""
 
     def transform(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.model_.impute(self._rows(X), self.eval_particles, self.seed_, self.proposal)
+        rows = self._rows(X)  # (checks the fit first)
+        return self.model_.impute(rows, self.eval_particles, self.seed_, self.proposal)
 
     def sample(self, X: Any, n_draws: int = 5) -> np.ndarray:  # noqa: N803
         """(n_draws, N, D) multiple imputations of X (observed cells as given)."""
-        return self.model_.impute_draws(self._rows(X), n_draws, self.eval_particles, self.seed_, self.proposal)
+        rows = self._rows(X)
+        return self.model_.impute_draws(rows, n_draws, self.eval_particles, self.seed_, self.proposal)
 
 
 class DeepDensityEstimator(DensityMixin, _DeepLatentEstimator):
@@ -155,7 +157,8 @@ class DeepDensityEstimator(DensityMixin, _DeepLatentEstimator):
     the scale of X; `score(X)` their mean. Parameters and fitted attributes as `DeepImputer`."""
 
     def score_samples(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.model_.score(self._rows(X), self.eval_particles, self.seed_, self.proposal)
+        rows = self._rows(X)
+        return self.model_.score(rows, self.eval_particles, self.seed_, self.proposal)
 
     def score(self, X: Any, y: Any = None) -> float:  # noqa: N803
         """Mean per-row log-likelihood of X (higher is better)."""

@@ -172,6 +172,7 @@ class Trainer:
             state.update(distributed_state(self.parallel))
         if self.early_stopping.best is not None:  # what evaluation loads (workflows/loading.py)
             state["best"] = self.early_stopping.best
+        state["data_dim"] = self.model.data_dim  # with config.json, enough to rebuild the network alone
         return state
 
     def _check_fits(self, ckpt: dict[str, Any]) -> None:

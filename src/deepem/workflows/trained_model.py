@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from deepem.data.own_dataset import Standardization
-from deepem.data.registry import load_recorded_dataset
+from deepem.data.registry import DATASETS, load_recorded_dataset
 from deepem.errors import InvalidInputError, UserError
 from deepem.evaluation.estimators import make_estimator
 from deepem.evaluation.evaluate import evaluate_model
@@ -296,15 +296,17 @@ def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> Tra
         raise RunFolderError(f"run {run.root} has no usable checkpoint yet; train it first (or --resume it)")
     path, ckpt = found
     params = ckpt.get("best", ckpt)  # early stopping: the best validation's parameters
-    transform = run_transform(source, config)
+    transform = run_transform(source, config, ckpt.get("data_dim"))
     model = build_model(config, len(transform.columns), transform.likelihood, params["model"], device)
     return TrainedModel(model, transform, config.method, dict(config.method_options), config.to_dict(),
                         parameters_step(run, ckpt), method_proposal(config.method), str(source), path.name)
 
 
-def run_transform(run_dir: str | Path, config: TrainConfig) -> DataTransform:
-    """The data transform of a run: from its dataset record (a file of one's own), else from its benchmark
-    dataset as the run's data hold it (columns 1..D, no header, no rescaling)."""
+def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None = None) -> DataTransform:
+    """The data transform of a run: from its dataset record (a file of one's own); for a benchmark dataset,
+    from the dataset as the run's data hold it (columns 1..D, no header, no rescaling; loaded for its image
+    shape); for data given to the Trainer directly, from the checkpoint's data dimension and the recorded
+    likelihood (columns 1..D, no rescaling)."""
     if (Path(run_dir) / RECORD_NAME).is_file():
         record = load_dataset_record(run_dir)
         shape = record.get("image_shape")
@@ -312,6 +314,10 @@ def run_transform(run_dir: str | Path, config: TrainConfig) -> DataTransform:
                              Standardization.from_dict(record.get("standardization")),
                              None if shape is None else (int(shape[0]), int(shape[1])),
                              record.get("likelihood") or config.model.likelihood or "gaussian", record["path"])
+    columns = None if data_dim is None else [str(j + 1) for j in range(data_dim)]
+    info = DATASETS.get(str(config.dataset).strip().lower().replace("_", "-"))
+    if columns is not None and config.model.likelihood and (info is None or info.dim != data_dim):
+        return DataTransform(columns, False, None, None, config.model.likelihood, config.dataset)
     data = load_recorded_dataset(config.dataset, config.data_dir)  # (the data may have moved)
     return DataTransform([str(j + 1) for j in range(data.data_dim)], False, None, data.image_shape,
                          config.model.likelihood or data.likelihood, config.dataset, benchmark=True)
