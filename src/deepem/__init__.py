@@ -8,7 +8,6 @@ and EM-style estimators, and honest evaluation of the trained models.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -19,7 +18,7 @@ _TRAINED_MODEL = "deepem.workflows.trained_model"
 _LAZY = {"load": "load_model", "TrainedModel": "TrainedModel"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # (no `typing` import: it costs --help time)
     if name in _LAZY:
         return getattr(importlib.import_module(_TRAINED_MODEL), _LAZY[name])
     raise AttributeError(f"module 'deepem' has no attribute {name!r}")

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from deepem.evaluation.own_rows import score_rows
 from deepem.methods.base import METHODS
 from deepem.methods.miwae import MIWAE
+from deepem.workflows.loading import load_trained_run
 from deepem.workflows.own_runs import default_proposal
 from deepem.workflows.trained_model import load_model
 
@@ -134,3 +137,16 @@ def test_the_imputation_proposal_is_the_method_classes_own_also_for_a_method_reg
     finally:
         del METHODS[Completer.name]
     assert default_proposal("miwae") == "zero-filled" and default_proposal("miss-iwem-woa") == "completed"
+
+
+@pytest.mark.parametrize("fixture", ["iwae", "miss-iwem"])
+def test_run_folders_of_older_deepem_load_as_a_trained_model(fixture):
+    """No data dimension in their checkpoints: the benchmark gives it; the parameters are the run's."""
+    folder = Path(__file__).resolve().parents[1] / "legacy" / "fixtures" / fixture
+    model, run = load_model(folder), load_trained_run(folder, warn=lambda _: None)
+    mine, theirs = model.model.state_dict(), run.model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert model.step == run.step and model.imputation_proposal == default_proposal(fixture)
+    x = run.data.test[:5]
+    assert np.array_equal(model.score(x, particles=10),  # no rescaling: the scores of the run's own model
+                          score_rows(run.model, x.double(), None, 10).per_point.numpy())
