@@ -23,6 +23,7 @@ scikit-learn is an optional dependency: `pip install deepem[sklearn]`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from deepem.data.base import DataSplits
 from deepem.data.own_dataset import Standardization
 from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.workflows.assembly import build_trainer, run_config
-from deepem.workflows.trained_model import DataTransform, TrainedModel, method_proposal
+from deepem.workflows.trained_model import MODEL_FILE, DataTransform, TrainedModel, method_proposal
 
 __all__ = ["DeepDensityEstimator", "DeepImputer"]
 
@@ -112,6 +113,8 @@ class _DeepLatentEstimator(BaseEstimator):
         self.model_ = TrainedModel(trainer.model.eval(), transform, trainer.config.method,
                                    dict(trainer.config.method_options), trainer.config.to_dict(), trainer.state.step,
                                    method_proposal(trainer.config.method), "scikit-learn")
+        if self.run_dir is not None:  # the run folder's model with its standardisation (no dataset record has it)
+            self.model_.save(Path(self.run_dir) / MODEL_FILE)
         self.n_iter_ = trainer.state.epoch
         return self
 

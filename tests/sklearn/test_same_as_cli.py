@@ -60,3 +60,16 @@ def test_the_cli_and_the_estimators_give_the_same_imputations_and_scores_bit_for
         cli_scores = np.array([float(r[2]) for r in list(csv.reader(f))[1:]])
     density = DeepDensityEstimator(method="miwae", epochs=2, eval_particles=k, random_state=seed).fit(x)
     assert np.array_equal(cli_scores, density.score_samples(x))
+
+
+def test_an_estimator_given_a_run_dir_writes_a_run_that_loads_as_its_model(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 3)) * [1.0, 50.0, 0.01] + [0.0, 100.0, 5.0]
+    x[rng.random(x.shape) < 0.2] = np.nan
+    imputer = DeepImputer(epochs=2, hidden=(8,), random_state=0, run_dir=str(tmp_path / "run")).fit(x)
+    loaded = load_model(tmp_path / "run")
+    assert loaded.step == imputer.model_.step == 2 and loaded.checkpoint == "ckpt-000000002.pt"
+    # the standardisation came with it
+    assert np.array_equal(loaded.impute(x, particles=20), imputer.model_.impute(x, particles=20))
+    in_memory = DeepImputer(epochs=2, hidden=(8,), random_state=0).fit(x)
+    assert np.array_equal(in_memory.transform(x), imputer.transform(x))  # a run folder changes no number

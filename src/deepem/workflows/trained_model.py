@@ -45,6 +45,9 @@ from deepem.workflows.own_data import RECORD_NAME, load_dataset_record
 
 #: the format tag of a saved TrainedModel file
 MODEL_FORMAT = "deepem-model-1"
+#: a TrainedModel saved inside a run folder (by a scikit-learn estimator given a run_dir, whose data transform
+#: no dataset record holds); used while it holds the parameters the newest checkpoint would give
+MODEL_FILE = "model.pt"
 
 
 class ModelFileError(UserError, ValueError):
@@ -296,10 +299,16 @@ def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> Tra
         raise RunFolderError(f"run {run.root} has no usable checkpoint yet; train it first (or --resume it)")
     path, ckpt = found
     params = ckpt.get("best", ckpt)  # early stopping: the best validation's parameters
+    step = parameters_step(run, ckpt)
+    if (source / MODEL_FILE).is_file():
+        saved = load_model_file(source / MODEL_FILE, device)
+        if saved.step == step:
+            saved.checkpoint = path.name
+            return saved
     transform = run_transform(source, config, ckpt.get("data_dim"))
     model = build_model(config, len(transform.columns), transform.likelihood, params["model"], device)
-    return TrainedModel(model, transform, config.method, dict(config.method_options), config.to_dict(),
-                        parameters_step(run, ckpt), method_proposal(config.method), str(source), path.name)
+    return TrainedModel(model, transform, config.method, dict(config.method_options), config.to_dict(), step,
+                        method_proposal(config.method), str(source), path.name)
 
 
 def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None = None) -> DataTransform:
