@@ -125,6 +125,8 @@ def evaluate(args: argparse.Namespace) -> int:
     name = "iw-observed" if args.observed and args.estimator == "iw" else args.estimator
     settings = typed_values(args, ESTIMATORS[name].Settings)  # the settings typed; the record fills the rest
     if getattr(args, "input", None) is not None:  # rows of a file: the run's model alone, no training data
+        if args.limit is not None:
+            raise UserError("--limit picks points of a split; --input evaluates every row of its file")
         record = evaluate_input(args.run_dir, args.input, estimator=args.estimator, seed=args.seed,
                                 batch_size=args.batch_size, device=args.device, progress=not args.quiet, **settings)
         _print_evaluation(record)
