@@ -6,12 +6,14 @@ the workaround for upward imports). The layers, lowest first:
     files);  report (files);  workflows (everything below);  dispatch and sklearn (everything);  cli (only
     errors, settings and declarations: it parses before the library loads).
 
-One import is deferred, by name, and only one: cli.py imports deepem.dispatch with importlib after the
+Imports deferred, by name, are listed in DEFERRED: cli.py imports deepem.dispatch with importlib after the
 arguments are parsed. `deepem --help` and an argument error must answer in well under a second, and
 everything below dispatch imports torch (and scikit-learn, matplotlib) at module level, as a heavy package
 is imported where it is used. The parser is built from declarations that import without torch
 (deepem/declarations), so the deferred import is the CLI's one step down into the library, not a
-workaround for an upward import: dispatch is the layer below cli, and it never imports cli."""
+workaround for an upward import: dispatch is the layer below cli, and it never imports cli. The one other:
+the package's `__init__` looks `deepem.load` up in workflows/trained_model.py when it is first used (a module
+`__getattr__`), for the same reason: `import deepem` runs before every command and must not load torch."""
 
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ DEFERRED: dict[tuple[str, str], str] = {
                                        "subcommand's layer is imported once the arguments are parsed",
     ("deepem.plugins", "?"): "the user's own modules, named in DEEPEM_PLUGINS, registering methods and "
                              "estimators before the parser offers them (no deepem module is imported this way)",
+    ("deepem", "deepem.workflows.trained_model"): "deepem.load is looked up when first used: `import deepem` "
+                                                  "(which every CLI command runs) must not load torch",
 }
 
 

@@ -1,5 +1,5 @@
-"""A CSV with missing cells end to end through the library functions the CLI will call
-(workflows/own_data.py): train on it, impute it and new rows back into the same format (observed cells
+"""A CSV with missing cells end to end through the library functions the CLI calls (workflows/own_runs.py,
+with the run's TrainedModel): train on it, impute it and new rows back into the same format (observed cells
 unchanged as text, no missing cell left, header kept), score rows as the evaluation does, and refuse a
 file with other columns without writing anything."""
 
@@ -21,13 +21,9 @@ from deepem.methods.miwae import MIWAE
 from deepem.models import ModelConfig, make_model
 from deepem.models.likelihoods import OutsideSupportError, check_rows
 from deepem.training import TrainConfig, Trainer
-from deepem.workflows.own_data import (
-    impute_file,
-    load_dataset_record,
-    reload_file_dataset,
-    save_dataset_record,
-    score_file,
-)
+from deepem.workflows.own_data import load_dataset_record, reload_file_dataset, save_dataset_record
+from deepem.workflows.own_runs import impute_file, score_file
+from deepem.workflows.trained_model import DataTransform, TrainedModel, load_model
 
 
 def make_csv(path, n=60, seed=0):
@@ -48,15 +44,17 @@ def trained(tmp_path_factory):
     path = make_csv(folder / "mine.csv")
     data = load_file_dataset(path, seed=0)
     torch.manual_seed(0)
-    model = make_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian"), 4)
+    architecture = ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian")
+    model = make_model(architecture, 4)
     run = folder / "run"
-    settings = TrainConfig(dataset=str(path), epochs=3, batch_size=16, lr=1e-2, valid_every=0)
+    # (config.json must say the model: loading the run rebuilds it from there)
+    settings = TrainConfig(dataset=str(path), epochs=3, batch_size=16, lr=1e-2, valid_every=0, model=architecture)
     trainer = Trainer(model, MIWAE(particles=5), data.splits.train, run, settings,
                       train_mask=data.splits.train_mask, log=lambda s: None, progress=False)
     trainer.start()
     trainer.fit()
     save_dataset_record(run, data)
-    return model.eval(), load_dataset_record(run), data, folder
+    return load_model(run), load_dataset_record(run), data, folder
 
 
 def cells(path):
@@ -67,7 +65,7 @@ def cells(path):
 def test_round_trip_keeps_observed_cells_and_fills_every_missing_one(trained):
     model, record, data, folder = trained
     seen = []
-    summary = impute_file(model, record, record["path"], folder / "out.csv", particles=50, draws=2, seed=1,
+    summary = impute_file(model, record["path"], folder / "out.csv", particles=50, draws=2, seed=1,
                           batch_size=25, progress=seen.append)
     before, after = cells(record["path"]), cells(folder / "out.csv")
     assert after[0] == before[0] == ["alpha", "beta", "gamma", "delta"] and len(after) == len(before)
@@ -83,7 +81,7 @@ def test_round_trip_keeps_observed_cells_and_fills_every_missing_one(trained):
     assert [p.split("/")[-1] for p in summary["outputs"]] == ["out.csv", "out_1.csv", "out_2.csv"]
     draw = cells(folder / "out_2.csv")
     assert draw != after and all(float(c) == float(c) for row in draw[1:] for c in row)
-    long = impute_file(model, record, record["path"], folder / "long.csv", particles=50, draws=2, seed=1,
+    long = impute_file(model, record["path"], folder / "long.csv", particles=50, draws=2, seed=1,
                        batch_size=25, long=True)
     assert [p.split("/")[-1] for p in long["outputs"]] == ["long.csv", "long_draws.csv"]
     stacked = cells(folder / "long_draws.csv")
@@ -93,14 +91,16 @@ def test_round_trip_keeps_observed_cells_and_fills_every_missing_one(trained):
 
 def test_scores_are_the_row_wise_scores_on_the_file_scale(trained):
     model, record, data, folder = trained
-    summary = score_file(model, record, record["path"], folder / "scores.csv", particles=30, seed=2, batch_size=20)
+    summary = score_file(model, record["path"], folder / "scores.csv", particles=30, seed=2, batch_size=20,
+                         proposal="completed")
     rows = cells(folder / "scores.csv")
     assert rows[0] == ["row", "n_observed", "log_likelihood"] and len(rows) == 61
     scores = np.array([float(r[2]) for r in rows[1:]])
     table = data.table
     x = torch.from_numpy(np.nan_to_num((table.values - record["standardization"]["mean"])
                                        / record["standardization"]["std"]))
-    theirs = score_rows(model, x, torch.from_numpy(table.mask), particles=30, batch_size=20, seed=2)
+    theirs = score_rows(model.model, x, torch.from_numpy(table.mask), particles=30, batch_size=20, seed=2,
+                        proposal="completed")
     jacobian = -(table.mask * np.log(record["standardization"]["std"])).sum(1)
     np.testing.assert_allclose(scores, theirs.per_point.numpy() + jacobian, rtol=1e-12)
     saved = json.loads((folder / "scores.csv.json").read_text())
@@ -113,13 +113,13 @@ def test_new_rows_with_other_columns_are_refused_and_nothing_is_written(trained)
     other = folder / "other.csv"
     other.write_text("alpha,beta,gamma\n1,2,\n")
     with pytest.raises(TableError, match="has 3 columns but the model was trained on 4"):
-        impute_file(model, record, other, folder / "no.csv")
+        impute_file(model, other, folder / "no.csv")
     with pytest.raises(TableError, match="has 3 columns"):
-        score_file(model, record, other, folder / "no_scores.csv")
+        score_file(model, other, folder / "no_scores.csv")
     assert not (folder / "no.csv").exists() and not (folder / "no_scores.csv").exists()
     new = folder / "new.csv"
     new.write_text("alpha,beta,gamma,delta\n1,,3,\n")  # one new row: fewer than 10 rows is fine here
-    impute_file(model, record, new, folder / "new_out.csv", particles=20)
+    impute_file(model, new, folder / "new_out.csv", particles=20)
     assert cells(folder / "new_out.csv")[1][0::2] == ["1", "3"]
 
 
@@ -140,17 +140,17 @@ def test_a_value_beyond_float32_is_refused_by_train_impute_and_score_and_nothing
     with pytest.raises(TableError, match=where):
         load_file_dataset(huge)
     with pytest.raises(TableError, match=where):
-        impute_file(model, record, huge, folder / "huge_out.csv")
+        impute_file(model, huge, folder / "huge_out.csv")
     with pytest.raises(TableError, match=where):
-        score_file(model, record, huge, folder / "huge_scores.csv")
+        score_file(model, huge, folder / "huge_scores.csv")
     assert not (folder / "huge_out.csv").exists() and not (folder / "huge_scores.csv").exists()
 
 
 def bernoulli_run():
     torch.manual_seed(0)
     model = make_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="bernoulli"), 4).eval()
-    record = {"columns": ["1", "2", "3", "4"], "header": False, "standardization": None}
-    return model, record
+    transform = DataTransform(["1", "2", "3", "4"], False, None, None, "bernoulli", "four-bits")
+    return model, TrainedModel(model, transform, "miwae", {}, {}, 0)
 
 
 def test_check_rows_refuses_values_outside_the_likelihoods_support():
@@ -170,15 +170,17 @@ def test_check_rows_refuses_values_outside_the_likelihoods_support():
 
 
 def test_a_bernoulli_model_refuses_to_score_or_impute_grey_levels_and_writes_nothing(tmp_path):
-    model, record = bernoulli_run()
+    _, trained = bernoulli_run()
     digits = np.arange(12 * 4, dtype=np.float64).reshape(12, 4) % 17  # values 0..16, as scikit-learn's digits
     digits[0, 0] = np.nan
     np.save(tmp_path / "digits.npy", digits)
     for run in (score_file, impute_file):
         with pytest.raises(OutsideSupportError, match="digits.npy: row 0, column 3: 2 is outside what the model's "
                                                       "bernoulli likelihood gives"):
-            run(model, record, tmp_path / "digits.npy", tmp_path / "out.npy")
+            run(trained, tmp_path / "digits.npy", tmp_path / "out.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.npy"]
     np.save(tmp_path / "binary.npy", np.where(np.isnan(digits), np.nan, digits > 8))
-    score_file(model, record, tmp_path / "binary.npy", tmp_path / "s.csv", particles=5)
+    score_file(trained, tmp_path / "binary.npy", tmp_path / "s.csv", particles=5)
+    with pytest.raises(OutsideSupportError, match="row 0, column 2: 2 is outside"):  # the Python API too (0-based)
+        trained.score(digits[:2], particles=5)
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 13

@@ -99,8 +99,9 @@ EVALUATE = Command(
                    "(as --observed); ais: annealed importance sampling (for an implicit encoder, with --ais-initial "
                    "prior); or one a plug-in registers (DEEPEM_PLUGINS)", choices=ESTIMATOR_NAMES),
            Setting("split", str, "test", "the run's split to evaluate", choices=SPLITS),
-           Setting("input", str | None, None, "a .csv/.tsv/.npy/.npz file with the run's columns to evaluate instead "
-                   "of one of the run's splits", metavar="FILE"),
+           Setting("input", str | None, None, "evaluate the rows of FILE (a .csv/.tsv/.npy/.npz file with the run's "
+                   "columns; rows with empty cells: log p(x_o)) instead of a split; the training data are not read",
+                   metavar="FILE"),
            EVALUATE_LIMIT, SEED, BATCH_SIZE),
     all_estimators=True,
     after=(Setting("observed", bool, False, "a run trained with --missing: log p(x_o) of the observed part of the "
@@ -159,11 +160,13 @@ SCORE = Command(
            PROPOSAL, INPUT_HEADER, SEED, QUIET))
 
 SAMPLE = Command(
-    "sample", "an image grid of samples from a trained model", "sample",
+    "sample", "samples from a trained model: an image grid, or for a table rows drawn from p(x) written as a table",
+    "sample",
     flags=(RUN_DIR,
-           Setting("n", int, 64, "samples in the grid", minimum=1),
+           Setting("n", int, 64, "samples (images in the grid, or rows)", minimum=1),
            SEED,
-           Setting("output", str | None, None, "PNG path", shown="RUN_DIR/figures/samples.png")))
+           Setting("output", str | None, None, "PNG path; for a table a .csv or .tsv path (default "
+                   "RUN_DIR/samples.csv)", shown="RUN_DIR/figures/samples.png")))
 
 BDMC = Command(
     "bdmc", "bidirectional Monte Carlo bounds on simulated data: how far to trust AIS", "bdmc_bounds",

@@ -176,6 +176,10 @@ class Method(nn.Module):
     #: former names of constructor options -> their names now, so that options saved by older runs
     #: (config.json) still build the method (applied by `registry.make_method`).
     option_aliases: ClassVar[dict[str, str]] = {}
+    #: what q(z|x) was trained on, so the input imputation and scoring feed it by default:
+    #: "zero-filled" (x with missing cells set to 0, MIWAE) or "completed" (x completed from the model,
+    #: miss-IWEM)
+    imputation_proposal: ClassVar[str] = "zero-filled"
 
     def __init__(self, particles: int = 1) -> None:
         super().__init__()

@@ -107,6 +107,7 @@ class MissIWEM(IWEM):
       i.e. MIWAE's proposal q(z | x̃0), an ablation). See the module notes on why it matters."""
 
     name = "miss-iwem"
+    imputation_proposal = "completed"  # q is trained on the completed x̆ (Algorithm 3)
     requires = frozenset({RSAMPLE, Q_DENSITY})
 
     def __init__(self, particles: int = 50, p_samples: int | None = None, alpha_start: float = 0.0,

@@ -14,6 +14,7 @@ rate, a bounded number of times), and a checkpoint whose state is not finite is 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +53,8 @@ from deepem.training.validation import Validator
 
 
 class Trainer:
-    """Train `model` with `method` on the rows of `train_data` into the run folder `run_dir`.
+    """Train `model` with `method` on the rows of `train_data` into the run folder `run_dir` (None: in
+    memory, nothing written; the newest checkpoint is kept in memory for the non-finite rollback).
 
     settings: the loop's settings (epochs, batch_size, lr, optim, schedule, seed, checkpoints,
         nan_policy, device, dtype, tensorboard, ...); config.json records them. Default: TrainConfig() with the
@@ -69,7 +71,7 @@ class Trainer:
     The method is bound to the model (`method.bind`) before optimisers are built or a checkpoint is
     loaded. Seed the RNGs before building the model for a reproducible run."""
 
-    def __init__(self, model: DeepLatentModel, method: Method, train_data: Tensor, run_dir: str | Path,
+    def __init__(self, model: DeepLatentModel, method: Method, train_data: Tensor, run_dir: str | Path | None,
                  settings: TrainConfig | None = None, *, validate: Validator | None = None,
                  train_mask: Tensor | None = None, dynamic_binarization: bool = False,
                  log: Callable[[str], None] = print, progress: bool = True,
@@ -105,7 +107,10 @@ class Trainer:
         if self.config.patience and validate is None:
             raise ConfigError(f"patience = {self.config.patience} needs a validation bound, and this run has none "
                               "(no validator, or a q(z|x) without a density); set patience = 0")
-        self.run = RunFolder(Path(run_dir))
+        # In memory: a RunFolder that is never written (`writes` is False), named so that messages say so.
+        self.in_memory = run_dir is None
+        self.run = RunFolder(Path("<in memory>") if run_dir is None else Path(run_dir))
+        self._kept: dict[str, Any] | None = None  # in memory: the newest checkpoint's state
         self.log = log
         self.progress = progress
         self.batch_hook = batch_hook
@@ -180,6 +185,7 @@ class Trainer:
             state.update(distributed_state(self.parallel))
         if self.early_stopping.best is not None:  # what evaluation loads (workflows/loading.py)
             state["best"] = self.early_stopping.best
+        state["data_dim"] = self.model.data_dim  # with config.json, enough to rebuild the network alone
         return state
 
     def _check_fits(self, ckpt: dict[str, Any]) -> None:
@@ -200,6 +206,8 @@ class Trainer:
         if not self.writes:  # another rank writes; this one refuses a non-finite state as the writer does
             checkpoint_contents.check_finite(state, self.run, self.where())
             path = self.run.checkpoints / checkpoint_name(self.state.step)
+            if self.in_memory:  # (a copy: the state holds the live parameters)
+                self._kept = copy.deepcopy(state)
         else:
             path = checkpoint_contents.write(self.run, state, self.state.step, self.config.keep_checkpoints,
                                              self.where())
@@ -211,7 +219,8 @@ class Trainer:
     def roll_back(self, diagnosis: str) -> None:
         """Restore the newest good checkpoint with half the learning rate (the non-finite policy decided
         so); NonFiniteError when there is none."""
-        found = load_latest_good(self.run.checkpoints, warn=self.log, validate=self._check_fits)
+        found = load_latest_good(self.run.checkpoints, warn=self.log, validate=self._check_fits) \
+            if not self.in_memory else None if self._kept is None else (Path("memory"), copy.deepcopy(self._kept))
         if found is None:
             raise NonFiniteError(f"{diagnosis}; no usable checkpoint to roll back to")
         before = self.state
@@ -234,8 +243,9 @@ class Trainer:
 
     @property
     def writes(self) -> bool:
-        """Whether this process writes the run folder (always, but for ranks > 0 of a parallel job)."""
-        return self.parallel is None or self.parallel.is_writer
+        """Whether this process writes the run folder (always, but in memory and for ranks > 0 of a
+        parallel job)."""
+        return not self.in_memory and (self.parallel is None or self.parallel.is_writer)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         if self.writes:

@@ -28,7 +28,7 @@ from deepem.evaluation.sharding import Shard
 from deepem.inference.distributions import Q_DENSITY
 from deepem.methods.base import Method
 from deepem.methods.registry import METHODS, make_method, method_settings
-from deepem.models.config import make_model
+from deepem.models.config import ModelConfig, make_model, table_settings
 from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
 from deepem.settings import SettingError, check_values
@@ -92,6 +92,24 @@ def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
                                    data_dir=data_dir, dataset=dataset)
     resolved.validate(groups=tuple(METHODS[config.method].loss_groups))  # --optim names the method's groups
     return resolved
+
+
+def run_config(settings: dict[str, Any], table_columns: int | None = None) -> TrainConfig:
+    """A new run's TrainConfig from settings by name (TrainConfig fields, "model.FIELD", K as "particles",
+    "method_options") over the declared defaults; for a table of `table_columns` columns, over the table
+    defaults first (models/config.py `table_settings`: the MIWAE paper's UCI settings). The one place where
+    the CLI and the scikit-learn estimators make a run's settings, so both train the same model."""
+    typed = dict(settings)
+    if table_columns is not None:
+        defaults = table_settings(table_columns)
+        if "particles" in typed.get("method_options", {}):  # K given as a method option wins over the default
+            defaults.pop("particles")
+        typed = {**defaults, **typed}
+    model = ModelConfig(**{k.removeprefix("model."): v for k, v in typed.items() if k.startswith("model.")})
+    options = {**typed.pop("method_options", {}), **({"particles": typed.pop("particles")}
+                                                      if "particles" in typed else {})}
+    return TrainConfig(model=model, method_options=options,
+                       **{k: v for k, v in typed.items() if not k.startswith("model.")})
 
 
 def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
@@ -188,13 +206,13 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     return Assembled(config, data, model, method, train, validate, train_mask)
 
 
-def build_trainer(config: TrainConfig, run_dir: str | Path, data: DataSplits | None = None,
+def build_trainer(config: TrainConfig, run_dir: str | Path | None, data: DataSplits | None = None,
                   log: Callable[[str], None] = print, progress: bool = True,
                   batch_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
                   stop: StopRequest | None = None, recorded: bool = False,
                   parallel: Parallel | None = None) -> Trainer:
     """The Trainer of a TrainConfig (the CLI's path, and resume's: config.json is a TrainConfig; then
-    recorded=True, as its data may have moved)."""
+    recorded=True, as its data may have moved; the scikit-learn estimators' with run_dir None: in memory)."""
     shard = None if parallel is None else Shard(parallel.rank, parallel.world, parallel.gather_cat)
     a = assemble(config, data, recorded, shard, run_dir)
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from deepem.data import DATASETS
@@ -21,19 +22,22 @@ from deepem.inference.capabilities import CONTINUOUS
 from deepem.methods.registry import METHODS, method_options, method_settings
 from deepem.models.config import ModelConfig
 from deepem.models.config import describe as describe_architectures
+from deepem.report.figures import image_grid
 from deepem.settings import declared, typed_values
 from deepem.training.config import TrainConfig
 from deepem.training.distributed import finish, is_rank_zero
 from deepem.training.run import RunFolder
 from deepem.training.state import resume_command
 from deepem.workflows import train as training
-from deepem.workflows.assembly import resolve
-from deepem.workflows.compare import ComparisonStopped, compare, sample_grid
-from deepem.workflows.evaluate import evaluate_run, evaluation_shard
+from deepem.workflows.assembly import is_file_dataset, resolve, run_config
+from deepem.workflows.compare import ComparisonStopped, compare
+from deepem.workflows.evaluate import evaluate_input, evaluate_run, evaluation_shard
 from deepem.workflows.impute import BASELINE_CHOICES, run_imputation
 from deepem.workflows.loading import load_trained_run
-from deepem.workflows.own_runs import impute_run_file, score_run_file
+from deepem.workflows.own_data import table_width
+from deepem.workflows.own_runs import impute_run_file, score_run_file, write_samples
 from deepem.workflows.seeds import train_seeds
+from deepem.workflows.trained_model import load_model
 
 
 def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,18 +59,22 @@ def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
-    """A new run's configuration: the typed settings over TrainConfig's declared defaults."""
+    """A new run's configuration: the typed settings over TrainConfig's declared defaults, and for a table
+    of one's own over the table defaults (`run_config`)."""
     typed = typed_settings(args)
-    model = ModelConfig(**{k.removeprefix("model."): v for k, v in typed.items() if k.startswith("model.")})
-    options = {**typed.pop("method_options", {}), **({"particles": typed.pop("particles")}
-                                                      if "particles" in typed else {})}
-    return TrainConfig(model=model, method_options=options,
-                       **{k: v for k, v in typed.items() if not k.startswith("model.")})
+    dataset = typed.get("dataset")
+    width = table_width(dataset, typed.get("header")) if is_file_dataset(dataset) else None
+    return run_config(typed, table_columns=width)
 
 
 def run_name(config: TrainConfig) -> str:
-    """The default run folder of a resolved configuration."""
-    return f"runs/{config.dataset}-{config.method}-k{config.particles}-s{config.seed}"
+    """The default run folder of a resolved configuration (a file dataset named by its file's stem)."""
+    return f"runs/{dataset_label(config.dataset)}-{config.method}-k{config.particles}-s{config.seed}"
+
+
+def dataset_label(dataset: str) -> str:
+    """A dataset's name in folder names: a registered name, or a file's stem."""
+    return Path(dataset).stem if is_file_dataset(dataset) else dataset
 
 
 def train(args: argparse.Namespace) -> int:
@@ -81,7 +89,7 @@ def train(args: argparse.Namespace) -> int:
     config = resolve(config_from(args))  # K resolved for the folder name; errors before anything is written
     if args.seeds is not None:  # vectorised seeds (workflows/seeds.py): OUT/seed-S per seed
         seeds = range(config.seed, config.seed + args.seeds)
-        out = Path(args.out or f"runs/{config.dataset}-{config.method}-k{config.particles}-"
+        out = Path(args.out or f"runs/{dataset_label(config.dataset)}-{config.method}-k{config.particles}-"
                                f"s{seeds[0]}-{seeds[-1]}")
         return train_seeds(config, seeds, out, force=args.force, progress=not args.quiet).exit_code
     return training.run_training(config, Path(args.out or run_name(config)), force=args.force,
@@ -101,7 +109,7 @@ def after_failure(args: argparse.Namespace) -> str:
 def compare_methods(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     base = config_from(args)
-    out = Path(args.out or f"runs/compare-{base.dataset}")
+    out = Path(args.out or f"runs/compare-{dataset_label(base.dataset)}")
     try:
         compare(base, methods, out, estimator=args.eval_estimator, eval_particles=args.eval_particles,
                 eval_limit=args.eval_limit,
@@ -125,6 +133,14 @@ def evaluate(args: argparse.Namespace) -> int:
         flags = ", ".join(sorted(s.option for s in foreign.values()))
         raise UserError(f"{flags}: not a setting of the {name} estimator (its settings: "
                         f"{', '.join(ESTIMATORS[name].Settings.__dataclass_fields__)})")
+    if getattr(args, "input", None) is not None:  # rows of a file: the run's model alone, no training data
+        if args.limit is not None:
+            raise UserError("--limit picks points of a split; --input evaluates every row of its file")
+        record = evaluate_input(args.run_dir, args.input, estimator=args.estimator, seed=args.seed,
+                                batch_size=args.batch_size, device=args.device, progress=not args.quiet, **settings)
+        _print_evaluation(record)
+        print(f"written to {Path(args.run_dir) / record['file']} and {Path(args.run_dir) / 'evaluation.json'}")
+        return 0
     try:
         record = evaluate_run(args.run_dir, estimator=name, split=args.split, limit=args.limit, seed=args.seed,
                               batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
@@ -191,8 +207,19 @@ def _rows_bar(args: argparse.Namespace, what: str) -> tqdm:
 
 
 def sample(args: argparse.Namespace) -> int:
-    path = Path(args.output or Path(args.run_dir) / "figures" / "samples.png")
-    sample_grid(Path(args.run_dir), path, n=args.n, seed=args.seed)
+    """Images: a grid of decoder means; a table: rows drawn from p(x), on the file's scale, as a table."""
+    trained = load_model(args.run_dir)
+    shape = trained.transform.image_shape
+    if shape is None and trained.transform.benchmark:
+        raise InvalidInputError(f"dataset {trained.transform.dataset!r} is not an image dataset; nothing to draw")
+    if shape is not None:
+        path = Path(args.output or Path(args.run_dir) / "figures" / "samples.png")
+        images = torch.from_numpy(trained.sample(args.n, seed=args.seed, mean=True)).float()
+        image_grid(images, shape, path, title=f"{trained.method} on {Path(trained.transform.dataset).name}, "
+                                              f"step {trained.step}")
+    else:
+        path = write_samples(trained.sample(args.n, seed=args.seed), trained.transform.columns,
+                             trained.transform.header, args.output or Path(args.run_dir) / "samples.csv")
     print(f"wrote {path}")
     return 0
 

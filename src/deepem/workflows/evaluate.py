@@ -18,6 +18,8 @@ from deepem.evaluation.sharding import Shard
 from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
 from deepem.training.distributed import Parallel, finish, launched
 from deepem.workflows.loading import TrainedRun, load_trained_run
+from deepem.workflows.own_data import read_rows
+from deepem.workflows.trained_model import load_model
 
 
 def evaluate_run(run_dir: str | Path, estimator: str | Estimator = "iw", particles: int | None = None,
@@ -87,6 +89,38 @@ def evaluate_run(run_dir: str | Path, estimator: str | Estimator = "iw", particl
             return record
     try:
         atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", npy_bytes(estimate.per_point.numpy()))
+        atomic_write_json(run / record["file"], record, checksum=True)
+        atomic_write_json(run / "evaluation.json", record, checksum=True)
+    except OSError as err:
+        raise ResultNotSavedError(not_saved_message(run / record["file"], err), record) from err
+    return record
+
+
+def evaluate_input(run_dir: str | Path, input_path: str | Path, estimator: str | Estimator = "iw",
+                   particles: int | None = None, seed: int = 0, batch_size: int = 100, device: str = "cpu",
+                   progress: bool = True, header: bool | None = None, **settings: Any) -> dict[str, Any]:
+    """`deepem evaluate RUN --input FILE`: the run's model (`load_model`: the training data are not read) on
+    the rows of FILE, log p(x) of complete rows, log p(x_o) when some cell is empty (estimator "iw" becomes
+    "iw-observed", with its K), on the file's own scale; written as the split evaluations are, the split named
+    "input-STEM" in the file names, with the file's path and sha256 in the record."""
+    est = evaluation_estimator(estimator, particles, **settings)  # bad settings fail before the run is loaded
+    trained = load_model(run_dir, device)
+    table = read_rows(trained.transform.record(), input_path, header)
+    trained.check_support(table.values, table.mask, table.where, table.column, f"{table.path}: ")
+    if not table.mask.all() and est.name == "iw":
+        est = evaluation_estimator("iw-observed", est.settings.particles)
+    record, per_row = trained.evaluate(table.values, est, seed, batch_size, progress, table.mask)
+    label = f"input-{table.path.stem}"
+    record["data"] = f"the rows of {table.path}" + (": log p(x_o) of their observed cells" if est.observed_data
+                                                    else "")
+    record.update(split=label, seed=seed, limit=None, method=trained.method, dataset=trained.transform.dataset,
+                  checkpoint=trained.checkpoint, step=trained.step, subset=f"all {table.n_rows}",
+                  input=str(table.path), input_sha256=table.sha256)
+    tag = evaluation_tag(est, label, est.observed_data, None, seed, trained.step)
+    record["file"] = f"evaluations/{tag}.json"
+    run = Path(run_dir)
+    try:
+        atomic_write_bytes(run / "evaluations" / f"{tag}-per-point.npy", npy_bytes(per_row))
         atomic_write_json(run / record["file"], record, checksum=True)
         atomic_write_json(run / "evaluation.json", record, checksum=True)
     except OSError as err:

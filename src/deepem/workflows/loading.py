@@ -1,24 +1,28 @@
-"""Rebuild a trained model from its run folder (config.json + newest good checkpoint)."""
+"""Rebuild a trained run from its run folder (config.json + newest good checkpoint) with the data it was
+trained on, for what needs the run's own splits (evaluating them, comparing runs). What needs the model
+alone loads a TrainedModel (workflows/trained_model.py), which reads no training data."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from deepem.data.base import DataSplits
 from deepem.data.corruption import CorruptedData
-from deepem.errors import InvalidInputError
+from deepem.data.own_dataset import FileChangedError
+from deepem.errors import InvalidInputError, UserError
 from deepem.methods.base import Method
 from deepem.models.config import make_model
 from deepem.models.lvm import DeepLatentModel
 from deepem.training.checkpoint_file import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
-from deepem.workflows.assembly import build_method, run_data
+from deepem.workflows.assembly import build_method, is_file_dataset, run_data
+from deepem.workflows.own_data import RECORD_NAME, load_dataset_record
+from deepem.workflows.trained_model import parameters_step
 
 
 @dataclass
@@ -44,7 +48,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
         config.data_dir = data_dir
     # The data as trained on; for a run trained on incomplete data, `data` is the complete copy (on the
     # same scale) and `corrupted` the incomplete one with its masks.
-    data, corrupted = run_data(config, recorded=True, run_dir=run_dir)
+    data, corrupted = run_split_data(config, run_dir)
     if corrupted is not None:
         data = corrupted.complete
     found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn, move_aside=False)
@@ -66,18 +70,22 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None, device: s
     return TrainedRun(config, model, method, data, path, parameters_step(run, ckpt), corrupted)
 
 
-def parameters_step(run: RunFolder, ckpt: dict[str, Any]) -> int:
-    """The step whose parameters `ckpt` hands to evaluation: its best validation's (early stopping) or its
-    own. A checkpoint written before the best copy recorded its step: the step of the validation record
-    of the best epoch in metrics.jsonl."""
-    newest = int(ckpt["train_state"]["step"])
-    if "best" not in ckpt:
-        return newest
-    if "step" in ckpt["best"]:
-        return int(ckpt["best"]["step"])
-    best_epoch = ckpt["train_state"].get("best_epoch")
-    steps = [r["step"] for r in run.read_metrics() if r.get("kind") == "valid" and r.get("epoch") == best_epoch]
-    return int(steps[-1]) if steps else newest
+class RunDataError(UserError, FileNotFoundError):
+    """The file a run trained on is gone or changed, and the command needs the run's own splits."""
+
+
+def run_split_data(config: TrainConfig, run_dir: str | Path) -> tuple[DataSplits, CorruptedData | None]:
+    """`run_data` of a run folder; a file of one's own that is gone or changed is one line saying what to do."""
+    try:
+        return run_data(config, recorded=True, run_dir=run_dir)
+    except (FileNotFoundError, FileChangedError) as err:
+        if not is_file_dataset(config.dataset):
+            raise
+        record = Path(run_dir) / RECORD_NAME
+        path = load_dataset_record(run_dir)["path"] if record.is_file() else config.dataset
+        what = "has changed since the run recorded it" if isinstance(err, FileChangedError) else "is not there"
+        raise RunDataError(f"run {run_dir} was trained on {path}, which {what}: restore that file to use the "
+                           "run's own splits, or give rows of your own with --input FILE") from err
 
 
 def used_step(run_dir: str | Path) -> int | None:
