@@ -265,7 +265,7 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
     def _output(self, X: np.ndarray, missing: np.ndarray, filled: np.ndarray) -> np.ndarray:  # noqa: N803
         """X's rows as transform returns them: the model's columns `filled` (..., N, D_model), each empty
         column kept (missing cells 0) or dropped, then the indicator columns; X's dtype."""
-        lead = filled.shape[:-1]
+        lead = filled.shape[:-2]  # (n_draws,) for sample
         if self.keep_empty_features:
             out = np.broadcast_to(np.where(missing, 0.0, X), (*lead, *X.shape)).astype(X.dtype)
             out[..., self.columns_] = filled
