@@ -13,11 +13,10 @@ file); outputs are on the input's own scale (scores include the Jacobian of the 
 are log-densities of the rows as given). At the same settings and seed the CLI's run and the estimator
 give the same model bit for bit.
 
-Monte Carlo estimates draw from one generator seeded by `random_state`, in row order: the same input
-gives the same output (fit, transform and score_samples are deterministic given random_state), but the
-estimate for a row with something to estimate depends on the rows before it in the call, so
-scikit-learn's subset- and order-invariance checks fail for `score_samples` (and would for `transform`
-on rows with NaN; scikit-learn's checks give the imputer complete rows, which come back unchanged).
+Monte Carlo estimates are row-wise (evaluation/own_rows.py): a row's imputation, draws and score are
+functions of the model, the row, the seed and K alone, whatever other rows come with it. transform and
+score_samples use the fitted `seed_` (deterministic given random_state); `sample` draws a new seed per
+call from the estimator's random stream unless given one.
 
 The stopping rule (`validation_fraction` > 0): a fraction of the observed cells of X is hidden from
 training by a mask of the seed alone; every `valid_every_steps` updates the model imputes them (K =

@@ -21,7 +21,12 @@ from deepem.sklearn import DeepDensityEstimator, DeepImputer  # noqa: E402
 TINY = {"epochs": 1, "hidden": (4,), "particles": 2, "eval_particles": 4, "random_state": 0}
 
 
-@parametrize_with_checks([DeepImputer(**TINY), DeepDensityEstimator(**TINY)])
+#: the stopping rule on, with indicator columns
+RULED = {**TINY, "epochs": 100, "max_iter": 4, "validation_fraction": 0.2, "valid_every_steps": 1,
+         "n_iter_no_change": 1, "add_indicator": True}
+
+
+@parametrize_with_checks([DeepImputer(**TINY), DeepDensityEstimator(**TINY), DeepImputer(**RULED)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 

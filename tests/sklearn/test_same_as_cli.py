@@ -92,3 +92,17 @@ def test_the_stopping_rule_gives_the_same_model_in_the_cli_and_in_scikit_learn(t
     assert cli_model.step == imputer.best_iter_ < imputer.n_iter_ < 40 and imputer.n_iter_ % 3 == 0
     rmse = imputer.validation_scores_
     assert len(rmse) == imputer.n_iter_ // 3 and rmse[imputer.best_iter_ // 3 - 1] == rmse.min()
+
+
+def test_a_constant_column_is_trained_on_the_same_way_in_the_cli_and_in_scikit_learn(tmp_path):
+    table = tmp_path / "table.csv"
+    rows = write_table(tmp_path / "source.csv").read_text().splitlines()
+    table.write_text("\n".join(f"{row},4.0" for row in rows) + "\n")  # a sixth column, always 4
+    run = tmp_path / "run"
+    assert main(["--threads", "1", "train", "--dataset", str(table), "-m", "miwae", "--epochs", "2", "--split",
+                 "1,0,0", "--valid-every", "0", "--seed", "1", "--out", str(run), "--quiet"]) == 0
+    x = read_table(table).values
+    x[::4, 5] = np.nan  # a missing cell of the constant column comes back as the constant
+    imputer = DeepImputer(method="miwae", epochs=2, eval_particles=30, random_state=1).fit(read_table(table).values)
+    assert np.array_equal(load_model(run).impute(x, particles=30, seed=1), imputer.transform(x))
+    assert np.allclose(imputer.transform(x)[:, 5], 4.0, atol=0.05)
