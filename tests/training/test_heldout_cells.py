@@ -46,13 +46,25 @@ def test_held_out_cells_are_a_share_of_the_observed_cells_drawn_by_the_seed_alon
         hold_out_cells(mask, 1.0, seed=7)
 
 
+def test_a_long_table_holds_out_cells_within_max_rows_rows_only():
+    mask = torch.rand(500, 4, generator=torch.Generator().manual_seed(2)) > 0.2
+    train_mask, held_out = hold_out_cells(mask, 0.5, seed=3, max_rows=40)
+    rows = held_out.any(dim=1)
+    assert 0 < int(rows.sum()) <= 40 and torch.equal(train_mask, mask & ~held_out)
+    assert int(held_out.sum()) <= 0.5 * 40 * 4  # half the observed cells of 40 rows at most
+    assert torch.equal(hold_out_cells(mask, 0.5, seed=3, max_rows=40)[1], held_out)
+    assert torch.equal(hold_out_cells(mask[:40], 0.5, seed=3, max_rows=40)[1],
+                       hold_out_cells(mask[:40], 0.5, seed=3)[1])  # a table within max_rows: the plain rule
+
+
 def test_the_validator_is_minus_the_rmse_of_the_imputation_of_the_hidden_cells_which_training_never_sees():
     data = gaussian_table()
     config = tiny_config(dataset="table", method="miwae", train_limit=None, valid_every=0, valid_every_steps=5,
                          validation_fraction=0.25, valid_particles=7, model=tiny_config().model)
     a = assemble(config, data)
-    expected_mask, held_out = hold_out_cells(data.train_mask, 0.25, config.seed)
+    expected_mask, held_out = hold_out_cells(data.train_mask, 0.25, config.seed, max_rows=config.valid_limit)
     assert torch.equal(a.train_mask, expected_mask)  # what the trainer trains on hides the held-out cells
+    assert int(held_out.any(dim=1).sum()) <= config.valid_limit == 30
     result = a.validate(a.model)
     imputed = impute_rows(a.model, data.train, expected_mask, particles=7, seed=config.seed).imputed
     rmse = float(((imputed.double() - data.train.double())[held_out] ** 2).mean().sqrt())

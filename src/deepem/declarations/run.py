@@ -71,7 +71,8 @@ class RunSettings:
     valid_every_steps: int = setting(0, "updates between validations, instead of --valid-every (also one after the "
                                      "last update; 0: off)", minimum=0, resume=True)
     validation_fraction: float = setting(0.0, "held-out cells: hide this fraction of the OBSERVED cells of the "
-                                         "training rows (a fixed mask drawn with --seed), train on the rest, and "
+                                         "training rows (a fixed mask drawn with --seed; within 1000 random rows of a "
+                                         "longer table), train on the rest, and "
                                          "validate by the RMSE of their imputation (standardised units for a table; "
                                          "K = --valid-particles) instead of the validation split's bound; the best "
                                          "parameters are kept and the cells are not given back (no refit). 0: off",

@@ -52,16 +52,23 @@ class HeldOutError:
     estimator: str = HELD_OUT_ESTIMATOR
 
 
-def hold_out_cells(mask: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+def hold_out_cells(mask: Tensor, fraction: float, seed: int, max_rows: int | None = None) -> tuple[Tensor, Tensor]:
     """(training mask, held-out cells): round(fraction x observed cells) of the cells True in `mask`
-    (at least one), drawn uniformly from a generator of `seed` alone, moved from the first to the second."""
+    (at least one), drawn uniformly from a generator of `seed` alone, moved from the first to the second.
+    max_rows: draw them within that many rows only (a random subset of the rows, drawn first), so that a
+    check imputes at most max_rows rows however long the table; `fraction` is then of those rows' cells."""
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    cells = torch.nonzero(mask.flatten()).squeeze(1)
+    generator = torch.Generator().manual_seed(int(seed) ^ _HOLD_OUT_STREAM)
+    eligible = mask
+    if max_rows is not None and mask.shape[0] > max_rows:
+        rows = torch.zeros(mask.shape[0], dtype=torch.bool)
+        rows[torch.randperm(mask.shape[0], generator=generator)[:max_rows]] = True
+        eligible = mask & rows.unsqueeze(1)
+    cells = torch.nonzero(eligible.flatten()).squeeze(1)
     if cells.numel() < 2:
         raise ValueError("holding out cells needs at least two observed cells")
     count = min(cells.numel() - 1, max(1, round(fraction * cells.numel())))
-    generator = torch.Generator().manual_seed(int(seed) ^ _HOLD_OUT_STREAM)
     chosen = cells[torch.randperm(cells.numel(), generator=generator)[:count]]
     held_out = torch.zeros(mask.numel(), dtype=torch.bool)
     held_out[chosen] = True

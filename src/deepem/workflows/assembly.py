@@ -223,7 +223,7 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     if config.validation_fraction:
         # held-out cells of the training rows instead: hidden from training by a mask of the seed alone
         observed = train_mask if train_mask is not None else torch.ones(train.shape, dtype=torch.bool)
-        train_mask, held_out = hold_out_cells(observed, config.validation_fraction, config.seed)
+        train_mask, held_out = hold_out_cells(observed, config.validation_fraction, config.seed, config.valid_limit)
         proposal = getattr(METHODS[config.method], "imputation_proposal", "zero-filled")
         validate = held_out_validator(train, train_mask, held_out, config.valid_particles, config.seed,
                                       proposal) if validates else None
