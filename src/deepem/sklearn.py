@@ -176,7 +176,7 @@ class _DeepLatentEstimator(BaseEstimator):
             trainer = build_trainer(config, self.run_dir, data, log=print if self.verbose else _quiet,
                                     progress=bool(self.verbose))
             trainer.start()
-            trainer.fit()
+            summary = trainer.fit()
         finally:
             restore_rng_state(rng)
         given = getattr(self, "feature_names_in_", None)
@@ -188,10 +188,8 @@ class _DeepLatentEstimator(BaseEstimator):
         if self.run_dir is not None:  # the run folder's model with its standardisation (no dataset record has it)
             self.model_.save(Path(self.run_dir) / MODEL_FILE)
         self.n_iter_ = trainer.state.step
+        self.best_iter_ = summary["best_step"]  # the best check's update (early stopping), else the last
         checks = [r for r in trainer.state.history if r.get("kind") == "valid"]
-        best = [r["step"] for r in checks if r["valid_bound"] == trainer.state.best_valid]
-        # the update whose parameters the model holds: the best check's with early stopping, else the last
-        self.best_iter_ = best[0] if best and trainer.early_stopping.best is not None else self.n_iter_
         self.validation_scores_ = np.array([-r["valid_bound"] for r in checks])  # held-out RMSE per check
         self._fit_missing(X, empty)
         return self

@@ -94,7 +94,8 @@ def test_a_plateau_stops_the_run_within_an_epoch_with_the_best_checks_parameters
     trainer.start()
     summary = trainer.fit()
     assert (summary["steps"], trainer.state.epoch, trainer.state.batch) == (12, 2, 2)  # mid-epoch
-    assert summary["stopped_early"] and summary["best_valid"] == -7.0 and sorted(snapshots) == [3, 6, 9, 12]
+    assert summary["stopped_early"] and summary["best_valid"] == -7.0 and summary["best_step"] == 9
+    assert sorted(snapshots) == [3, 6, 9, 12]
     assert_trees_equal(params(trainer.model), snapshots[9])
     assert any(not torch.equal(snapshots[9][k], snapshots[12][k]) for k in snapshots[9])
 

@@ -300,7 +300,9 @@ class Trainer:
             self.logger.close()
         return {"epochs": s.epoch, "steps": s.step, "seconds": s.elapsed, "skipped_steps": s.skipped_steps,
                 "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid,
-                "best_epoch": s.best_epoch, "stopped_early": stopped_early}
+                "best_epoch": s.best_epoch, "stopped_early": stopped_early,
+                # the update whose parameters the model holds now (the best validation's, with patience)
+                "best_step": s.step if self.early_stopping.best is None else self.early_stopping.best["step"]}
 
     # training ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
