@@ -15,6 +15,7 @@ from deepem.data.base import DataSplits
 from deepem.evaluation.own_rows import impute_rows
 from deepem.training.config import ConfigError
 from deepem.training.validation import HELD_OUT_ESTIMATOR, hold_out_cells
+from deepem.training.vectorisable import VectorisationError, check_vectorisable
 from deepem.workflows.assembly import assemble, build_trainer
 
 
@@ -134,3 +135,8 @@ def test_held_out_cells_need_validation_and_a_fraction_below_one():
         tiny_config(valid_every=0, validation_fraction=0.1).validate()
     with pytest.raises(ConfigError, match="validation_fraction"):
         tiny_config(validation_fraction=1.0).validate()
+
+
+def test_vectorised_seeds_refuse_held_out_cells():
+    with pytest.raises(VectorisationError, match="held-out cells"):
+        check_vectorisable(tiny_config(valid_every=0, valid_every_steps=5, validation_fraction=0.1))
