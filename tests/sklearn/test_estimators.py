@@ -21,7 +21,12 @@ from deepem.sklearn import DeepDensityEstimator, DeepImputer  # noqa: E402
 TINY = {"epochs": 1, "hidden": (4,), "particles": 2, "eval_particles": 4, "random_state": 0}
 
 
-@parametrize_with_checks([DeepImputer(**TINY), DeepDensityEstimator(**TINY)])
+#: the stopping rule on, with indicator columns
+RULED = {**TINY, "epochs": 100, "max_iter": 4, "validation_fraction": 0.2, "valid_every_steps": 1,
+         "n_iter_no_change": 1, "add_indicator": True}
+
+
+@parametrize_with_checks([DeepImputer(**TINY), DeepDensityEstimator(**TINY), DeepImputer(**RULED)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -44,7 +49,8 @@ def test_imputer_fills_every_nan_keeps_observed_cells_and_beats_the_column_mean(
     filled = imputer.fit_transform(holes)
     missing = np.isnan(holes)
     assert not np.isnan(filled).any() and np.array_equal(filled[~missing], holes[~missing])
-    assert imputer.n_features_in_ == 4 and imputer.model_ is not None and imputer.n_iter_ == 25
+    assert imputer.n_features_in_ == 4 and imputer.model_ is not None
+    assert imputer.n_iter_ == imputer.best_iter_ == 25 * 3  # updates: 3 batches of 40 rows per epoch
     scale = x.std(axis=0)
     model_error = (((filled - x) / scale)[missing] ** 2).mean()
     mean_error = (((np.nanmean(holes, axis=0) - x) / scale)[missing] ** 2).mean()

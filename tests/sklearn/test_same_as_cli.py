@@ -73,3 +73,36 @@ def test_an_estimator_given_a_run_dir_writes_a_run_that_loads_as_its_model(tmp_p
     assert np.array_equal(loaded.impute(x, particles=20), imputer.model_.impute(x, particles=20))
     in_memory = DeepImputer(epochs=2, hidden=(8,), random_state=0).fit(x)
     assert np.array_equal(in_memory.transform(x), imputer.transform(x))  # a run folder changes no number
+
+
+def test_the_stopping_rule_gives_the_same_model_in_the_cli_and_in_scikit_learn(tmp_path):
+    table = write_table(tmp_path / "table.csv")
+    run = tmp_path / "run"
+    rule = ["--max-iter", "40", "--validation-fraction", "0.2", "--valid-every-steps", "3", "--patience", "1",
+            "--tol", "0.001"]
+    assert main(["--threads", "1", "train", "--dataset", str(table), "-m", "miwae", "--split", "1,0,0",
+                 "--valid-every", "0", "--seed", "3", "--out", str(run), "--quiet", *rule]) == 0
+    x = read_table(table).values
+    imputer = DeepImputer(method="miwae", max_iter=40, validation_fraction=0.2, valid_every_steps=3,
+                          n_iter_no_change=1, tol=0.001, random_state=3).fit(x)
+    cli_model = load_model(run)  # with early stopping: the best check's parameters
+    mine, theirs = cli_model.model.state_dict(), imputer.model_.model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[name], theirs[name]) for name in mine)
+    # the held-out RMSE stalled (by more than tol) once: stopped before the budget, the best check's update kept
+    assert cli_model.step == imputer.best_iter_ < imputer.n_iter_ < 40 and imputer.n_iter_ % 3 == 0
+    rmse = imputer.validation_scores_
+    assert len(rmse) == imputer.n_iter_ // 3 and rmse[imputer.best_iter_ // 3 - 1] == rmse.min()
+
+
+def test_a_constant_column_is_trained_on_the_same_way_in_the_cli_and_in_scikit_learn(tmp_path):
+    table = tmp_path / "table.csv"
+    rows = write_table(tmp_path / "source.csv").read_text().splitlines()
+    table.write_text("\n".join(f"{row},4.0" for row in rows) + "\n")  # a sixth column, always 4
+    run = tmp_path / "run"
+    assert main(["--threads", "1", "train", "--dataset", str(table), "-m", "miwae", "--epochs", "2", "--split",
+                 "1,0,0", "--valid-every", "0", "--seed", "1", "--out", str(run), "--quiet"]) == 0
+    x = read_table(table).values
+    x[::4, 5] = np.nan  # a missing cell of the constant column comes back as the constant
+    imputer = DeepImputer(method="miwae", epochs=2, eval_particles=30, random_state=1).fit(read_table(table).values)
+    assert np.array_equal(load_model(run).impute(x, particles=30, seed=1), imputer.transform(x))
+    assert np.allclose(imputer.transform(x)[:, 5], 4.0, atol=0.05)

@@ -351,7 +351,8 @@ def check_finite_table(x: np.ndarray, name: str = "X") -> None:
 
 
 def check_trainable(table: TableFile, min_rows: int = MIN_TRAIN_ROWS) -> None:
-    """Refuse a file too small to train on, a column never observed, and (tables) a constant column."""
+    """Refuse a file too small to train on and a column never observed. A constant column is fine: it is
+    standardised with std 1 (data/standardize.py) and the Gaussian's scale floor bounds its density."""
     path = table.path
     if table.n_rows < min_rows:
         raise TableError(f"{path}: only {table.n_rows} rows; training needs at least {min_rows} (add rows)")
@@ -359,13 +360,6 @@ def check_trainable(table: TableFile, min_rows: int = MIN_TRAIN_ROWS) -> None:
     if never.any():
         j = int(np.argmax(never))
         raise TableError(f"{path}: {table.column(j)} is missing in every row; remove the column")
-    if table.image_shape is not None:
-        return  # image borders are often constant: that is fine for a Bernoulli pixel
-    for j in range(table.n_columns):
-        seen = table.values[table.mask[:, j], j]
-        if seen.size and np.all(seen == seen[0]):
-            raise TableError(f"{path}: {table.column(j)} holds the same value ({seen[0]:g}) in every observed "
-                             "row; remove the column (it cannot be standardised)")
 
 
 def check_columns(table: TableFile, n_columns: int, columns: list[str] | None = None) -> None:

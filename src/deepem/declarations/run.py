@@ -35,6 +35,10 @@ class RunSettings:
     method_options: dict[str, Any] = setting(help="a method option", factory=dict, flag=False)
     model: ModelSettings = setting(help="the model", factory=ModelSettings, flag=False)
     epochs: int = setting(10, "passes over the training data (the maximum with --patience)", minimum=1, resume=True)
+    max_iter: int | None = setting(None, "the budget in updates (optimiser steps) instead of epochs: training stops "
+                                   "after this many, within an epoch if need be, so a small and a large table get "
+                                   "the same number of updates (the maximum with --patience)", minimum=1,
+                                   resume=True, shown="off: --epochs")
     batch_size: int = setting(20, "data points per step", minimum=1)
     lr: float | None = setting(None, "learning rate of theta and phi (Adam); a method's own groups keep the "
                                "method's rate unless --optim sets it", above=0, shown=f"{DEFAULT_LR:g}, or the "
@@ -64,8 +68,20 @@ class RunSettings:
                                   shown="detected: a first line with text where the rows have numbers")
     train_limit: int | None = setting(None, "train on the first N points only", minimum=1, shown="all")
     valid_every: int = setting(1, "epochs between validation bounds (0: never)", minimum=0, resume=True)
+    valid_every_steps: int = setting(0, "updates between validations, instead of --valid-every (also one after the "
+                                     "last update; 0: off)", minimum=0, resume=True)
+    validation_fraction: float = setting(0.0, "held-out cells: hide this fraction of the OBSERVED cells of the "
+                                         "training rows (a fixed mask drawn with --seed; within 1000 random rows of a "
+                                         "longer table), train on the rest, and "
+                                         "validate by the RMSE of their imputation (standardised units for a table; "
+                                         "K = --valid-particles) instead of the validation split's bound; the best "
+                                         "parameters are kept and the cells are not given back (no refit). 0: off",
+                                         minimum=0, below=1)
     patience: int = setting(0, "early stopping: stop when N validations in a row bring no new best bound, and "
-                            "evaluate the best validation's parameters (0: off)", minimum=0, resume=True)
+                            "evaluate the best validation's parameters (0: off; scikit-learn's n_iter_no_change)",
+                            minimum=0, resume=True)
+    tol: float = setting(0.0, "early stopping: a validation is a new best only when it beats the best by more than "
+                         "this (bound in nats, or held-out RMSE)", minimum=0, resume=True)
     valid_particles: int = setting(100, "K of the validation bound", minimum=1)
     valid_limit: int | None = setting(1000, "validation points used", minimum=1, flag=False)
     checkpoint_every: int = setting(1, "epochs between checkpoints", minimum=1, resume=True)

@@ -63,9 +63,12 @@ class TrainConfig(RunSettings):
         k = self.particles
         if k is not None and not (_is_int(k) and k >= 1):
             raise ConfigError(f"invalid particles = {k!r}: must be an integer >= 1 (K)")
-        if self.patience and not self.valid_every:
+        if self.patience and not (self.valid_every or self.valid_every_steps):
             raise ConfigError(f"invalid patience = {self.patience!r}: early stopping needs validation; set "
-                              "valid_every >= 1 (--valid-every) or patience = 0")
+                              "valid_every >= 1 (--valid-every), valid_every_steps >= 1 or patience = 0")
+        if self.validation_fraction and not (self.valid_every or self.valid_every_steps):
+            raise ConfigError(f"invalid validation_fraction = {self.validation_fraction!r}: held-out cells need "
+                              "validation; set valid_every >= 1, valid_every_steps >= 1 or validation_fraction = 0")
         if self.missing is not None:
             try:
                 parse_corruption(self.missing)

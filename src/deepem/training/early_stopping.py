@@ -16,16 +16,18 @@ from deepem.training.state import TrainState
 
 class EarlyStopping:
     """patience: validations in a row without a new best after which the run stops (0: never; then
-    the bound is still tracked, but no parameters are copied)."""
+    the bound is still tracked, but no parameters are copied); tol: how much a validation must beat the
+    best by to count as a new best (scikit-learn's tol: smaller gains count as no change)."""
 
-    def __init__(self, patience: int = 0) -> None:
+    def __init__(self, patience: int = 0, tol: float = 0.0) -> None:
         self.patience = patience
+        self.tol = tol  # a new best must beat the best by more than this
         #: copies of the model's and method's states at the best validation (with patience only)
         self.best: dict[str, Any] | None = None
 
     def observe(self, state: TrainState, bound: float, model: nn.Module, method: nn.Module) -> None:
-        """Count the validation bound reached at the end of epoch `state.epoch`."""
-        if math.isfinite(bound) and bound > state.best_valid:
+        """Count the validation bound (higher is better) reached at step `state.step`."""
+        if math.isfinite(bound) and bound > state.best_valid + self.tol:
             state.best_valid, state.best_epoch, state.stale_validations = bound, state.epoch, 0
             if self.patience:
                 # "step": what a record of these parameters names (workflows/loading.py)

@@ -83,13 +83,13 @@ class _Loop:
         return self.runs[0].state  # (a rollback replaces the state object: always read it afresh)
 
     def fit(self) -> list[dict[str, Any]]:
-        cfg, total = self.config, self.config.epochs * self.bpe
+        total = self._total_steps()
         self.started = time.perf_counter() - self.clock.elapsed
         bar = tqdm(total=total, initial=min(self.clock.step, total),
                    disable=None if self.progress else True,  # None: on a terminal only, never into log files
                    unit="step", dynamic_ncols=True, mininterval=1.0, desc=self.stepper.label or None)
         try:
-            while self.clock.epoch < cfg.epochs and not self._patience_spent():
+            while not self._budget_spent() and not self._patience_spent():
                 if not self._epoch(bar):  # rolled back: go on from the restored state
                     self.started = time.perf_counter() - self.clock.elapsed
                     bar.n = min(self.clock.step, total)
@@ -102,13 +102,28 @@ class _Loop:
     def _patience_spent(self) -> bool:
         return all(r.early_stopping.spent(r.state) for r in self.runs)
 
+    def _total_steps(self) -> int:
+        """The budget in updates: max_iter, else every batch of `epochs` epochs."""
+        cfg = self.config
+        return cfg.max_iter if cfg.max_iter is not None else cfg.epochs * self.bpe
+
+    def _budget_spent(self) -> bool:
+        cfg, s = self.config, self.clock
+        return s.step >= cfg.max_iter if cfg.max_iter is not None else s.epoch >= cfg.epochs
+
+    def _validate(self) -> None:
+        for i, r in enumerate(self.runs):
+            if r.validate is not None:
+                self.stepper.export(i)
+                r.validate_epoch()
+
     def _epoch(self, bar: tqdm) -> bool:
         """Train the rest of the epoch in progress; False when a rollback ended it early."""
         cfg, runs, s = self.config, self.runs, self.clock
         for r in runs:  # each run's optimisers' rates go into its checkpoints
             r.set_learning_rates(s.epoch)
         self.stepper.start_epoch(s.epoch)
-        while s.batch < self.bpe:
+        while s.batch < self.bpe and not self._budget_spent():
             if self._stop_requested():
                 self._interrupt()
             report = self.stepper.step(s.batch)
@@ -128,17 +143,24 @@ class _Loop:
             if cfg.checkpoint_every_steps and s.step % cfg.checkpoint_every_steps == 0 and s.batch < self.bpe:
                 if not self._checkpoint():
                     return False
+            if cfg.valid_every_steps and (s.step % cfg.valid_every_steps == 0 or self._budget_spent()):
+                self._validate()
+                if self._patience_spent():
+                    break
+        if s.batch < self.bpe:  # stopped within the epoch: the update budget or early stopping
+            if not self._checkpoint():
+                return False
+            if self._stop_requested():
+                self._interrupt()
+            return True
         step_due = bool(cfg.checkpoint_every_steps) and s.step % cfg.checkpoint_every_steps == 0
         for r in runs:
             r.method.after_epoch(r.state.epoch)
             r.state.epoch, r.state.batch = r.state.epoch + 1, 0
-        if validation_due(s.epoch, cfg.valid_every, cfg.epochs):
-            for i, r in enumerate(runs):
-                if r.validate is not None:
-                    self.stepper.export(i)
-                    r.validate_epoch()
+        if not cfg.valid_every_steps and validation_due(s.epoch, cfg.valid_every, cfg.epochs):
+            self._validate()
         if (s.epoch % cfg.checkpoint_every == 0 or s.epoch == cfg.epochs or step_due
-                or self._patience_spent()):
+                or self._patience_spent() or self._budget_spent()):
             if not self._checkpoint():
                 return False
         if self._stop_requested():

@@ -125,7 +125,7 @@ class Trainer:
             self.step.grad_sync = parallel.grad_sync
         #: (epoch, step) of the newest checkpoint written, None when the state differs from every checkpoint
         self.saved_at: tuple[int, int] | None = None
-        self.early_stopping = EarlyStopping(self.config.patience)
+        self.early_stopping = EarlyStopping(self.config.patience, self.config.tol)
         #: where records go besides metrics.jsonl (the writing rank only): TensorBoard's event files
         self.logger: MetricsLogger | None = None
         if self.config.tensorboard:
@@ -284,20 +284,25 @@ class Trainer:
         self.append_metrics(record)
         if self.logger is not None:
             self.logger.validated(s.step, self.model)
-        self.log(f"epoch {s.epoch}/{cfg.epochs}: validation {estimate.estimator} = "
+        when = f"step {s.step}/{cfg.max_iter}" if cfg.max_iter is not None else f"epoch {s.epoch}/{cfg.epochs}"
+        self.log(f"{when}: validation {estimate.estimator} = "
                  f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
 
     def finish(self, elapsed: float) -> dict[str, Any]:
         """After the last epoch: keep the best validation's parameters (early stopping); the summary."""
         s = self.state
         s.elapsed = elapsed
-        stopped_early = self.early_stopping.spent(s) and s.epoch < self.config.epochs
+        budget = self.config.max_iter
+        stopped_early = self.early_stopping.spent(s) and (s.epoch < self.config.epochs if budget is None
+                                                          else s.step < budget)
         self.early_stopping.restore_best(self.model, self.method)
         if self.logger is not None:
             self.logger.close()
         return {"epochs": s.epoch, "steps": s.step, "seconds": s.elapsed, "skipped_steps": s.skipped_steps,
                 "rollbacks": s.rollbacks, "lr_scale": s.lr_scale, "best_valid": s.best_valid,
-                "best_epoch": s.best_epoch, "stopped_early": stopped_early}
+                "best_epoch": s.best_epoch, "stopped_early": stopped_early,
+                # the update whose parameters the model holds now (the best validation's, with patience)
+                "best_step": s.step if self.early_stopping.best is None else self.early_stopping.best["step"]}
 
     # training ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:

@@ -48,6 +48,8 @@ def check_vectorisable(config: TrainConfig) -> None:
         problems.append(f"nan_policy {config.nan_policy!r}")
     if getattr(config, "patience", 0):  # each seed would stop at its own epoch
         problems.append(f"early stopping (patience {config.patience})")
+    if getattr(config, "validation_fraction", 0):  # each seed hides its own cells: masks differ by seed
+        problems.append(f"held-out cells (validation_fraction {config.validation_fraction})")
     steps = {g: spec.get("steps", 1) for g, spec in config.optim.items() if spec.get("steps", 1) != 1}
     if steps:
         problems.append(f"several steps per batch {steps}")

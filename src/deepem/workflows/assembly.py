@@ -23,6 +23,7 @@ from deepem.data.tables import SUFFIXES
 from deepem.evaluation.driver import estimate
 from deepem.evaluation.loglik import IWEstimator
 from deepem.evaluation.observed_loglik import ObservedIWEstimator
+from deepem.evaluation.own_rows import impute_rows
 from deepem.evaluation.results import LogLikelihoodEstimate
 from deepem.evaluation.sharding import Shard
 from deepem.inference.distributions import Q_DENSITY
@@ -38,7 +39,7 @@ from deepem.training.distributed import Parallel
 from deepem.training.rng import seed_everything
 from deepem.training.signals import StopRequest
 from deepem.training.trainer import Trainer
-from deepem.training.validation import Validator
+from deepem.training.validation import HeldOutError, Validator, held_out_error, hold_out_cells
 from deepem.workflows.own_data import RECORD_NAME, load_dataset_record, reload_file_dataset
 from deepem.workflows.watch import validation_watch
 
@@ -135,6 +136,21 @@ def iw_validator(valid: Tensor, particles: int, seed: int, mask: Tensor | None =
     return validate
 
 
+def held_out_validator(train: Tensor, train_mask: Tensor, held_out: Tensor, particles: int, seed: int,
+                       proposal: str) -> Validator:
+    """Minus the RMSE of the model's imputation (self-normalised IS mean, K = `particles`, row-wise draws
+    of `seed`: evaluation/own_rows.py) of the `held_out` cells of `train`, the rows seen with `train_mask`
+    (which hides those cells); only the rows with a held-out cell are imputed."""
+    rows = held_out.any(dim=1)
+    x, seen, hidden = train[rows], train_mask[rows], held_out[rows]
+
+    def validate(model: nn.Module) -> HeldOutError:
+        imputed = impute_rows(model, x, seen, particles=particles, proposal=proposal, seed=seed).imputed
+        return held_out_error(imputed, x, hidden)
+
+    return validate
+
+
 @dataclass
 class Assembled:
     """What a TrainConfig builds."""
@@ -191,7 +207,8 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     train_mask, valid_mask = (None if m is None else m[: len(x)] for m, x in
                               ((data.train_mask, train), (data.valid_mask, valid)))
     likelihood = make_likelihood(config.model.likelihood or data.likelihood)
-    check_data(data, likelihood.check_data, need_valid=config.valid_every > 0)
+    check_data(data, likelihood.check_data,
+               need_valid=bool(config.valid_every or config.valid_every_steps) and not config.validation_fraction)
     # The seed is set before the model is built: its initial weights are part of the run.
     seed_everything(config.seed)
     model = build_model(config, data)
@@ -201,8 +218,15 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     has_density = Q_DENSITY in model.capabilities()
     # Incomplete data: log p(x_o) with q fed the zero-filled data (the numbers runs have recorded so far;
     # iw_validator's proposal="completed" is miss-IWEM's own proposal).
-    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) \
-        if config.valid_every and has_density else None
+    validates = bool(config.valid_every or config.valid_every_steps) and has_density
+    validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) if validates else None
+    if config.validation_fraction:
+        # held-out cells of the training rows instead: hidden from training by a mask of the seed alone
+        observed = train_mask if train_mask is not None else torch.ones(train.shape, dtype=torch.bool)
+        train_mask, held_out = hold_out_cells(observed, config.validation_fraction, config.seed, config.valid_limit)
+        proposal = getattr(METHODS[config.method], "imputation_proposal", "zero-filled")
+        validate = held_out_validator(train, train_mask, held_out, config.valid_particles, config.seed,
+                                      proposal) if validates else None
     return Assembled(config, data, model, method, train, validate, train_mask)
 
 

@@ -136,7 +136,8 @@ def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: 
         + (f"; {summary['rollbacks']} rollbacks, learning-rate scale {summary['lr_scale']:g}"
            if summary["rollbacks"] else "")
         + (f"; stopped early: no better validation bound in {config.patience} validations, best at epoch "
-           f"{summary['best_epoch']} (its parameters are what evaluation uses)" if summary["stopped_early"] else "")
+           f"{summary['best_epoch']}, step {summary['best_step']} (its parameters are what evaluation uses)"
+           if summary["stopped_early"] else "")
         + f"; run folder {out}; evaluate with: {evaluate_command(out, config)}")
     return TrainOutcome(EXIT_OK, summary)
 
