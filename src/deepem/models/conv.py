@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from deepem.inference.distributions import DiagonalGaussian
 from deepem.models.encoders import Encoder
+from deepem.models.networks import full_precision
 
 SIDE = 28
 IMAGE_DIM = SIDE * SIDE
@@ -104,7 +105,8 @@ class ConvEncoder(Encoder):
         lead = x.shape[:-1]
         h = self.convs(x.reshape(-1, 1, SIDE, SIDE)).flatten(1)
         log_var = torch.clamp(self.log_var(h), *LOG_VAR_RANGE)  # hardtanh(-6, 2)
-        mean, std = self.mean(h), torch.exp(0.5 * log_var)
+        log_var = full_precision(log_var)  # float32 under mixed precision (models/networks.py)
+        mean, std = full_precision(self.mean(h)), torch.exp(0.5 * log_var)
         return mean.reshape(*lead, -1), std.reshape(*lead, -1)
 
     def distribution(self, x: Tensor) -> DiagonalGaussian:
@@ -136,5 +138,5 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
         h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, 1, SIDE, SIDE)
-        out = self.out(self.convs(h)).flatten(1) + self.output_bias
+        out = full_precision(self.out(self.convs(h)).flatten(1)) + self.output_bias
         return out.reshape(*lead, -1)

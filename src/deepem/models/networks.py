@@ -4,12 +4,43 @@ particles shaped (K, B, D) runs as one batched call."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
 
 from deepem.inference.fast_tanh import fast_tanh
+
+#: reduced floating types that autocast computes in (mixed precision: training/precision.py)
+REDUCED_DTYPES = (torch.bfloat16, torch.float16)
+
+_float32_heads: ContextVar[bool] = ContextVar("float32_heads", default=False)
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """t in float32 where autocast left it in a reduced type (bfloat16, float16); otherwise t itself.
+
+    Under mixed precision the networks' products run in the reduced type, but whatever a density,
+    log-weight or normaliser is computed from must be float32: every network output passes here."""
+    return t.float() if t.dtype in REDUCED_DTYPES else t
+
+
+@contextmanager
+def float32_heads() -> Iterator[None]:
+    """Within: under autocast, the output layer (head) of every MLP runs in float32, its input cast up,
+    while the bodies keep the reduced type (the precision `bf16-mixed-head32`)."""
+    token = _float32_heads.set(True)
+    try:
+        yield
+    finally:
+        _float32_heads.reset(token)
+
+
+def heads_in_float32() -> bool:
+    """Whether `float32_heads` is in effect."""
+    return _float32_heads.get()
 
 
 class Tanh(nn.Tanh):
@@ -44,6 +75,14 @@ class MLP(nn.Sequential):
         if isinstance(idx, slice):
             return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
         return super().__getitem__(idx)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Its output in float32 under mixed precision (full_precision); without autocast it is unchanged.
+        if heads_in_float32() and torch.is_autocast_enabled(x.device.type):
+            h = self.body(x)
+            with torch.autocast(x.device.type, enabled=False):
+                return self.head(full_precision(h))
+        return full_precision(super().forward(x))
 
     @property
     def head(self) -> nn.Linear:
