@@ -15,7 +15,8 @@ from training_helpers import assert_trees_equal, binary_data, tiny_config
 from deepem.declarations.run import RunSettings
 from deepem.errors import UserError
 from deepem.inference.fast_tanh import FAST_TANH_MIN_NUMEL, fast_tanh
-from deepem.methods.base import PHI, THETA, device_generator
+from deepem.methods.base import PHI, THETA, MethodOutput, device_generator
+from deepem.methods.iwae import IWAE
 from deepem.methods.registry import make_method
 from deepem.models import bernoulli_head
 from deepem.models.config import ModelConfig, make_model
@@ -186,3 +187,47 @@ def test_mixed_precision_with_float64_parameters_is_refused_before_anything_is_w
         Trainer(model, make_method("iwae", particles=3), binary_data().train.double(), tmp_path / "run",
                 tiny_config(precision="bf16-mixed", dtype="float64"), progress=False, log=lambda s: None)
     assert not (tmp_path / "run").exists()
+
+
+class SteepIWAE(IWAE):
+    """IWAE with its losses times 1e4: gradients large enough for a big loss scale to overflow float32."""
+
+    def forward(self, *args, **kwargs) -> MethodOutput:
+        out = super().forward(*args, **kwargs)
+        out.losses = {g: loss * 1e4 for g, loss in out.losses.items()}
+        return out
+
+
+def _scaled_step(init_scale: float, method: IWAE | None = None) -> tuple[TrainStep, torch.nn.Module]:
+    """A float32 step with a loss scaler (as `16-mixed` builds on CUDA; here on CPU, to test the scaling)."""
+    model = make_model(ModelConfig(latent_dim=4, hidden=[16]), 16)
+    step = TrainStep(model, method or make_method("iwae", particles=3), lr=1e-2)
+    step.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    return step, model
+
+
+def test_loss_scaling_by_a_power_of_two_gives_the_unscaled_step_bitwise():
+    x = binary_data().train[:20]
+    torch.manual_seed(0)
+    plain_model = make_model(ModelConfig(latent_dim=4, hidden=[16]), 16)
+    plain = TrainStep(plain_model, make_method("iwae", particles=3), lr=1e-2)
+    torch.manual_seed(0)
+    scaled, scaled_model = _scaled_step(2.0 ** 16)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        assert not plain(x).problem
+        torch.manual_seed(seed)
+        result = scaled(x)
+        assert not result.problem and not result.skipped
+    assert_trees_equal(dict(plain_model.state_dict()), dict(scaled_model.state_dict()))
+
+
+def test_an_overflowing_loss_scale_skips_the_step_and_is_lowered_not_reported():
+    torch.manual_seed(0)
+    step, model = _scaled_step(2.0 ** 127, SteepIWAE(particles=3))  # the scaled gradients overflow float32
+    before = copy.deepcopy(model.state_dict())
+    result = step(binary_data().train[:20])
+    assert result.skipped and not result.problem
+    assert_trees_equal(dict(before), dict(model.state_dict()))
+    assert step.scaler.get_scale() < 2.0 ** 127
+    assert all(not o.state for o in step.optimizers.values())  # no Adam step was taken
