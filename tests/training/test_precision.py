@@ -10,6 +10,8 @@ import json
 
 import pytest
 import torch
+from tests.methods.test_contract import build as contract_build
+from tests.methods.test_contract import cases as contract_cases
 from training_helpers import assert_trees_equal, binary_data, tiny_config
 
 from deepem.declarations.run import RunSettings
@@ -231,3 +233,15 @@ def test_an_overflowing_loss_scale_skips_the_step_and_is_lowered_not_reported():
     assert_trees_equal(dict(before), dict(model.state_dict()))
     assert step.scaler.get_scale() < 2.0 ** 127
     assert all(not o.state for o in step.optimizers.values())  # no Adam step was taken
+
+
+@needs_bf16
+@pytest.mark.parametrize("name,family", list(contract_cases()))
+def test_every_method_steps_under_bf16_mixed_with_float32_losses_and_log_weights(name, family):
+    model, method = contract_build(name, family)
+    method.bind(model)  # as the Trainer does: a method may build networks here
+    step = TrainStep(model, method, lr=3e-3, precision="bf16-mixed")
+    result = step(binary_data(n_train=40).train[:20])
+    assert not result.problem
+    assert all(loss.dtype == torch.float32 for loss in result.output.losses.values())
+    assert result.output.log_w is None or result.output.log_w.dtype == torch.float32
