@@ -55,10 +55,27 @@ def initial_model(seed: int, train: torch.Tensor) -> DeepLatentModel:
     return model
 
 
+#: diagnostic variants of the probes: bf16-mixed with one network kept out of autocast (where does the error arise?)
+DIAGNOSTIC = {"bf16-mixed, encoder in float32": "encoder", "bf16-mixed, decoder in float32": "decoder"}
+
+
+def outside_autocast(fn, device: str):
+    def wrapped(*args, **kwargs):
+        with torch.autocast(device, enabled=False):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
 def forward_and_grads(model: DeepLatentModel, method_name: str, k: int, x: torch.Tensor, precision: str,
                       draw_seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The method's log-weights and each group's flattened gradient, with the draws of `draw_seed`."""
     model = copy.deepcopy(model)
+    if precision in DIAGNOSTIC:  # this copy's encoder, or its decoder with the likelihood, run in float32
+        if DIAGNOSTIC[precision] == "encoder":
+            model.encoder.forward = outside_autocast(model.encoder.forward, x.device.type)
+        else:
+            model.log_likelihood = outside_autocast(model.log_likelihood, x.device.type)
+        precision = "bf16-mixed"
     method = make_method(method_name, particles=k)
     step = TrainStep(model, method, lr=LR, precision=precision)  # for its groups and its precision check
     torch.manual_seed(draw_seed)
@@ -79,7 +96,7 @@ def probe(model: DeepLatentModel, method: str, k: int, x: torch.Tensor, precisio
     _, other_g = forward_and_grads(model, method, k, x, "32", draw_seed=456)
     row: dict = {"float32_scale": float(ref_w.abs().mean()),
                  "float32_other_draws_cosine": {g: cosine(ref_g[g], other_g[g]) for g in ref_g}}
-    for p in precisions:
+    for p in [*precisions, *DIAGNOSTIC]:
         if p == "32":
             continue
         w, grads = forward_and_grads(model, method, k, x, p, draw_seed=123)
@@ -130,7 +147,8 @@ def report(results: dict) -> str:
              f"Per-particle log-weight error |log w − log w₃₂| over K × {cfg['probe_points']} particles (test "
              "points), and the cosine between each group's mixed and float32 gradient. For scale: the mean "
              "|log w₃₂|, and the cosine between two float32 gradients with different draws (one step's "
-             "Monte Carlo noise).", "",
+             "Monte Carlo noise). Two diagnostic rows keep one network out of autocast (the encoder; the "
+             "decoder with the likelihood) to show where the error arises.", "",
              "| method | parameters | precision | mean abs error (nats) | max abs error | mean signed error | "
              "cos θ | cos φ | rel. error θ | rel. error φ | mean abs log w₃₂ | cos θ, φ of two float32 draws |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -180,6 +198,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("DEEPEM_DATA"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result files: precision{tag}.md")
+    parser.add_argument("--probes-only", action="store_true",
+                        help="the probes alone: train only the float32 run of the first seed (for its parameters)")
     parser.add_argument("--cut", default="", help="a sentence for the report: what this run left out")
     args = parser.parse_args()
     methods, precisions = args.methods.split(","), args.precisions.split(",")
@@ -194,7 +214,7 @@ def main() -> None:
                f"precision_accuracy.py --methods {args.methods} --particles {args.particles} --seeds {args.seeds} "
                f"--updates {args.updates} --test-points {args.test_points} --eval-particles {args.eval_particles} "
                f"--probe-points {args.probe_points} --precisions {args.precisions}"
-               + (f" --tag {args.tag}" if args.tag else ""))
+               + (" --probes-only" if args.probes_only else "") + (f" --tag {args.tag}" if args.tag else ""))
     results: dict = {"config": {**{k: v for k, v in vars(args).items() if k not in ("out", "data_dir")},
                                 "test_points": test.shape[0], "command": command, "torch": torch.__version__,
                                 "threads": torch.get_num_threads(), "machine": platform.processor()
@@ -206,11 +226,12 @@ def main() -> None:
         (out / f"precision{args.tag}.md").write_text(report(results))
 
     probe_x = data.test[:args.probe_points]
+    trained_precisions, trained_seeds = (["32"], seeds[:1]) if args.probes_only else (precisions, seeds)
     for method in methods:
-        results["training"][method] = {p: {} for p in precisions}
-        for seed in seeds:
+        results["training"][method] = {p: {} for p in trained_precisions}
+        for seed in trained_seeds:
             start = initial_model(seed, data.train)
-            for p in precisions:
+            for p in trained_precisions:
                 trained, problems = train(start, method, args.particles, data.train, p, args.updates, seed)
                 bound = test_bound(trained, test, args.eval_particles)
                 results["training"][method][p][str(seed)] = {"bound": bound, "non_finite_steps": problems}

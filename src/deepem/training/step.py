@@ -16,7 +16,9 @@ Precision (training/precision.py): the method's forward pass runs under the prec
 backward pass, the finiteness checks and the optimiser steps run outside it, on float32 parameters.
 With loss scaling (`16-mixed`), each loss is scaled before its backward pass and the gradients are
 unscaled before they are checked; non-finite gradients from finite losses are an overflow of the
-scale: the step is skipped (`StepResult.skipped`) and the scale lowered, not reported as a problem."""
+scale: the step is skipped (`StepResult.skipped`) and the scale lowered, not reported as a problem (with a
+data-parallel hook, where every rank must agree, it is reported as a non-finite gradient instead). The
+scaler's state is not checkpointed: a resumed `16-mixed` run starts from the initial scale again."""
 
 from __future__ import annotations
 
@@ -128,7 +130,7 @@ class TrainStep:
             # are they searched one by one (a non-finite loss makes non-finite gradients).
             if not losses_and_grads_finite(out, self.groups):
                 bad = non_finite_losses(out)
-                if not bad and self.scaler is not None:
+                if not bad and self.scaler is not None and self.grad_sync is None:
                     return self._skip_overflow(out)
                 bad = bad or first_non_finite_grad(self.groups, self.names)
         bad = self._sync(self.groups, bad)
@@ -190,7 +192,7 @@ class TrainStep:
         if not bad:
             self._backward({group: loss}, {group: params})
             bad = first_non_finite_grad({group: params}, self.names)
-            if bad and self.scaler is not None:  # an overflow of the loss scale: skip this extra step
+            if bad and self.scaler is not None and self.grad_sync is None:  # the loss scale overflowed: skip
                 zero_grads(params)
                 self.scaler.update()
                 return ""
