@@ -41,7 +41,8 @@ from deepem.methods.base import PHI, THETA, device_generator
 from deepem.methods.registry import make_method
 from deepem.models.config import ModelConfig, make_model
 from deepem.models.lvm import DeepLatentModel
-from deepem.training.precision import autocast
+from deepem.models.networks import networks_in
+from deepem.training.precision import mixed_precision
 from deepem.training.step import TrainStep, backward_losses
 
 BATCH = 20
@@ -55,13 +56,13 @@ def initial_model(seed: int, train: torch.Tensor) -> DeepLatentModel:
     return model
 
 
-#: diagnostic variants of the probes: bf16-mixed with one network kept out of autocast (where does the error arise?)
+#: diagnostic variants of the probes: bf16-mixed with one network kept in float32 (where does the error arise?)
 DIAGNOSTIC = {"bf16-mixed, encoder in float32": "encoder", "bf16-mixed, decoder in float32": "decoder"}
 
 
-def outside_autocast(fn, device: str):
+def in_float32(fn):
     def wrapped(*args, **kwargs):
-        with torch.autocast(device, enabled=False):
+        with networks_in(None):
             return fn(*args, **kwargs)
     return wrapped
 
@@ -72,14 +73,14 @@ def forward_and_grads(model: DeepLatentModel, method_name: str, k: int, x: torch
     model = copy.deepcopy(model)
     if precision in DIAGNOSTIC:  # this copy's encoder, or its decoder with the likelihood, run in float32
         if DIAGNOSTIC[precision] == "encoder":
-            model.encoder.forward = outside_autocast(model.encoder.forward, x.device.type)
+            model.encoder.forward = in_float32(model.encoder.forward)
         else:
-            model.log_likelihood = outside_autocast(model.log_likelihood, x.device.type)
+            model.log_likelihood = in_float32(model.log_likelihood)
         precision = "bf16-mixed"
     method = make_method(method_name, particles=k)
     step = TrainStep(model, method, lr=LR, precision=precision)  # for its groups and its precision check
     torch.manual_seed(draw_seed)
-    with autocast(step.precision, x.device):
+    with mixed_precision(step.precision):
         out = method(model, x, generator=device_generator(x.device))
     backward_losses(out.losses, step.groups)
     grads = {g: torch.cat([p.grad.flatten() for p in params if p.grad is not None])
@@ -147,7 +148,7 @@ def report(results: dict) -> str:
              f"Per-particle log-weight error |log w − log w₃₂| over K × {cfg['probe_points']} particles (test "
              "points), and the cosine between each group's mixed and float32 gradient. For scale: the mean "
              "|log w₃₂|, and the cosine between two float32 gradients with different draws (one step's "
-             "Monte Carlo noise). Two diagnostic rows keep one network out of autocast (the encoder; the "
+             "Monte Carlo noise). Two diagnostic rows keep one network in float32 (the encoder; the "
              "decoder with the likelihood) to show where the error arises.", "",
              "| method | parameters | precision | mean abs error (nats) | max abs error | mean signed error | "
              "cos θ | cos φ | rel. error θ | rel. error φ | mean abs log w₃₂ | cos θ, φ of two float32 draws |",
@@ -214,7 +215,7 @@ def main() -> None:
                f"precision_accuracy.py --methods {args.methods} --particles {args.particles} --seeds {args.seeds} "
                f"--updates {args.updates} --test-points {args.test_points} --eval-particles {args.eval_particles} "
                f"--probe-points {args.probe_points} --precisions {args.precisions}"
-               + (" --probes-only" if args.probes_only else "") + (f" --tag {args.tag}" if args.tag else ""))
+               + (" --probes-only" if args.probes_only else "") + (f" --tag={args.tag}" if args.tag else ""))
     results: dict = {"config": {**{k: v for k, v in vars(args).items() if k not in ("out", "data_dir")},
                                 "test_points": test.shape[0], "command": command, "torch": torch.__version__,
                                 "threads": torch.get_num_threads(), "machine": platform.processor()

@@ -22,11 +22,11 @@ from deepem.methods.iwae import IWAE
 from deepem.methods.registry import make_method
 from deepem.models import bernoulli_head
 from deepem.models.config import ModelConfig, make_model
-from deepem.models.networks import float32_heads
+from deepem.models.networks import NetworkPrecision, network_region, networks_in
 from deepem.settings import declared
 from deepem.training import precision as precision_module
 from deepem.training.config import ConfigError
-from deepem.training.precision import PrecisionError, autocast, check_precision
+from deepem.training.precision import PrecisionError, check_precision, mixed_precision
 from deepem.training.step import TrainStep, backward_losses
 from deepem.training.trainer import Trainer
 
@@ -50,7 +50,7 @@ def log_w_and_grads(model, method_name: str, x: torch.Tensor, precision: str) ->
     method = make_method(method_name, particles=50)
     step = TrainStep(model, method, precision=precision)
     torch.manual_seed(7)
-    with autocast(step.precision, x.device):
+    with mixed_precision(step.precision):
         out = method(model, x, generator=device_generator(x.device))
     backward_losses(out.losses, step.groups)
     grads = {g: torch.cat([p.grad.flatten() for p in step.groups[g]]) for g in (THETA, PHI)}
@@ -148,12 +148,13 @@ def test_the_mixed_gradient_points_where_float32s_does(precision):
 def test_float32_heads_run_the_output_layer_in_float32_and_the_body_in_bfloat16():
     model, x = mnist_sized_model(), batch()
     net = model.encoder.net
-    with torch.autocast("cpu", dtype=torch.bfloat16), float32_heads():
+    with networks_in(NetworkPrecision(torch.bfloat16, float32_heads=True)):
         out = net(x)
-        body = net.body(x)
+        with network_region(x):
+            body = net.body(x)
     assert body.dtype == torch.bfloat16 and out.dtype == torch.float32
     assert torch.equal(out, torch.nn.functional.linear(body.float(), net.head.weight, net.head.bias))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with networks_in(NetworkPrecision(torch.bfloat16)):
         plain = net(x)
     assert plain.dtype == torch.float32 and not torch.equal(plain, out)  # float32 out, from a bfloat16 head
 
@@ -245,3 +246,21 @@ def test_every_method_steps_under_bf16_mixed_with_float32_losses_and_log_weights
     assert not result.problem
     assert all(loss.dtype == torch.float32 for loss in result.output.losses.values())
     assert result.output.log_w is None or result.output.log_w.dtype == torch.float32
+
+
+class AutocastProbe(IWAE):
+    """Records whether autocast is on in the method's own code (it must not be: only the networks use it)."""
+
+    def forward(self, *args, **kwargs) -> MethodOutput:
+        self.seen = torch.is_autocast_enabled("cpu")
+        return super().forward(*args, **kwargs)
+
+
+@needs_bf16
+def test_only_the_networks_compute_in_bfloat16_the_method_s_own_code_does_not():
+    """REM's moment matching and s(z) draws, log-densities and logsumexp run where autocast is off."""
+    model, method = mnist_sized_model(), AutocastProbe(particles=50)
+    inside = []
+    model.decoder[0].register_forward_hook(lambda m, i, o: inside.append(o.dtype))
+    TrainStep(model, method, precision="bf16-mixed")(batch())
+    assert method.seen is False and inside == [torch.bfloat16]

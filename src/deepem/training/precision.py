@@ -7,11 +7,13 @@
 | `bf16-mixed-head32` | bfloat16 (autocast)  | float32       | float32                                    |
 | `16-mixed` (CUDA)   | float16 (autocast)   | float16       | float32, with dynamic loss scaling         |
 
-Mixed precision is autocast around the method's forward pass only: every network output is cast to
-float32 before a density is computed from it (`models.networks.full_precision`), the parameters and
-the optimiser state stay float32, and the backward pass runs the products in the type their forward
-pass used. Evaluation (IW-K, AIS, BDMC) and validation run outside the step, so in float32; a user who
-wants them mixed can wrap a call in `autocast(precision_of(name), device)`.
+Mixed precision is autocast inside the networks only (the mlp and conv networks, `models.networks
+.networks_in`): their products run in the reduced type and their outputs are cast to float32
+(`full_precision`), so that sampling, moment matching (REM's s(z)), log-densities, log-weights,
+logsumexp and normalised weights run in float32 as they would without it; the parameters and the
+optimiser state stay float32, and the backward pass runs each product in the type its forward pass
+used. Evaluation (IW-K, AIS, BDMC) and validation run outside the step, so in float32; a user who
+wants them mixed can wrap a call in `mixed_precision(name)`.
 
 Refusals, one line each (a `PrecisionError`): `16-mixed` off CUDA (float16 needs loss scaling, and
 CPU float16 products are not fast); a bfloat16 precision on a CPU without native bfloat16 products
@@ -22,17 +24,17 @@ computed with it."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 
 from deepem.declarations.run import PRECISIONS
 from deepem.errors import UserError
-from deepem.models.networks import float32_heads
+from deepem.models.networks import NetworkPrecision, networks_in
 
-__all__ = ["PRECISIONS", "Precision", "PrecisionError", "autocast", "check_precision", "cpu_has_bf16",
-           "make_grad_scaler", "precision_of"]
+__all__ = ["PRECISIONS", "Precision", "PrecisionError", "check_precision", "cpu_has_bf16", "make_grad_scaler",
+           "mixed_precision", "precision_of"]
 
 
 class PrecisionError(UserError, ValueError):
@@ -102,16 +104,11 @@ def check_precision(name: str | Precision, device: torch.device | str, dtype: to
     return p
 
 
-def autocast(precision: str | Precision, device: torch.device | str) -> AbstractContextManager[None]:
-    """The context a step's forward pass runs in: nothing for `32`; autocast to the precision's type
-    (and float32 output layers for `bf16-mixed-head32`) otherwise."""
+def mixed_precision(precision: str | Precision) -> AbstractContextManager[None]:
+    """The context a step's forward pass runs in: float32 throughout for `32`; otherwise the networks
+    compute in the precision's type (and their output layers in float32 for `bf16-mixed-head32`)."""
     p = precision_of(precision)
-    stack = ExitStack()
-    if p.mixed:
-        stack.enter_context(torch.autocast(torch.device(device).type, dtype=p.compute))
-        if p.float32_heads:
-            stack.enter_context(float32_heads())
-    return stack
+    return networks_in(NetworkPrecision(p.compute, p.float32_heads) if p.mixed else None)
 
 
 def make_grad_scaler(precision: str | Precision, device: torch.device | str) -> torch.amp.GradScaler | None:

@@ -12,8 +12,9 @@ fresh forward pass of the method (new particles from the RNG, the method's state
 left it), only loss g back-propagated, only g's optimiser stepped; the other groups' parameters and
 optimiser states do not move. (AVB's discriminator takes several steps per generator step this way.)
 
-Precision (training/precision.py): the method's forward pass runs under the precision's autocast; the
-backward pass, the finiteness checks and the optimiser steps run outside it, on float32 parameters.
+Precision (training/precision.py): in the method's forward pass the networks compute in the precision's
+type (autocast inside the networks only); the backward pass, the finiteness checks and the optimiser
+steps run on float32 parameters.
 With loss scaling (`16-mixed`), each loss is scaled before its backward pass and the gradients are
 unscaled before they are checked; non-finite gradients from finite losses are an overflow of the
 scale: the step is skipped (`StepResult.skipped`) and the scale lowered, not reported as a problem (with a
@@ -39,7 +40,7 @@ from deepem.training.guards import (
     parameter_names,
 )
 from deepem.training.optim import GroupOptim, group_settings, make_optimizers, parameter_groups
-from deepem.training.precision import Precision, autocast, check_precision, make_grad_scaler
+from deepem.training.precision import Precision, check_precision, make_grad_scaler, mixed_precision
 
 
 @dataclass
@@ -151,7 +152,7 @@ class TrainStep:
         # Every draw comes from the run's generator, named explicitly (the same numbers as the global one);
         # the mask is passed only when there is one, so methods without a mask argument still work.
         generator = device_generator(x.device)
-        with autocast(self.precision, x.device):
+        with mixed_precision(self.precision):
             if mask is None:
                 return self.method(self.model, x, generator=generator)
             return self.method(self.model, x, mask=mask, generator=generator)
