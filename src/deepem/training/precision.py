@@ -17,8 +17,8 @@ wants them mixed can wrap a call in `mixed_precision(name)`.
 
 Refusals, one line each (a `PrecisionError`): `16-mixed` off CUDA (float16 needs loss scaling, and
 CPU float16 products are not fast); a bfloat16 precision on a CPU without native bfloat16 products
-(AVX512-BF16 or AMX; emulated bfloat16 is slower than float32, so there is nothing to gain: no silent
-fall-back, the user asks for `32`); any mixed precision with a float64 model (autocast leaves float64
+(AVX512-BF16 or AMX; there bfloat16 products are emulated, with no speed to gain for the accuracy
+given up: no silent fall-back, the user asks for `32`); any mixed precision with a float64 model (autocast leaves float64
 alone). A resumed run keeps its precision (the setting is not resumable): the steps already taken were
 computed with it."""
 
@@ -96,7 +96,7 @@ def check_precision(name: str | Precision, device: torch.device | str, dtype: to
                              "use --precision bf16-mixed or 32")
     if p.compute == torch.bfloat16 and kind == "cpu" and not cpu_has_bf16():
         raise PrecisionError(f"--precision {p.name}: this CPU has no native bfloat16 products (AVX512-BF16 or "
-                             "AMX), where bfloat16 is slower than float32; use --precision 32")
+                             "AMX), so bfloat16 would be emulated; use --precision 32")
     if p.compute == torch.bfloat16 and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise PrecisionError(f"--precision {p.name}: this GPU has no bfloat16; use --precision 16-mixed or 32")
     if kind not in ("cpu", "cuda"):
