@@ -15,12 +15,12 @@ optimiser state stay float32, and the backward pass runs each product in the typ
 used. Evaluation (IW-K, AIS, BDMC) and validation run outside the step, so in float32; a user who
 wants them mixed can wrap a call in `mixed_precision(name)`.
 
-Refusals, one line each (a `PrecisionError`): `16-mixed` off CUDA (float16 needs loss scaling, and
-CPU float16 products are not fast); a bfloat16 precision on a CPU without native bfloat16 products
-(AVX512-BF16 or AMX; there bfloat16 products are emulated, with no speed to gain for the accuracy
-given up: no silent fall-back, the user asks for `32`); any mixed precision with a float64 model (autocast leaves float64
-alone). A resumed run keeps its precision (the setting is not resumable): the steps already taken were
-computed with it."""
+Refusals, one line each (a `PrecisionError`): `16-mixed` off CUDA (float16 needs loss scaling, which
+is built for CUDA here); a bfloat16 precision on a CPU without native bfloat16 products (AVX512-BF16
+or AMX; there bfloat16 products are emulated, with no speed to gain for the accuracy given up: no
+silent fall-back, the user asks for `32`); any mixed precision with a float64 model (autocast leaves
+float64 alone). A resumed run keeps its precision (the setting is not resumable): the steps already
+taken were computed with it."""
 
 from __future__ import annotations
 
