@@ -4,6 +4,7 @@ IWEM and RWS steps against deepem's IWAE step at the same K.
 
     python benchmarks/throughput.py [--device cpu|cuda] [--blocks 7] [--threads 2] [--keep-freed-memory]
                                     [--out benchmarks/results]
+    python benchmarks/throughput.py --precision bf16-mixed,bf16-mixed-head32 [--device ...] [--blocks ...]
 
 Model: the 784-200-200-50 tanh MLPs of Burda et al. (2015), Bernoulli likelihood, random binary data of
 MNIST's shape (throughput does not depend on the pixel values). Peers are optional (`pip install pyro-ppl
@@ -18,7 +19,13 @@ measured matmul peak.
 Allocator: by default malloc is left as it is, as in a user's own script. With --keep-freed-memory the
 whole process runs with the setting the deepem command applies at start-up (training/allocator.py), so
 every contender, the peers included, gets it; results go to throughput-keep.md. The two runs together show
-how much of a ratio comes from page faults."""
+how much of a ratio comes from page faults.
+
+With --precision P[,P...] only the precision comparison runs (results: throughput-precision.md / .json):
+deepem's IWAE step in float32 against the same step under each precision P (training/precision.py), the
+plain PyTorch IWAE in float32 and the plain IWAE under torch.autocast to P's type, interleaved in blocks
+as above, with deepem's float32 step as the reference (K = 50 with B = 20 and 100, K = 5 with B = 20).
+Its accuracy is measured apart, untimed: benchmarks/precision_accuracy.py."""
 
 from __future__ import annotations
 
@@ -33,8 +40,21 @@ from pathlib import Path
 
 import torch
 
+from deepem.methods import make_method
+from deepem.models import ModelConfig, make_model
 from deepem.training.allocator import keep_freed_memory
-from peers import D, available_peers, deepem_evaluation, deepem_step, evaluation_flops, plain_evaluation, training_flops
+from deepem.training.precision import PrecisionError, check_precision
+from deepem.training.step import TrainStep
+from peers import (
+    D,
+    PlainIWAE,
+    available_peers,
+    deepem_evaluation,
+    deepem_step,
+    evaluation_flops,
+    plain_evaluation,
+    training_flops,
+)
 
 METHODS_AGAINST_IWAE = ("rem-v1", "iwem", "rws")
 
@@ -124,6 +144,77 @@ def bench_evaluation(device: str, k: int, points: int, batch: int, n_blocks: int
             "deepem_gflops": evaluation_flops(k, points) / summary["deepem"]["seconds_per_call"] / 1e9}
 
 
+def deepem_precision_step(x: torch.Tensor, k: int, precision: str) -> Callable[[], object]:
+    """deepem's IWAE step (training/step.py) under `precision`, from the same initial weights for every one."""
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(), D).to(x.device)
+    step = TrainStep(model, make_method("iwae", particles=k), lr=1e-3, precision=precision)
+    return lambda: step(x)
+
+
+def plain_autocast_step(x: torch.Tensor, k: int, dtype: torch.dtype | None) -> Callable[[], object]:
+    """The plain PyTorch IWAE step, its forward pass under torch.autocast to `dtype` (None: float32)."""
+    torch.manual_seed(0)
+    model = PlainIWAE().to(x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = model.loss(x, k)
+        loss.float().backward()
+        opt.step()
+    return step
+
+
+def bench_precision(device: str, precisions: list[str], k: int, batch: int, n_blocks: int) -> dict:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.bernoulli(torch.full((batch, D), 0.13, device=device), generator=g)
+    contenders = {"deepem 32": deepem_precision_step(x, k, "32"), "plain 32": plain_autocast_step(x, k, None)}
+    for p in precisions:
+        contenders[f"deepem {p}"] = deepem_precision_step(x, k, p)
+        dtype = check_precision(p, device).compute
+        if f"plain {dtype}" not in contenders:
+            contenders[f"plain {dtype}"] = plain_autocast_step(x, k, dtype)
+    summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem 32")
+    return {"k": k, "batch": batch, "contenders": summary}
+
+
+def precision_main(args: argparse.Namespace) -> None:
+    """The --precision comparison alone: its table and JSON."""
+    precisions = [p for p in args.precision.split(",") if p != "32"]
+    load_before = os.getloadavg()
+    rows = [bench_precision(args.device, precisions, k, b, args.blocks) for k, b in ((50, 20), (50, 100), (5, 20))]
+    command = (f"python benchmarks/throughput.py --precision {args.precision} --device {args.device} "
+               f"--blocks {args.blocks}" + (f" --threads {args.threads}" if args.threads else ""))
+    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "load_average_before": load_before, "load_average_after": os.getloadavg(), "command": command}
+    if args.device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    names = list(rows[0]["contenders"])
+    lines = [f"# Throughput by precision ({args.device}, torch {torch.__version__}, {info['threads']} threads)", "",
+             f"Command: `{command}`. Load average (1 min) {load_before[0]:.1f} before and "
+             f"{info['load_average_after'][0]:.1f} after, on {os.cpu_count()} CPUs.", "",
+             "Seconds per IWAE step as a multiple of deepem's float32 step, median over "
+             f"{args.blocks} interleaved blocks (range in brackets); below 1 is faster. 'plain': the same IWAE "
+             "in plain PyTorch, in float32 or with its forward pass under torch.autocast.", "",
+             "| workload | deepem float32 s/step | " + " | ".join(names[1:]) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in names[1:]) + " |"]
+    for r in rows:
+        c = r["contenders"]
+        lines.append(f"| K={r['k']}, B={r['batch']} | {c['deepem 32']['seconds_per_call'] * 1e3:.1f} ms | "
+                     + " | ".join(fmt_ratio(c[n]) for n in names[1:]) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
+    (out / f"throughput-precision{suffix}.md").write_text(text)
+    (out / f"throughput-precision{suffix}.json").write_text(json.dumps({"info": info, "train": rows}, indent=2)
+                                                             + "\n")
+
+
 def fmt_ratio(r: dict[str, float]) -> str:
     return f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
 
@@ -136,11 +227,21 @@ def main() -> None:
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="run every contender with deepem's allocator setting (training/allocator.py)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--precision", default=None, metavar="P[,P...]",
+                        help="only compare deepem's step under these precisions with float32 (and plain PyTorch)")
     args = parser.parse_args()
     if args.keep_freed_memory and not keep_freed_memory():
         parser.error("--keep-freed-memory needs Linux with glibc")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.precision:
+        try:
+            for p in args.precision.split(","):
+                check_precision(p, args.device)
+        except PrecisionError as err:  # one line where this machine cannot run it
+            parser.error(str(err))
+        precision_main(args)
+        return
     load_before = os.getloadavg()
     peak = matmul_peak(args.device)
     train = [bench_training(args.device, k, b, args.blocks) for k, b in ((50, 20), (50, 100), (5, 20))]

@@ -13,6 +13,8 @@ from deepem.settings import Setting, SettingError, setting
 NAN_POLICIES = ("stop", "skip", "rollback")
 #: training/config.py DTYPES (the torch dtypes), training/schedules.py LR_SCHEDULES
 DTYPE_NAMES = ("float32", "float64")
+#: training/precision.py: the step's precision ("32": float32 throughout; the others mixed, see there)
+PRECISIONS = ("32", "bf16-mixed", "bf16-mixed-head32", "16-mixed")
 LR_SCHEDULES = ("constant", "burda")
 DEFAULT_LR = 1e-3  # every group's rate where neither the user nor the method sets one
 OPTIM_KEYS = ("lr", "betas", "steps")
@@ -98,6 +100,11 @@ class RunSettings:
                                 "`tensorboard --logdir runs/`; needs `pip install 'deepem[tensorboard]'`", resume=True)
     device: str = setting("cpu", "cpu, cuda or cuda:N", resume=True)
     dtype: str = setting("float32", "floating-point precision", choices=DTYPE_NAMES)
+    #: not resumable: a resumed run keeps the precision its past steps were computed with
+    precision: str = setting("32", "precision of the training step: 32 (float32), bf16-mixed (network products "
+                             "in bfloat16; densities, log-weights and the optimiser in float32), bf16-mixed-head32 "
+                             "(the same with the output layers in float32), 16-mixed (float16 with loss scaling, "
+                             "CUDA only); evaluation is float32", choices=PRECISIONS)
 
 
 def parse_optim_setting(text: str) -> tuple[str, str, Any]:

@@ -43,10 +43,11 @@ def log_sigmoid_floor(dtype: torch.dtype) -> float:
 
 
 def _signed_logits(h: Tensor, weight: Tensor, bias: Tensor | None, signs: Tensor) -> Tensor:
-    """t = s·(h Wᵀ + b), shaped (..., D), in a fresh buffer that the caller may overwrite."""
+    """t = s·(h Wᵀ + b), shaped (..., D), in a fresh buffer that the caller may overwrite. The product
+    runs in the operands' type (bfloat16 under mixed precision), t in the data's (float32)."""
     flat = h.reshape(-1, h.shape[-1])
     logits = torch.mm(flat, weight.t()) if bias is None else torch.addmm(bias, flat, weight.t())
-    return logits.view(*h.shape[:-1], -1).mul_(signs)
+    return logits.view(*h.shape[:-1], -1).to(signs.dtype).mul_(signs)
 
 
 def _sum_log_sigmoid_(t: Tensor) -> tuple[Tensor, Tensor]:
@@ -104,7 +105,8 @@ class _BernoulliLinear(torch.autograd.Function):
         t = _signed_logits(h, weight, bias, signs)
         log_lik, sig = _sum_log_sigmoid_(t)
         grad_logits = sig.mul_(signs).neg_().add_(signs)  # s·(1 − σ(t)), in place of σ(t)
-        ctx.save_for_backward(h, weight, grad_logits)
+        # kept in the product's type: under mixed precision the backward products run in bfloat16 too
+        ctx.save_for_backward(h, weight, grad_logits.to(weight.dtype))
         ctx.edges = (_edge(h), _edge(weight), _edge(bias))
         return log_lik
 
@@ -112,13 +114,24 @@ class _BernoulliLinear(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         h, weight, grad_logits = ctx.saved_tensors
         g = grad_logits.reshape(-1, grad_logits.shape[-1])  # (N, D)
-        c = grad.reshape(-1, 1)  # (N, 1): the incoming gradient of each particle's log-likelihood
+        # (N, 1): the incoming gradient of each particle's log-likelihood, in the products' type
+        c = grad.reshape(-1, 1).to(weight.dtype)
         flat_h = h.reshape(-1, h.shape[-1])
         need_h, need_weight, need_bias = (_will_run(edge) for edge in ctx.edges)
         d_h = torch.mm(g, weight).mul_(c).view(h.shape) if need_h else None
         d_weight = torch.mm(g.t(), flat_h * c) if need_weight else None
         d_bias = torch.mv(g.t(), c.flatten()) if need_bias else None
         return d_h, d_weight, d_bias, None
+
+
+def _autocast_dtype(h: Tensor) -> torch.dtype | None:
+    """The type autocast computes products in on h's device, where it is on (and h a float32 tensor)."""
+    device = h.device.type
+    if h.dtype != torch.float32 and h.dtype not in (torch.bfloat16, torch.float16):
+        return None  # float64: autocast leaves it alone
+    if not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
 
 
 #: logits with fewer entries than this take the composite form (BCE with logits)
@@ -128,12 +141,20 @@ FUSED_MIN_NUMEL = 150_000
 def bernoulli_linear_log_prob(x: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """Σ_d log Bern(x_d | σ(l_d)) with l = h Wᵀ + b: x (B, D) binary, h (..., B, H) → (..., B).
 
-    Differentiable in h, W and b (first order); without a graph (evaluation) nothing is kept."""
+    Differentiable in h, W and b (first order); without a graph (evaluation) nothing is kept.
+
+    Under autocast (mixed precision, training/precision.py) the product h Wᵀ + b and the backward
+    products run in the autocast type, as a plain linear layer's would; the log-sigmoid, its sum and
+    the result are in x's type (float32)."""
+    low = _autocast_dtype(h)
+    if low is not None:  # the operands in the product's type; autograd casts their gradients back
+        h, weight = h.to(low), weight.to(low)
+        bias = None if bias is None else bias.to(low)
     if torch._C._are_functorch_transforms_active() or h[..., 0].numel() * weight.shape[0] < FUSED_MIN_NUMEL:
         # Under torch.func (vmap, grad: vectorised seeds) the composite form, with a batching rule; on few
         # particles too, where the fused form's dozen small ops and its Python-level autograd node cost more
         # than they save (below FUSED_MIN_NUMEL; the measurement: docs/speed.md, "Thresholds in the code").
-        logits = F.linear(h, weight, bias)
+        logits = F.linear(h, weight, bias).to(x.dtype)
         return -bernoulli_nll(logits, x.expand_as(logits)).sum(-1)
     signs = torch.add(x, x).sub_(constant(1, x))  # 2x − 1 (inference/constants.py: no number wrapped per call)
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from deepem.inference.distributions import DiagonalGaussian
 from deepem.models.encoders import Encoder
+from deepem.models.networks import full_precision, network_region
 
 SIDE = 28
 IMAGE_DIM = SIDE * SIDE
@@ -102,9 +103,11 @@ class ConvEncoder(Encoder):
             raise ValueError(f"the conv encoder takes 28x28 images flattened to {IMAGE_DIM} values, got data "
                              f"shaped {tuple(x.shape)}")
         lead = x.shape[:-1]
-        h = self.convs(x.reshape(-1, 1, SIDE, SIDE)).flatten(1)
-        log_var = torch.clamp(self.log_var(h), *LOG_VAR_RANGE)  # hardtanh(-6, 2)
-        mean, std = self.mean(h), torch.exp(0.5 * log_var)
+        with network_region(x):  # products in the reduced type under mixed precision, outputs float32
+            h = self.convs(x.reshape(-1, 1, SIDE, SIDE)).flatten(1)
+            log_var, mean = full_precision(self.log_var(h)), full_precision(self.mean(h))
+        log_var = torch.clamp(log_var, *LOG_VAR_RANGE)  # hardtanh(-6, 2)
+        std = torch.exp(0.5 * log_var)
         return mean.reshape(*lead, -1), std.reshape(*lead, -1)
 
     def distribution(self, x: Tensor) -> DiagonalGaussian:
@@ -135,6 +138,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
-        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, 1, SIDE, SIDE)
-        out = self.out(self.convs(h)).flatten(1) + self.output_bias
+        with network_region(z):  # products in the reduced type under mixed precision, output float32
+            h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, 1, SIDE, SIDE)
+            out = full_precision(self.out(self.convs(h)).flatten(1)) + self.output_bias
         return out.reshape(*lead, -1)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from deepem.errors import UserError
 from deepem.inference.densities import normal_log_density
 from deepem.models.bernoulli_head import bernoulli_linear_log_prob, bernoulli_nll
+from deepem.models.networks import full_precision
 
 
 def observed(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -50,8 +51,9 @@ class Likelihood(nn.Module):
 
     def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:
         """log p(x_obs | z) when the decoder's output is layer(h): likelihoods with a fused kernel for
-        their output layer override this (same value, less work)."""
-        return self.log_prob(x, layer(h), mask)
+        their output layer override this (same value, less work). The output is float32 under mixed
+        precision (full_precision)."""
+        return self.log_prob(x, full_precision(layer(h)), mask)
 
     def mean(self, out: Tensor) -> Tensor:
         raise NotImplementedError
@@ -107,7 +109,7 @@ class BernoulliLikelihood(Likelihood):
     def log_prob_linear(self, x: Tensor, h: Tensor, layer: nn.Linear, mask: Tensor | None = None) -> Tensor:
         # The fused output layer (models/bernoulli_head.py) on complete data; with a mask, the general path.
         if mask is not None:
-            return self.log_prob(x, layer(h), mask)
+            return self.log_prob(x, full_precision(layer(h)), mask)
         return bernoulli_linear_log_prob(x, h, layer.weight, layer.bias)
 
     def mean(self, out: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from deepem.inference.capabilities import capabilities
 from deepem.inference.distributions import LatentDistribution
 from deepem.models.likelihoods import Likelihood, observed
-from deepem.models.networks import MLP
+from deepem.models.networks import MLP, full_precision, heads_in_float32, network_region
 from deepem.models.priors import Prior, StandardNormalPrior
 
 __all__ = ["DeepLatentModel", "ModelParts"]
@@ -99,9 +99,15 @@ class DeepLatentModel(nn.Module):
         decoder = self.decoder
         # A decoder that states a body and a linear output head (an MLP) hands the head to the
         # likelihood, which may fuse it with log p(x | z) (models/bernoulli_head.py); others run whole.
+        # Under mixed precision (models/networks.py networks_in) the decoder's products run in the reduced
+        # type and the likelihood in float32 from its output; with float32 heads the output layer is outside.
         if isinstance(decoder, MLP):
-            return self.likelihood.log_prob_linear(x, decoder.body(z), decoder.head, mask)
-        return self.likelihood.log_prob(x, decoder(z), mask)
+            with network_region(z):
+                h = decoder.body(z)
+                if not heads_in_float32():
+                    return self.likelihood.log_prob_linear(x, h, decoder.head, mask)
+            return self.likelihood.log_prob_linear(x, full_precision(h), decoder.head, mask)
+        return self.likelihood.log_prob(x, full_precision(decoder(z)), mask)
 
     def log_joint(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.log_prior(z) + self.log_likelihood(x, z, mask)

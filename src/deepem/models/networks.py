@@ -4,12 +4,64 @@ particles shaped (K, B, D) runs as one batched call."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from deepem.inference.fast_tanh import fast_tanh
+
+#: reduced floating types that autocast computes in (mixed precision: training/precision.py)
+REDUCED_DTYPES = (torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class NetworkPrecision:
+    """How the networks compute under mixed precision: products in `compute` (autocast), and with
+    `float32_heads` the output layer of every MLP in float32."""
+
+    compute: torch.dtype
+    float32_heads: bool = False
+
+
+_network_precision: ContextVar[NetworkPrecision | None] = ContextVar("network_precision", default=None)
+
+
+@contextmanager
+def networks_in(precision: NetworkPrecision | None) -> Iterator[None]:
+    """Within: the networks (MLP, conv) run their products under autocast to `precision.compute`, and
+    only they: sampling, moment matching, log-densities, log-weights and normalisers stay in float32.
+    None: float32 throughout (the default)."""
+    token = _network_precision.set(precision)
+    try:
+        yield
+    finally:
+        _network_precision.reset(token)
+
+
+def network_region(like: Tensor) -> AbstractContextManager[object]:
+    """The region a network's products run in: autocast on `like`'s device under `networks_in`, else nothing."""
+    p = _network_precision.get()
+    if p is None:
+        return nullcontext()
+    return torch.autocast(like.device.type, dtype=p.compute)
+
+
+def heads_in_float32() -> bool:
+    """Whether the networks' output layers stay in float32 (`networks_in` with float32_heads)."""
+    p = _network_precision.get()
+    return p is not None and p.float32_heads
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """t in float32 where autocast left it in a reduced type (bfloat16, float16); otherwise t itself.
+
+    Under mixed precision the networks' products run in the reduced type, but whatever a density,
+    log-weight or normaliser is computed from must be float32: every network output passes here."""
+    return t.float() if t.dtype in REDUCED_DTYPES else t
 
 
 class Tanh(nn.Tanh):
@@ -44,6 +96,16 @@ class MLP(nn.Sequential):
         if isinstance(idx, slice):
             return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
         return super().__getitem__(idx)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Under mixed precision (networks_in) the products in the reduced type and the output in float32.
+        if _network_precision.get() is None:
+            return super().forward(x)
+        with network_region(x):
+            if not heads_in_float32():
+                return full_precision(super().forward(x))
+            h = self.body(x)
+        return self.head(full_precision(h))
 
     @property
     def head(self) -> nn.Linear:

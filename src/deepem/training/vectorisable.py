@@ -31,7 +31,7 @@ def check_vectorisable(config: TrainConfig) -> None:
     """Raise VectorisationError (one line naming what is supported) unless `config` can be vectorised."""
     supported = (f"vectorised seeds support methods {', '.join(vectorisable_methods())} with --architecture "
                  f"{'/'.join(VECTORISABLE_ARCHITECTURES)}, Gaussian latents, an explicit encoder, complete data, "
-                 "one optimiser step per batch and --nan-policy stop")
+                 "one optimiser step per batch, --nan-policy stop and --precision 32")
     problems = []
     method = METHODS.get(config.method)
     if method is None or not method.vectorisable:
@@ -50,6 +50,8 @@ def check_vectorisable(config: TrainConfig) -> None:
         problems.append(f"early stopping (patience {config.patience})")
     if getattr(config, "validation_fraction", 0):  # each seed hides its own cells: masks differ by seed
         problems.append(f"held-out cells (validation_fraction {config.validation_fraction})")
+    if getattr(config, "precision", "32") != "32":  # the vmapped step has no autocast region
+        problems.append(f"precision {config.precision!r}")
     steps = {g: spec.get("steps", 1) for g, spec in config.optim.items() if spec.get("steps", 1) != 1}
     if steps:
         problems.append(f"several steps per batch {steps}")
