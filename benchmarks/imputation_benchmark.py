@@ -234,6 +234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--force", action="store_true", help="overwrite existing result files")
     parser.add_argument("--resume", action="store_true", help="keep the rows of existing result files")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the result files from their JSON")
     given = {arg.split("=")[0][2:].replace("-", "_") for arg in (argv if argv is not None else sys.argv[1:])
              if arg.startswith("--")}
     a = parser.parse_args(argv)
@@ -280,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(a.out)
     results = out / f"{RESULTS_NAME}.json"
+    if a.report_only:
+        if not results.is_file():
+            print(f"error: {results} not found; --report-only rewrites existing results", file=sys.stderr)
+            return 2
+        record = json.loads(results.read_text())
+        write(out, {k: v for k, v in record.items() if k not in ("rows", "paired", "coverage", "cost")},
+              record["rows"])
+        return 0
     if results.exists() and not (a.force or a.resume):
         print(f"error: {results} exists; give --resume to add to it or --force to overwrite it", file=sys.stderr)
         return 2
@@ -289,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/imputation_benchmark.py", *given])
     rows: list[dict[str, Any]] = json.loads(results.read_text())["rows"] if a.resume and results.exists() else []
     done = {(r["table"], r["mask"], r["rate"], r["seed"], r["imputer"]) for r in rows}
-    record = {"command": command, "settings": {k: v for k, v in vars(a).items() if k not in ("force", "resume")},
+    settings = {k: v for k, v in vars(a).items() if k not in ("force", "resume", "report_only")}
+    record = {"command": command, "settings": settings,
               "plan": lists, "budgets": budgets(a), "machine_start": machine(), "skipped": {}, "tables": {}}
     for table_name in lists["tables"]:
         try:

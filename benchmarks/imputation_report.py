@@ -190,9 +190,12 @@ def write(out: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None
             f"Machine: {start['cpus']} CPUs, load average (1, 5, 15 min) {start['load_average_1_5_15']} at the "
             f"start and {end['load_average_1_5_15']} at the end, torch threads {start['torch_threads']}: a shared "
             "machine, so the seconds are indicative.", "",
-            "## Verdict", "", *summary_lines(paired, coverage, costs), "",
+            "## Verdict", "", *(summary_lines(paired, coverage, costs) or ["- No deepem imputer in this run."]), "",
             "A difference is called only when its 95 % t-interval over seeds (same seed = same mask) excludes 0; "
             "the best baseline of a cell is picked on these same numbers, which favours the baselines.", "",
+            "Rate: the expected missing fraction of every masked column. Under mar the driver column (largest sd) "
+            "is never masked, so a table of D columns loses rate × (D − 1) / D of its cells; each row of the JSON "
+            "holds the realised fraction (missing_fraction).", "",
             "## Budgets (not tuned on these numbers)", ""]
     text += [f"- {k}: {v}" for k, v in record["budgets"].items()] + [""]
     if record["tables"]:

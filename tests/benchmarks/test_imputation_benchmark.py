@@ -88,6 +88,10 @@ def test_quick_run_writes_both_files_with_paired_intervals(tmp_path):
         assert (p["low"], p["high"]) == pytest.approx((paired_ci(p["diffs"])["low"], paired_ci(p["diffs"])["high"]))
     text = (tmp_path / "imputation_benchmark.md").read_text()
     assert "Scope: REDUCED" in text and "## Verdict" in text and "deepem − best baseline" in text
+    # --report-only rewrites the same report from the JSON alone
+    (tmp_path / "imputation_benchmark.md").unlink()
+    assert main(["--report-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "imputation_benchmark.md").read_text() == text
     # nothing overwritten without --force; a bad flag is one line
     assert main(["--quick", "--out", str(tmp_path)]) == 2
     assert main(["--quick", "--out", str(tmp_path / "other"), "--tables", "nosuch"]) == 2
