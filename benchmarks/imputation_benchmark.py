@@ -339,7 +339,8 @@ def budgets(a: argparse.Namespace) -> dict[str, str]:
     shown = {k: v for k, v in deepem.items() if k not in ("random_state", "verbose")}
     return {"deepem": f"DeepImputer defaults{' (--quick: reduced)' if a.quick else ''}: {shown}",
             "deepem-miss-iwem": "the same with method='miss-iwem'",
-            "mean": "SimpleImputer(strategy='mean')", "knn": "KNNImputer(n_neighbors=5)",
+            "mean": "SimpleImputer(strategy='mean')",
+            "knn": "KNNImputer(n_neighbors=5), columns as given (not standardised), as in the gallery",
             "iterative-br": "IterativeImputer(BayesianRidge(), max_iter=10); draws: sample_posterior=True, "
                             f"{a.draws} fits with seeds 1000 * seed + d",
             "iterative-et": "IterativeImputer(ExtraTreesRegressor(n_estimators=10), max_iter=10)",
