@@ -267,7 +267,8 @@ def plan(a: argparse.Namespace) -> dict[str, list]:
 
 def machine() -> dict[str, Any]:
     import sklearn
-    return {"cpus": os.cpu_count(), "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
+    return {"time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "cpus": os.cpu_count(),
+            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
             "torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "torch": torch.__version__, "sklearn": sklearn.__version__, "numpy": np.__version__}
 
