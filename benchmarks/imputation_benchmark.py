@@ -338,7 +338,8 @@ def budgets(a: argparse.Namespace) -> dict[str, str]:
     if a.quick:
         deepem |= {k: v for k, v in QUICK_DEEPEM.items() if k in deepem}
     shown = {k: v for k, v in deepem.items() if k not in ("random_state", "verbose")}
-    return {"deepem": f"DeepImputer defaults{' (--quick: reduced)' if a.quick else ''}: {shown}",
+    return {"deepem": f"DeepImputer defaults{' (--quick: reduced)' if a.quick else ''}: {shown} (None: the "
+                      "estimator's own choice at fit time)",
             "deepem-miss-iwem": "the same with method='miss-iwem'",
             "mean": "SimpleImputer(strategy='mean')",
             "knn": "KNNImputer(n_neighbors=5), columns as given (not standardised), as in the gallery",

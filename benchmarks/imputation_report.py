@@ -162,12 +162,12 @@ def summary_lines(paired: list[dict[str, Any]], coverage: list[dict[str, Any]],
                      f"{sum('farther' in r['verdict'] for r in rs)}.")
     for name in sorted({r["imputer"] for r in costs if r["imputer"].startswith("deepem")}):
         rs = [r for r in costs if r["imputer"] == name]
+        ratios = [f"{', '.join(r['table'] + ' ' + r[key] for r in rs if r[key] != '–')} the time of {whom}"
+                  for key, whom in (("vs_iterative_br", "IterativeImputer(BayesianRidge)"),
+                                    ("vs_slowest_baseline", "the slowest baseline")) if any(r[key] != "–" for r in rs)]
         lines.append(f"- Cost, {name}: fit + transform {min(r['seconds'] for r in rs):.1f}–"
-                     f"{max(r['seconds'] for r in rs):.1f} s per table, "
-                     f"{', '.join(r['table'] + ' ' + r['vs_iterative_br'] for r in rs)} the time of "
-                     f"IterativeImputer(BayesianRidge) and "
-                     f"{', '.join(r['table'] + ' ' + r['vs_slowest_baseline'] for r in rs)} that of the slowest "
-                     "baseline (downstream and draws not counted).")
+                     f"{max(r['seconds'] for r in rs):.1f} s per table; " + "; ".join(ratios)
+                     + " (downstream refits and draws not counted).")
     return lines
 
 
