@@ -1,5 +1,6 @@
 """Corruption into incomplete data: MCAR at the asked rate, exactly n of 9 patches (bands 10/9/9) per
-image, specs parsed with clear errors, one seed -> the same masks, NaN where missing, complete data
+image, MAR and self-masking MNAR masks at the asked rate with the dependence each claims,
+specs parsed with clear errors, one seed -> the same masks, NaN where missing, complete data
 kept, and standardisation with observed training entries only."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from deepem.data.corruption import (
     CorruptionSpec,
     binarize_observed,
     corrupt_splits,
+    mar,
     mcar,
+    mnar_self,
     parse_corruption,
     patch_bands,
     patch_index,
@@ -40,6 +43,65 @@ def test_mcar_removes_entries_at_the_asked_rate_reproducibly():
     assert mcar((5, 5), 0.0, g(0)).all()
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         mcar((5, 5), 1.0)
+
+
+def skewed_table(n: int = 20000, seed: int = 0) -> torch.Tensor:
+    """Four columns: normal, exponential (skewed), uniform, and a binary column."""
+    gen = g(seed)
+    return torch.stack([torch.randn(n, generator=gen), -torch.rand(n, generator=gen).log(),
+                        torch.rand(n, generator=gen), (torch.rand(n, generator=gen) < 0.3).double()], dim=1)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_mnar_self_masks_each_column_at_rate_p_by_its_own_values(p):
+    x = skewed_table()
+    mask = mnar_self(x, p, g(1))
+    assert mask.dtype == torch.bool and mask.shape == x.shape
+    rates = (~mask).double().mean(dim=0)
+    assert (rates - p).abs().max() < 0.015  # 20000 rows: about 4 standard errors
+    for j in range(x.shape[1]):  # high values go missing more often
+        assert x[~mask[:, j], j].mean() > x[mask[:, j], j].mean() + 0.1 * x[:, j].std()
+    # a column's mask depends on that column only: changing the other columns changes nothing in it
+    other = x.clone()
+    other[:, 1:] = skewed_table(seed=5)[:, 1:]
+    moved = mnar_self(other, p, g(1))
+    assert torch.equal(moved[:, 0], mask[:, 0]) and not torch.equal(moved[:, 1], mask[:, 1])
+    assert torch.equal(mask, mnar_self(x, p, g(1)))
+    assert mnar_self(x, 0.0, g(1)).all()
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_mar_masks_depend_on_the_observed_driver_only(p):
+    x = skewed_table()
+    mask = mar(x, p, g(2), driver=0)
+    rates = (~mask).double().mean(dim=0)
+    assert rates[0] == 0  # the driver is always observed
+    assert (rates[1:] - p).abs().max() < 0.015
+    for j in (1, 2, 3):  # missing where the driver is high; not through the column's own values
+        assert x[~mask[:, j], 0].mean() > x[mask[:, j], 0].mean() + 0.5
+        assert abs(float(x[~mask[:, j], 2].mean() - x[mask[:, j], 2].mean())) < 0.02 or j == 2
+    # changing every column but the driver leaves the mask as it was: given the driver, it ignores the values
+    other = x.clone()
+    other[:, 1:] = skewed_table(seed=5)[:, 1:]
+    assert torch.equal(mar(other, p, g(2), driver=0), mask)
+    other[:, 0] = skewed_table(seed=5)[:, 0]
+    assert not torch.equal(mar(other, p, g(2), driver=0), mask)
+    # by default the driver is the column of largest standard deviation (the exponential one here is 1 too;
+    # scale it up to make the choice unambiguous)
+    wide = x * torch.tensor([1.0, 3.0, 1.0, 1.0], dtype=torch.float64)
+    assert (~mar(wide, p, g(2))).double().mean(dim=0)[1] == 0
+
+
+def test_mar_and_mnar_refuse_incomplete_tables_and_bad_rates():
+    x = skewed_table(100)
+    with pytest.raises(ValueError, match="complete"):
+        mar(x.masked_fill(x > 2, float("nan")), 0.2)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        mnar_self(x, 1.0)
+    with pytest.raises(ValueError, match="two columns"):
+        mar(x[:, :1], 0.2)
+    with pytest.raises(ValueError, match="driver column 7"):
+        mar(x, 0.2, driver=7)
 
 
 def test_patches_split_28_pixels_10_9_9():

@@ -9,6 +9,11 @@ Two scenarios of the papers:
   `size % grid` bands get one extra pixel; `patch_bands`), so the patches hold 100, 90, 90 / 90, 81,
   81 / 90, 81, 81 pixels. The paper says "nine equal patches" and does not say how 28 is split.
 
+Two more mechanisms for benchmarks of imputers (Rubin's taxonomy; the logistic forms follow the usual
+simulation designs, e.g. Muzellec et al. 2020): `mar` (a column's missingness depends on an always
+observed driver column) and `mnar_self` (self-masking: a cell is more likely missing when its own value
+is high). Both pick each column's logistic intercept so that the column's expected missing rate is p.
+
 Specs, as a command line would give them: "mcar:P" (0 <= P < 1) and "patches:N" (0 <= N <= grid^2).
 `corrupt_splits` applies a spec to every split of a `DataSplits` with one seed and keeps the complete
 data beside the corrupted copy, whose missing entries hold NaN so that nothing can read them silently."""
@@ -33,6 +38,64 @@ def mcar(x: Tensor | tuple[int, ...], p: float, generator: torch.Generator | Non
         raise ValueError(f"an MCAR missing probability must lie in [0, 1), got {p}")
     shape = tuple(x.shape) if isinstance(x, Tensor) else tuple(x)
     return torch.rand(shape, generator=generator) >= p
+
+
+def _intercepts(scores: Tensor, p: float) -> Tensor:
+    """Per column b with mean over rows of sigmoid(scores + b) = p (bisection: the mean rises with b)."""
+    low = torch.full((scores.shape[1],), -60.0, dtype=torch.float64)
+    high = torch.full_like(low, 60.0)
+    for _ in range(80):  # 120 / 2^80: exact to double precision
+        mid = (low + high) / 2
+        above = torch.sigmoid(scores + mid).mean(dim=0) > p
+        high = torch.where(above, mid, high)
+        low = torch.where(above, low, mid)
+    return (low + high) / 2
+
+
+def _standardised(x: Tensor) -> Tensor:
+    """Columns of x (float64) at mean 0 and sd 1; a constant column is all 0 (its cells then have rate p)."""
+    x = x.to(torch.float64)
+    sd = x.std(dim=0)
+    return (x - x.mean(dim=0)) / torch.where(sd > 0, sd, torch.ones_like(sd))
+
+
+def _check_complete(x: Tensor, p: float, kind: str) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"a {kind} missing probability must lie in [0, 1), got {p}")
+    if x.dim() != 2 or bool(torch.isnan(x).any()):
+        raise ValueError(f"{kind} masks are drawn from a complete 2-d table (rows x columns, no NaN)")
+
+
+def mar(x: Tensor, p: float, generator: torch.Generator | None = None, driver: int | None = None,
+        strength: float = 2.0) -> Tensor:
+    """Missing at random: a bool mask of the complete table x (True = observed) in which column `driver`
+    (None: the column of largest standard deviation) is always observed and every other cell x[i, j] is
+    missing with probability sigmoid(strength * z[i, driver] + b_j), z the standardised driver, b_j
+    chosen so that column j's expected missing rate is p. High driver values make every other column
+    more often missing; given the driver, the mask is independent of the values (MAR, not MCAR).
+    The table's overall missing rate is p * (D - 1) / D."""
+    _check_complete(x, p, "MAR")
+    if x.shape[1] < 2:
+        raise ValueError("MAR masks need at least two columns: one drives the missingness of the others")
+    z = _standardised(x)
+    driver = int(x.to(torch.float64).std(dim=0).argmax()) if driver is None else driver
+    if not 0 <= driver < x.shape[1]:
+        raise ValueError(f"the driver column {driver} is not a column of a table of {x.shape[1]} columns")
+    scores = strength * z[:, driver:driver + 1].expand(-1, x.shape[1])
+    prob = torch.sigmoid(scores + _intercepts(scores, p)) if p > 0 else torch.zeros_like(scores)
+    prob[:, driver] = 0.0
+    return torch.rand(tuple(x.shape), generator=generator, dtype=torch.float64) >= prob
+
+
+def mnar_self(x: Tensor, p: float, generator: torch.Generator | None = None, strength: float = 2.0) -> Tensor:
+    """Missing not at random by self-masking: a bool mask of the complete table x (True = observed) where
+    cell x[i, j] is missing with probability sigmoid(strength * z[i, j] + b_j), z the column-standardised
+    table and b_j chosen so that column j's expected missing rate is p: high values go missing more
+    often, and a column's mask depends on that column's values only."""
+    _check_complete(x, p, "MNAR")
+    scores = strength * _standardised(x)
+    prob = torch.sigmoid(scores + _intercepts(scores, p)) if p > 0 else torch.zeros_like(scores)
+    return torch.rand(tuple(x.shape), generator=generator, dtype=torch.float64) >= prob
 
 
 def patch_bands(size: int, grid: int) -> list[int]:
