@@ -49,6 +49,13 @@ def timer(fn: Callable[[], object], device: str = "cpu", clock: Callable[[], flo
     return measure
 
 
+def call_seconds(fn: Callable[[], object], repeats: int, device: str = "cpu",
+                 clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """The seconds of each of `repeats` calls of fn, timed one by one."""
+    measure = timer(fn, device, clock)
+    return [measure(1) for _ in range(repeats)]
+
+
 def calls_to_fill(measure: Measure, target_seconds: float) -> int:
     """Whole calls that fill about target_seconds (at least one), after one warm-up call."""
     measure(1)

@@ -36,20 +36,17 @@ from pathlib import Path
 
 import torch
 
-from deepem.methods import make_method
-from deepem.models import ModelConfig, make_model
 from deepem.training.allocator import keep_freed_memory
 from deepem.training.precision import PrecisionError, check_precision
-from deepem.training.step import TrainStep
 from harness import command_line, contention, finish, fmt_ratio, interleaved_blocks, summarise, timer, write_results
 from peers import (
     D,
-    PlainIWAE,
     available_peers,
     deepem_evaluation,
     deepem_step,
     evaluation_flops,
     plain_evaluation,
+    plain_step,
     training_flops,
 )
 
@@ -104,38 +101,21 @@ def bench_evaluation(device: str, k: int, points: int, batch: int, n_blocks: int
             "deepem_gflops": evaluation_flops(k, points) / summary["deepem"]["seconds_per_call"] / 1e9}
 
 
-def deepem_precision_step(x: torch.Tensor, k: int, precision: str) -> Callable[[], object]:
-    """deepem's IWAE step (training/step.py) under `precision`, from the same initial weights for every one."""
+def seeded(make: Callable[..., Callable[[], object]], *args: object) -> Callable[[], object]:
+    """make(*args) from the same initial weights for every contender."""
     torch.manual_seed(0)
-    model = make_model(ModelConfig(), D).to(x.device)
-    step = TrainStep(model, make_method("iwae", particles=k), lr=1e-3, precision=precision)
-    return lambda: step(x)
-
-
-def plain_autocast_step(x: torch.Tensor, k: int, dtype: torch.dtype | None) -> Callable[[], object]:
-    """The plain PyTorch IWAE step, its forward pass under torch.autocast to `dtype` (None: float32)."""
-    torch.manual_seed(0)
-    model = PlainIWAE().to(x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = model.loss(x, k)
-        loss.float().backward()
-        opt.step()
-    return step
+    return make(*args)
 
 
 def bench_precision(device: str, precisions: list[str], k: int, batch: int, n_blocks: int) -> dict:
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.bernoulli(torch.full((batch, D), 0.13, device=device), generator=g)
-    contenders = {"deepem 32": deepem_precision_step(x, k, "32"), "plain 32": plain_autocast_step(x, k, None)}
+    contenders = {"deepem 32": seeded(deepem_step, x, k, "iwae", "32"), "plain 32": seeded(plain_step, x, k)}
     for p in precisions:
-        contenders[f"deepem {p}"] = deepem_precision_step(x, k, p)
+        contenders[f"deepem {p}"] = seeded(deepem_step, x, k, "iwae", p)
         dtype = check_precision(p, device).compute
         if f"plain {dtype}" not in contenders:
-            contenders[f"plain {dtype}"] = plain_autocast_step(x, k, dtype)
+            contenders[f"plain {dtype}"] = seeded(plain_step, x, k, dtype)
     summary = summarise(interleaved_blocks(measures(contenders, device), n_blocks), "deepem 32")
     return {"k": k, "batch": batch, "contenders": summary}
 
