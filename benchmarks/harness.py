@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 #: seconds per call over n calls in a row
 Measure = Callable[[int], float]
 #: /proc/cpuinfo flags that change which kernels torch can use
@@ -34,6 +32,8 @@ CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnn
 def sync(device: str) -> None:
     """Wait for queued GPU work, so that a clock read after it counts it."""
     if str(device).startswith("cuda"):
+        import torch
+
         torch.cuda.synchronize()
 
 
@@ -131,6 +131,8 @@ def cpu_model_and_flags(cpuinfo: str | None = None) -> tuple[str, dict[str, bool
 
 def contention(device: str = "cpu") -> dict[str, Any]:
     """The record taken before measuring: machine, threads, versions and the load average now."""
+    import torch  # here, so that a script that times fresh processes (cli_startup.py) can use the rest light
+
     model, flags = cpu_model_and_flags()
     record: dict[str, Any] = {
         "device": str(device), "cpu_model": model, "cpu_flags": flags, "cpus": os.cpu_count(),
