@@ -23,7 +23,7 @@ import torch
 from deepem.methods import make_method
 from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
-from harness import command_line, contention, finish, interleaved_blocks, spread, timer, write_results
+from harness import command_line, contention, fastest_block, finish, interleaved_blocks, spread, timer, write_results
 from method_throughput import load_data
 
 D = 784
@@ -53,17 +53,11 @@ def bench(architectures: list[str], methods: list[str], x: torch.Tensor, repeats
     runners = [Runner(a, *parse_method(m), x) for m in methods for a in architectures]
     times = interleaved_blocks({r.key: r.run for r in runners}, repeats, target_seconds=round_seconds)
     out: dict[str, dict[str, dict[str, float]]] = {}
+    nan = {"min": float("nan"), "median": float("nan")}
     for (arch, method), ts in times.items():
-        ref = min(times[(REFERENCE, method)]) if (REFERENCE, method) in times else float("nan")
-        seconds = spread(ts)
-        t = seconds["min"]
-        out.setdefault(method, {})[arch] = {
-            "seconds_per_step": t,
-            "points_per_sec": x.shape[0] / t,
-            "ratio_to_mlp": ref / t,
-            "median_seconds_per_step": seconds["median"],
-            "spread": (seconds["max"] - t) / t,
-        }
+        ref = spread(times[(REFERENCE, method)]) if (REFERENCE, method) in times else nan
+        fastest = fastest_block(spread(ts), ref, x.shape[0])
+        out.setdefault(method, {})[arch] = {**fastest, "ratio_to_mlp": fastest["speed_vs_reference"]}
     return out
 
 

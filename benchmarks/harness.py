@@ -100,6 +100,17 @@ def summarise(times: dict[str, list[float]], reference: str) -> dict[str, dict[s
     return out
 
 
+def fastest_block(seconds: dict[str, float], reference: dict[str, float], points: int) -> dict[str, float]:
+    """Figures of the fastest block (other jobs only ever slow a block down, so the minimum is the steadiest
+    estimate of the code's own speed), from `spread` of a variant's and of the reference's seconds per call:
+    seconds_per_step, points_per_sec (`points` a call), speed_vs_reference (the reference's fastest / this
+    one's: above 1 is faster), the same from medians, and spread = (max - min) / min, the noise level."""
+    t = seconds["min"]
+    return {"seconds_per_step": t, "steps_per_sec": 1 / t, "points_per_sec": points / t,
+            "speed_vs_reference": reference["min"] / t, "median_seconds_per_step": seconds["median"],
+            "median_speed_vs_reference": reference["median"] / seconds["median"], "spread": (seconds["max"] - t) / t}
+
+
 def fmt_ratio(summary: dict[str, float]) -> str:
     """'median (min–max)' of a ratio summary."""
     return f"{summary['median']:.2f} ({summary['min']:.2f}–{summary['max']:.2f})"

@@ -32,7 +32,7 @@ from deepem.inference.numerics import flush_denormals
 from deepem.methods import METHODS, make_method
 from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
-from harness import command_line, contention, finish, interleaved_blocks, summarise, timer, write_results
+from harness import command_line, contention, fastest_block, finish, interleaved_blocks, summarise, timer, write_results
 
 D = 784
 REFERENCE = "iwae"
@@ -78,20 +78,12 @@ def bench(methods: list[str], k: int, batch: int, x_all: torch.Tensor, device: s
         r.run(1)  # a first step beyond the warm-up the harness gives: optimiser state, caches
     summary = summarise(interleaved_blocks({name: r.run for name, r in runners.items()}, repeats,
                                            target_seconds=round_seconds), REFERENCE)
-    ref = summary[REFERENCE]["seconds"]
     out = {}
     for name, s in summary.items():
-        t, t_median = s["seconds"]["min"], s["seconds"]["median"]
-        out[name] = {
-            "seconds_per_step": t,
-            "steps_per_sec": 1 / t,
-            "points_per_sec": batch / t,
-            "ratio_to_iwae": ref["min"] / t,
-            "median_seconds_per_step": t_median,
-            "median_ratio_to_iwae": ref["median"] / t_median,
-            "spread": (s["seconds"]["max"] - t) / t,  # (max - min) / min over rounds: the noise level
-            "block_ratio": s,  # seconds / IWAE's, round by round: median, range, quartiles
-        }
+        fastest = fastest_block(s["seconds"], summary[REFERENCE]["seconds"], batch)
+        out[name] = {**fastest, "ratio_to_iwae": fastest["speed_vs_reference"],
+                     "median_ratio_to_iwae": fastest["median_speed_vs_reference"],
+                     "block_ratio": s}  # seconds / IWAE's, round by round: median, range, quartiles
     return out
 
 

@@ -77,3 +77,11 @@ def test_results_carry_the_exact_command(tmp_path):
     assert "load average" in md and record["cpu_model"] in md
     saved = json.loads((tmp_path / "x.json").read_text())
     assert saved["command"] == command and saved["rows"] == [1] and saved["contention"]["torch"] == record["torch"]
+
+
+def test_fastest_block_figures():
+    summary = harness.summarise({"ref": [2.0, 4.0, 3.0], "fast": [1.0, 1.5, 1.25]}, "ref")
+    fastest = harness.fastest_block(summary["fast"]["seconds"], summary["ref"]["seconds"], points=20)
+    assert fastest["seconds_per_step"] == 1.0 and fastest["points_per_sec"] == 20.0
+    assert fastest["speed_vs_reference"] == 2.0 and fastest["median_speed_vs_reference"] == 3.0 / 1.25
+    assert fastest["spread"] == 0.5
