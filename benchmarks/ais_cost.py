@@ -16,11 +16,7 @@ intra-op thread that has to wait for a busy core made each product up to 20x slo
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
-import time
 from pathlib import Path
 
 import torch
@@ -30,15 +26,11 @@ from torch import nn
 from deepem.evaluation.ais import forward_ais
 from deepem.evaluation.settings import AISSettings
 from deepem.models import ModelConfig, make_model
+from harness import command_line, contention, finish, interleaved_blocks, timer, write_results
 
 D, H, Z = 784, 200, 50
 DECODER_MACS = Z * H + H * H + H * D  # per chain, one forward pass
 TEST_POINTS = 10_000
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class PlainAIS:
@@ -100,15 +92,8 @@ def timed_pair(ours, plain, warm_ours, warm_plain, device: str, repeats: int) ->
     """Fastest of `repeats` interleaved timings of each, after a short warm-up run of each: interleaving
     and the minimum keep a shared machine's load from favouring either."""
     warm_ours(), warm_plain()
-    best = [math.inf, math.inf]
-    for _ in range(repeats):
-        for i, fn in enumerate((ours, plain)):
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best[0], best[1]
+    times = interleaved_blocks({"deepem": timer(ours, device), "plain": timer(plain, device)}, repeats, calls=1)
+    return min(times["deepem"]), min(times["plain"])
 
 
 def bench(device: str, temperatures: int, chains: int, leapfrog: int, points: int, repeats: int
@@ -143,26 +128,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()[0]
+    record = contention(args.device)
     rows = []
     for s in args.settings:
         t, c = (int(v) for v in s.split("x"))
         rows.append(bench(args.device, t, c, args.leapfrog, args.points, args.repeats))
         print(rows[-1], flush=True)
-    command = (f"python benchmarks/ais_cost.py --device {args.device} --points {args.points} "
-               f"--leapfrog {args.leapfrog} --threads {args.threads} --repeats {args.repeats} "
-               f"--settings {' '.join(args.settings)}")
-    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(), "command": command,
-            "cpus": os.cpu_count(), "load_average_1min": [load_before, os.getloadavg()[0]]}
-    if args.device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
-    lines = [f"# AIS evaluation cost ({args.device}, torch {torch.__version__}, {info['threads']} threads)", "",
-             f"784-200-200-50 Bernoulli model, {args.points} test points per batch, L={args.leapfrog}, "
+    finish(record)
+    lines = [f"784-200-200-50 Bernoulli model, {args.points} test points per batch, L={args.leapfrog}, "
              f"{args.threads} thread(s), fastest of {args.repeats} interleaved runs, "
-             f"from the prior, sigmoid schedule. Command: `{command}`", "",
-             f"Machine load (1-min average, before / after, {info['cpus']} CPUs): "
-             f"{load_before:.1f} / {info['load_average_1min'][1]:.1f}; other work shared the cores.", "",
+             "from the prior, sigmoid schedule.", "",
              "| T | chains | deepem points/s | plain PyTorch points/s | ratio (deepem / plain) | GFLOP/s "
              "| 10k test points (h) | 10k points at T=10000, 16 chains (h) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -172,13 +147,9 @@ def main() -> None:
                      f"{r['test_set_hours']:.3g} | {r['paper_setting_test_set_hours']:.3g} |")
     lines += ["", "Cost is linear in T x chains x L x points; the last two columns extrapolate from the "
               "measured rate."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
-    (out / f"ais_cost{suffix}.md").write_text(text)
-    (out / f"ais_cost{suffix}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
+    title = f"AIS evaluation cost ({args.device}, torch {torch.__version__}, {record['torch_threads']} threads)"
+    print(write_results(args.out, f"ais_cost{suffix}", title, lines, {"rows": rows}, record, command_line()))
 
 
 if __name__ == "__main__":

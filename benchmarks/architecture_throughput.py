@@ -7,7 +7,7 @@
 Every (method, K) pair is timed with every architecture at the same batch: the trainer's own TrainStep
 (guards included) on a fixed batch of binarised MNIST when DEEPEM_DATA points at it (else random bits
 of MNIST's shape; throughput does not depend on the pixel values). As in method_throughput.py the
-rounds are interleaved (each round times every architecture and method in turn, for the whole number
+rounds are interleaved (each round times every architecture and method in turn, the order rotated, for the whole number
 of steps that fills about `round_seconds`, at least one), and a figure is its fastest round: other jobs
 only ever slow a round down. The load average is recorded at the start and the end.
 Writes architecture_throughput.md and .json (machine info and the command) to --out."""
@@ -15,10 +15,6 @@ Writes architecture_throughput.md and .json (machine info and the command) to --
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +23,8 @@ import torch
 from deepem.methods import make_method
 from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
-from method_throughput import load_data, machine_info
+from harness import command_line, contention, fastest_block, finish, interleaved_blocks, spread, timer, write_results
+from method_throughput import load_data
 
 D = 784
 REFERENCE = "mlp"
@@ -47,58 +44,29 @@ class Runner:
         self.key = (architecture, f"{method}-k{k}")
         self.x = x
         model = make_model(ModelConfig(architecture=architecture), D, data_mean=x.mean(0))
-        self.step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
-
-    def run(self, steps: int) -> float:
-        """Seconds per training step over `steps` steps."""
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step(self.x)
-        return (time.perf_counter() - start) / steps
+        step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
+        self.run = timer(lambda: step(x))  # seconds per training step over n steps
 
 
-def bench(architectures: list[str], methods: list[str], x: torch.Tensor, repeats: int, round_seconds: float,
-          warmup: int = 1) -> dict[str, dict[str, dict[str, float]]]:
+def bench(architectures: list[str], methods: list[str], x: torch.Tensor, repeats: int,
+          round_seconds: float) -> dict[str, dict[str, dict[str, float]]]:
     runners = [Runner(a, *parse_method(m), x) for m in methods for a in architectures]
-    steps = {}
-    for r in runners:
-        r.run(warmup)
-        steps[r.key] = max(1, round(round_seconds / r.run(1)))
-    times: dict[tuple[str, str], list[float]] = {r.key: [] for r in runners}
-    for _ in range(repeats):
-        for r in runners:
-            times[r.key].append(r.run(steps[r.key]))
+    times = interleaved_blocks({r.key: r.run for r in runners}, repeats, target_seconds=round_seconds)
     out: dict[str, dict[str, dict[str, float]]] = {}
+    nan = {"min": float("nan"), "median": float("nan")}
     for (arch, method), ts in times.items():
-        ref = min(times[(REFERENCE, method)]) if (REFERENCE, method) in times else float("nan")
-        t = min(ts)
-        out.setdefault(method, {})[arch] = {
-            "seconds_per_step": t,
-            "points_per_sec": x.shape[0] / t,
-            "ratio_to_mlp": ref / t,
-            "median_seconds_per_step": statistics.median(ts),
-            "steps_per_round": steps[(arch, method)],
-            "spread": (max(ts) - min(ts)) / t,
-        }
+        ref = spread(times[(REFERENCE, method)]) if (REFERENCE, method) in times else nan
+        fastest = fastest_block(spread(ts), ref, x.shape[0])
+        out.setdefault(method, {})[arch] = {**fastest, "ratio_to_mlp": fastest["speed_vs_reference"]}
     return out
 
 
-def write_results(results: dict[str, object], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "architecture_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
-    info = results["machine"]
+def table(results: dict[str, object]) -> list[str]:
     lines = [
-        f"# Architecture throughput (cpu, torch {info['torch']}, {info['torch_threads']} threads)",
-        "",
-        f"Command: `{results['command']}`",
-        "",
         f"Training steps of batch B = {results['batch']} (data: {results['data']}); fastest of "
         f"{results['repeats']} interleaved rounds of about {results['round_seconds']} s (whole steps, at least "
         "one), after one warm-up step. Ratio = this architecture's steps per second / mlp's with the same "
         "method and K, in the same run. Spread = (max - min) / min round time.",
-        "",
-        f"Machine: {info['processor']}, {info['cpu_count']} CPUs, {info['platform']}; load average at start "
-        f"{info.get('load_average_at_start')}, at end {results.get('load_average_at_end')}.",
         "",
         "| method | architecture | s/step | points/s | ratio to mlp | spread |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -107,7 +75,7 @@ def write_results(results: dict[str, object], out_dir: Path) -> None:
         for arch, r in by_arch.items():
             lines.append(f"| {method} | {arch} | {r['seconds_per_step']:.4f} | {r['points_per_sec']:.1f} | "
                          f"{r['ratio_to_mlp']:.3f} | {r['spread']:.2f} |")
-    (out_dir / "architecture_throughput.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,19 +92,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     x, data = load_data(args.batch, "cpu")
+    record = contention("cpu")
     results: dict[str, object] = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if argv is None
-        else "main(" + repr(argv) + ")",
-        "machine": machine_info("cpu"),
         "batch": args.batch, "repeats": args.repeats, "round_seconds": args.round_seconds, "data": data,
         "architectures": args.architectures, "methods": args.methods,
     }
     start = time.perf_counter()
     results["by_method"] = bench(args.architectures, args.methods, x, args.repeats, args.round_seconds)
     results["seconds"] = time.perf_counter() - start
-    results["load_average_at_end"] = os.getloadavg()
-    write_results(results, args.out)
-    print((args.out / "architecture_throughput.md").read_text())
+    finish(record)
+    title = f"Architecture throughput (cpu, torch {torch.__version__}, {record['torch_threads']} threads)"
+    print(write_results(args.out, "architecture_throughput", title, table(results), results, record,
+                        command_line(argv)))
 
 
 if __name__ == "__main__":

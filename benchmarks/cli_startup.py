@@ -5,7 +5,7 @@ errors, < 2 s for `list`. The load average is recorded with the times, since a b
 start. The import profile (`python -X importtime -m deepem --help`) says which imports dominate and which
 deepem module first pulls in each heavy dependency.
 
-    python benchmarks/cli_startup.py [--repeats 5]   # writes benchmarks/results/cli_startup.{md,json}
+    python benchmarks/cli_startup.py [--repeats 5] [--out benchmarks/results]   # writes cli_startup.{md,json}
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
-import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -23,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import command_line, contention, finish, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -134,10 +134,12 @@ def loaded_deepem_modules(env: dict[str, str], argv: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="fresh processes per command (median reported)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     env = environment()
     sys.path.insert(0, str(ROOT / "src"))  # the module scan reads this tree's sources, not an installed copy
-    load_before = os.getloadavg()
+    contention_record = contention()
+    load_before = contention_record["load_average_before"]
     subs = subcommands(env)
     rows = []
     bare_runs = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.repeats)]
@@ -157,29 +159,20 @@ def main() -> None:
                      "expected_exit_code": code, "meets_target": median < target, "load_1min_before": load})
         print(f"{label:45s} median {median:.2f} s (min {times[0]:.2f}, max {times[-1]:.2f}), cpu {cpu:.2f} s, "
               f"exit {codes}")
-    load_after = os.getloadavg()
+    finish(contention_record)
     slowest, chains = import_profile(env)
     heavy = {what: heavy_imports_at_import_time(loaded_deepem_modules(env, argv))
              for what, argv in (("deepem --help", ["--help"]), ("deepem list", ["list"]))}
-    record = {"repeats": args.repeats, "cores": os.cpu_count(), "python": platform.python_version(),
-              "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
-              "slowest_imports_of_help": slowest, "first_import_chain": chains,
-              "heavy_imports_at_module_level": heavy,
-              "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cli_startup.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "cli_startup.md").write_text(markdown(record))
-    print(f"wrote {RESULTS / 'cli_startup.md'} and .json")
+    record = {"repeats": args.repeats, "rows": rows, "slowest_imports_of_help": slowest,
+              "first_import_chain": chains, "heavy_imports_at_module_level": heavy}
+    write_results(args.out, "cli_startup", f"CLI start-up time ({contention_record['date']})", markdown(record),
+                  record, contention_record, command_line())
+    print(f"wrote {args.out / 'cli_startup.md'} and .json")
 
 
 def markdown(record: dict) -> str:
-    load = ", ".join(f"{x:.2f}" for x in record["load_average_before"])
-    load_after = ", ".join(f"{x:.2f}" for x in record["load_average_after"])
-    out = [f"# CLI start-up time ({record['when']})", "",
-           f"`python benchmarks/cli_startup.py --repeats {record['repeats']}`: each command in "
-           f"{record['repeats']} fresh processes (`python -m deepem ...`), median wall time. "
-           f"{record['cores']} cores, Python {record['python']}; load average (1, 5, 15 min) {load} before, "
-           f"{load_after} after. Targets (issue 23, item 12) are for an idle 2-core machine: under load every "
+    out = [f"Each command in {record['repeats']} fresh processes (`python -m deepem ...`), median wall time. "
+           "Targets (issue 23, item 12) are for an idle 2-core machine: under load every "
            "start is slower, so compare against the interpreter's own start in the first row.", "",
            "The CPU column (user + system time of the process) is close to what the wall time would be on an "
            "idle machine: the start is one thread importing modules.", "",

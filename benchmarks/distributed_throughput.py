@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+import harness
 from deepem.methods import make_method
 from deepem.models import ModelConfig, make_model
 from deepem.training.distributed import Parallel, finish, launched, rank_seed
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    record = harness.contention()
     rows = []
     for k in (5, 50):
         for nproc, threads in ((1, cores), (1, 1), (2, max(1, cores // 2))):
@@ -108,19 +109,12 @@ def main() -> None:
         for threads in sorted({cores, 1}):
             base = next(r for r in rows if r["k"] == row["k"] and r["nproc"] == 1 and r["threads_per_rank"] == threads)
             row[f"vs_1_process_{threads}_threads"] = round(row["points_per_s"] / base["points_per_s"], 3)
-    meta = {"torch": torch.__version__, "cores": cores, "machine": platform.machine(),
-            "command": "python benchmarks/distributed_throughput.py " + " ".join(sys.argv[1:]),
-            "seconds": args.seconds, "repeats": args.repeats}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "distributed_throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    harness.finish(record)
+    meta = {"seconds": args.seconds, "repeats": args.repeats}
     lines = [
-        "# Data-parallel training throughput: 1 process vs 2 (gloo, CPU)",
-        "",
-        f"`{meta['command']}` — torch {meta['torch']}, {cores} cores (the load "
-        "average is the machine's 1-minute figure before and after each configuration). IWAE, global batch "
-        f"B = {B} (10 points per rank with 2 ranks), 784-200-200-50 MLPs, best of {args.repeats} × "
-        f"{args.seconds:g} s.",
+        f"The load average in the table is the machine's 1-minute figure before and after each configuration. "
+        f"IWAE, global batch B = {B} (10 points per rank with 2 ranks), 784-200-200-50 MLPs, best of "
+        f"{args.repeats} × {args.seconds:g} s.",
         "",
         f"| K | processes | torch threads per rank | points/s | vs 1 process, {cores} threads | vs 1 process, 1 thread "
         "| load before | load after |",
@@ -135,8 +129,9 @@ def main() -> None:
               "process with 2 threads on a loaded 2-core machine can be far slower than with 1: its threads wait "
               "for each other at every operation while other processes hold the cores (the `--nproc` rule gives "
               "each rank cores // N threads for this reason)."]
-    (out / "distributed_throughput.md").write_text("\n".join(lines) + "\n")
-    print((out / "distributed_throughput.md").read_text())
+    print(harness.write_results(args.out, "distributed_throughput",
+                                "Data-parallel training throughput: 1 process vs 2 (gloo, CPU)", lines,
+                                {"meta": meta, "rows": rows}, record, harness.command_line()))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from harness import command_line, contention, finish, record_line
 
 HERE = Path(__file__).resolve().parent
 FULL = {"device": "cuda", "k": 50, "batches": [20, 100], "blocks": 7, "eval_k": 5000, "eval_points": 10_000,
@@ -84,7 +85,8 @@ def goals(parts: dict, dry: bool) -> dict[str, str]:
 def markdown(record: dict) -> str:
     info, parts = record["info"], record["parts"]
     lines = [f"# GPU run ({info['device_name']}, torch {info['torch']})", "",
-             f"Command: `{info['command']}`. Total {info['seconds']:.0f} s.", "", "## Goals", "",
+             f"Command: `{info['command']}`. Total {info['seconds']:.0f} s.", "",
+             *([record_line(record["contention"]), ""] if "contention" in record else []), "## Goals", "",
              "| goal | verdict |", "| --- | --- |"]
     lines += [f"| {g} | {v} |" for g, v in record["goals"].items()]
     lines += ["", "## Parts", "", "| part | status | seconds | result |", "| --- | --- | --- | --- |"]
@@ -137,18 +139,18 @@ def main() -> None:
         parser.error("no CUDA device here: run on a GPU machine, or use --dry-run to check the script on CPU")
     settings = dict(DRY if args.dry_run else FULL, **({} if args.dry_run else {"device": args.device}))
     start = time.perf_counter()
+    machine = contention(settings["device"])
     chosen = args.parts.split(",")
     if unknown := [p for p in chosen if p not in LIMITS]:
         parser.error(f"unknown part(s) {unknown}; choose from {list(LIMITS)}")
     parts = {name: run_part(name, settings, limit if not args.dry_run else 120) if name in chosen
              else {"status": "not run", "seconds": 0.0, "error": "not among --parts"} for name, limit in LIMITS.items()}
     on_gpu = settings["device"].startswith("cuda")
+    finish(machine)
     info = {"device": settings["device"], "device_name": torch.cuda.get_device_name() if on_gpu else "CPU (dry run)",
-            "torch": torch.__version__, "dry_run": args.dry_run, "settings": settings, "load_average": os.getloadavg(),
-            "seconds": time.perf_counter() - start,
-            "command": "python benchmarks/gpu.py" + (" --dry-run" if args.dry_run else f" --device {args.device}")
-                       + ("" if args.parts == ",".join(LIMITS) else f" --parts '{args.parts}'")}
-    record = {"info": info, "goals": goals(parts, args.dry_run), "parts": parts}
+            "torch": torch.__version__, "dry_run": args.dry_run, "settings": settings,
+            "seconds": time.perf_counter() - start, "command": command_line()}
+    record = {"info": info, "goals": goals(parts, args.dry_run), "parts": parts, "contention": machine}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "gpu-dry" if args.dry_run else "gpu"

@@ -15,8 +15,8 @@ from xml.etree import ElementTree
 
 import torch
 
+from harness import interleaved_blocks, summarise, timer
 from peers import D, PlainIWAE, deepem_step, plain_step
-from throughput import blocks, ratio_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,8 @@ def train_step(settings: dict) -> dict:
             except Exception as e:  # recorded, and the rest still runs
                 contenders.pop(name, None)
                 skipped[name] = f"{type(e).__name__}: {str(e)[:300]}"
-        summary = ratio_summary(blocks(contenders, device, settings["blocks"]), "deepem")
+        summary = summarise(interleaved_blocks({name: timer(fn, device) for name, fn in contenders.items()},
+                                               settings["blocks"]), "deepem")
         best = min((n for n in summary if n.startswith("deepem")), key=lambda n: summary[n]["seconds_per_call"])
         rows.append({"k": k, "batch": batch, "contenders": summary, "skipped": skipped, "best_deepem": best,
                      "deepem_vs_plain_eager": summary["plain"]["seconds_per_call"] / summary[best]["seconds_per_call"]})

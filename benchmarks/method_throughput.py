@@ -9,21 +9,19 @@ MNIST when DEEPEM_DATA points at it, else random binary data of MNIST's shape (t
 depend on the pixel values). Every method gets `particles=K` and its other options at their defaults.
 
 To keep a shared or throttling machine fair to all methods, the repeats are interleaved: each round
-times every method in turn, for as many steps as fill about `round_seconds` (at least one; the count is
-fixed per method after warm-up, so slow methods such as AIWAE do not dominate the run time), and a
-method's figure is its fastest round (other jobs only ever slow a round down, so the minimum is the
-steadiest estimate of the code's own speed; the median is recorded too). On a machine shared with other
-jobs, --threads 1 gives far steadier ratios than several threads, whose synchronisation suffers most
-from time-slicing.
-Writes method_throughput.md and method_throughput.json (with machine info and the command) to --out."""
+times every method in turn (the order rotated from round to round), for as many steps as fill about
+`round_seconds` (at least one; the count is fixed per method after warm-up, so slow methods such as
+AIWAE do not dominate the run time), and a method's figure is its fastest round (other jobs only ever
+slow a round down, so the minimum is the steadiest estimate of the code's own speed; the median is
+recorded too). On a machine shared with other jobs, --threads 1 gives far steadier ratios than several
+threads, whose synchronisation suffers most from time-slicing.
+Writes method_throughput.md and method_throughput.json (with the command and the contention record,
+benchmarks/harness.py) to --out."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,14 +32,10 @@ from deepem.inference.numerics import flush_denormals
 from deepem.methods import METHODS, make_method
 from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
+from harness import command_line, contention, fastest_block, finish, interleaved_blocks, summarise, timer, write_results
 
 D = 784
 REFERENCE = "iwae"
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def load_data(n: int, device: str) -> tuple[torch.Tensor, str]:
@@ -68,83 +62,38 @@ class Runner:
         self.method.bind(self.model)  # as the trainer does: methods that own networks build them here
         self.method.to(device)
         self.step = TrainStep(self.model, self.method, lr=1e-3)  # the trainer's own step, guards included
+        self.measure = timer(lambda: self.step(self.x), device)
 
     def run(self, steps: int) -> float:
         """Seconds per training step over `steps` steps, denormals flushed on every thread as in Trainer.fit."""
-        sync(self.device)
-        start = time.perf_counter()
         with flush_denormals():
-            for _ in range(steps):
-                self.step(self.x)
-        sync(self.device)
-        return (time.perf_counter() - start) / steps
+            return self.measure(steps)
 
 
 def bench(methods: list[str], k: int, batch: int, x_all: torch.Tensor, device: str, repeats: int,
-          round_seconds: float, warmup: int = 2) -> dict[str, dict[str, float]]:
+          round_seconds: float) -> dict[str, dict[str, float]]:
     x = x_all[:batch]
-    runners = [Runner(name, k, x, device) for name in methods]
-    steps = {}
-    for r in runners:
-        r.run(warmup)
-        steps[r.name] = max(1, round(round_seconds / r.run(1)))
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
-    for _ in range(repeats):
-        for r in runners:
-            times[r.name].append(r.run(steps[r.name]))
-    ref, ref_median = min(times[REFERENCE]), statistics.median(times[REFERENCE])
+    runners = {name: Runner(name, k, x, device) for name in methods}
+    for r in runners.values():
+        r.run(1)  # a first step beyond the warm-up the harness gives: optimiser state, caches
+    summary = summarise(interleaved_blocks({name: r.run for name, r in runners.items()}, repeats,
+                                           target_seconds=round_seconds), REFERENCE)
     out = {}
-    for name, ts in times.items():
-        t, t_median = min(ts), statistics.median(ts)
-        out[name] = {
-            "seconds_per_step": t,
-            "steps_per_sec": 1 / t,
-            "points_per_sec": batch / t,
-            "ratio_to_iwae": ref / t,
-            "median_seconds_per_step": t_median,
-            "median_ratio_to_iwae": ref_median / t_median,
-            "steps_per_round": steps[name],
-            "spread": (max(ts) - min(ts)) / t,  # (max - min) / min over rounds: the noise level
-        }
+    for name, s in summary.items():
+        fastest = fastest_block(s["seconds"], summary[REFERENCE]["seconds"], batch)
+        out[name] = {**fastest, "ratio_to_iwae": fastest["speed_vs_reference"],
+                     "median_ratio_to_iwae": fastest["median_speed_vs_reference"],
+                     "block_ratio": s}  # seconds / IWAE's, round by round: median, range, quartiles
     return out
 
 
-def machine_info(device: str) -> dict[str, object]:
-    info: dict[str, object] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["load_average_at_start"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
-
-
-def write_results(results: dict[str, object], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "method_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
-    info = results["machine"]
+def table(results: dict[str, object]) -> list[str]:
     lines = [
-        f"# Method throughput ({info['device']}, torch {info['torch']}, {info['torch_threads']} threads)",
-        "",
-        f"Command: `{results['command']}`",
-        "",
         f"Model 784-200-200-50 tanh, Bernoulli; K = {results['k']}; data: {results['data']}. "
         f"Fastest of {results['repeats']} interleaved rounds of about {results['round_seconds']} s each "
         "(whole steps), after warm-up. "
         "Ratio = this method's training steps per second / IWAE's, in the same run (higher is faster). "
         "Median ratio: the same from median round times. Spread = (max - min) / min round time.",
-        "",
-        f"Machine: {info['processor']}, {info['cpu_count']} CPUs, {info['platform']}, "
-        f"load average at start {info.get('load_average_at_start')}.",
         "",
     ]
     batches = list(results["by_batch"])
@@ -158,7 +107,7 @@ def write_results(results: dict[str, object], out_dir: Path) -> None:
             cells += [f"{r['points_per_sec']:.0f}", f"{r['ratio_to_iwae']:.2f}",
                       f"{r['median_ratio_to_iwae']:.2f}", f"{r['spread']:.2f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    (out_dir / "method_throughput.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,10 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     if REFERENCE not in methods:
         methods = [REFERENCE, *methods]
     x_all, data = load_data(max(args.batches), args.device)
+    record = contention(args.device)
     results: dict[str, object] = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if argv is None
-        else "main(" + repr(argv) + ")",
-        "machine": machine_info(args.device),
         "k": args.k, "repeats": args.repeats, "round_seconds": args.round_seconds, "data": data, "methods": methods,
         "by_batch": {},
     }
@@ -194,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         results["by_batch"][str(batch)] = bench(methods, args.k, batch, x_all, args.device,
                                                 args.repeats, args.round_seconds)
         print(f"B={batch}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    write_results(results, args.out)
-    print((args.out / "method_throughput.md").read_text())
+    finish(record)
+    title = f"Method throughput ({args.device}, torch {torch.__version__}, {record['torch_threads']} threads)"
+    print(write_results(args.out, "method_throughput", title, table(results), results, record, command_line(argv)))
 
 
 if __name__ == "__main__":

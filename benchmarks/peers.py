@@ -66,21 +66,28 @@ class PlainIWAE(nn.Module):
         return -(torch.logsumexp(self.log_w(x, k), 0) - math.log(k)).mean()
 
 
-def deepem_step(x: torch.Tensor, k: int, method: str = "iwae") -> Step:
-    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method; on
-    CPU the step itself flushes denormals on every thread, as in training (inference/denormals.py)."""
+def deepem_step(x: torch.Tensor, k: int, method: str = "iwae", precision: str = "32") -> Step:
+    """deepem's trainer step (training/step.py, non-finite guards included) for any registered method, under
+    `precision` (training/precision.py); on CPU the step itself flushes denormals on every thread, as in
+    training (inference/denormals.py)."""
     model = make_model(ModelConfig(), D).to(x.device)
-    step = TrainStep(model, make_method(method, particles=k), lr=1e-3)
+    step = TrainStep(model, make_method(method, particles=k), lr=1e-3, precision=precision)
     return lambda: step(x)
 
 
-def plain_step(x: torch.Tensor, k: int) -> Step:
+def plain_step(x: torch.Tensor, k: int, autocast: torch.dtype | None = None) -> Step:
+    """The plain IWAE step; with `autocast` a dtype, its forward pass runs under torch.autocast to it."""
     model = PlainIWAE().to(x.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        model.loss(x, k).backward()
+        if autocast is None:
+            model.loss(x, k).backward()
+        else:
+            with torch.autocast(x.device.type, dtype=autocast):
+                loss = model.loss(x, k)
+            loss.float().backward()
         opt.step()
     return step
 

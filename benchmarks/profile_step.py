@@ -12,16 +12,14 @@ amount of work on the rest can give. Writes step_profile.md and step_profile.jso
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
-import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from deepem.training.allocator import keep_freed_memory
+from harness import call_seconds, command_line, contention, finish, timer, write_results
 from peers import (
     D,
     H,
@@ -97,13 +95,11 @@ def isolated_products_ms(shapes: list[tuple[int, int, int]], repeats: int = 5) -
     g = torch.Generator().manual_seed(0)
     operands = [(torch.randn(m, n, generator=g), torch.randn(n, c, generator=g)) for m, n, c in shapes]
     outs = [torch.empty(m, c) for m, _, c in shapes]
-    best = float("inf")
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
+
+    def products() -> None:
         for (a, b), out in zip(operands, outs, strict=True):
             torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+    return min(call_seconds(products, repeats + 1)) * 1e3
 
 
 def denormals_per_step(step) -> int:
@@ -117,11 +113,8 @@ def denormals_per_step(step) -> int:
 def wall_ms(step, steps: int) -> tuple[float, float]:
     """Milliseconds and minor page faults per step."""
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return ((time.perf_counter() - start) / steps * 1e3,
-            (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps)
+    seconds = timer(step)(steps)
+    return seconds * 1e3, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
 def main() -> None:
@@ -136,6 +129,7 @@ def main() -> None:
         parser.error("--keep-freed-memory needs Linux with glibc")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    record = contention()
     peak = matmul_peak("cpu")
     workloads = []
     for k, b in ((50, 20), (50, 100), (5, 20)):
@@ -158,15 +152,11 @@ def main() -> None:
                          "page_faults_per_step": faults, "aten_calls_per_step": calls,
                          "isolated_products_ms": isolated, "denormals_per_step": denormals_per_step(step),
                          "matmul_gflops": flops / max(kinds.get("matrix products", 0.0), 1e-9) / 1e6})
-    load = os.getloadavg()
+    finish(record)
     kinds = list(KINDS) + ["other element-wise, small ops, autograd", "Python, dispatch, autograd (wall - ops)"]
-    flag = " --keep-freed-memory" if args.keep_freed_memory else ""
     allocator = "deepem's allocator setting" if args.keep_freed_memory else "malloc as it is"
-    lines = [f"# Where an IWAE step's time goes ({args.threads} thread(s), torch {torch.__version__}, "
-             f"{allocator})", "",
-             f"Command: `python benchmarks/profile_step.py --threads {args.threads} --steps {args.steps}{flag}`. "
-             f"Load average (1 min) at the end: {load[0]:.1f} on {os.cpu_count()} CPUs. Measured float32 matmul "
-             f"peak: {peak:.1f} GFLOP/s. Milliseconds per step (one evaluation step: all {EVAL_POINTS} points; "
+    lines = [f"Measured float32 matmul peak: {peak:.1f} GFLOP/s. Milliseconds per step (one evaluation step: "
+             f"all {EVAL_POINTS} points; "
              "profiler self time per kind of op; the Python column is wall time minus the ops' time). "
              "Matmul GFLOP/s = the workload's matrix-product FLOPs / the profiled matrix-product time. "
              "Bound = wall / matrix products: the speed-up left if all but the matrix products were free. "
@@ -186,16 +176,12 @@ def main() -> None:
                      + f" | {r['wall_ms'] / max(m.get('matrix products', 1e-9), 1e-9):.2f}"
                      + f" | {r['isolated_products_ms']:.2f} | {r['wall_ms'] / r['isolated_products_ms']:.2f}"
                      + f" | {r['denormals_per_step']} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    title = f"Where an IWAE step's time goes ({args.threads} thread(s), torch {torch.__version__}, {allocator})"
     name = "step_profile-keep" if args.keep_freed_memory else "step_profile"
-    (out / f"{name}.md").write_text(text)
-    (out / f"{name}.json").write_text(json.dumps({"threads": args.threads, "load_average": load,
-                                                  "keep_freed_memory": args.keep_freed_memory,
-                                                  "matmul_peak_gflops": peak, "torch": torch.__version__,
-                                                  "rows": rows}, indent=2) + "\n")
+    print(write_results(args.out, name, title, lines, {"threads": args.threads,
+                                                       "keep_freed_memory": args.keep_freed_memory,
+                                                       "matmul_peak_gflops": peak, "rows": rows}, record,
+                        command_line()))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ evaluation's impute / observed_log_likelihood, what impute_rows and score_rows c
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/rowwise_cost.py
 
-Prints the best of `--repeats` CPU times of each (process time: the machine is shared) and the ratio
-row-wise / row order."""
+Prints the best of `--repeats` CPU times of each (process time: the machine is shared; the two interleaved,
+so that a busy spell hits both), the ratio row-wise / row order of the best times, and the median and range
+of that ratio repeat by repeat; with --out DIR it also writes rowwise_cost.md and .json there."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,15 +21,17 @@ from deepem.evaluation.imputation import impute
 from deepem.evaluation.observed_loglik import observed_log_likelihood
 from deepem.evaluation.own_rows import impute_rows, score_rows
 from deepem.models import ModelConfig, make_model
-
-
-def best_of(repeats: int, run) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        run()
-        times.append(time.process_time() - start)
-    return min(times)
+from harness import (
+    command_line,
+    contention,
+    finish,
+    fmt_ratio,
+    interleaved_blocks,
+    markdown,
+    summarise,
+    timer,
+    write_results,
+)
 
 
 def main() -> None:
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="write rowwise_cost.md and .json here")
     args = parser.parse_args()
     torch.manual_seed(0)
     d = 10
@@ -50,12 +55,23 @@ def main() -> None:
             lambda: observed_log_likelihood(model, x, mask, k, "completed", batch_size=100, seed=0),
             lambda: score_rows(model, x, mask, k, "completed", batch_size=100, seed=0)),
     }
-    print(f"torch threads: {torch.get_num_threads()}, rows: {args.rows}")
+    record = contention()
+    rows, lines = {}, ["| call | row order (one generator) | row-wise (keyed) | ratio of best | ratio per repeat |",
+                       "|---|---|---|---|---|"]
     for name, (old, new) in pairs.items():
-        t_old, t_new = float("inf"), float("inf")
-        for _ in range(args.repeats):  # interleaved, so that a busy spell on a shared machine hits both
-            t_old, t_new = min(t_old, best_of(1, old)), min(t_new, best_of(1, new))
-        print(f"{name}: row order {t_old:.2f} s, row-wise {t_new:.2f} s, ratio {t_new / t_old:.3f}")
+        times = interleaved_blocks({"row order": timer(old, clock=time.process_time),
+                                    "row-wise": timer(new, clock=time.process_time)}, args.repeats, calls=1)
+        summary = rows[name] = summarise(times, "row order")
+        t_old, t_new = summary["row order"]["seconds"]["min"], summary["row-wise"]["seconds"]["min"]
+        lines.append(f"| {name} | {t_old:.2f} s | {t_new:.2f} s | {t_new / t_old:.3f} | "
+                     f"{fmt_ratio(summary['row-wise'])} |")
+    finish(record)
+    title, command = "Cost of row-wise randomness in impute_rows / score_rows", command_line()
+    if args.out:
+        print(write_results(args.out, "rowwise_cost", title, lines, {"rows": args.rows, "calls": rows}, record,
+                            command))
+    else:
+        print(markdown(title, command, record, lines))
 
 
 if __name__ == "__main__":

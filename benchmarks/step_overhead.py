@@ -31,12 +31,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from io import BytesIO
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+from harness import Measure, command_line, contention, finish, interleaved_blocks, summarise, timer, write_results
 
 D = 784
 #: the library source of the tree this script is in ("after")
@@ -136,13 +137,10 @@ def worker(method: str, k: int, batch: int) -> None:
         step()
     from deepem.inference.numerics import flush_denormals
 
+    measure = timer(step)
     for line in sys.stdin:
         with flush_denormals():  # as the training loop runs every step, in both sources alike
-            start = time.perf_counter()
-            for _ in range(int(line)):
-                step()
-            seconds = (time.perf_counter() - start) / int(line)
-        print(seconds, flush=True)
+            print(measure(int(line)), flush=True)
 
 
 def timing(rev: str, blocks: int, cases: list[tuple[str, int, int]]) -> dict[str, dict[str, float]]:
@@ -155,22 +153,27 @@ def timing(rev: str, blocks: int, cases: list[tuple[str, int, int]]) -> dict[str
                                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                      for name, env in envs.items()}
             load = os.getloadavg()[0]
-            times: dict[str, list[float]] = {"before": [], "after": []}
-            for b in range(blocks):
-                for name in (["before", "after"] if b % 2 == 0 else ["after", "before"]):
-                    procs[name].stdin.write("20\n")
-                    procs[name].stdin.flush()
-                    times[name].append(float(procs[name].stdout.readline()))
+            times = interleaved_blocks({name: _worker_measure(proc) for name, proc in procs.items()}, blocks,
+                                       calls=20)
             for p in procs.values():
                 p.stdin.close()
                 p.wait()
-            ratios = [a / b for a, b in zip(times["after"], times["before"], strict=True)]
+            ratio = summarise(times, "before")["after"]
             out[f"{method} K={k} B={batch}"] = {
-                "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
+                "median_ratio": ratio["median"], "min_ratio": ratio["min"], "max_ratio": ratio["max"],
                 "before_ms": 1e3 * statistics.median(times["before"]),
                 "after_ms": 1e3 * statistics.median(times["after"]),
                 "load_before": load, "load_after": os.getloadavg()[0]}
     return out
+
+
+def _worker_measure(proc: subprocess.Popen) -> Measure:
+    """The timing worker's seconds per step over n steps (it times them itself)."""
+    def measure(n: int) -> float:
+        proc.stdin.write(f"{n}\n")
+        proc.stdin.flush()
+        return float(proc.stdout.readline())
+    return measure
 
 
 def callgrind(rev: str, method: str = "iwae", k: int = 5, batch: int = 20, steps: int = 10) -> dict[str, float]:
@@ -189,14 +192,12 @@ def callgrind(rev: str, method: str = "iwae", k: int = 5, batch: int = 20, steps
     return out
 
 
-def write(results: dict[str, object], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "step_overhead.json").write_text(json.dumps(results, indent=1) + "\n")
+def write(results: dict[str, object], record: dict[str, object], command: str, out_dir: Path) -> str:
+    """step_overhead.md and .json in out_dir; returns the md."""
     now, before = results["counts"], results.get("baseline_counts")
-    lines = ["# Per-step overhead of the trainer's step (deterministic counts)", "",
-             f"Command: `{results['command']}` (torch {results['torch']}, 1 thread, random binary data, "
-             "784-200-200-50 tanh MLPs, Bernoulli likelihood, the trainer's step with its guards and fused "
-             "Adam). Counts per step, averaged over the profiled steps; they do not depend on machine load.", ""]
+    lines = ["1 thread, random binary data, 784-200-200-50 tanh MLPs, Bernoulli likelihood, the trainer's step "
+             "with its guards and fused Adam. Counts per step, averaged over the profiled steps; they do not "
+             "depend on machine load.", ""]
     if before:
         lines += [f"Baseline: `{results['baseline']}`.", "",
                   "| step | ATen calls before | after | bytes allocated before | after | (K,B,D) passes before "
@@ -226,7 +227,8 @@ def write(results: dict[str, object], out_dir: Path) -> None:
         c = results["callgrind"]
         lines += ["", f"Instructions per step (valgrind callgrind, IWAE K=5 B=20, 1 thread): before {c['before']:.3e}, "
                   f"after {c['after']:.3e} ({c['after'] / c['before']:.3f}×)."]
-    (out_dir / "step_overhead.md").write_text("\n".join(lines) + "\n")
+    return write_results(out_dir, "step_overhead", "Per-step overhead of the trainer's step (deterministic counts)",
+                         lines, results, record, command)
 
 
 def _mb(n: float | None) -> str:
@@ -252,8 +254,8 @@ def main(argv: list[str] | None = None) -> None:
             step()
         return None
     sys.path.insert(0, str(TREE_SRC))  # this tree's library, not an installed one
-    results: dict[str, object] = {"command": "python benchmarks/step_overhead.py " + " ".join(argv or sys.argv[1:]),
-                                  "torch": torch.__version__, "counts": count_all(args.steps)}
+    record = contention()
+    results: dict[str, object] = {"counts": count_all(args.steps)}
     if args.baseline:
         root = Path(__file__).resolve().parent.parent
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", args.baseline], check=True,
@@ -264,8 +266,7 @@ def main(argv: list[str] | None = None) -> None:
             results["timing"] = timing(args.baseline, args.timing, CASES[:3])
         if args.callgrind:
             results["callgrind"] = callgrind(args.baseline)
-    write(results, args.out)
-    print((args.out / "step_overhead.md").read_text())
+    print(write(results, finish(record), command_line(argv), args.out))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import platform
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -41,6 +38,7 @@ from deepem.inference.denormals import flush_denormals_everywhere, thread_wide_f
 from deepem.methods import make_method
 from deepem.models import ModelConfig, make_model
 from deepem.training.step import TrainStep
+from harness import Measure, command_line, contention, finish, interleaved_blocks, summarise, timer, write_results
 
 TINY = torch.finfo(torch.float32).tiny
 MATMULS = {"aten.mm.default", "aten.addmm.default", "aten.bmm.default", "aten.mv.default"}
@@ -59,32 +57,25 @@ MODES: dict[str, Callable[[], AbstractContextManager]] = {
     "no flush": nullcontext, "calling thread": calling_thread_flush, "every thread": flush_denormals_everywhere}
 
 
-def seconds(fn: Callable[[], object], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
-
-
 def interleaved(fn: Callable[[], object], n: int, blocks: int) -> dict[str, list[float]]:
     """Seconds per call of fn under each mode, per block, the mode order rotated between blocks."""
-    names = list(MODES)
-    out: dict[str, list[float]] = {m: [] for m in names}
     for _ in range(3):  # warm-up: first calls allocate and fault in their buffers
         fn()
-    for b in range(blocks):
-        for name in names[b % 3:] + names[:b % 3]:
-            with MODES[name]():
+
+    def under(mode: str) -> Measure:
+        def measure(calls: int) -> float:
+            with MODES[mode]():
                 fn()
-                out[name].append(seconds(fn, n))
-    return out
+                return timer(fn)(calls)
+        return measure
+    return interleaved_blocks({mode: under(mode) for mode in MODES}, blocks, calls=n)
 
 
 def summary(times: dict[str, list[float]]) -> dict[str, float]:
     """Median ms per mode, and the median per-block ratio of no flush over each flush mode."""
     out = {f"{m} ms": statistics.median(t) * 1e3 for m, t in times.items()}
     for m in ("calling thread", "every thread"):
-        out[f"speed-up {m}"] = statistics.median(a / b for a, b in zip(times["no flush"], times[m], strict=True))
+        out[f"speed-up {m}"] = summarise(times, m)["no flush"]["median"]
     return out
 
 
@@ -187,9 +178,7 @@ def training(args: argparse.Namespace) -> list[dict]:
 
 def markdown(info: dict, kern: dict, train: list[dict]) -> str:
     modes = list(MODES)
-    lines = [f"# Denormals in a training step ({info['threads']} thread(s), torch {info['torch']}, {info['cpu']})", "",
-             f"Command: `{info['command']}`. Load average (1 min) {info['load_before'][0]:.1f} before, "
-             f"{info['load_after'][0]:.1f} after, on {info['cpus']} CPUs. Every-thread flush available: "
+    lines = [f"Every-thread flush available: "
              f"{info['thread_wide']}. Milliseconds are medians over blocks; speed-up = no flush / flush, median "
              "of per-block ratios.", "", "## Kernels", "",
              "| kernel | " + " | ".join(f"{m} ms" for m in modes)
@@ -235,29 +224,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    info = {"threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(), "k": args.k,
-            "batch": args.batch, "cpu": cpu_name(), "thread_wide": thread_wide_flush_supported(),
-            "load_before": os.getloadavg(),
-            "command": f"python benchmarks/subnormals.py --threads {args.threads} --k {args.k} --batch {args.batch}"
-                       f" --updates {args.updates} --blocks {args.blocks} --steps {args.steps}"}
+    record = contention()
+    info = {"threads": args.threads, "k": args.k, "batch": args.batch, "thread_wide": thread_wide_flush_supported()}
     kern = kernels(args.blocks)
     train = training(args)
-    info["load_after"] = os.getloadavg()
-    text = markdown(info, kern, train)
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "subnormals.md").write_text(text)
-    record = {"info": info, "kernels": kern, "training": train}
-    (out / "subnormals.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    finish(record)
+    title = f"Denormals in a training step ({args.threads} thread(s), torch {torch.__version__}, {record['cpu_model']})"
+    print(write_results(args.out, "subnormals", title, markdown(info, kern, train),
+                        {"info": info, "kernels": kern, "training": train}, record, command_line()))
 
 
 if __name__ == "__main__":

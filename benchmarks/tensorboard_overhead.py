@@ -21,12 +21,10 @@ Writes tensorboard_overhead.md and .json (with the load average before and after
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
-import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +38,17 @@ from deepem.training.tensorboard import FOLDER, TensorBoardLogger
 from deepem.workflows.assembly import assemble, build_trainer
 from deepem.workflows.train import train_run
 from deepem.workflows.watch import validation_watch
+from harness import (
+    Measure,
+    call_seconds,
+    command_line,
+    contention,
+    finish,
+    interleaved_blocks,
+    markdown,
+    summarise,
+    write_results,
+)
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.02
@@ -53,12 +62,7 @@ def config(epochs: int, tensorboard: bool) -> TrainConfig:
 
 
 def median_seconds(call: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(call_seconds(call, repeats))
 
 
 def parts(folder: Path, calls: int) -> dict[str, float]:
@@ -91,15 +95,18 @@ def parts(folder: Path, calls: int) -> dict[str, float]:
             "batches_per_epoch": batches}
 
 
-def end_to_end(folder: Path, epochs: int, repeats: int) -> dict[bool, list[float]]:
+def end_to_end(folder: Path, epochs: int, repeats: int) -> dict[str, list[float]]:
     """Seconds per step (validation included) of the same run without and with the option, alternated."""
-    per_step: dict[bool, list[float]] = {False: [], True: []}
-    for r in range(repeats):
-        for flag in ((False, True) if r % 2 == 0 else (True, False)):
-            outcome = train_run(config(epochs, flag), folder / f"run-{r}-{flag}", progress=False, log=lambda _: None)
+    runs = itertools.count()
+
+    def measure(tensorboard: bool) -> Measure:
+        def train(n: int) -> float:  # n = 1: one whole run
+            outcome = train_run(config(epochs, tensorboard), folder / f"run-{next(runs)}", progress=False,
+                                log=lambda _: None)
             assert outcome.summary is not None
-            per_step[flag].append(outcome.summary["seconds"] / outcome.summary["steps"])
-    return per_step
+            return outcome.summary["seconds"] / outcome.summary["steps"]
+        return train
+    return interleaved_blocks({"without": measure(False), "with": measure(True)}, repeats, calls=1)
 
 
 def windows_per_step(batches: int) -> float:
@@ -119,45 +126,38 @@ def main() -> None:
     if args.quick:
         args.epochs, args.repeats, args.calls = 1, 1, 50
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    load_before = os.getloadavg()
+    record = contention()
     with tempfile.TemporaryDirectory() as tmp:
         measured = parts(Path(tmp), args.calls)
         runs = end_to_end(Path(tmp), args.epochs, args.repeats)
-    load_after = os.getloadavg()
+    finish(record)
     step, bpe = measured["step_s"], measured["batches_per_epoch"]
     per_step_windows = measured["window_s"] * windows_per_step(bpe)
     per_step_validation = measured["validation_extras_s"] / bpe  # validation every epoch
-    without, with_tb = statistics.median(runs[False]), statistics.median(runs[True])
+    without, with_tb = statistics.median(runs["without"]), statistics.median(runs["with"])
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": "python "
-        "benchmarks/tensorboard_overhead.py" + (" --quick" if args.quick else f" --epochs {args.epochs} --repeats "
-                                                f"{args.repeats} --calls {args.calls}"),
-        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch "
-                   f"{torch.__version__}, {torch.get_num_threads()} thread(s)",
-        "load_before": load_before, "load_after": load_after, **measured,
+        **measured,
         "windows_per_step": windows_per_step(bpe),
         "window_cost_fraction_of_step": per_step_windows / step,
         "validation_extras_per_step_fraction": per_step_validation / step,
         "validation_extras_fraction_of_validation": measured["validation_extras_s"] / measured["validation_s"],
-        "end_to_end_s_per_step": {"without": runs[False], "with": runs[True]},
+        "end_to_end_s_per_step": runs,
         "end_to_end_overhead": with_tb / without - 1,
+        "end_to_end_ratio": summarise(runs, "without")["with"],  # run by run: with / without
     }
-    text = report(result)
-    print(text)
-    if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "tensorboard_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-        (args.out / "tensorboard_overhead.md").write_text(text)
+    title = f"What --tensorboard costs ({record['date']})"
+    command = command_line()
+    if args.quick:
+        print(markdown(title, command, record, report(result)))
+    else:
+        print(write_results(args.out, "tensorboard_overhead", title, report(result), result, record, command))
 
 
 def report(r: dict) -> str:
     ms = 1e3
     return "\n".join([
-        f"# What --tensorboard costs ({r['date']})", "",
-        f"`{r['command']}`; {r['machine']}; load average (1, 5, 15 min) "
-        f"{', '.join(f'{v:.2f}' for v in r['load_before'])} before, "
-        f"{', '.join(f'{v:.2f}' for v in r['load_after'])} after. digits, IWAE K = 5, batch 20, "
-        f"{r['batches_per_epoch']} steps an epoch, validation (IWAE-100) every epoch.", "",
+        f"digits, IWAE K = 5, batch 20, {r['batches_per_epoch']} steps an epoch, validation (IWAE-100) every "
+        "epoch.", "",
         "| part | median ms | per training step |", "| --- | --- | --- |",
         f"| a training step | {r['step_s'] * ms:.3f} | 100 % |",
         f"| one logging window written ({r['windows_per_step']:.3f} windows a step) | {r['window_s'] * ms:.3f} | "

@@ -30,74 +30,31 @@ Its accuracy is measured apart, untimed: benchmarks/precision_accuracy.py."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from deepem.methods import make_method
-from deepem.models import ModelConfig, make_model
 from deepem.training.allocator import keep_freed_memory
 from deepem.training.precision import PrecisionError, check_precision
-from deepem.training.step import TrainStep
+from harness import command_line, contention, finish, fmt_ratio, interleaved_blocks, summarise, timer, write_results
 from peers import (
     D,
-    PlainIWAE,
     available_peers,
     deepem_evaluation,
     deepem_step,
     evaluation_flops,
     plain_evaluation,
+    plain_step,
     training_flops,
 )
 
 METHODS_AGAINST_IWAE = ("rem-v1", "iwem", "rws")
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def seconds(fn: Callable[[], object], n: int, device: str) -> float:
-    """Seconds per call of n calls in a row."""
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / n
-
-
-def calls_per_round(fn: Callable[[], object], device: str, target: float = 0.2) -> int:
-    fn()
-    return max(1, round(target / seconds(fn, 2, device)))
-
-
-def blocks(contenders: dict[str, Callable[[], object]], device: str, n_blocks: int) -> dict[str, list[float]]:
-    """Seconds per call of every contender in each block, the order rotated from block to block."""
-    counts = {name: calls_per_round(fn, device) for name, fn in contenders.items()}
-    names = list(contenders)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for b in range(n_blocks):
-        for name in names[b % len(names):] + names[:b % len(names)]:
-            times[name].append(seconds(contenders[name], counts[name], device))
-    return times
-
-
-def ratio_summary(times: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
-    """Per contender: median, min and max over blocks of (its seconds / the reference's seconds)."""
-    out = {}
-    for name, ts in times.items():
-        ratios = [t / r for t, r in zip(ts, times[reference], strict=True)]
-        out[name] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-                     "seconds_per_call": statistics.median(ts)}
-    return out
+def measures(contenders: dict[str, Callable[[], object]], device: str) -> dict:
+    return {name: timer(fn, device) for name, fn in contenders.items()}
 
 
 def aten_calls(fn: Callable[[], object], steps: int = 3) -> float:
@@ -116,7 +73,7 @@ def matmul_peak(device: str, n: int = 2048) -> float:
     """Measured float32 matmul GFLOP/s (fastest of 5): the ceiling this hardware offers to dense layers."""
     a = torch.randn(n, n, device=device)
     a @ a
-    return 2 * n**3 / min(seconds(lambda: a @ a, 1, device) for _ in range(5)) / 1e9
+    return 2 * n**3 / min(timer(lambda: a @ a, device)(1) for _ in range(5)) / 1e9
 
 
 def bench_training(device: str, k: int, batch: int, n_blocks: int) -> dict:
@@ -126,7 +83,7 @@ def bench_training(device: str, k: int, batch: int, n_blocks: int) -> dict:
     contenders = {"deepem": deepem_step(x, k)}
     contenders.update({name: make(x, k) for name, make in available_peers().items()})
     contenders.update({f"deepem {m}": deepem_step(x, k, m) for m in METHODS_AGAINST_IWAE})
-    summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem")
+    summary = summarise(interleaved_blocks(measures(contenders, device), n_blocks), "deepem")
     for name, fn in contenders.items():
         summary[name]["aten_calls_per_step"] = aten_calls(fn)
     flops = training_flops(k, batch)
@@ -138,65 +95,45 @@ def bench_training(device: str, k: int, batch: int, n_blocks: int) -> dict:
 def bench_evaluation(device: str, k: int, points: int, batch: int, n_blocks: int) -> dict:
     x = torch.bernoulli(torch.full((points, D), 0.13, device=device))
     contenders = {"deepem": deepem_evaluation(x, k, batch), "plain": plain_evaluation(x, k, batch)}
-    summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem")
+    summary = summarise(interleaved_blocks(measures(contenders, device), n_blocks), "deepem")
     return {"k": k, "points": points, "contenders": summary,
             "deepem_points_per_sec": points / summary["deepem"]["seconds_per_call"],
             "deepem_gflops": evaluation_flops(k, points) / summary["deepem"]["seconds_per_call"] / 1e9}
 
 
-def deepem_precision_step(x: torch.Tensor, k: int, precision: str) -> Callable[[], object]:
-    """deepem's IWAE step (training/step.py) under `precision`, from the same initial weights for every one."""
+def seeded(make: Callable[..., Callable[[], object]], *args: object) -> Callable[[], object]:
+    """make(*args) from the same initial weights for every contender."""
     torch.manual_seed(0)
-    model = make_model(ModelConfig(), D).to(x.device)
-    step = TrainStep(model, make_method("iwae", particles=k), lr=1e-3, precision=precision)
-    return lambda: step(x)
-
-
-def plain_autocast_step(x: torch.Tensor, k: int, dtype: torch.dtype | None) -> Callable[[], object]:
-    """The plain PyTorch IWAE step, its forward pass under torch.autocast to `dtype` (None: float32)."""
-    torch.manual_seed(0)
-    model = PlainIWAE().to(x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = model.loss(x, k)
-        loss.float().backward()
-        opt.step()
-    return step
+    return make(*args)
 
 
 def bench_precision(device: str, precisions: list[str], k: int, batch: int, n_blocks: int) -> dict:
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.bernoulli(torch.full((batch, D), 0.13, device=device), generator=g)
-    contenders = {"deepem 32": deepem_precision_step(x, k, "32"), "plain 32": plain_autocast_step(x, k, None)}
+    contenders = {"deepem 32": seeded(deepem_step, x, k, "iwae", "32"), "plain 32": seeded(plain_step, x, k)}
     for p in precisions:
-        contenders[f"deepem {p}"] = deepem_precision_step(x, k, p)
+        contenders[f"deepem {p}"] = seeded(deepem_step, x, k, "iwae", p)
         dtype = check_precision(p, device).compute
         if f"plain {dtype}" not in contenders:
-            contenders[f"plain {dtype}"] = plain_autocast_step(x, k, dtype)
-    summary = ratio_summary(blocks(contenders, device, n_blocks), "deepem 32")
+            contenders[f"plain {dtype}"] = seeded(plain_step, x, k, dtype)
+    summary = summarise(interleaved_blocks(measures(contenders, device), n_blocks), "deepem 32")
     return {"k": k, "batch": batch, "contenders": summary}
+
+
+def results_stem(args: argparse.Namespace, name: str) -> str:
+    """throughput[-precision][-cuda0][-keep]: one file pair per device and allocator setting."""
+    return name + ("" if args.device == "cpu" else f"-{args.device.replace(':', '')}") + (
+        "-keep" if args.keep_freed_memory else "")
 
 
 def precision_main(args: argparse.Namespace) -> None:
     """The --precision comparison alone: its table and JSON."""
     precisions = [p for p in args.precision.split(",") if p != "32"]
-    load_before = os.getloadavg()
+    record = contention(args.device)
     rows = [bench_precision(args.device, precisions, k, b, args.blocks) for k, b in ((50, 20), (50, 100), (5, 20))]
-    command = (f"python benchmarks/throughput.py --precision {args.precision} --device {args.device} "
-               f"--blocks {args.blocks}" + (f" --threads {args.threads}" if args.threads else ""))
-    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "load_average_before": load_before, "load_average_after": os.getloadavg(), "command": command}
-    if args.device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
+    finish(record)
     names = list(rows[0]["contenders"])
-    lines = [f"# Throughput by precision ({args.device}, torch {torch.__version__}, {info['threads']} threads)", "",
-             f"Command: `{command}`. Load average (1 min) {load_before[0]:.1f} before and "
-             f"{info['load_average_after'][0]:.1f} after, on {os.cpu_count()} CPUs.", "",
-             "Seconds per IWAE step as a multiple of deepem's float32 step, median over "
+    lines = ["Seconds per IWAE step as a multiple of deepem's float32 step, median over "
              f"{args.blocks} interleaved blocks (range in brackets); below 1 is faster. 'plain': the same IWAE "
              "in plain PyTorch, in float32 or with its forward pass under torch.autocast.", "",
              "| workload | deepem float32 s/step | " + " | ".join(names[1:]) + " |",
@@ -205,18 +142,9 @@ def precision_main(args: argparse.Namespace) -> None:
         c = r["contenders"]
         lines.append(f"| K={r['k']}, B={r['batch']} | {c['deepem 32']['seconds_per_call'] * 1e3:.1f} ms | "
                      + " | ".join(fmt_ratio(c[n]) for n in names[1:]) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
-    (out / f"throughput-precision{suffix}.md").write_text(text)
-    (out / f"throughput-precision{suffix}.json").write_text(json.dumps({"info": info, "train": rows}, indent=2)
-                                                             + "\n")
-
-
-def fmt_ratio(r: dict[str, float]) -> str:
-    return f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
+    title = f"Throughput by precision ({args.device}, torch {torch.__version__}, {record['torch_threads']} threads)"
+    print(write_results(args.out, results_stem(args, "throughput-precision"), title, lines, {"train": rows}, record,
+                        command_line()))
 
 
 def main() -> None:
@@ -242,28 +170,19 @@ def main() -> None:
             parser.error(str(err))
         precision_main(args)
         return
-    load_before = os.getloadavg()
+    record = contention(args.device)
     peak = matmul_peak(args.device)
     train = [bench_training(args.device, k, b, args.blocks) for k, b in ((50, 20), (50, 100), (5, 20))]
     evaluation = [bench_evaluation(args.device, 5000, 20, 10, args.blocks)]
+    finish(record)
     for row in train + evaluation:
         row["fraction_of_peak"] = row["deepem_gflops"] / peak
-    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "matmul_peak_gflops": peak, "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "keep_freed_memory": args.keep_freed_memory,
-            "command": f"python benchmarks/throughput.py --device {args.device} --blocks {args.blocks}"
-                       + (f" --threads {args.threads}" if args.threads else "")
-                       + (" --keep-freed-memory" if args.keep_freed_memory else "")}
-    if args.device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
+    info = {"matmul_peak_gflops": peak, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            "keep_freed_memory": args.keep_freed_memory}
     peers = [p for p in ("plain", "pyro", "pythae") if p in train[0]["contenders"]]
     allocator = ("deepem's allocator setting for every contender" if args.keep_freed_memory
                  else "malloc as it is")
-    lines = [f"# Throughput ({args.device}, torch {torch.__version__}, {info['threads']} threads, {allocator})", "",
-             f"Command: `{info['command']}`. Measured float32 matmul peak: {peak:.1f} GFLOP/s. Load average "
-             f"(1 min) {load_before[0]:.1f} before and {info['load_average_after'][0]:.1f} after, on "
-             f"{os.cpu_count()} CPUs.", "",
+    lines = [f"Measured float32 matmul peak: {peak:.1f} GFLOP/s.", "",
              "Speed-up of deepem = the peer's seconds per step / deepem's, median over "
              f"{args.blocks} interleaved blocks (range in brackets); above 1, deepem is faster.", "",
              "| workload | deepem points/s | " + " | ".join(f"vs {p}" for p in peers)
@@ -278,8 +197,8 @@ def main() -> None:
     for r in evaluation:
         c = r["contenders"]
         lines.append(f"| IW evaluation, K={r['k']} | {r['deepem_points_per_sec']:.1f} | {fmt_ratio(c['plain'])} | "
-                     + " | ".join("–" for _ in peers[1:])
-                     + f" | {r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} | – |")
+                     + "".join("– | " for _ in peers[1:])
+                     + f"{r['deepem_gflops']:.1f} | {r['fraction_of_peak']:.0%} | – |")
     lines += ["", "Other methods' steps, seconds per step as a multiple of deepem's IWAE step at the same K "
               "(goal: within 1.3):", "",
               "| workload | " + " | ".join(METHODS_AGAINST_IWAE) + " |",
@@ -288,15 +207,9 @@ def main() -> None:
         c = r["contenders"]
         lines.append(f"| K={r['k']}, B={r['batch']} | "
                      + " | ".join(fmt_ratio(c[f"deepem {m}"]) for m in METHODS_AGAINST_IWAE) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = ("" if args.device == "cpu" else f"-{args.device.replace(':', '')}") + (
-        "-keep" if args.keep_freed_memory else "")
-    (out / f"throughput{suffix}.md").write_text(text)
-    (out / f"throughput{suffix}.json").write_text(json.dumps({"info": info, "train": train,
-                                                              "evaluation": evaluation}, indent=2) + "\n")
+    title = f"Throughput ({args.device}, torch {torch.__version__}, {record['torch_threads']} threads, {allocator})"
+    print(write_results(args.out, results_stem(args, "throughput"), title, lines,
+                        {"info": info, "train": train, "evaluation": evaluation}, record, command_line()))
 
 
 if __name__ == "__main__":

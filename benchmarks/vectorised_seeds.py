@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,13 +25,9 @@ from deepem.training.config import TrainConfig
 from deepem.training.rng import capture_rng_state, seed_everything
 from deepem.training.trainer import Trainer
 from deepem.training.vectorised import SeedStepper
+from harness import command_line, contention, finish, interleaved_blocks, timer, write_results
 
 D = 784
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def fastest_pair(a: Callable[[], object], b: Callable[[], object], device: str, repeats: int
@@ -42,15 +36,8 @@ def fastest_pair(a: Callable[[], object], b: Callable[[], object], device: str, 
     that load from other processes falls on both alike."""
     a()
     b()
-    sync(device)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, record in ((a, times[0]), (b, times[1])):
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            record.append(time.perf_counter() - start)
-    return min(times[0]), min(times[1])
+    times = interleaved_blocks({"a": timer(a, device), "b": timer(b, device)}, repeats, calls=1)
+    return min(times["a"]), min(times["b"])
 
 
 def build(seeds: int, k: int, batch: int, device: str, tmp: Path, per_call: int | None = None
@@ -106,35 +93,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "deepem-vectorised-seeds-bench"  # nothing is written there
     rows = []
-    load_start = os.getloadavg()
+    record = contention(args.device)
     for k in (int(v) for v in args.particles.split(",")):
         for s in (int(v) for v in args.seeds.split(",")):
             row = measure(s, k, args.batch, args.device, args.repeats, args.steps, tmp, args.seeds_per_call)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    finish(record)
     suffix = "" if args.device == "cpu" else f"_{args.device.replace(':', '')}"
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    info = {"device": args.device, "device_name": device_name, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_average_start": load_start,
-            "load_average_end": os.getloadavg(), "repeats": args.repeats, "steps": args.steps,
-            "command": "python benchmarks/vectorised_seeds.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"vectorised_seeds{suffix}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
-    lines = [f"# Vectorised seeds ({args.device}, {device_name}, torch {torch.__version__}, "
-             f"{info['threads']} threads)", "",
-             f"Command: `{info['command']}`", "",
-             "IWAE on the 784-200-200-50 MLPs, B = 20, random binary data. Training points per second summed over "
+    lines = ["IWAE on the 784-200-200-50 MLPs, B = 20, random binary data. Training points per second summed over "
              "S seeds: S runs one after another (sequential) against one vmapped group of S seeds (vectorised); "
-             f"fastest of {args.repeats} alternating rounds of {args.steps} steps per seed. Load average at start "
-             f"{load_start[0]:.2f}, at end {info['load_average_end'][0]:.2f}, on {info['cpus']} CPUs.", "",
+             f"fastest of {args.repeats} alternating rounds of {args.steps} steps per seed.", "",
              "| K | S | seeds per vmapped call | sequential points/s | vectorised points/s | speed-up |",
              "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['particles']} | {r['seeds']} | {r['seeds_per_call']} | {r['sequential_points_per_s']:.0f} | "
               f"{r['vectorised_points_per_s']:.0f} | {r['speedup']:.2f} |" for r in rows]
-    (out / f"vectorised_seeds{suffix}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    title = f"Vectorised seeds ({args.device}, torch {torch.__version__}, {record['torch_threads']} threads)"
+    print(write_results(args.out, f"vectorised_seeds{suffix}", title, lines,
+                        {"info": {"repeats": args.repeats, "steps": args.steps}, "rows": rows}, record, command_line()))
 
 
 if __name__ == "__main__":
