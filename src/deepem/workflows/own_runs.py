@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from deepem.data.table_writer import draw_contents, draw_paths, table_bytes
-from deepem.data.tables import TableError
+from deepem.data.tables import TableError, TableFile
 from deepem.evaluation.own_rows import Progress
 from deepem.files import check_outputs, write_file_set
 from deepem.workflows.own_data import read_rows
@@ -107,6 +107,8 @@ def impute_file(trained: TrainedModel, input_path: str | Path, output_path: str 
     trained.check_support(table.values, table.mask, table.where, table.column, f"{table.path}: ")
     imputed, drawn, result = trained.imputation(table.values, table.mask, particles, draws, seed, proposal,
                                                 batch_size, progress)
+    refuse_non_finite(table, imputed if drawn is None else np.concatenate([imputed[None], drawn]),
+                      "an imputed value", skip=table.mask)
     contents = {output_path: table_bytes(table, imputed)}
     if drawn is not None:
         contents.update(draw_contents(table, drawn, _long_path(output_path) if long else output_path, long))
@@ -133,10 +135,7 @@ def score_file(trained: TrainedModel, input_path: str | Path, output_path: str |
                "estimator": estimate.estimator, **estimate.settings,
                "units": "file's own scale" if trained.transform.standardization is not None else "as in the file",
                "mean": float(per_row.mean()), "output": str(output_path)}
-    if not np.isfinite(per_row).all():  # values in the support, yet so far out that the bound overflows
-        row = int(np.flatnonzero(~np.isfinite(per_row))[0])
-        raise TableError(f"{table.path}: row {row + 1}'s log-likelihood is {per_row[row]} (not finite): its values "
-                         "lie too far outside those the model was trained on to be scored")
+    refuse_non_finite(table, per_row[:, None], "the log-likelihood")
     record = (json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n").encode()
     write_file_set({Path(output_path): "".join(lines).encode(), Path(f"{output_path}.json"): record}, force)
     return summary
@@ -150,6 +149,19 @@ def check_sample_path(path: str | Path, force: bool = False) -> Path:
         raise TableError(f"{path}: samples of a table are written as a table; give a .csv or .tsv --output")
     check_outputs([path], force)
     return path
+
+
+def refuse_non_finite(table: TableFile, values: np.ndarray, what: str, skip: np.ndarray | None = None) -> None:
+    """Refuse results that are not finite (values (..., N, D), cells where `skip` is True not looked at):
+    the rows were in the model's support, yet one lies so far outside the training data (say 1e30 in a
+    column of ones) that the model's arithmetic overflows."""
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+    if skip is not None:
+        bad &= ~skip
+    if bad.any():
+        row = int(np.flatnonzero(bad.reshape(-1, *bad.shape[-2:]).any(axis=(0, 2)))[0])
+        raise TableError(f"{table.path}: {what} of {table.where(row)} is not finite: its values lie too far outside "
+                         "those the model was trained on (rescale them as the training file was, or remove the row)")
 
 
 def write_samples(values: np.ndarray, columns: list[str], header: bool, path: str | Path, force: bool = False
