@@ -78,20 +78,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if own_command_line:  # registered before torch and tqdm load: it runs after their exit handlers
         atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    finished: list[int] = []  # the subcommand's exit code, once it has returned
     try:
-        code = _main(argv, own_command_line)
-    except KeyboardInterrupt:  # Ctrl-C before the subcommand started (plug-ins, parsing): nothing begun
-        print("deepem: interrupted", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+        code = _main(argv, own_command_line, finished)
+        if own_command_line:
+            # The command is done and its outputs are whole. A Ctrl-C from here on lands in the interpreter's
+            # teardown and would print a traceback (in an exit handler: tqdm's monitor thread, torch's) or kill
+            # the process by the signal. In the exit handlers it ends the process with the command's code; after
+            # them (the handler registered above) it is ignored while the interpreter frees its modules, which
+            # would otherwise restore the default action of SIGINT (death by the signal, not the command's code).
+            signal.signal(signal.SIGINT, lambda signum, frame: _leave(code))
+    except KeyboardInterrupt:
+        if finished:  # just after the subcommand returned: its work and its message are complete
+            code = finished[0]
+        else:  # before the subcommand started (plug-ins, parsing): nothing begun
+            print("deepem: interrupted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
         if own_command_line:
             _leave(code)
-    if own_command_line:
-        # The command is done and its outputs are whole. A Ctrl-C from here on lands in the interpreter's
-        # teardown and would print a traceback (in an exit handler: tqdm's monitor thread, torch's) or kill
-        # the process by the signal. In the exit handlers it ends the process with the command's code; after
-        # them (the handler registered above) it is ignored while the interpreter frees its modules, which
-        # would otherwise restore the default action of SIGINT (death by the signal, not the command's code).
-        signal.signal(signal.SIGINT, lambda signum, frame: _leave(code))
     return code
 
 
@@ -105,7 +109,7 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-def _main(argv: list[str], own_command_line: bool) -> int:
+def _main(argv: list[str], own_command_line: bool, finished: list[int]) -> int:
     try:
         load_plugins()  # DEEPEM_PLUGINS: the user's methods and estimators, before the parser offers them
     except UserError as err:
@@ -125,6 +129,7 @@ def _main(argv: list[str], own_command_line: bool) -> int:
         print(f"deepem {args.command}: interrupted", file=sys.stderr)
         dispatch = None
     code = EXIT_INTERRUPTED if dispatch is None else dispatch.run(args, argv, main)
+    finished.append(code)
     if own_command_line and (code == EXIT_INTERRUPTED or args.command == "list"):
         # Ctrl-C (everything written is whole: atomic writes; the message is out) or `list` (it writes
         # nothing): the interpreter's teardown of torch alone takes seconds on a busy machine, and there is
