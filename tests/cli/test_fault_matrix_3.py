@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import deepem
 import deepem.files as files
 from deepem.cli import main
-from deepem.files import OutputError, write_file_set
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(deepem.__file__).resolve().parents[1])  # the sources under test, for the subprocesses
 TABLE_TRAIN = ["--threads", "1", "train", "-m", "miwae", "--latent-dim", "2", "--hidden", "16", "--epochs", "1",
                "--batch-size", "20", "--valid-particles", "5", "--quiet"]
 FAST = ["-k", "5", "--quiet"]
@@ -197,8 +197,8 @@ def test_item8_another_command_writing_the_same_file_meanwhile_is_not_overwritte
     try:
         files.check_outputs = lambda paths, force=False, flag="--force": None  # (the race: checked before)
         target.write_text("theirs\n")
-        with pytest.raises(OutputError, match="written meanwhile by something else"):
-            write_file_set({tmp_path / "a.csv": b"a\n", target: b"mine\n"})
+        with pytest.raises(files.OutputError, match="written meanwhile by something else"):
+            files.write_file_set({tmp_path / "a.csv": b"a\n", target: b"mine\n"})
     finally:
         files.check_outputs = original
     assert target.read_text() == "theirs\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
@@ -208,6 +208,7 @@ def test_item8_sigint_while_the_set_is_renamed_leaves_nothing(table_run, work):
     """A real SIGINT, sent while the first file is in place and the second not yet."""
     code = f"""
 import sys, time
+import deepem
 import deepem.files as files
 from deepem.cli import main
 original, calls = files._place, []
