@@ -55,8 +55,9 @@ def test_item1_records_name_the_step_of_the_best_validation(tmp_path, monkeypatc
     record = json.loads((out / "evaluation.json").read_text())
     assert record["step"] == 3 and record["file"] == "evaluations/iw-k3-test-n10-s0-step3.json"
     titles = []
-    compare_module = sys.modules["deepem.workflows.compare"]  # (the package's `compare` is a function)
-    monkeypatch.setattr(compare_module, "image_grid", lambda images, shape, path, title: titles.append(title))
+    commands_module = sys.modules["deepem.workflows.commands"]  # (`sample` draws its grid there)
+    monkeypatch.setattr(commands_module, "image_grid",
+                        lambda images, shape, path, title: (titles.append(title), path.write_bytes(b"png"), path)[2])
     assert main(["sample", str(out), "--n", "4"]) == 0
     assert titles == ["iwae on digits, step 3"]
 
@@ -193,7 +194,7 @@ def _interrupt(*args, **kwargs):
 def test_item10_ctrl_c_stops_a_command_with_130_and_writes_nothing(run, command, monkeypatch, capsys):
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     where = {"evaluate": ("deepem.workflows.evaluate", "evaluate_model"), "bdmc": ("deepem.workflows.commands", "bdmc"),
-             "sample": ("deepem.workflows.compare", "image_grid")}[command]
+             "sample": ("deepem.workflows.commands", "image_grid")}[command]
     monkeypatch.setattr(sys.modules[where[0]], where[1], _interrupt)  # Ctrl-C in the middle of the work
     args = {"evaluate": ["--particles", "3"], "bdmc": ["--points", "2"], "sample": ["--n", "4"]}[command]
     assert main([command, str(run), *args]) == 130
