@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -343,3 +344,44 @@ def test_a_folder_named_like_a_file_and_an_npz_of_two_arrays_are_one_line(table_
         assert main([command, str(table_run), "--input", given, *args]) == 2
         assert expected in one_error(capsys)
     assert not (work / "out.csv").exists() and not (work / "out.npz").exists()
+
+
+# ---- more bad inputs ----
+
+def test_a_folder_that_cannot_be_written_is_refused_before_any_work(table_run, work, monkeypatch, capsys):
+    (work / "locked").mkdir()
+    original = os.access
+    monkeypatch.setattr(files.os, "access", lambda path, mode: Path(path).name != "locked" and original(path, mode))
+    assert main(["score", str(table_run), "--input", "new.csv", "--output", "locked/s.csv", *FAST]) == 2
+    assert "the folder locked cannot be written" in one_error(capsys) and list((work / "locked").iterdir()) == []
+
+
+def test_a_write_refused_by_the_system_is_one_line_and_leaves_nothing(table_run, work, monkeypatch, capsys):
+    """A read-only file system or a permission the check could not see: the write fails, nothing stays."""
+    before = listing(work)
+    _interrupt_on(2, PermissionError(errno.EROFS, os.strerror(errno.EROFS)), monkeypatch, "_temporary_copy")
+    assert main(["score", str(table_run), "--input", "new.csv", "--output", "s.csv", *FAST]) == 2
+    assert "Read-only file system; nothing was written" in one_error(capsys) and listing(work) == before
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("deepem.cli.build_parser", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err.strip() == "deepem: interrupted"
+
+
+def test_a_damaged_newest_checkpoint_is_said_and_the_step_used_named(table_run, work, capsys):
+    run = work / "damaged"
+    shutil.copytree(table_run, run)
+    newest = max((run / "checkpoints").glob("ckpt-*.pt"))
+    newest.write_bytes(newest.read_bytes()[:100])
+    assert main(["score", str(run), "--input", "new.csv", "--output", "s.csv", *FAST]) == 0
+    captured = capsys.readouterr()
+    assert f"skipping unusable checkpoint: {newest}" in captured.err and "parameters of step 0" in captured.out
+
+
+def test_force_and_header_without_input_are_one_line(table_run, capsys):
+    assert main(["impute", str(table_run), "--force"]) == 2
+    assert "--force is for --input FILE --output FILE" in one_error(capsys)

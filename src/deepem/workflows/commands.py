@@ -36,7 +36,7 @@ from deepem.workflows.evaluate import evaluate_input, evaluate_run, evaluation_s
 from deepem.workflows.impute import BASELINE_CHOICES, run_imputation
 from deepem.workflows.loading import load_trained_run
 from deepem.workflows.own_data import table_width
-from deepem.workflows.own_runs import check_sample_path, impute_run_file, score_run_file, write_samples
+from deepem.workflows.own_runs import check_sample_path, impute_run_file, say, score_run_file, write_samples
 from deepem.workflows.seeds import train_seeds
 from deepem.workflows.trained_model import load_model
 
@@ -204,8 +204,8 @@ def score(args: argparse.Namespace) -> int:
         summary = score_run_file(args.run_dir, args.input, args.output, proposal=args.proposal,
                                  particles=args.particles, seed=args.seed, header=args.header, progress=bar.update,
                                  force=args.force)
-    print(f"{summary['rows']} rows, mean {summary['mean']:.3f} nats ({summary['estimator']}, {summary['units']}); "
-          f"written to {summary['output']} and {summary['output']}.json")
+    print(f"{summary['rows']} rows, mean {summary['mean']:.3f} nats ({summary['estimator']}, {summary['units']}, "
+          f"parameters of step {summary['step']}); written to {summary['output']} and {summary['output']}.json")
     return 0
 
 
@@ -215,7 +215,7 @@ def _rows_bar(args: argparse.Namespace, what: str) -> tqdm:
 
 def sample(args: argparse.Namespace) -> int:
     """Images: a grid of decoder means; a table: rows drawn from p(x), on the file's scale, as a table."""
-    trained = load_model(args.run_dir)
+    trained = load_model(args.run_dir, warn=say)
     shape = trained.transform.image_shape
     if shape is None and trained.transform.benchmark:
         raise InvalidInputError(f"dataset {trained.transform.dataset!r} is not an image dataset; nothing to draw")

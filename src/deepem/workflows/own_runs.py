@@ -12,6 +12,7 @@ are the outputs written, as one set (files.write_file_set): all of them appear, 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,13 @@ def default_proposal(method: str) -> str:
 
 def _checked_model(run_dir: str | Path, input_path: str | Path, outputs: list[Path], force: bool) -> TrainedModel:
     check_paths(input_path, outputs, force)
-    return load_model(run_dir)
+    return load_model(run_dir, warn=say)
+
+
+def say(message: str) -> None:
+    """A note for the user on stderr (a damaged newest checkpoint passed over: the parameters used are an
+    older step's, which the summary names)."""
+    print(message, file=sys.stderr)
 
 
 def check_paths(input_path: str | Path, outputs: list[Path], force: bool = False) -> None:
