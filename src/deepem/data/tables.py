@@ -205,6 +205,9 @@ def _data_row(cells: list[str]) -> bool:
 def _check_names(path: Path, names: list[str]) -> None:
     """Column names must be there and distinct: a nameless first column is most often a written row index."""
     for j, name in enumerate(names):
+        if not name and _data_row(names):  # numbers and empty cells: a data row read as the header
+            raise TableError(f"{path}: line 1 ({','.join(names)[:40]}) was taken as the header but holds only "
+                             f"numbers and empty cells: a data row; {NO_HEADER_HINT}")
         if not name:
             raise TableError(f"{path}: column {j + 1} has no name in the header (line 1); name it, or remove the "
                              "column if it is a row index (pandas: to_csv(..., index=False)) or comes from a "
@@ -228,9 +231,6 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
     rows = content[1:] if header else content
     width = len(columns) if header else len(lines[rows[0]].rstrip("\r\n").split(delimiter)) if rows else 0
     if header:
-        if _data_row(columns):
-            raise TableError(f"{path}: line 1 ({first[:40]}) was taken as the header but holds only numbers "
-                             f"(and empty cells): a data row; {NO_HEADER_HINT}")
         _check_names(path, [_bare(c) for c in columns])
     values = np.full((len(rows), width), np.nan)
     for r, index in enumerate(rows):

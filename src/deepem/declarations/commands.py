@@ -40,7 +40,7 @@ BATCH_SIZE = Setting("batch_size", int, 100, "points per batch (the unit --nproc
 DATA_DIR = Setting("data_dir", str | None, None, DATA_DIR_HELP, shown=DATA_DIR_SHOWN, metavar="DIR")
 QUIET = Setting("quiet", bool, False, "no progress bars (they show on a terminal only anyway)")
 FORCE = Setting("force", bool, False, "overwrite an existing run folder")
-OVERWRITE = Setting("force", bool, False, "overwrite output files that exist (all are written, or none)")
+OVERWRITE = dataclasses.replace(FORCE, help="overwrite output files that exist (all are written, or none)")
 PROPOSAL = Setting("proposal", str | None, None, "incomplete rows: q's input, zero-filled (MIWAE's) or completed "
                    "(miss-IWEM's)", choices=PROPOSALS, shown="the one the run's method trained")
 INPUT_HEADER = Setting("header", bool | None, None, "a .csv/.tsv --input: whether its first line names the columns",
