@@ -136,7 +136,7 @@ def check_outputs(paths: list[Path], force: bool = False, flag: str = "--force")
         path = Path(path)
         if path.is_dir():
             raise OutputError(f"{path} is a folder; give the path of a file to write")
-        if path.exists() and not force:
+        if (path.exists() or path.is_symlink()) and not force:  # (a link to nothing is there too)
             raise OutputError(f"{path} exists; give {flag} to overwrite it, or another path")
         parent = path.parent
         while not parent.exists() and parent != parent.parent:

@@ -385,3 +385,9 @@ def test_a_damaged_newest_checkpoint_is_said_and_the_step_used_named(table_run, 
 def test_force_and_header_without_input_are_one_line(table_run, capsys):
     assert main(["impute", str(table_run), "--force"]) == 2
     assert "--force is for --input FILE --output FILE" in one_error(capsys)
+
+
+def test_a_link_to_nothing_as_output_is_an_existing_path(tmp_path):
+    (tmp_path / "out.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(files.OutputError, match="out.csv exists; give --force"):
+        files.check_outputs([tmp_path / "out.csv"])
