@@ -10,8 +10,10 @@ import without torch: `--help` and argument errors answer before torch, scikit-l
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
+import signal
 import sys
 import textwrap
 
@@ -74,6 +76,40 @@ def asked_method(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     own_command_line = argv is None  # the process's own command (not a test's, nor a rank's call)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if own_command_line:  # registered before torch and tqdm load: it runs after their exit handlers
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    finished: list[int] = []  # the subcommand's exit code, once it has returned
+    try:
+        code = _main(argv, own_command_line, finished)
+        if own_command_line:
+            # The command is done and its outputs are whole. A Ctrl-C from here on lands in the interpreter's
+            # teardown and would print a traceback (in an exit handler: tqdm's monitor thread, torch's) or kill
+            # the process by the signal. In the exit handlers it ends the process with the command's code; after
+            # them (the handler registered above) it is ignored while the interpreter frees its modules, which
+            # would otherwise restore the default action of SIGINT (death by the signal, not the command's code).
+            signal.signal(signal.SIGINT, lambda signum, frame: _leave(code))
+    except KeyboardInterrupt:
+        if finished:  # just after the subcommand returned: its work and its message are complete
+            code = finished[0]
+        else:  # before the subcommand started (plug-ins, parsing): nothing begun
+            print("deepem: interrupted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        if own_command_line:
+            _leave(code)
+    return code
+
+
+def _leave(code: int) -> None:
+    """End the process now with `code`, its messages flushed, without the interpreter's teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
+
+
+def _main(argv: list[str], own_command_line: bool, finished: list[int]) -> int:
     try:
         load_plugins()  # DEEPEM_PLUGINS: the user's methods and estimators, before the parser offers them
     except UserError as err:
@@ -93,13 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepem {args.command}: interrupted", file=sys.stderr)
         dispatch = None
     code = EXIT_INTERRUPTED if dispatch is None else dispatch.run(args, argv, main)
+    finished.append(code)
     if own_command_line and (code == EXIT_INTERRUPTED or args.command == "list"):
         # Ctrl-C (everything written is whole: atomic writes; the message is out) or `list` (it writes
         # nothing): the interpreter's teardown of torch alone takes seconds on a busy machine, and there is
         # nothing left to finish, so the process ends now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _leave(code)
     return code
 
 

@@ -55,8 +55,9 @@ def test_item1_records_name_the_step_of_the_best_validation(tmp_path, monkeypatc
     record = json.loads((out / "evaluation.json").read_text())
     assert record["step"] == 3 and record["file"] == "evaluations/iw-k3-test-n10-s0-step3.json"
     titles = []
-    monkeypatch.setattr(sys.modules["deepem.workflows.commands"], "image_grid",
-                        lambda images, shape, path, title: titles.append(title))
+    commands_module = sys.modules["deepem.workflows.commands"]  # (`sample` draws its grid there)
+    monkeypatch.setattr(commands_module, "image_grid",
+                        lambda images, shape, path, title: (titles.append(title), path.write_bytes(b"png"), path)[2])
     assert main(["sample", str(out), "--n", "4"]) == 0
     assert titles == ["iwae on digits, step 3"]
 

@@ -108,9 +108,8 @@ def long_bytes(table: TableFile, draws: np.ndarray) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def write_draws(table: TableFile, draws: np.ndarray, path: str | Path, long: bool = False) -> list[Path]:
-    """Write M multiple imputations (draws shaped (M, N, D)): M files beside `path` (`draw_paths`), or with
-    long=True (text files only) one table at `path` with an `imputation` column. Returns the paths."""
+def draw_contents(table: TableFile, draws: np.ndarray, path: str | Path, long: bool = False) -> dict[Path, bytes]:
+    """The files `write_draws` writes, by path, with their bytes (to write them with others as one set)."""
     path = Path(path)
     _check_suffix(table, path)
     draws = np.stack([_check_values(table, d) for d in np.asarray(draws)])
@@ -118,13 +117,17 @@ def write_draws(table: TableFile, draws: np.ndarray, path: str | Path, long: boo
         if not table.lines:
             raise TableError(f"{path}: a long table with an {IMPUTATION_COLUMN!r} column is for .csv / .tsv "
                              "files; write one array file per imputation instead")
-        atomic_write_bytes(path, long_bytes(table, draws))
-        return [path]
-    contents = [table_bytes(table, d) for d in draws]
-    paths = draw_paths(path, len(draws))
-    for target, data in zip(paths, contents, strict=True):
+        return {path: long_bytes(table, draws)}
+    return dict(zip(draw_paths(path, len(draws)), [table_bytes(table, d) for d in draws], strict=True))
+
+
+def write_draws(table: TableFile, draws: np.ndarray, path: str | Path, long: bool = False) -> list[Path]:
+    """Write M multiple imputations (draws shaped (M, N, D)): M files beside `path` (`draw_paths`), or with
+    long=True (text files only) one table at `path` with an `imputation` column. Returns the paths."""
+    contents = draw_contents(table, draws, path, long)
+    for target, data in contents.items():
         atomic_write_bytes(target, data)
-    return paths
+    return list(contents)
 
 
 def _check_suffix(table: TableFile, path: Path) -> None:

@@ -192,9 +192,22 @@ def _not_a_number(cell: str, delimiter: str) -> str:
     return f"{cell.strip()!r} is not a number; {hint}"
 
 
+#: what to do when a header was expected (a run's training file had one, or --header) and line 1 is data
+NO_HEADER_HINT = "if the file has no header line, say so: --no-header (header=False in Python)"
+
+
+def _data_row(cells: list[str]) -> bool:
+    """Cells that cannot be column names: numbers only, with an empty cell or one that is not whole."""
+    numbers = [_number(c) for c in cells if not _missing(c)]
+    return (None not in numbers and (len(numbers) < len(cells) or any(not _whole(n) for n in numbers)))
+
+
 def _check_names(path: Path, names: list[str]) -> None:
     """Column names must be there and distinct: a nameless first column is most often a written row index."""
     for j, name in enumerate(names):
+        if not name and _data_row(names):  # numbers and empty cells: a data row read as the header
+            raise TableError(f"{path}: line 1 ({','.join(names)[:40]}) was taken as the header but holds only "
+                             f"numbers and empty cells: a data row; {NO_HEADER_HINT}")
         if not name:
             raise TableError(f"{path}: column {j + 1} has no name in the header (line 1); name it, or remove the "
                              "column if it is a row index (pandas: to_csv(..., index=False)) or comes from a "
@@ -369,5 +382,8 @@ def check_columns(table: TableFile, n_columns: int, columns: list[str] | None = 
                          f"{n_columns}; give rows with the training file's columns, in its order")
     if columns is not None and table.has_header and [c.strip() for c in table.columns] != list(columns):
         diff = next(j for j, (a, b) in enumerate(zip(table.columns, columns, strict=True)) if a != b)
+        if all(_number(c) is not None for c in table.columns):  # line 1 is a row of numbers: data, no header
+            raise TableError(f"{table.path}: line 1 holds numbers where the model's column names "
+                             f"({', '.join(columns)[:60]}) were expected; {NO_HEADER_HINT}")
         raise TableError(f"{table.path}: {table.column(diff)} is {table.columns[diff]!r} but the model's column "
                          f"{diff + 1} is {columns[diff]!r}; give the training file's columns, in its order")

@@ -40,6 +40,7 @@ BATCH_SIZE = Setting("batch_size", int, 100, "points per batch (the unit --nproc
 DATA_DIR = Setting("data_dir", str | None, None, DATA_DIR_HELP, shown=DATA_DIR_SHOWN, metavar="DIR")
 QUIET = Setting("quiet", bool, False, "no progress bars (they show on a terminal only anyway)")
 FORCE = Setting("force", bool, False, "overwrite an existing run folder")
+OVERWRITE = dataclasses.replace(FORCE, help="overwrite output files that exist (all are written, or none)")
 PROPOSAL = Setting("proposal", str | None, None, "incomplete rows: q's input, zero-filled (MIWAE's) or completed "
                    "(miss-IWEM's)", choices=PROPOSALS, shown="the one the run's method trained")
 INPUT_HEADER = Setting("header", bool | None, None, "a .csv/.tsv --input: whether its first line names the columns",
@@ -141,7 +142,7 @@ IMPUTE = Command(
                    "M files OUTPUT_1 .. OUTPUT_M, or with --long one table with an imputation column (0: none)",
                    minimum=0),
            Setting("long", bool, False, "--draws with --input: one long table OUTPUT_draws"),
-           PROPOSAL, INPUT_HEADER,
+           PROPOSAL, INPUT_HEADER, OVERWRITE,
            Setting("baselines", str, "iterative", "model-free baselines on the same masks: none, mean (column mean), "
                    f"or iterative (column mean and scikit-learn's IterativeImputer; above {ITERATIVE_MAX_CELLS} cells "
                    f"it is fitted on a random subsample of rows, above {ITERATIVE_MAX_COLUMNS} columns each column on "
@@ -157,7 +158,7 @@ SCORE = Command(
            Setting("output", str, None, "a CSV: row, n_observed, log_likelihood (on the file's own scale); "
                    "OUTPUT.json beside it records the estimator, K and seed", metavar="FILE", required=True),
            Setting("particles", int, 1000, "K of the IWAE bound", minimum=1, short="-k"),
-           PROPOSAL, INPUT_HEADER, SEED, QUIET))
+           PROPOSAL, INPUT_HEADER, OVERWRITE, SEED, QUIET))
 
 SAMPLE = Command(
     "sample", "samples from a trained model: an image grid, or for a table rows drawn from p(x) written as a table",
@@ -166,7 +167,8 @@ SAMPLE = Command(
            Setting("n", int, 64, "samples (images in the grid, or rows)", minimum=1),
            SEED,
            Setting("output", str | None, None, "PNG path; for a table a .csv or .tsv path (default "
-                   "RUN_DIR/samples.csv)", shown="RUN_DIR/figures/samples.png")))
+                   "RUN_DIR/samples.csv)", shown="RUN_DIR/figures/samples.png"),
+           OVERWRITE))
 
 BDMC = Command(
     "bdmc", "bidirectional Monte Carlo bounds on simulated data: how far to trust AIS", "bdmc_bounds",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from deepem.errors import InvalidInputError, ResultNotSavedError, UserError, not
 from deepem.evaluation.bdmc import bdmc
 from deepem.evaluation.estimators import ESTIMATORS
 from deepem.evaluation.settings import AISSettings
-from deepem.files import atomic_write_json
+from deepem.files import atomic_write_json, check_outputs, write_file_set
 from deepem.inference.capabilities import CONTINUOUS
 from deepem.methods.registry import METHODS, method_options, method_settings
 from deepem.models.config import ModelConfig
@@ -35,7 +36,7 @@ from deepem.workflows.evaluate import evaluate_input, evaluate_run, evaluation_s
 from deepem.workflows.impute import BASELINE_CHOICES, run_imputation
 from deepem.workflows.loading import load_trained_run
 from deepem.workflows.own_data import table_width
-from deepem.workflows.own_runs import impute_run_file, score_run_file, write_samples
+from deepem.workflows.own_runs import check_sample_path, impute_run_file, say, score_run_file, write_samples
 from deepem.workflows.seeds import train_seeds
 from deepem.workflows.trained_model import load_model
 
@@ -169,11 +170,16 @@ def impute(args: argparse.Namespace) -> int:
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output go together: give both to fill a file's missing cells, or neither "
                         "to impute the run's own --split")
+    if args.long and not args.draws:
+        raise UserError("--long writes the --draws as one table; give --draws M with it, or leave it out")
+    if args.input is None and (args.force or args.header is not None):
+        raise UserError(f"{'--force' if args.force else '--header/--no-header'} is for --input FILE --output FILE; "
+                        "imputing the run's own --split writes only RUN/imputation.json")
     if args.input is not None:
         with _rows_bar(args, "imputing rows") as bar:
             summary = impute_run_file(args.run_dir, args.input, args.output, proposal=args.proposal,
                                       particles=args.particles, draws=args.draws, seed=args.seed, long=args.long,
-                                      header=args.header, progress=bar.update)
+                                      header=args.header, progress=bar.update, force=args.force)
         print(f"filled {summary['n_missing']} missing cells of {summary['rows']} rows ({summary['estimator']}, "
               f"{summary['proposal']} proposal, parameters of step {summary['step']}); written to "
               + ", ".join(summary["outputs"]))
@@ -196,9 +202,10 @@ def impute(args: argparse.Namespace) -> int:
 def score(args: argparse.Namespace) -> int:
     with _rows_bar(args, "scoring rows") as bar:
         summary = score_run_file(args.run_dir, args.input, args.output, proposal=args.proposal,
-                                 particles=args.particles, seed=args.seed, header=args.header, progress=bar.update)
-    print(f"{summary['rows']} rows, mean {summary['mean']:.3f} nats ({summary['estimator']}, {summary['units']}); "
-          f"written to {summary['output']} and {summary['output']}.json")
+                                 particles=args.particles, seed=args.seed, header=args.header, progress=bar.update,
+                                 force=args.force)
+    print(f"{summary['rows']} rows, mean {summary['mean']:.3f} nats ({summary['estimator']}, {summary['units']}, "
+          f"parameters of step {summary['step']}); written to {summary['output']} and {summary['output']}.json")
     return 0
 
 
@@ -208,18 +215,25 @@ def _rows_bar(args: argparse.Namespace, what: str) -> tqdm:
 
 def sample(args: argparse.Namespace) -> int:
     """Images: a grid of decoder means; a table: rows drawn from p(x), on the file's scale, as a table."""
-    trained = load_model(args.run_dir)
+    trained = load_model(args.run_dir, warn=say)
     shape = trained.transform.image_shape
     if shape is None and trained.transform.benchmark:
         raise InvalidInputError(f"dataset {trained.transform.dataset!r} is not an image dataset; nothing to draw")
     if shape is not None:
         path = Path(args.output or Path(args.run_dir) / "figures" / "samples.png")
+        if path.suffix.lower() != ".png":
+            raise InvalidInputError(f"{path}: the samples of an image model are drawn as a PNG grid; give a .png "
+                                    "--output")
+        check_outputs([path], args.force)  # before any work
         images = torch.from_numpy(trained.sample(args.n, seed=args.seed, mean=True)).float()
-        image_grid(images, shape, path, title=f"{trained.method} on {Path(trained.transform.dataset).name}, "
-                                              f"step {trained.step}")
+        with tempfile.TemporaryDirectory() as folder:  # drawn aside, then written whole (or not at all)
+            drawn = image_grid(images, shape, Path(folder) / "grid.png",
+                               title=f"{trained.method} on {Path(trained.transform.dataset).name}, step {trained.step}")
+            write_file_set({path: drawn.read_bytes()}, args.force)
     else:
+        path = check_sample_path(args.output or Path(args.run_dir) / "samples.csv", args.force)
         path = write_samples(trained.sample(args.n, seed=args.seed), trained.transform.columns,
-                             trained.transform.header, args.output or Path(args.run_dir) / "samples.csv")
+                             trained.transform.header, path, force=args.force)
     print(f"wrote {path}")
     return 0
 

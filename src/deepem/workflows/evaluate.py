@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepem.errors import InvalidInputError, ResultNotSavedError, not_saved_message
 from deepem.evaluation.driver import Estimator
 from deepem.evaluation.estimators import make_estimator
@@ -19,6 +21,7 @@ from deepem.files import atomic_write_bytes, atomic_write_json, npy_bytes
 from deepem.training.distributed import Parallel, finish, launched
 from deepem.workflows.loading import TrainedRun, load_trained_run
 from deepem.workflows.own_data import read_rows
+from deepem.workflows.own_runs import refuse_non_finite
 from deepem.workflows.trained_model import load_model
 
 
@@ -110,6 +113,7 @@ def evaluate_input(run_dir: str | Path, input_path: str | Path, estimator: str |
     if not table.mask.all() and est.name == "iw":
         est = evaluation_estimator("iw-observed", est.settings.particles)
     record, per_row = trained.evaluate(table.values, est, seed, batch_size, progress, table.mask)
+    refuse_non_finite(table, np.asarray(per_row, dtype=np.float64).reshape(-1, 1), "the log-likelihood")
     label = f"input-{table.path.stem}"
     record["data"] = f"the rows of {table.path}" + (": log p(x_o) of their observed cells" if est.observed_data
                                                     else "")

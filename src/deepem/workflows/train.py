@@ -23,7 +23,7 @@ from deepem.training.run import RunFolder
 from deepem.training.signals import StopRequest, graceful_stop
 from deepem.training.state import TrainingInterrupted, resume_command
 from deepem.workflows.assembly import build_trainer, file_dataset, is_file_dataset
-from deepem.workflows.own_data import save_dataset_record
+from deepem.workflows.own_data import load_dataset_record, save_dataset_record
 
 EXIT_OK = 0
 EXIT_ABORTED = 130  # a second Ctrl-C: stopped without a new checkpoint (the shell's SIGINT code)
@@ -70,9 +70,11 @@ def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False,
     if resume and config is None:
         run.require_run()
         config = TrainConfig.from_dict(run.read_config()).with_overrides(overrides or {})
+        require_training_file(out, config)
     elif resume:
         run.require_run()
         config = config.with_overrides(overrides or {})
+        require_training_file(out, config)
     elif config is None:
         raise ValueError("run_training needs a configuration unless resume=True")
     elif overrides:
@@ -84,6 +86,20 @@ def train_run(config: TrainConfig | None, out: str | Path, resume: bool = False,
         return _train(config, out, run, resume, force, progress, log, data, batch_hook, handle_signals, parallel)
     finally:
         finish(parallel)
+
+
+def require_training_file(out: Path, config: TrainConfig) -> None:
+    """A resumed run reads its training file again: when it is gone, say where it must be (and with which
+    sha256); a resumed run cannot be pointed at another file."""
+    if not is_file_dataset(config.dataset) or Path(config.dataset).expanduser().is_file():
+        return
+    try:
+        sha256 = f" (sha256 {load_dataset_record(out)['sha256']})"
+    except (OSError, ValueError, KeyError):
+        sha256 = ""
+    raise UserError(f"the run's training file {config.dataset} is gone; put that file back at that path, the same "
+                    f"bytes{sha256}, to resume: a resumed run cannot change its dataset (train a new run on another "
+                    "file with `deepem train --dataset FILE`)")
 
 
 def _train(config: TrainConfig, out: Path, run: RunFolder, resume: bool, force: bool, progress: bool,
