@@ -184,3 +184,15 @@ def test_a_bernoulli_model_refuses_to_score_or_impute_grey_levels_and_writes_not
     with pytest.raises(OutsideSupportError, match="row 0, column 2: 2 is outside"):  # the Python API too (0-based)
         trained.score(digits[:2], particles=5)
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 13
+
+
+def test_the_model_object_refuses_answers_that_overflow(trained):
+    """A row in the likelihood's support but far outside the training data (1e30 in a standardised column)
+    overflows the model's arithmetic: the Python API says so instead of returning NaN or -inf."""
+    model = trained[0]
+    row = [[1e30, np.nan, 0.0, 0.0]]
+    with pytest.raises(UserError, match=r"the imputation of row 0 \(0-based\) is not finite"):
+        model.impute(row, particles=5)
+    with pytest.raises(UserError, match=r"the log-likelihood of row 0 \(0-based\) is not finite"):
+        model.score(row, particles=5)
+    assert np.isfinite(model.score([[0.1, np.nan, 0.0, 0.0]], particles=5)).all()

@@ -64,6 +64,19 @@ def method_proposal(method: str) -> str:
     return getattr(cls, "imputation_proposal", "zero-filled") if cls is not None else "zero-filled"
 
 
+def finite_rows(values: np.ndarray, what: str) -> np.ndarray:
+    """`values` ((..., N, D) answers for N rows), refused when one is not finite: the rows were in the model's
+    support, yet one lies so far outside the training data (1e30 in a column of ones) that the arithmetic
+    overflows; a NaN or -inf answer would otherwise pass as a number."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad.reshape(-1, *bad.shape[-2:]).any(axis=(0, 2)))[0])
+        raise InvalidInputError(f"the {what} of row {row} (0-based) is not finite: its values lie too far outside "
+                                "those the model was trained on (rescale them as the training data were, or drop "
+                                "the row)")
+    return values
+
+
 @dataclass(frozen=True)
 class DataTransform:
     """Between the data's own units and the model's: columns (names, or "1".."D"), whether the training file
@@ -173,14 +186,14 @@ class TrainedModel:
                batch_size: int = 100) -> np.ndarray:
         """x with its NaN cells filled by the self-normalised importance-sampling estimate of E[x_m | x_o]
         (K = `particles`, q fed the `proposal` input; None: the method's own); observed cells as given."""
-        return self.imputation(x, None, particles, 0, seed, proposal, batch_size)[0]
+        return finite_rows(self.imputation(x, None, particles, 0, seed, proposal, batch_size)[0], "imputation")
 
     def impute_draws(self, x: Any, n_draws: int = 5, particles: int = 1000, seed: int = 0,
                      proposal: str | None = None, batch_size: int = 100) -> np.ndarray:
         """(n_draws, N, D) multiple imputations of x by sampling importance resampling."""
         if n_draws < 1:
             raise InvalidInputError(f"n_draws must be >= 1, got {n_draws}")
-        return self.imputation(x, None, particles, n_draws, seed, proposal, batch_size)[1]
+        return finite_rows(self.imputation(x, None, particles, n_draws, seed, proposal, batch_size)[1], "draw")
 
     def score_estimate(self, x: Any, mask: Any = None, particles: int = 1000, seed: int = 0,
                        proposal: str | None = None, batch_size: int = 100, progress: Progress | None = None
@@ -198,7 +211,8 @@ class TrainedModel:
               batch_size: int = 100) -> np.ndarray:
         """Each row's importance-weighted bound (K = `particles`) of log p(x), or of log p(x_o) (the observed
         cells) for a row with NaN, as a density of the rows on their own scale."""
-        return self.score_estimate(x, None, particles, seed, proposal, batch_size)[0]
+        return finite_rows(self.score_estimate(x, None, particles, seed, proposal, batch_size)[0][:, None],
+                           "log-likelihood")[:, 0]
 
     @torch.no_grad()
     def sample(self, n: int = 64, seed: int = 0, mean: bool = False) -> np.ndarray:
