@@ -89,3 +89,11 @@ def test_float32_in_float32_out():
     assert np.array_equal(out[~np.isnan(x)], x[~np.isnan(x)])
     as_float64 = DeepImputer(**TINY).fit(x.astype(np.float64)).transform(x.astype(np.float64))
     assert as_float64.dtype == np.float64 and np.array_equal(out, as_float64.astype(np.float32))
+
+
+def test_values_beyond_float32_are_refused_in_one_line():
+    """1e300 is finite for scikit-learn's own check, yet standardising it overflows: refused, naming the cell."""
+    X = np.random.default_rng(0).normal(size=(20, 3))  # noqa: N806
+    X[3, 1] = 1e300
+    with pytest.raises(ValueError, match=r"X\[3, 1\] is 1e\+300: beyond"):
+        DeepImputer(epochs=1).fit(X)
