@@ -185,6 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--cpu-minutes", type=float, default=20.0, help="CPU cap of this process")
+    parser.add_argument("--wall-minutes", type=float, default=math.inf,
+                        help="no setting is started after this many minutes of wall-clock time")
     parser.add_argument("--rates", default=",".join(map(str, RATES)),
                         help="the missing rates this process runs (a part, merged by --merge)")
     parser.add_argument("--merge", action="store_true", help="merge the parts written in --out into the results")
@@ -201,11 +203,13 @@ def main() -> None:
     tables = load_tables(Path(a.data_dir))
     fits: list[dict[str, Any]] = []
     cut: list[str] = []
-    start = time.process_time()
+    start, wall_start = time.process_time(), time.perf_counter()
     report = (a.updates // 4, a.updates // 2, a.updates)
+    part_path = out / f"table_defaults_sweep.part-{a.rates}.json"
+    out.mkdir(parents=True, exist_ok=True)
     for s in settings_list():
         name = label(s)
-        if time.process_time() - start > 60 * a.cpu_minutes:
+        if time.process_time() - start > 60 * a.cpu_minutes or time.perf_counter() - wall_start > 60 * a.wall_minutes:
             cut.append(name)
             continue
         for table, values in tables.items():
@@ -216,13 +220,20 @@ def main() -> None:
                     fits.append({"setting": name, **s, "table": table, "rate": rate, "seed": seed, **r})
                     print(f"{name:28s} {table:10s} {rate:.1f} {seed}  rmse {r['rmse']:.4f}  cpu {r['cpu_s']} s",
                           flush=True)
-    part = {"updates": a.updates, "cap_minutes": a.cpu_minutes, "cpu_minutes": (time.process_time() - start) / 60,
-            "load_before": load_before, "load_after": uptime_load(), "cut": cut, "rates": list(rates),
-            "torch": torch.__version__, "fits": fits}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"table_defaults_sweep.part-{a.rates}.json").write_text(json.dumps(part, indent=1) + "\n")
+                    write_part(part_path, a, rates, start, load_before, cut, fits)
+    write_part(part_path, a, rates, start, load_before, cut, fits)
     if set(rates) == set(RATES):
         merge(out)
+
+
+def write_part(path: Path, a: argparse.Namespace, rates: tuple[float, ...], start: float, load_before: str,
+               cut: list[str], fits: list[dict[str, Any]]) -> None:
+    """What this process has done so far (rewritten after every fit, so a stopped sweep can be merged)."""
+    part = {"updates": a.updates, "cap_minutes": a.cpu_minutes, "wall_minutes": a.wall_minutes,
+            "cpu_minutes": (time.process_time() - start) / 60,
+            "load_before": load_before, "load_after": uptime_load(), "cut": cut, "rates": list(rates),
+            "torch": torch.__version__, "fits": fits}
+    path.write_text(json.dumps(part, indent=1) + "\n")
 
 
 def uptime_load() -> str:
@@ -238,14 +249,18 @@ def merge(out: Path) -> None:
     base = [f for f in fits if f["setting"] == "defaults"]
     fewer = {k: statistics.mean(f["rmse_at"][k] for f in base) for k in base[0]["rmse_at"]} if base else {}
     updates, cap = parts[0]["updates"], sum(p["cap_minutes"] for p in parts)
+    full = len(SEEDS) * len(RATES) * 2  # fits of a setting: seeds x rates x tables
     commands = [f"OMP_NUM_THREADS=1 python benchmarks/table_defaults_sweep.py --updates {updates} --cpu-minutes "
-                f"{p['cap_minutes']:g} --rates {','.join(map(str, p['rates']))}" for p in parts]
+                f"{p['cap_minutes']:g} --wall-minutes {p['wall_minutes']:g} --rates {','.join(map(str, p['rates']))}"
+                for p in parts]
     meta = {"command": " & ".join(commands) + ("; python benchmarks/table_defaults_sweep.py --merge"
                                                  if len(parts) > 1 else ""),
             "updates": updates, "cap_minutes": cap, "cpu_minutes": sum(p["cpu_minutes"] for p in parts),
             "load_before": " / ".join(p["load_before"] for p in parts),
             "load_after": " / ".join(p["load_after"] for p in parts),
-            "cut": sorted({c for p in parts for c in p["cut"]}), "fewer_updates": fewer, "torch": parts[0]["torch"]}
+            "cut": [f"{name} ({done} of {full} fits)" if done else name for name, done in
+                    ((label(s), sum(f["setting"] == label(s) for f in fits)) for s in settings_list())
+                    if done < full], "fewer_updates": fewer, "torch": parts[0]["torch"]}
     (out / "table_defaults_sweep.json").write_text(json.dumps({"meta": meta, "summary": rows, "fits": fits},
                                                               indent=1) + "\n")
     write_md(out / "table_defaults_sweep.md", meta, rows)
