@@ -189,6 +189,7 @@ def main() -> None:
                         help="no setting is started after this many minutes of wall-clock time")
     parser.add_argument("--rates", default=",".join(map(str, RATES)),
                         help="the missing rates this process runs (a part, merged by --merge)")
+    parser.add_argument("--only", default="", help="run only these settings (labels, separated by ';')")
     parser.add_argument("--merge", action="store_true", help="merge the parts written in --out into the results")
     parser.add_argument("--data-dir", default=os.environ.get("DEEPEM_DATA", "/work/shared/data"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -205,10 +206,13 @@ def main() -> None:
     cut: list[str] = []
     start, wall_start = time.process_time(), time.perf_counter()
     report = (a.updates // 4, a.updates // 2, a.updates)
-    part_path = out / f"table_defaults_sweep.part-{a.rates}.json"
+    only = [x.strip() for x in a.only.split(";") if x.strip()]
+    part_path = out / f"table_defaults_sweep.part-{a.rates}{'-' + '-'.join(only) if only else ''}.json"
     out.mkdir(parents=True, exist_ok=True)
     for s in settings_list():
         name = label(s)
+        if only and name not in only:
+            continue
         if time.process_time() - start > 60 * a.cpu_minutes or time.perf_counter() - wall_start > 60 * a.wall_minutes:
             cut.append(name)
             continue
@@ -230,7 +234,7 @@ def write_part(path: Path, a: argparse.Namespace, rates: tuple[float, ...], star
                cut: list[str], fits: list[dict[str, Any]]) -> None:
     """What this process has done so far (rewritten after every fit, so a stopped sweep can be merged)."""
     part = {"updates": a.updates, "cap_minutes": a.cpu_minutes, "wall_minutes": a.wall_minutes,
-            "cpu_minutes": (time.process_time() - start) / 60,
+            "cpu_minutes": (time.process_time() - start) / 60, "only": a.only,
             "load_before": load_before, "load_after": uptime_load(), "cut": cut, "rates": list(rates),
             "torch": torch.__version__, "fits": fits}
     path.write_text(json.dumps(part, indent=1) + "\n")
@@ -252,7 +256,7 @@ def merge(out: Path) -> None:
     full = len(SEEDS) * len(RATES) * 2  # fits of a setting: seeds x rates x tables
     commands = [f"OMP_NUM_THREADS=1 python benchmarks/table_defaults_sweep.py --updates {updates} --cpu-minutes "
                 f"{p['cap_minutes']:g} --wall-minutes {p['wall_minutes']:g} --rates {','.join(map(str, p['rates']))}"
-                for p in parts]
+                + (f" --only '{p['only']}'" if p.get("only") else "") for p in parts]
     meta = {"command": " & ".join(commands) + ("; python benchmarks/table_defaults_sweep.py --merge"
                                                  if len(parts) > 1 else ""),
             "updates": updates, "cap_minutes": cap, "cpu_minutes": sum(p["cpu_minutes"] for p in parts),

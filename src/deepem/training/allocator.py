@@ -13,8 +13,8 @@ run wants (its peak recurs every step). `deepem` applies it at start-up on Linux
 DEEPEM_KEEP_FREED_MEMORY=0 to leave malloc as it is. Elsewhere (macOS, musl) it does nothing.
 
 A library caller's process (the scikit-learn estimators, a Trainer in a notebook) gets it for the training
-loop only (`freed_memory_kept`, training/loop.py): on the way out glibc's default limits are set again and
-the freed memory is handed back (malloc_trim). Where it mattered: DeepImputer on a 442 x 10 table paid
+loop only (`freed_memory_kept`, training/loop.py): on the way out the freed memory is handed back
+(malloc_trim) and large blocks are unmapped on free again. Where it mattered: DeepImputer on a 442 x 10 table paid
 about 400 page faults per update without it (benchmarks/small_table_fit.py)."""
 
 from __future__ import annotations
@@ -29,9 +29,14 @@ from contextlib import contextmanager
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 NEVER_TRIM = 2**31 - 1  # mallopt takes an int: the largest threshold it accepts
-# glibc's defaults (malloc.c DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD), what `freed_memory_kept` sets again
+M_MMAP_THRESHOLD = -3
+# What `freed_memory_kept` sets on the way out: glibc's default mmap count (malloc.c DEFAULT_MMAP_MAX), and the
+# thresholds its adaptive rule reaches after freeing a large block (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit, trim at
+# twice that). Any mallopt turns the adaptive rule off for good, and glibc's initial 128 KiB would then make
+# every later step-sized tensor fault its pages in again.
 DEFAULT_MMAP_MAX = 65536
-DEFAULT_TRIM_THRESHOLD = 128 * 1024
+ADAPTED_MMAP_THRESHOLD = 32 * 2**20
+ADAPTED_TRIM_THRESHOLD = 2 * ADAPTED_MMAP_THRESHOLD
 
 ENV = "DEEPEM_KEEP_FREED_MEMORY"
 
@@ -68,10 +73,10 @@ def keep_freed_memory() -> bool:
 
 @contextmanager
 def freed_memory_kept() -> Iterator[bool]:
-    """keep_freed_memory for the body only (yields whether it applies); afterwards glibc's default limits
-    again and the freed memory handed back. Nothing changes where the process keeps freed memory already,
-    malloc is not glibc's or the environment says not to. (glibc's adaptive mmap threshold stays off
-    afterwards: any mallopt turns it off.)"""
+    """keep_freed_memory for the body only (yields whether it applies); afterwards blocks above 32 MiB
+    are mapped and unmapped again, more than 64 MiB free at the heap's top is given back (the limits glibc
+    adapts to), and the freed memory is handed back now (malloc_trim). Nothing changes where the process
+    keeps freed memory already, malloc is not glibc's or the environment says not to."""
     libc = None if _PROCESS_WIDE else _glibc()
     applied = libc is not None and _keep(libc)
     try:
@@ -79,5 +84,6 @@ def freed_memory_kept() -> Iterator[bool]:
     finally:
         if applied:
             libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-            libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+            libc.mallopt(M_MMAP_THRESHOLD, ADAPTED_MMAP_THRESHOLD)
+            libc.mallopt(M_TRIM_THRESHOLD, ADAPTED_TRIM_THRESHOLD)
             libc.malloc_trim(ctypes.c_size_t(0))
