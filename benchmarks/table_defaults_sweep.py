@@ -248,7 +248,8 @@ def merge(out: Path) -> None:
     """The parts in `out` as table_defaults_sweep.{json,md} (the parts are removed)."""
     paths = sorted(out.glob("table_defaults_sweep.part-*.json"))
     parts = [json.loads(p.read_text()) for p in paths]
-    fits = [f for p in parts for f in p["fits"]]
+    # (a fit run by two parts, e.g. by --only as well, is the same fit: it counts once)
+    fits = list({(f["setting"], f["table"], f["rate"], f["seed"]): f for p in parts for f in p["fits"]}.values())
     rows = summarise(fits)
     base = [f for f in fits if f["setting"] == "defaults"]
     fewer = {k: statistics.mean(f["rmse_at"][k] for f in base) for k in base[0]["rmse_at"]} if base else {}
