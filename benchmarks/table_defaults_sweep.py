@@ -140,7 +140,8 @@ def summarise(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setting: mean RMSE per (table, rate) and the paired difference from the defaults."""
     base = {(f["table"], f["rate"], f["seed"]): f["rmse"] for f in fits if f["setting"] == "defaults"}
     rows = []
-    for name in dict.fromkeys(f["setting"] for f in fits):
+    order = [label(s) for s in settings_list()]
+    for name in sorted({f["setting"] for f in fits}, key=order.index):
         own = [f for f in fits if f["setting"] == name]
         cells = {}
         for f in own:
@@ -163,9 +164,10 @@ def write_md(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> No
              f"Command: `{meta['command']}`", "",
              f"{meta['updates']} updates per fit; MCAR {', '.join(f'{int(r * 100)} %' for r in RATES)}; "
              f"seeds {list(SEEDS)}; imputation with {IMPUTE_PARTICLES} particles; RMSE of the masked cells in sd "
-             f"units (lower is better). Load before/after: {meta['load_before']} / {meta['load_after']}. "
-             f"CPU time: {meta['cpu_minutes']:.1f} min (cap {meta['cap_minutes']:g} min, settings started before it"
-             " are finished).", "",
+             f"units (lower is better). Load average before / after each part: {meta['load_before']} / "
+             f"{meta['load_after']}. CPU time of all parts: {meta['cpu_minutes']:.1f} min (their caps: "
+             f"{meta['cap_minutes']:g} min; a setting started before its part's cap is finished; a fit that two "
+             "parts ran counts once in the table).", "",
              "| setting | " + " | ".join(cols)
              + " | mean diff vs defaults | sd of diff | rel. diff | better in | CPU s |",
              "|" + "---|" * (len(cols) + 6)]
