@@ -3,7 +3,12 @@ tables that the imputation benchmark (uci_imputation.py) does not report, scored
 the masked cells in standard-deviation units.
 
     OMP_NUM_THREADS=1 python benchmarks/table_defaults_sweep.py [--updates 1000] [--cpu-minutes 20]
-                                                              [--out benchmarks/results]
+                         [--wall-minutes M] [--rates 0.2,0.5] [--only 'K=50;...'] [--out benchmarks/results]
+    python benchmarks/table_defaults_sweep.py --merge
+
+A process with a subset of the rates (--rates) or settings (--only) writes a part (rewritten after every fit,
+so a stopped part keeps what it did); --merge turns the parts into the results. Parts let the sweep run on
+both cores, and a part stopped by a cap be completed by another.
 
 Tables: iris (scikit-learn's bundled copy, 150 x 4) and UCI wine quality, white (4898 x 11, the quality
 column dropped; $DEEPEM_DATA/uci/winequality_white.csv). Each is corrupted MCAR at 20 % and 50 % with two
