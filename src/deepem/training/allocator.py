@@ -14,8 +14,8 @@ DEEPEM_KEEP_FREED_MEMORY=0 to leave malloc as it is. Elsewhere (macOS, musl) it 
 
 A library caller's process (the scikit-learn estimators, a Trainer in a notebook) gets it for the training
 loop only (`freed_memory_kept`, training/loop.py): on the way out the freed memory is handed back
-(malloc_trim) and large blocks are unmapped on free again. Where it mattered: DeepImputer on a 442 x 10 table paid
-about 400 page faults per update without it (benchmarks/small_table_fit.py)."""
+(malloc_trim) and large blocks are unmapped on free again. Where it mattered: DeepImputer on a 442 x 10
+table paid about 230 page faults per update without it (benchmarks/results/small_table_fit-before.md)."""
 
 from __future__ import annotations
 
