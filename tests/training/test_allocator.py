@@ -41,3 +41,35 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     assert kept < system / 10
     _, opted_out = run_probe("keep", env={**os.environ, "DEEPEM_KEEP_FREED_MEMORY": "0"})
     assert opted_out > system / 2
+
+
+# The same rounds inside freed_memory_kept, then after it: kept inside, glibc's behaviour again after.
+SCOPED = """
+import resource, torch
+from deepem.training.allocator import freed_memory_kept
+
+def faults(numel=16 * 2**20):
+    for _ in range(2):
+        torch.ones(numel).sum()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        torch.ones(numel).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+with freed_memory_kept() as applied:
+    inside = faults()
+print(applied, inside, faults(), faults(2**18))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_freed_memory_is_kept_inside_the_scope_only():
+    applied, inside, after, mid_size = subprocess.run([sys.executable, "-c", SCOPED], capture_output=True,
+                                                      text=True, check=True).stdout.split()
+    if applied != "True":
+        pytest.skip("malloc is not glibc's")
+    assert int(after) >= 4 * 32  # 64 MiB blocks come from the kernel again, and go back to it
+    assert int(inside) < int(after) / 10
+    # 1 MiB blocks stay in the heap afterwards, as glibc's adaptive threshold keeps them (4 rounds of 256
+    # pages if they were mapped every time, as glibc's initial 128 KiB threshold would have them)
+    assert int(mid_size) < 256

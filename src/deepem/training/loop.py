@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import Method
+from deepem.training.allocator import freed_memory_kept
 from deepem.training.checkpoint_file import checkpoint_name
 from deepem.training.config import TrainConfig
 from deepem.training.distributed import Parallel
@@ -62,7 +63,9 @@ def fit_runs(runs: Sequence[LoopRun], stepper: Stepper, stop: StopRequest, progr
     `stop` is set; NonFiniteError when the non-finite policy says stop."""
     if len({(r.state.epoch, r.state.batch, r.state.step) for r in runs}) != 1:
         raise ValueError("runs trained together must stand at the same epoch, batch and step")
-    with flush_denormals():
+    # Freed memory kept for the loop: the tensors every step allocates again cost no page faults
+    # (training/allocator.py; the CLI keeps it for the whole process already).
+    with flush_denormals(), freed_memory_kept():
         return _Loop(runs, stepper, stop, progress, parallel).fit()
 
 
