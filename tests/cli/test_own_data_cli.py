@@ -199,8 +199,9 @@ def test_ctrl_c_stops_impute_within_a_second_with_exit_130_and_nothing_written(t
     assert main(["--threads", "1", "train", "--dataset", "digits", "-m", "miwae", "--missing", "mcar:0.3",
                  "--latent-dim", "4", "--hidden", "16", "--epochs", "1", "--train-limit", "100",
                  "--valid-particles", "5", "--quiet", "--out", str(run)]) == 0
-    rows = np.random.default_rng(0).random((3000, 64))
-    rows[rows < 0.3] = np.nan
+    rng = np.random.default_rng(0)
+    rows = (rng.random((3000, 64)) < 0.5).astype(np.float64)  # binary: the run's Bernoulli likelihood refuses others
+    rows[rng.random(rows.shape) < 0.3] = np.nan
     np.save(tmp_path / "rows.npy", rows)
     target = tmp_path / "filled.npy"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
