@@ -395,3 +395,37 @@ def test_a_link_to_nothing_as_output_is_an_existing_path(tmp_path):
     (tmp_path / "out.csv").symlink_to(tmp_path / "nowhere.csv")
     with pytest.raises(files.OutputError, match="out.csv exists; give --force"):
         files.check_outputs([tmp_path / "out.csv"])
+
+
+# ---- messages that named the wrong fix ----
+
+def test_a_table_given_as_the_run_says_what_a_model_source_is(work, capsys):
+    assert main(["score", "new.csv", "--input", "new.csv", "--output", "s.csv"]) == 2
+    message = one_error(capsys)
+    assert "new.csv is not a deepem model file: give a run folder" in message and "pop from" not in message
+
+
+def test_damaged_checkpoints_are_not_called_missing(table_run, work, capsys):
+    run = work / "damaged"
+    shutil.copytree(table_run, run)
+    for ckpt in (run / "checkpoints").glob("*.pt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:100])
+    assert main(["score", str(run), "--input", "new.csv", "--output", "s.csv"]) == 2
+    message = one_error(capsys)
+    assert "checkpoints can be read (damaged or truncated" in message and "train it first" not in message
+    assert not (work / "s.csv").exists()
+
+
+def test_a_missing_dataset_record_is_named(table_run, work, capsys):
+    run = work / "norecord"
+    shutil.copytree(table_run, run)
+    (run / "data_file.json").unlink()
+    assert main(["impute", str(run), "--input", "new.csv", "--output", "f.csv"]) == 2
+    message = one_error(capsys)
+    assert "data_file.json) is missing" in message and "not a number" not in message
+
+
+def test_training_on_a_folder_named_like_a_table_says_it_is_a_folder(work, capsys):
+    (work / "x.csv").mkdir()
+    assert main(["train", "--dataset", "x.csv", "--out", "r"]) == 2
+    assert "is a directory, not a file" in one_error(capsys)

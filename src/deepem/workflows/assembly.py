@@ -78,6 +78,9 @@ def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
     if check_dataset and is_file_dataset(dataset):
         # A file of one's own: recorded absolute (with its sha256, in data_file.json) so the run works
         # from any directory.
+        if Path(dataset).expanduser().is_dir():
+            raise ConfigError(f"invalid dataset = {dataset!r}: is a directory, not a file; give the path of a .csv, "
+                              ".tsv, .npy or .npz file")
         if not Path(dataset).expanduser().is_file():
             raise ConfigError(f"invalid dataset = {dataset!r}: no such file; give the path of a .csv, .tsv, .npy "
                               "or .npz file, or a dataset name (`deepem list`)")

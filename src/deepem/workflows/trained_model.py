@@ -29,6 +29,7 @@ from torch import Tensor
 
 from deepem.data.own_dataset import Standardization
 from deepem.data.registry import DATASETS, load_recorded_dataset
+from deepem.data.tables import SUFFIXES
 from deepem.errors import InvalidInputError, UserError
 from deepem.evaluation.driver import Estimator
 from deepem.evaluation.estimators import make_estimator
@@ -310,7 +311,8 @@ def load_model_file(path: str | Path, device: str = "cpu") -> TrainedModel:
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:  # (torch raises many kinds for a file that is not one of its own)
-        raise ModelFileError(f"{path} is not a deepem model file: {err}") from err
+        raise ModelFileError(f"{path} is not a deepem model file: give a run folder (what `deepem train` wrote) "
+                             "or a file written by TrainedModel.save") from err
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path} is not a deepem model file (format {MODEL_FORMAT})")
     return TrainedModel.from_state(state, device, str(path))
@@ -330,6 +332,11 @@ def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> Tra
     config = TrainConfig.from_dict(run.read_config())
     found = load_latest_good(run.checkpoints, map_location="cpu", warn=warn or _quiet, move_aside=False)
     if found is None:
+        written = sorted(p.name for p in run.checkpoints.glob("*.pt")) if run.checkpoints.is_dir() else []
+        if written:  # (none of them reads back: not "train it first", the run did train)
+            raise RunFolderError(f"run {run.root}: none of its {len(written)} checkpoints can be read (damaged or "
+                                 f"truncated, newest {written[-1]}); restore the folder from a copy, or train the run "
+                                 "again with --force")
         raise RunFolderError(f"run {run.root} has no usable checkpoint yet; train it first (or --resume it)")
     path, ckpt = found
     params = ckpt.get("best", ckpt)  # early stopping: the best validation's parameters
@@ -357,6 +364,10 @@ def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None
                              Standardization.from_dict(record.get("standardization")),
                              None if shape is None else (int(shape[0]), int(shape[1])),
                              record.get("likelihood") or config.model.likelihood or "gaussian", record["path"])
+    if Path(str(config.dataset)).suffix.lower() in SUFFIXES:  # a file of one's own, and its record is gone
+        raise RunFolderError(f"run {run_dir} was trained on {config.dataset}, and its record of that file's columns "
+                             f"and scale ({RECORD_NAME}) is missing; put it back from a copy of the run folder, or "
+                             "train the run again")
     columns = None if data_dim is None else [str(j + 1) for j in range(data_dim)]
     info = DATASETS.get(str(config.dataset).strip().lower().replace("_", "-"))
     if columns is not None and config.model.likelihood and (info is None or info.dim != data_dim):
