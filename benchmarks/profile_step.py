@@ -3,11 +3,17 @@ kind of work: matrix products, element-wise passes, the optimiser, and everythin
 autograd, Python); with the number of ATen calls and the rate the matrix products reach.
 
     python benchmarks/profile_step.py [--threads 1] [--steps 20] [--keep-freed-memory] [--out benchmarks/results]
+    python benchmarks/profile_step.py --precision bf16-mixed     # training only: where the mixed step's time goes
 
 It says how far a step can get faster without changing what is computed: the matrix products (the
 same FLOPs in every implementation) are a floor, so total / matmul time bounds the speed-up that any
 amount of work on the rest can give. Writes step_profile.md and step_profile.json (step_profile-keep.* with
---keep-freed-memory: both implementations with the allocator setting the deepem command applies)."""
+--keep-freed-memory: both implementations with the allocator setting the deepem command applies).
+
+With --precision P the training workloads are profiled four ways: deepem's step in float32 and under P
+(training/precision.py), plain PyTorch in float32 and with its forward pass under torch.autocast to P's type;
+the isolated products are timed in float32 and in P's type (the floor of each), and the dtype conversions
+autocast adds (aten::copy_ and aten::_to_copy) get a column of their own. Writes step_profile-P.md/.json."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from deepem.training.allocator import keep_freed_memory
+from deepem.training.precision import PrecisionError, check_precision
 from harness import call_seconds, command_line, contention, finish, timer, write_results
 from peers import (
     D,
@@ -45,6 +52,7 @@ KINDS = {
     "optimiser": ("aten::_fused_adam_", "aten::lerp_", "aten::addcdiv_", "aten::addcmul_",
                   "aten::sqrt"),
     "random numbers": ("aten::normal_",),
+    "dtype conversions, copies": ("aten::copy_", "aten::_to_copy"),
 }
 
 
@@ -89,12 +97,14 @@ def product_shapes(k: int, batch: int, training: bool) -> list[tuple[int, int, i
     return shapes
 
 
-def isolated_products_ms(shapes: list[tuple[int, int, int]], repeats: int = 5) -> float:
+def isolated_products_ms(shapes: list[tuple[int, int, int]], repeats: int = 5,
+                         dtype: torch.dtype = torch.float32) -> float:
     """Milliseconds the step's matrix products take as raw torch.mm calls on their own, with ordinary
-    (normal, random) operands: the physical floor, fastest of `repeats` rounds."""
+    (normal, random) operands in `dtype`: the physical floor, fastest of `repeats` rounds."""
     g = torch.Generator().manual_seed(0)
-    operands = [(torch.randn(m, n, generator=g), torch.randn(n, c, generator=g)) for m, n, c in shapes]
-    outs = [torch.empty(m, c) for m, _, c in shapes]
+    operands = [(torch.randn(m, n, generator=g).to(dtype), torch.randn(n, c, generator=g).to(dtype))
+                for m, n, c in shapes]
+    outs = [torch.empty(m, c, dtype=dtype) for m, _, c in shapes]
 
     def products() -> None:
         for (a, b), out in zip(operands, outs, strict=True):
@@ -123,10 +133,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="both implementations with deepem's allocator setting (training/allocator.py)")
+    parser.add_argument("--precision", default=None, metavar="P",
+                        help="profile training under this mixed precision beside float32 (training/precision.py)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     if args.keep_freed_memory and not keep_freed_memory():
         parser.error("--keep-freed-memory needs Linux with glibc")
+    compute = None
+    if args.precision:
+        try:
+            compute = check_precision(args.precision, "cpu").compute
+        except PrecisionError as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     record = contention()
@@ -134,23 +152,32 @@ def main() -> None:
     workloads = []
     for k, b in ((50, 20), (50, 100), (5, 20)):
         x = torch.bernoulli(torch.full((b, D), 0.13))
+        implementations = {"deepem": deepem_step(x, k), "plain": plain_step(x, k)}
+        if compute is not None:
+            implementations = {"deepem": implementations["deepem"],
+                               f"deepem {args.precision}": deepem_step(x, k, precision=args.precision),
+                               "plain": implementations["plain"], "plain autocast": plain_step(x, k, autocast=compute)}
         workloads.append((f"train K={k}, B={b}", training_flops(k, b), args.steps, product_shapes(k, b, True),
-                          {"deepem": deepem_step(x, k), "plain": plain_step(x, k)}))
+                          implementations))
     x = torch.bernoulli(torch.full((EVAL_POINTS, D), 0.13))
-    workloads.append((f"evaluate K={EVAL_K}, {EVAL_POINTS} points", evaluation_flops(EVAL_K, EVAL_POINTS),
-                      max(1, args.steps // 10), product_shapes(EVAL_K, EVAL_POINTS, False),
-                      {"deepem": deepem_evaluation(x, EVAL_K, EVAL_POINTS),
-                       "plain": plain_evaluation(x, EVAL_K, EVAL_POINTS)}))
+    if compute is None:
+        workloads.append((f"evaluate K={EVAL_K}, {EVAL_POINTS} points", evaluation_flops(EVAL_K, EVAL_POINTS),
+                          max(1, args.steps // 10), product_shapes(EVAL_K, EVAL_POINTS, False),
+                          {"deepem": deepem_evaluation(x, EVAL_K, EVAL_POINTS),
+                           "plain": plain_evaluation(x, EVAL_K, EVAL_POINTS)}))
     rows = []
     for workload, flops, steps, shapes, implementations in workloads:
         isolated = isolated_products_ms(shapes)
+        isolated_mixed = isolated_products_ms(shapes, dtype=compute) if compute is not None else None
         for name, step in implementations.items():
             kinds, calls = profile_step(step, steps)
             wall, faults = min(wall_ms(step, steps) for _ in range(3))
             kinds["Python, dispatch, autograd (wall - ops)"] = max(0.0, wall - sum(kinds.values()))
             rows.append({"workload": workload, "implementation": name, "wall_ms": wall, "ms_by_kind": kinds,
                          "page_faults_per_step": faults, "aten_calls_per_step": calls,
-                         "isolated_products_ms": isolated, "denormals_per_step": denormals_per_step(step),
+                         "isolated_products_ms": (isolated_mixed if isolated_mixed is not None
+                                                  and name.endswith((args.precision, "autocast")) else isolated),
+                         "denormals_per_step": denormals_per_step(step),
                          "matmul_gflops": flops / max(kinds.get("matrix products", 0.0), 1e-9) / 1e6})
     finish(record)
     kinds = list(KINDS) + ["other element-wise, small ops, autograd", "Python, dispatch, autograd (wall - ops)"]
@@ -162,7 +189,8 @@ def main() -> None:
              "Bound = wall / matrix products: the speed-up left if all but the matrix products were free. "
              "Isolated products = the same shapes (forward, grad-input, grad-weight of every layer) as raw "
              "torch.mm calls on their own with ordinary operands, fastest of 5 rounds: the physical floor; "
-             "physical bound = wall / isolated products. Denormals = float32 denormal values the step's ops "
+             "physical bound = wall / isolated products (under a mixed precision: the products in its type). "
+             "Denormals = float32 denormal values the step's ops "
              "compute (views not counted; deepem's step flushes on every thread, as Trainer.fit does).", "",
              "| workload | implementation | wall ms | page faults | ATen calls | " + " | ".join(kinds)
              + " | matmul GFLOP/s (of peak) | bound | isolated products ms | physical bound | denormals |",
@@ -178,6 +206,8 @@ def main() -> None:
                      + f" | {r['denormals_per_step']} |")
     title = f"Where an IWAE step's time goes ({args.threads} thread(s), torch {torch.__version__}, {allocator})"
     name = "step_profile-keep" if args.keep_freed_memory else "step_profile"
+    if args.precision:
+        name += f"-{args.precision}"
     print(write_results(args.out, name, title, lines, {"threads": args.threads,
                                                        "keep_freed_memory": args.keep_freed_memory,
                                                        "matmul_peak_gflops": peak, "rows": rows}, record,
