@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +42,11 @@ FOREIGN_BOMS = {b"\xff\xfe": "UTF-16 (little-endian)", b"\xfe\xff": "UTF-16 (big
 
 class TableError(UserError, ValueError):
     """A user's data file cannot be used as it is (the message says where and what to do)."""
+
+
+class NonNumericError(TableError, TypeError):
+    """Rows given in Python as text or other objects rather than numbers (a ValueError, as numpy's own
+    refusal of such rows was, and a TypeError)."""
 
 
 @dataclass
@@ -361,6 +368,57 @@ def check_finite_table(x: np.ndarray, name: str = "X") -> None:
         raise TableError(f"{name}[{r}, {j}] is {values[r, j]:g}: beyond {LARGEST_VALUE:.3g}, the largest number "
                          "the model computes with (float32); rescale the column (e.g. other units, or its "
                          "logarithm), or set the entry to NaN to mark it missing")
+
+
+#: numpy dtype kinds that are numbers (bool, signed and unsigned integers, floats)
+NUMERIC_KINDS = "biuf"
+
+
+def _not_numeric(value: Any, text_only: bool) -> bool:
+    """A cell of an object array that is not a number (None counts as missing); `text_only`: only str/bytes."""
+    if text_only:
+        return isinstance(value, (str, bytes))
+    return value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, (str, bytes)))
+
+
+def refuse_non_numeric(x: Any, name: str = "x", text_only: bool = False) -> None:
+    """Refuse in one line rows given as text or other non-numbers (strings, an object array holding a
+    string), naming the first such cell and what to give instead, before numpy's own error deep inside.
+    `text_only`: refuse text only (scikit-learn refuses other objects and complex numbers in its own words)."""
+    try:
+        values = np.asarray(x)
+    except ValueError:  # (ragged rows: numpy refuses them before any cell is looked at)
+        raise NonNumericError(f"{name} must be rows of equal length (an (N, D) array of numbers); its rows have "
+                              "different lengths") from None
+    if values.dtype.kind in NUMERIC_KINDS or values.size == 0:
+        return
+    if values.dtype.kind not in "OUSV":  # complex, dates, times
+        if text_only:
+            return
+        raise NonNumericError(f"{name} has dtype {values.dtype}: give real numbers (a float array, NaN for a "
+                              "missing cell)")
+    flags = np.frompyfunc(lambda v: _not_numeric(v, text_only), 1, 1)(values).astype(bool)
+    if not flags.any():
+        return
+    cells = np.argwhere(np.atleast_1d(flags))
+    # the first cell that is not even a number written as text, else the first text cell
+    where = next((tuple(c) for c in cells if not _text_number(np.atleast_1d(values)[tuple(c)])), tuple(cells[0]))
+    cell = np.atleast_1d(values)[where]
+    at = f"[{', '.join(str(int(i)) for i in where)}]"
+    if isinstance(cell, (str, bytes)):
+        raise NonNumericError(f"{name}{at} is text ({str(cell)!r}): give numbers (a float array, NaN for a missing "
+                              "cell); convert the text first (numpy.asarray(x, dtype=float), pandas.to_numeric), or "
+                              "give the file itself to the deepem command line, which reads numbers from text")
+    raise NonNumericError(f"{name}{at} is a {type(cell).__name__} ({cell!r}), not a number: give numbers (a float "
+                          "array, NaN for a missing cell)")
+
+
+def _text_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, (str, bytes))
 
 
 def check_trainable(table: TableFile, min_rows: int = MIN_TRAIN_ROWS) -> None:

@@ -18,6 +18,7 @@ results: the standardisation is applied and undone here, and scores include its 
 from __future__ import annotations
 
 import io
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from deepem.data.own_dataset import Standardization
 from deepem.data.registry import DATASETS, load_recorded_dataset
-from deepem.data.tables import SUFFIXES
+from deepem.data.tables import SUFFIXES, refuse_non_numeric
 from deepem.errors import InvalidInputError, UserError
 from deepem.evaluation.driver import Estimator
 from deepem.evaluation.estimators import make_estimator
@@ -56,6 +57,19 @@ MODEL_FILE = "model.pt"
 
 class ModelFileError(UserError, ValueError):
     """A saved model file that is not one, is damaged, or does not match its checksum."""
+
+
+class CountTypeError(UserError, TypeError):
+    """A number of samples or draws given as other than a whole number."""
+
+
+def whole_count(value: Any, name: str, minimum: int = 1) -> int:
+    """`value` as an int, refused in one line when it is not a whole number >= `minimum` (a string "5", 2.5)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise CountTypeError(f"{name} must be a whole number >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def method_proposal(method: str) -> str:
@@ -142,6 +156,8 @@ class TrainedModel:
     def model_rows(self, x: Any, mask: Any = None) -> tuple[np.ndarray, Tensor, Tensor]:
         """(x as float64 on its own scale, x in model units, mask): `x` an (N, D) array or tensor with NaN
         where missing (or `mask`, True = observed)."""
+        if not isinstance(x, Tensor):
+            refuse_non_numeric(x, "x")
         values = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != self.data_dim:
             raise InvalidInputError(f"rows must be shaped (N, {self.data_dim}) (the model's columns), got "
@@ -157,6 +173,7 @@ class TrainedModel:
                       column_name: Callable[[int], str] = lambda j: f"column {j}", source: str = "") -> None:
         """Refuse rows holding a value the model's likelihood cannot give (a Bernoulli model and grey levels),
         naming the first by `row_name` and `column_name` (models.likelihoods.check_rows)."""
+        refuse_non_numeric(x, "x")
         values = np.asarray(x, dtype=np.float64)
         observed = ~np.isnan(values) if mask is None else np.asarray(mask, dtype=bool)
         scale = self.transform.standardization
@@ -192,8 +209,7 @@ class TrainedModel:
     def impute_draws(self, x: Any, n_draws: int = 5, particles: int = 1000, seed: int = 0,
                      proposal: str | None = None, batch_size: int = 100) -> np.ndarray:
         """(n_draws, N, D) multiple imputations of x by sampling importance resampling."""
-        if n_draws < 1:
-            raise InvalidInputError(f"n_draws must be >= 1, got {n_draws}")
+        whole_count(n_draws, "n_draws")
         return finite_rows(self.imputation(x, None, particles, n_draws, seed, proposal, batch_size)[1], "draw")
 
     def score_estimate(self, x: Any, mask: Any = None, particles: int = 1000, seed: int = 0,
@@ -219,8 +235,7 @@ class TrainedModel:
     def sample(self, n: int = 64, seed: int = 0, mean: bool = False) -> np.ndarray:
         """(n, D) draws x ~ p(x) = ∫ p(x|z) p(z) dz on the data's own scale; mean=True: the likelihood's mean
         E[x|z] of each z instead of a draw (the clean images of a sample grid)."""
-        if n < 1:
-            raise InvalidInputError(f"the number of samples must be >= 1, got {n}")
+        n = whole_count(n, "the number of samples n")
         drawn = self.model.sample(n, generator=torch.Generator(device=self.model_device).manual_seed(seed),
                                   mean=mean)
         out = drawn.detach().cpu().double().numpy()
