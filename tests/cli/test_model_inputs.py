@@ -69,3 +69,24 @@ def test_estimators_refuse_text_in_fit_and_after(imputer, estimator):
     apply = imputer.transform if isinstance(estimator, DeepImputer) else DeepDensityEstimator(**TINY).fit(
         rows()).score_samples
     assert one_line_error(lambda: apply([["1", "x"]])).startswith("X[0, 1] is text ('x')")
+
+
+def test_requests_beyond_the_machines_memory_are_refused_before_any_work(imputer):
+    model = imputer.model_
+    message = one_line_error(lambda: model.sample(10**13))  # each: (3 x 2 columns + 4 hidden + 1 latent) x 8 bytes
+    assert message.startswith("10000000000000 samples of 2 columns needs about 880.0 TB of memory")
+    assert message.endswith("free on this machine; ask for fewer (--n, n), or draw them a part at a time with "
+                            "different seeds")
+    message = one_line_error(lambda: model.impute_draws(rows(2), 10**13, particles=2))
+    assert message.startswith("10000000000000 multiple imputations of 2 rows of 2 columns needs about 960.0 TB")
+    assert "ask for fewer draws (--draws, n_draws)" in message
+    assert imputer.sample(rows(3), n_draws=2).shape == (2, 3, 2)  # a request that fits goes on
+
+
+def test_the_memory_check_says_the_number_and_what_is_free():
+    from deepem.workflows.memory import require_memory
+
+    require_memory(1000, "a request", "ask for less", available=1000)  # exactly what is free: fine
+    message = one_line_error(lambda: require_memory(2_500_000_000, "7 draws", "ask for fewer", available=10**9))
+    assert message == ("7 draws needs about 2.5 GB of memory, more than the 1.0 GB free on this machine; ask for "
+                       "fewer")

@@ -46,6 +46,7 @@ from deepem.models.lvm import DeepLatentModel
 from deepem.training.checkpoint_file import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
+from deepem.workflows.memory import NUMBER_BYTES, require_memory
 from deepem.workflows.own_data import RECORD_NAME, load_dataset_record
 
 #: the format tag of a saved TrainedModel file
@@ -194,11 +195,20 @@ class TrainedModel:
                    ) -> tuple[np.ndarray, np.ndarray | None, ImputationResult]:
         """(imputed rows, (draws, N, D) multiple imputations or None, the ImputationResult in model units)."""
         given, rows, observed = self.model_rows(x, mask)
+        if draws:
+            self.check_draws_memory(draws, *given.shape)
         result = impute_rows(self.model, rows, observed, particles, draws, proposal or self.imputation_proposal,
                              seed, batch_size, progress=progress)
         drawn = None if result.draws is None else np.stack([self.own_scale(d, given, observed)
                                                               for d in result.draws])
         return self.own_scale(result.imputed, given, observed), drawn, result
+
+    def check_draws_memory(self, draws: int, n_rows: int, n_columns: int) -> None:
+        """Refuse `draws` imputations of n_rows rows whose results would not fit in memory (held three times
+        over: the model's, on the data's scale, and stacked)."""
+        require_memory(3 * draws * n_rows * n_columns * NUMBER_BYTES,
+                       f"{draws} multiple imputations of {n_rows} rows of {n_columns} columns",
+                       "ask for fewer draws (--draws, n_draws), or impute the rows a part at a time")
 
     def impute(self, x: Any, particles: int = 1000, seed: int = 0, proposal: str | None = None,
                batch_size: int = 100) -> np.ndarray:
@@ -236,6 +246,10 @@ class TrainedModel:
         """(n, D) draws x ~ p(x) = ∫ p(x|z) p(z) dz on the data's own scale; mean=True: the likelihood's mean
         E[x|z] of each z instead of a draw (the clean images of a sample grid)."""
         n = whole_count(n, "the number of samples n")
+        model = self.config.get("model", {})
+        widths = sum(model.get("hidden") or []) + int(model.get("latent_dim") or 0)  # what each draw passes through
+        require_memory(n * (3 * self.data_dim + widths) * NUMBER_BYTES, f"{n} samples of {self.data_dim} columns",
+                       "ask for fewer (--n, n), or draw them a part at a time with different seeds")
         drawn = self.model.sample(n, generator=torch.Generator(device=self.model_device).manual_seed(seed),
                                   mean=mean)
         out = drawn.detach().cpu().double().numpy()
