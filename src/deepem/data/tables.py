@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,25 @@ def _missing(text: str) -> bool:
     return _bare(text).lower() in MISSING_TOKENS
 
 
+#: a number as a CSV holds one: decimal digits with an optional sign, point and exponent, or inf / infinity
+#: (Python's float() also takes `1_000` and digits of other scripts, which are not numbers in a CSV)
+CSV_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.IGNORECASE | re.ASCII)
+#: digits grouped in thousands by a separator (1,000 / 1 000 / 1_000 / 1'000)
+GROUPED = re.compile(r"[+-]?\d{1,3}([,_ '])\d{3}(\1\d{3})*(\.\d*)?", re.ASCII)
+
+
 def _number(text: str) -> float | None:
+    bare = _bare(text)
+    return float(bare) if CSV_NUMBER.fullmatch(bare) else None
+
+
+def _python_number(text: str) -> bool:
+    """Text Python's float() reads that `_number` does not (1_000, digits of other scripts)."""
     try:
-        return float(_bare(text))
+        float(_bare(text))
     except ValueError:
-        return None
+        return False
+    return not _missing(text)
 
 
 def _decode(path: Path) -> list[str]:
@@ -172,6 +187,9 @@ def detect_header(path: Path, first: list[str], rows: list[list[str]]) -> bool:
     data row, unless it could as well be column names: distinct whole numbers that count the columns
     (0, 1, .. or 1, 2, ..) or that head rows holding other than whole numbers, in a file of more than one
     line. That case is refused, for the user to say which it is."""
+    for j, cell in enumerate(first):  # (a grouped number is no column name: say what it is, not "a header")
+        if _number(cell) is None and (GROUPED.fullmatch(_bare(cell)) or _python_number(cell)):
+            raise TableError(f"{path}: line 1, column {j + 1}: {_not_a_number(cell, ',' if ',' in cell else ' ')}")
     if any(not _missing(c) and _number(c) is None for c in first):
         return True
     numbers = [_number(c) for c in first]
@@ -192,7 +210,14 @@ def detect_header(path: Path, first: list[str], rows: list[list[str]]) -> bool:
 def _not_a_number(cell: str, delimiter: str) -> str:
     """Why a cell is not a number, with the likely cause when the cell shows one."""
     hint = "every cell must be a number, or empty / NA / NaN when missing"
-    if delimiter != "," and "," in cell and _number(cell.replace(",", ".")) is not None:
+    if GROUPED.fullmatch(_bare(cell)):
+        grouped = _bare(cell)
+        plain = re.sub(r"[,_ ']", "", grouped)
+        hint = (f"it reads as digits grouped by a thousands separator, which a CSV number does not hold; write "
+                f"{plain} (export the numbers without thousands separators)")
+        if "," in grouped and "." not in grouped:
+            hint += f", or if ',' is a decimal comma, export with '.' decimals ({grouped.replace(',', '.')})"
+    elif delimiter != "," and "," in cell and _number(cell.replace(",", ".")) is not None:
         hint = "the decimal point must be '.', not ','; export the file with '.' decimals"
     elif any(s in cell for s in OTHER_SEPARATORS if s != delimiter):
         hint = f"the cell holds a separator other than {delimiter!r}; use one separator in the whole file"
@@ -242,6 +267,8 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
     values = np.full((len(rows), width), np.nan)
     for r, index in enumerate(rows):
         cells = lines[index].rstrip("\r\n").split(delimiter)
+        if '"' in lines[index]:
+            _refuse_quoted_separator(path, index, lines[index].rstrip("\r\n"), delimiter, columns if header else [])
         if len(cells) != width:
             raise TableError(f"{path}: line {index + 1} has {len(cells)} cells, {_expected(width, header)}; "
                              "make every row the same length (leave a cell empty for a missing value)")
@@ -257,6 +284,16 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
     return TableFile(path, suffix[1:], values, ~np.isnan(values), names, sha256_file(path), bool(header),
                      delimiter=delimiter, lines=lines, row_lines=rows,
                      header_line=content[0] if header else None)
+
+
+def _refuse_quoted_separator(path: Path, index: int, line: str, delimiter: str, columns: list[str]) -> None:
+    """Refuse a quoted cell holding the separator ("1,000"): the rows are split at every separator, so such
+    a cell is never one number; most often it is a thousands separator a spreadsheet wrote."""
+    for j, cell in enumerate(next(csv.reader([line], delimiter=delimiter))):
+        if delimiter in cell:
+            name = f"column {j + 1} ({columns[j]!r})" if j < len(columns) else f"column {j + 1}"
+            raise TableError(f"{path}: line {index + 1}, {name}: {_not_a_number(cell, delimiter)} (a quoted cell "
+                             "holding the separator is not read)")
 
 
 def _expected(width: int, header: bool) -> str:
