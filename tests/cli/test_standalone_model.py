@@ -152,3 +152,33 @@ def test_run_folders_of_older_deepem_load_as_a_trained_model(fixture):
     x = run.data.test[:5]
     assert np.array_equal(model.score(x, particles=10),  # no rescaling: the scores of the run's own model
                           score_rows(run.model, x.double(), None, 10).per_point.numpy())
+
+
+def test_a_run_on_a_benchmark_dataset_loads_and_samples_without_its_dataset(tmp_path, monkeypatch, capsys):
+    """Its checkpoints record the data transform: neither deepem.load nor `deepem sample` loads the dataset."""
+    import deepem.data.registry as registry
+    import deepem.workflows.trained_model as trained_model
+    from deepem.cli import main
+    from deepem.training.checkpoint_file import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["--threads", "1", "train", "--dataset", "digits", "--latent-dim", "2", "--hidden", "8",
+                 "--train-limit", "40", "--valid-particles", "3", "--quiet", "--epochs", "1", "--out", str(run)]) == 0
+    recorded = load_checkpoint(sorted((run / "checkpoints").glob("*.pt"))[-1])["data_transform"]
+    assert recorded == {"columns": [str(j + 1) for j in range(64)], "header": False, "standardization": None,
+                        "image_shape": [8, 8], "likelihood": "bernoulli", "dataset": "digits", "benchmark": True}
+
+    def gone(*args, **kwargs):
+        raise AssertionError("the dataset was loaded")
+
+    for module in (registry, trained_model):
+        for name in ("load_recorded_dataset", "load_dataset"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, gone)
+    model = load_model(run)
+    assert model.transform.image_shape == (8, 8) and model.transform.benchmark and model.data_dim == 64
+    drawn = model.sample(5, seed=3)
+    assert drawn.shape == (5, 64) and set(np.unique(drawn)) <= {0.0, 1.0}
+    assert np.array_equal(drawn, model.sample(5, seed=3))
+    assert main(["sample", str(run), "--n", "4", "--output", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")

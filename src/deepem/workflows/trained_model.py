@@ -5,8 +5,9 @@ evaluate --input` use one; a scikit-learn estimator's fitted `model_` is one.
 
 A run folder holds config.json, its checkpoints and, for a file of one's own, data_file.json (columns, header,
 standardisation): `load_model` builds the TrainedModel from those, so the file the run trained on is never
-read, and every run folder written so far loads. A run on a benchmark dataset has no such record: its
-transform (dimension, likelihood, image shape) comes from the dataset, which is then loaded.
+read, and every run folder written so far loads. A run on a benchmark dataset has its transform (dimension,
+likelihood, image shape) in its checkpoints (`data_transform`, written since deepem records it), so it too
+loads without its data; an older run's comes from the dataset, which is then loaded.
 
 `TrainedModel.save(PATH)` writes it as one file (`MODEL_FORMAT`), atomically with a sha256 file beside it;
 the file holds tensors, numbers, strings, lists and dicts only, so `torch.load(PATH, weights_only=True)`
@@ -375,17 +376,19 @@ def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> Tra
         if saved.step == step:
             saved.checkpoint = path.name
             return saved
-    transform = run_transform(source, config, ckpt.get("data_dim"))
+    transform = run_transform(source, config, ckpt.get("data_dim"), ckpt.get("data_transform"))
     model = build_model(config, len(transform.columns), transform.likelihood, params["model"], device)
     return TrainedModel(model, transform, config.method, dict(config.method_options), config.to_dict(), step,
                         method_proposal(config.method), str(source), path.name)
 
 
-def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None = None) -> DataTransform:
+def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None = None,
+                  recorded: dict[str, Any] | None = None) -> DataTransform:
     """The data transform of a run: from its dataset record (a file of one's own); for a benchmark dataset,
-    from the dataset as the run's data hold it (columns 1..D, no header, no rescaling; loaded for its image
-    shape); for data given to the Trainer directly, from the checkpoint's data dimension and the recorded
-    likelihood (columns 1..D, no rescaling)."""
+    the one its checkpoint `recorded` (checkpoints written since deepem recorded it), else from the dataset
+    as the run's data hold it (columns 1..D, no header, no rescaling; loaded for its image shape); for data
+    given to the Trainer directly, from the checkpoint's data dimension and the recorded likelihood (columns
+    1..D, no rescaling)."""
     if (Path(run_dir) / RECORD_NAME).is_file():
         record = load_dataset_record(run_dir)
         shape = record.get("image_shape")
@@ -397,6 +400,8 @@ def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None
         raise RunFolderError(f"run {run_dir} was trained on {config.dataset}, and its record of that file's columns "
                              f"and scale ({RECORD_NAME}) is missing; put it back from a copy of the run folder, or "
                              "train the run again")
+    if recorded is not None:
+        return DataTransform.from_dict(recorded)
     columns = None if data_dim is None else [str(j + 1) for j in range(data_dim)]
     info = DATASETS.get(str(config.dataset).strip().lower().replace("_", "-"))
     if columns is not None and config.model.likelihood and (info is None or info.dim != data_dim):
