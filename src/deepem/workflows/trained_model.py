@@ -348,10 +348,12 @@ def load_model_file(path: str | Path, device: str = "cpu") -> TrainedModel:
     return TrainedModel.from_state(state, device, str(path))
 
 
-def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> TrainedModel:
+def load_model(source: str | Path, device: str = "cpu", warn: Any = None, data_dir: str | None = None
+               ) -> TrainedModel:
     """The TrainedModel of a run folder (the newest good checkpoint's parameters, or under early stopping
     its best validation's) or of a saved model file. A run on a file of one's own is loaded without the
-    file; one on a benchmark dataset loads the dataset for its dimension and likelihood."""
+    file, and so is one on a benchmark dataset whose checkpoints record the data transform; an older one
+    loads the dataset (from `data_dir` when given) for its dimension and likelihood."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     source = Path(source)
@@ -376,6 +378,8 @@ def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> Tra
         if saved.step == step:
             saved.checkpoint = path.name
             return saved
+    if data_dir:
+        config.data_dir = data_dir
     transform = run_transform(source, config, ckpt.get("data_dim"), ckpt.get("data_transform"))
     model = build_model(config, len(transform.columns), transform.likelihood, params["model"], device)
     return TrainedModel(model, transform, config.method, dict(config.method_options), config.to_dict(), step,
