@@ -56,7 +56,7 @@ except ImportError as err:  # pragma: no cover - depends on the installation
 
 from deepem.data.base import DataSplits
 from deepem.data.own_dataset import Standardization
-from deepem.data.tables import check_finite_table
+from deepem.data.tables import check_finite_table, refuse_non_numeric
 from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.workflows.assembly import build_trainer, run_config
 from deepem.workflows.trained_model import MODEL_FILE, DataTransform, TrainedModel, method_proposal
@@ -127,7 +127,10 @@ class _DeepLatentEstimator(BaseEstimator):
                 **{k: v for k, v in given.items() if v is not None}}
 
     def _check(self, X: Any, reset: bool) -> np.ndarray:  # noqa: N803 - scikit-learn's name
-        """X as float32 or float64 rows; NaN allowed only when it is the missing-value marker."""
+        """X as float32 or float64 rows; NaN allowed only when it is the missing-value marker. Text is refused
+        in one line (numpy's error would come from deep inside scikit-learn); other objects as scikit-learn does."""
+        if not hasattr(X, "toarray"):  # (a sparse matrix: scikit-learn's own refusal)
+            refuse_non_numeric(X, "X", text_only=True)
         X = validate_data(self, X, reset=reset, dtype=_DTYPES, ensure_min_samples=2 if reset else 1,  # noqa: N806
                           ensure_all_finite="allow-nan" if _is_nan(self.missing_values) else True)
         check_finite_table(X)  # finite, yet beyond float32 (1e300): the model would compute inf

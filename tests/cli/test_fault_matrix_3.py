@@ -115,6 +115,18 @@ def test_item4_negative_draws_are_refused_by_the_declared_range(table_run, work,
     assert not (work / "out.csv").exists()
 
 
+@pytest.mark.parametrize("command, flag, most", [("impute", "--draws", 1000), ("sample", "--n", 1000000)])
+def test_draws_and_samples_beyond_the_declared_range_are_refused(table_run, work, command, flag, most, capsys):
+    """All of them would be held in memory at once: an extra 0 or three is refused, not allocated."""
+    extra = ["--input", "new.csv", "--output", "out.csv"] if command == "impute" else ["--output", "out.csv"]
+    with pytest.raises(SystemExit) as stop:
+        main([command, str(table_run), *extra, flag, str(most + 1)])
+    name = flag.removeprefix("--")
+    assert stop.value.code == 2 and (f"{flag}: invalid {name} = '{most + 1}': must be an integer >= "
+                                     f"{0 if command == 'impute' else 1} and <= {most}") in one_error(capsys)
+    assert not (work / "out.csv").exists()
+
+
 # ---- item 6: an output that is a folder, or under a file ----
 
 @pytest.mark.parametrize("command", ["impute", "score", "sample"])

@@ -24,6 +24,9 @@ from deepem.workflows.own_runs import default_proposal
 from deepem.workflows.trained_model import load_model
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
+#: a run on a benchmark dataset, in a second
+DIGITS_TRAIN = ["--threads", "1", "train", "--dataset", "digits", "--latent-dim", "2", "--hidden", "8",
+                "--train-limit", "40", "--valid-particles", "3", "--quiet", "--epochs", "1"]
 
 
 def write_csv(path: Path, n: int = 50, seed: int = 0) -> None:
@@ -152,3 +155,66 @@ def test_run_folders_of_older_deepem_load_as_a_trained_model(fixture):
     x = run.data.test[:5]
     assert np.array_equal(model.score(x, particles=10),  # no rescaling: the scores of the run's own model
                           score_rows(run.model, x.double(), None, 10).per_point.numpy())
+
+
+def test_a_run_on_a_benchmark_dataset_loads_and_samples_without_its_dataset(tmp_path, monkeypatch, capsys):
+    """Its checkpoints record the data transform: neither deepem.load nor `deepem sample` loads the dataset."""
+    import deepem.data.registry as registry
+    import deepem.workflows.trained_model as trained_model
+    from deepem.cli import main
+    from deepem.training.checkpoint_file import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main([*DIGITS_TRAIN, "--out", str(run)]) == 0
+    recorded = load_checkpoint(sorted((run / "checkpoints").glob("*.pt"))[-1])["data_transform"]
+    assert recorded == {"columns": [str(j + 1) for j in range(64)], "header": False, "standardization": None,
+                        "image_shape": [8, 8], "likelihood": "bernoulli", "dataset": "digits", "benchmark": True}
+
+    def gone(*args, **kwargs):
+        raise AssertionError("the dataset was loaded")
+
+    for module in (registry, trained_model):
+        for name in ("load_recorded_dataset", "load_dataset"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, gone)
+    model = load_model(run)
+    assert model.transform.image_shape == (8, 8) and model.transform.benchmark and model.data_dim == 64
+    drawn = model.sample(5, seed=3)
+    assert drawn.shape == (5, 64) and set(np.unique(drawn)) <= {0.0, 1.0}
+    assert np.array_equal(drawn, model.sample(5, seed=3))
+    assert main(["sample", str(run), "--n", "4", "--output", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bdmc_and_the_sample_grid_need_no_data(tmp_path, monkeypatch, capsys):
+    """bdmc simulates its points from the model, and a grid draws from it: neither reads the data trained on
+    (the CSV deleted; the benchmark's loaders made to fail)."""
+    import deepem.data.registry as registry
+    import deepem.workflows.trained_model as trained_model
+    from deepem.cli import main
+    from deepem.workflows.compare import sample_grid
+
+    write_csv(tmp_path / "t.csv")
+    run = tmp_path / "run"
+    assert main(["--threads", "1", "train", "--dataset", str(tmp_path / "t.csv"), "-m", "miwae", "--latent-dim", "2",
+                 "--hidden", "8", "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    (tmp_path / "t.csv").unlink()
+    assert main(["bdmc", str(run), "--points", "2", "--temperatures", "5", "--chains", "2", "--leapfrog-steps", "2",
+                 "--quiet"]) == 0
+    record = json.loads((run / "bdmc.json").read_text())
+    newest = sorted(p.name for p in (run / "checkpoints").glob("*.pt"))[-1]
+    assert record["step"] == 1 and record["checkpoint"] == newest
+    assert np.isfinite(record["gap"])
+
+    images = tmp_path / "digits"
+    assert main([*DIGITS_TRAIN, "--out", str(images)]) == 0
+    capsys.readouterr()
+
+    def gone(*args, **kwargs):
+        raise AssertionError("the dataset was loaded")
+
+    for module in (registry, trained_model):
+        for name in ("load_recorded_dataset", "load_dataset"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, gone)
+    assert sample_grid(images, tmp_path / "grid.png", n=4).read_bytes().startswith(b"\x89PNG")

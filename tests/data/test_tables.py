@@ -253,3 +253,27 @@ def test_check_finite_table_names_the_entry_of_an_array(tmp_path):
         with pytest.raises(TableError) as caught:
             check_finite_table(rows)
         assert str(caught.value).startswith(f"X[1, 1] is {shown}: beyond 3.4e+38")
+
+
+@pytest.mark.parametrize("text, line, where, cell, plain", [
+    ('a,b\n1,"1,000"\n2,3\n', 2, "column 2 ('b')", "1,000", "1000"),  # a spreadsheet's thousands separator, quoted
+    ('a,b\n1,1_000\n2,3\n', 2, "column 2 ('b')", "1_000", "1000"),  # Python's notation: float() reads it as 1000
+    ('1,"12,345,678.5"\n2,3\n', 1, "column 2", "12,345,678.5", "12345678.5"),
+    ("1,1_000\n2,3\n", 1, "column 2", "1_000", "1000"),  # not taken for a header line
+    ('a;b\n1;1 000\n2;3\n', 2, "column 2 ('b')", "1 000", "1000"),
+])
+def test_grouped_digits_are_refused_naming_line_column_and_the_plain_number(tmp_path, text, line, where, cell, plain):
+    with pytest.raises(TableError) as err:
+        read_table(write(tmp_path, text))
+    message = str(err.value)
+    assert f"t.csv: line {line}, {where}: {cell!r} is not a number; it reads as digits grouped by a thousands " \
+           f"separator" in message and f"write {plain} (export the numbers without thousands separators)" in message
+
+
+def test_only_what_a_csv_calls_a_number_is_read(tmp_path):
+    table = read_table(write(tmp_path, 'a,b\n"2.5",-.5e-3\n+1.,1E+02\n３,4\n'.replace("３", "3")))
+    assert table.values.tolist() == [[2.5, -0.0005], [1.0, 100.0], [3.0, 4.0]]
+    with pytest.raises(TableError, match=r"line 2, column 1 \('a'\): '３' is not a number"):  # float() reads it
+        read_table(write(tmp_path, "a,b\n３,4\n", "w.csv"))
+    with pytest.raises(TableError, match=r"'1,5' is not a number; every cell .*\(a quoted cell holding the separator"):
+        read_table(write(tmp_path, 'a,b\n"1,5",2\n', "d.csv"))  # a decimal comma is no thousands group

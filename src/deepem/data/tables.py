@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import csv
 import io
+import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +43,11 @@ FOREIGN_BOMS = {b"\xff\xfe": "UTF-16 (little-endian)", b"\xfe\xff": "UTF-16 (big
 
 class TableError(UserError, ValueError):
     """A user's data file cannot be used as it is (the message says where and what to do)."""
+
+
+class NonNumericError(TableError, TypeError):
+    """Rows given in Python as text or other objects rather than numbers (a ValueError, as numpy's own
+    refusal of such rows was, and a TypeError)."""
 
 
 @dataclass
@@ -119,11 +127,25 @@ def _missing(text: str) -> bool:
     return _bare(text).lower() in MISSING_TOKENS
 
 
+#: a number as a CSV holds one: decimal digits with an optional sign, point and exponent, or inf / infinity
+#: (Python's float() also takes `1_000` and digits of other scripts, which are not numbers in a CSV)
+CSV_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.IGNORECASE | re.ASCII)
+#: digits grouped in thousands by a separator (1,000 / 1 000 / 1_000 / 1'000)
+GROUPED = re.compile(r"[+-]?\d{1,3}([,_ '])\d{3}(\1\d{3})*(\.\d*)?", re.ASCII)
+
+
 def _number(text: str) -> float | None:
+    bare = _bare(text)
+    return float(bare) if CSV_NUMBER.fullmatch(bare) else None
+
+
+def _python_number(text: str) -> bool:
+    """Text Python's float() reads that `_number` does not (1_000, digits of other scripts)."""
     try:
-        return float(_bare(text))
+        float(_bare(text))
     except ValueError:
-        return None
+        return False
+    return not _missing(text)
 
 
 def _decode(path: Path) -> list[str]:
@@ -165,6 +187,9 @@ def detect_header(path: Path, first: list[str], rows: list[list[str]]) -> bool:
     data row, unless it could as well be column names: distinct whole numbers that count the columns
     (0, 1, .. or 1, 2, ..) or that head rows holding other than whole numbers, in a file of more than one
     line. That case is refused, for the user to say which it is."""
+    for j, cell in enumerate(first):  # (a grouped number is no column name: say what it is, not "a header")
+        if _number(cell) is None and (GROUPED.fullmatch(_bare(cell)) or _python_number(cell)):
+            raise TableError(f"{path}: line 1, column {j + 1}: {_not_a_number(cell, ',' if ',' in cell else ' ')}")
     if any(not _missing(c) and _number(c) is None for c in first):
         return True
     numbers = [_number(c) for c in first]
@@ -185,7 +210,14 @@ def detect_header(path: Path, first: list[str], rows: list[list[str]]) -> bool:
 def _not_a_number(cell: str, delimiter: str) -> str:
     """Why a cell is not a number, with the likely cause when the cell shows one."""
     hint = "every cell must be a number, or empty / NA / NaN when missing"
-    if delimiter != "," and "," in cell and _number(cell.replace(",", ".")) is not None:
+    if GROUPED.fullmatch(_bare(cell)):
+        grouped = _bare(cell)
+        plain = re.sub(r"[,_ ']", "", grouped)
+        hint = (f"it reads as digits grouped by a thousands separator, which a CSV number does not hold; write "
+                f"{plain} (export the numbers without thousands separators)")
+        if "," in grouped and "." not in grouped:
+            hint += f", or if ',' is a decimal comma, export with '.' decimals ({grouped.replace(',', '.')})"
+    elif delimiter != "," and "," in cell and _number(cell.replace(",", ".")) is not None:
         hint = "the decimal point must be '.', not ','; export the file with '.' decimals"
     elif any(s in cell for s in OTHER_SEPARATORS if s != delimiter):
         hint = f"the cell holds a separator other than {delimiter!r}; use one separator in the whole file"
@@ -235,6 +267,8 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
     values = np.full((len(rows), width), np.nan)
     for r, index in enumerate(rows):
         cells = lines[index].rstrip("\r\n").split(delimiter)
+        if '"' in lines[index]:
+            _refuse_quoted_separator(path, index, lines[index].rstrip("\r\n"), delimiter, columns if header else [])
         if len(cells) != width:
             raise TableError(f"{path}: line {index + 1} has {len(cells)} cells, {_expected(width, header)}; "
                              "make every row the same length (leave a cell empty for a missing value)")
@@ -250,6 +284,16 @@ def _read_text(path: Path, suffix: str, header: bool | None) -> TableFile:
     return TableFile(path, suffix[1:], values, ~np.isnan(values), names, sha256_file(path), bool(header),
                      delimiter=delimiter, lines=lines, row_lines=rows,
                      header_line=content[0] if header else None)
+
+
+def _refuse_quoted_separator(path: Path, index: int, line: str, delimiter: str, columns: list[str]) -> None:
+    """Refuse a quoted cell holding the separator ("1,000"): the rows are split at every separator, so such
+    a cell is never one number; most often it is a thousands separator a spreadsheet wrote."""
+    for j, cell in enumerate(next(csv.reader([line], delimiter=delimiter))):
+        if delimiter in cell:
+            name = f"column {j + 1} ({columns[j]!r})" if j < len(columns) else f"column {j + 1}"
+            raise TableError(f"{path}: line {index + 1}, {name}: {_not_a_number(cell, delimiter)} (a quoted cell "
+                             "holding the separator is not read)")
 
 
 def _expected(width: int, header: bool) -> str:
@@ -361,6 +405,57 @@ def check_finite_table(x: np.ndarray, name: str = "X") -> None:
         raise TableError(f"{name}[{r}, {j}] is {values[r, j]:g}: beyond {LARGEST_VALUE:.3g}, the largest number "
                          "the model computes with (float32); rescale the column (e.g. other units, or its "
                          "logarithm), or set the entry to NaN to mark it missing")
+
+
+#: numpy dtype kinds that are numbers (bool, signed and unsigned integers, floats)
+NUMERIC_KINDS = "biuf"
+
+
+def _not_numeric(value: Any, text_only: bool) -> bool:
+    """A cell of an object array that is not a number (None counts as missing); `text_only`: only str/bytes."""
+    if text_only:
+        return isinstance(value, (str, bytes))
+    return value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, (str, bytes)))
+
+
+def refuse_non_numeric(x: Any, name: str = "x", text_only: bool = False) -> None:
+    """Refuse in one line rows given as text or other non-numbers (strings, an object array holding a
+    string), naming the first such cell and what to give instead, before numpy's own error deep inside.
+    `text_only`: refuse text only (scikit-learn refuses other objects and complex numbers in its own words)."""
+    try:
+        values = np.asarray(x)
+    except ValueError:  # (ragged rows: numpy refuses them before any cell is looked at)
+        raise NonNumericError(f"{name} must be rows of equal length (an (N, D) array of numbers); its rows have "
+                              "different lengths") from None
+    if values.dtype.kind in NUMERIC_KINDS or values.size == 0:
+        return
+    if values.dtype.kind not in "OUSV":  # complex, dates, times
+        if text_only:
+            return
+        raise NonNumericError(f"{name} has dtype {values.dtype}: give real numbers (a float array, NaN for a "
+                              "missing cell)")
+    flags = np.frompyfunc(lambda v: _not_numeric(v, text_only), 1, 1)(values).astype(bool)
+    if not flags.any():
+        return
+    cells = np.argwhere(np.atleast_1d(flags))
+    # the first cell that is not even a number written as text, else the first text cell
+    where = next((tuple(c) for c in cells if not _text_number(np.atleast_1d(values)[tuple(c)])), tuple(cells[0]))
+    cell = np.atleast_1d(values)[where]
+    at = f"[{', '.join(str(int(i)) for i in where)}]"
+    if isinstance(cell, (str, bytes)):
+        raise NonNumericError(f"{name}{at} is text ({str(cell)!r}): give numbers (a float array, NaN for a missing "
+                              "cell); convert the text first (numpy.asarray(x, dtype=float), pandas.to_numeric), or "
+                              "give the file itself to the deepem command line, which reads numbers from text")
+    raise NonNumericError(f"{name}{at} is a {type(cell).__name__} ({cell!r}), not a number: give numbers (a float "
+                          "array, NaN for a missing cell)")
+
+
+def _text_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, (str, bytes))
 
 
 def check_trainable(table: TableFile, min_rows: int = MIN_TRAIN_ROWS) -> None:

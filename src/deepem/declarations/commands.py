@@ -61,6 +61,10 @@ def nproc(what: str) -> tuple[Setting, Setting]:
 
 EVALUATE_LIMIT = Setting("limit", int | None, None, "evaluate a fixed random subset of N points (the same for every "
                          "run and seed)", minimum=1, shown="all points")
+#: the most multiple imputations `impute --draws` makes (multiple imputation uses 5 to 100; each draw is a
+#: copy of the rows held in memory) and the most samples `sample --n` draws at once (all held in memory)
+MAX_DRAWS = 1000
+MAX_SAMPLES = 1_000_000
 IMPUTE_LIMIT = Setting("limit", int | None, None, "without --input: impute only the first N points of the split, "
                        "the baselines too (fitted on those N points)", minimum=1, shown="all")
 
@@ -140,7 +144,7 @@ IMPUTE = Command(
                    minimum=1, short="-k"),
            Setting("draws", int, 0, "multiple imputations per point by sampling importance resampling: with --input, "
                    "M files OUTPUT_1 .. OUTPUT_M, or with --long one table with an imputation column (0: none)",
-                   minimum=0),
+                   minimum=0, maximum=MAX_DRAWS),
            Setting("long", bool, False, "--draws with --input: one long table OUTPUT_draws"),
            PROPOSAL, INPUT_HEADER, OVERWRITE,
            Setting("baselines", str, "iterative", "model-free baselines on the same masks: none, mean (column mean), "
@@ -164,7 +168,7 @@ SAMPLE = Command(
     "sample", "samples from a trained model: an image grid, or for a table rows drawn from p(x) written as a table",
     "sample",
     flags=(RUN_DIR,
-           Setting("n", int, 64, "samples (images in the grid, or rows)", minimum=1),
+           Setting("n", int, 64, "samples (images in the grid, or rows)", minimum=1, maximum=MAX_SAMPLES),
            SEED,
            Setting("output", str | None, None, "PNG path; for a table a .csv or .tsv path (default "
                    "RUN_DIR/samples.csv)", shown="RUN_DIR/figures/samples.png"),

@@ -193,8 +193,13 @@ def _requirement(s: Setting, kind: Any) -> str | None:
     if s.above == 0 and kind is float and s.below is None:
         return "a positive finite number"
     least = f" >= {s.minimum:g}" if s.minimum is not None else f" > {s.above:g}" if s.above is not None else ""
-    most = f" < {s.below:g}" if s.below is not None else f" <= {s.maximum:g}" if s.maximum is not None else ""
+    most = f" < {s.below:g}" if s.below is not None else f" <= {_bound(s.maximum)}" if s.maximum is not None else ""
     return what + least + (f"{' and' if least and most else ''}{most}")
+
+
+def _bound(x: float) -> str:
+    """A range's end as written: 1000000, not 1e+06."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _checked(s: Setting, kind: Any, value: Any) -> Any:

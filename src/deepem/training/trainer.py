@@ -78,7 +78,7 @@ class Trainer:
                  log: Callable[[str], None] = print, progress: bool = True,
                  batch_hook: Callable[[int, Tensor], Tensor] | None = None,
                  stop: StopRequest | None = None, parallel: Parallel | None = None,
-                 watch: Watcher | None = None) -> None:
+                 watch: Watcher | None = None, data_transform: dict[str, Any] | None = None) -> None:
         k = getattr(method, "particles", None)
         settings = settings if settings is not None else TrainConfig(dataset="custom")
         # The run records the method it really trains, whatever the settings' defaults said.
@@ -103,6 +103,7 @@ class Trainer:
         if not dynamic_binarization:
             check_values("train", train_data, model.likelihood.check_data, train_mask)
         self.train_data, self.train_mask = train_data, train_mask
+        self.data_transform = data_transform  # written into every checkpoint: the model then loads without its data
         self.dynamic_binarization = dynamic_binarization
         self.validate = validate
         if self.config.patience and validate is None:
@@ -187,6 +188,8 @@ class Trainer:
         if self.early_stopping.best is not None:  # what evaluation loads (workflows/loading.py)
             state["best"] = self.early_stopping.best
         state["data_dim"] = self.model.data_dim  # with config.json, enough to rebuild the network alone
+        if self.data_transform is not None:
+            state["data_transform"] = self.data_transform
         return state
 
     def _check_fits(self, ckpt: dict[str, Any]) -> None:

@@ -245,4 +245,17 @@ def build_trainer(config: TrainConfig, run_dir: str | Path | None, data: DataSpl
     return Trainer(a.model, a.method, a.train, run_dir, a.config, validate=a.validate, train_mask=a.train_mask,
                    dynamic_binarization=a.data.dynamic_binarization, log=log, progress=progress,
                    batch_hook=batch_hook, stop=stop, parallel=parallel,
-                   watch=validation_watch(a.data, a.config) if a.config.tensorboard else None)
+                   watch=validation_watch(a.data, a.config) if a.config.tensorboard else None,
+                   data_transform=benchmark_transform(a.config, a.data))
+
+
+def benchmark_transform(config: TrainConfig, data: DataSplits) -> dict[str, Any] | None:
+    """For a run on a registered dataset, the data transform its checkpoints record (the fields of
+    `trained_model.DataTransform`: columns 1..D, no header, no rescaling, the image shape, the likelihood),
+    so that `deepem.load` rebuilds the model without the dataset; None for other data (a file of one's own
+    has its dataset record, rows given in Python have none to load)."""
+    if is_file_dataset(config.dataset) or str(config.dataset).strip().lower().replace("_", "-") not in DATASETS:
+        return None
+    return {"columns": [str(j + 1) for j in range(data.data_dim)], "header": False, "standardization": None,
+            "image_shape": None if data.image_shape is None else list(data.image_shape),
+            "likelihood": config.model.likelihood or data.likelihood, "dataset": config.dataset, "benchmark": True}

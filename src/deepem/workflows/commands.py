@@ -34,7 +34,6 @@ from deepem.workflows.assembly import is_file_dataset, resolve, run_config
 from deepem.workflows.compare import ComparisonStopped, compare
 from deepem.workflows.evaluate import evaluate_input, evaluate_run, evaluation_shard
 from deepem.workflows.impute import BASELINE_CHOICES, run_imputation
-from deepem.workflows.loading import load_trained_run
 from deepem.workflows.own_data import table_width
 from deepem.workflows.own_runs import check_sample_path, impute_run_file, say, score_run_file, write_samples
 from deepem.workflows.seeds import train_seeds
@@ -240,7 +239,8 @@ def sample(args: argparse.Namespace) -> int:
 
 def bdmc_bounds(args: argparse.Namespace) -> int:
     parallel, shard = evaluation_shard(args.device)  # a launched job shares the batches (--nproc)
-    trained = load_trained_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    # the model alone: the points are simulated from it, so the data it trained on are not read
+    trained = load_model(args.run_dir, device=args.device, warn=say, data_dir=args.data_dir)
     if CONTINUOUS not in trained.model.capabilities():  # (AIS's own message offers an option bdmc lacks)
         raise InvalidInputError(f"bdmc runs AIS with HMC, which needs continuous latents; this run's are "
                                 f"{trained.model.latent_support}, so there is no AIS to check. Its importance-"
@@ -254,7 +254,7 @@ def bdmc_bounds(args: argparse.Namespace) -> int:
             finish(parallel)
     if not is_rank_zero():
         return 0
-    summary = {**result.summary(), "checkpoint": trained.checkpoint.name, "step": trained.step}
+    summary = {**result.summary(), "checkpoint": trained.checkpoint, "step": trained.step}
     print(f"BDMC on {args.points} points simulated from the model: lower {float(result.lower.mean()):.3f}, "
           f"upper {float(result.upper.mean()):.3f}, gap {result.gap:.3f} nats "
           f"(AIS estimates at these settings are off by at most about the gap)")

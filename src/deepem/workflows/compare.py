@@ -28,6 +28,7 @@ from deepem.workflows.evaluate import evaluate_run, evaluation_tag
 from deepem.workflows.loading import TrainedRun, load_trained_run
 from deepem.workflows.seeds import train_method_seeds
 from deepem.workflows.train import train_run
+from deepem.workflows.trained_model import load_model
 
 
 class ComparisonStopped(Exception):
@@ -161,8 +162,14 @@ def _evaluate(run_dir: Path, trained: TrainedRun, estimator: Estimator, split: s
 
 
 def sample_grid(run_dir: Path, path: Path, n: int = 64, seed: int = 0) -> Path:
-    """Decoder means of n draws from the prior of a run's model, as an image grid."""
-    return draw_samples(load_trained_run(run_dir), path, n, seed)
+    """Decoder means of n draws from the prior of a run's model, as an image grid (the model alone: the
+    run's data are not read)."""
+    trained = load_model(run_dir)
+    if trained.transform.image_shape is None:
+        raise InvalidInputError(f"dataset {trained.transform.dataset!r} is not an image dataset; nothing to draw")
+    images = trained.model.sample(n, generator=torch.Generator().manual_seed(seed))
+    title = f"{trained.method} on {trained.transform.dataset}, step {trained.step}"
+    return image_grid(images.float().cpu(), trained.transform.image_shape, path, title=title)
 
 
 def draw_samples(trained: TrainedRun, path: Path, n: int = 64, seed: int = 0) -> Path:

@@ -23,6 +23,7 @@ from deepem.models.lvm import DeepLatentModel
 from deepem.report.imputation import imputation_chart
 from deepem.workflows.assembly import is_file_dataset
 from deepem.workflows.loading import load_trained_run
+from deepem.workflows.memory import NUMBER_BYTES, require_memory
 from deepem.workflows.own_runs import default_proposal
 
 BASELINES = ("mean", "iterative")
@@ -99,6 +100,12 @@ def run_imputation(run_dir: str | Path, split: str = "train", particles: int = 1
         raise InvalidInputError(f"run {run_dir} was trained on complete data: there is nothing to impute. Train with "
                                 "--missing mcar:P or --missing patches:N, or give rows with missing cells with "
                                 "--input FILE --output FILE")
+    if draws:
+        split_rows = getattr(trained.corrupted.splits, split).shape[0]
+        n_rows = split_rows if limit is None else min(limit, split_rows)
+        require_memory(3 * draws * n_rows * trained.model.data_dim * NUMBER_BYTES,
+                       f"{draws} multiple imputations of {n_rows} rows of {trained.model.data_dim} columns",
+                       "ask for fewer --draws, or fewer rows (--limit)")
     proposal = proposal or default_proposal(trained.config.method)  # None: the one the method trained
     summary, result = imputation_with_baselines(trained.model, trained.corrupted, split, particles, draws, seed,
                                                 proposal=proposal, baselines=baselines, limit=limit,

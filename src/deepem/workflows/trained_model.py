@@ -5,8 +5,9 @@ evaluate --input` use one; a scikit-learn estimator's fitted `model_` is one.
 
 A run folder holds config.json, its checkpoints and, for a file of one's own, data_file.json (columns, header,
 standardisation): `load_model` builds the TrainedModel from those, so the file the run trained on is never
-read, and every run folder written so far loads. A run on a benchmark dataset has no such record: its
-transform (dimension, likelihood, image shape) comes from the dataset, which is then loaded.
+read, and every run folder written so far loads. A run on a benchmark dataset has its transform (dimension,
+likelihood, image shape) in its checkpoints (`data_transform`, written since deepem records it), so it too
+loads without its data; an older run's comes from the dataset, which is then loaded.
 
 `TrainedModel.save(PATH)` writes it as one file (`MODEL_FORMAT`), atomically with a sha256 file beside it;
 the file holds tensors, numbers, strings, lists and dicts only, so `torch.load(PATH, weights_only=True)`
@@ -18,6 +19,7 @@ results: the standardisation is applied and undone here, and scores include its 
 from __future__ import annotations
 
 import io
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from torch import Tensor
 
 from deepem.data.own_dataset import Standardization
 from deepem.data.registry import DATASETS, load_recorded_dataset
-from deepem.data.tables import SUFFIXES
+from deepem.data.tables import SUFFIXES, refuse_non_numeric
 from deepem.errors import InvalidInputError, UserError
 from deepem.evaluation.driver import Estimator
 from deepem.evaluation.estimators import make_estimator
@@ -45,6 +47,7 @@ from deepem.models.lvm import DeepLatentModel
 from deepem.training.checkpoint_file import load_latest_good
 from deepem.training.config import TrainConfig
 from deepem.training.run import RunFolder, RunFolderError
+from deepem.workflows.memory import NUMBER_BYTES, require_memory
 from deepem.workflows.own_data import RECORD_NAME, load_dataset_record
 
 #: the format tag of a saved TrainedModel file
@@ -56,6 +59,19 @@ MODEL_FILE = "model.pt"
 
 class ModelFileError(UserError, ValueError):
     """A saved model file that is not one, is damaged, or does not match its checksum."""
+
+
+class CountTypeError(UserError, TypeError):
+    """A number of samples or draws given as other than a whole number."""
+
+
+def whole_count(value: Any, name: str, minimum: int = 1) -> int:
+    """`value` as an int, refused in one line when it is not a whole number >= `minimum` (a string "5", 2.5)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise CountTypeError(f"{name} must be a whole number >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def method_proposal(method: str) -> str:
@@ -142,6 +158,8 @@ class TrainedModel:
     def model_rows(self, x: Any, mask: Any = None) -> tuple[np.ndarray, Tensor, Tensor]:
         """(x as float64 on its own scale, x in model units, mask): `x` an (N, D) array or tensor with NaN
         where missing (or `mask`, True = observed)."""
+        if not isinstance(x, Tensor):
+            refuse_non_numeric(x, "x")
         values = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != self.data_dim:
             raise InvalidInputError(f"rows must be shaped (N, {self.data_dim}) (the model's columns), got "
@@ -157,6 +175,7 @@ class TrainedModel:
                       column_name: Callable[[int], str] = lambda j: f"column {j}", source: str = "") -> None:
         """Refuse rows holding a value the model's likelihood cannot give (a Bernoulli model and grey levels),
         naming the first by `row_name` and `column_name` (models.likelihoods.check_rows)."""
+        refuse_non_numeric(x, "x")
         values = np.asarray(x, dtype=np.float64)
         observed = ~np.isnan(values) if mask is None else np.asarray(mask, dtype=bool)
         scale = self.transform.standardization
@@ -177,11 +196,20 @@ class TrainedModel:
                    ) -> tuple[np.ndarray, np.ndarray | None, ImputationResult]:
         """(imputed rows, (draws, N, D) multiple imputations or None, the ImputationResult in model units)."""
         given, rows, observed = self.model_rows(x, mask)
+        if draws:
+            self.check_draws_memory(draws, *given.shape)
         result = impute_rows(self.model, rows, observed, particles, draws, proposal or self.imputation_proposal,
                              seed, batch_size, progress=progress)
         drawn = None if result.draws is None else np.stack([self.own_scale(d, given, observed)
                                                               for d in result.draws])
         return self.own_scale(result.imputed, given, observed), drawn, result
+
+    def check_draws_memory(self, draws: int, n_rows: int, n_columns: int) -> None:
+        """Refuse `draws` imputations of n_rows rows whose results would not fit in memory (held three times
+        over: the model's, on the data's scale, and stacked)."""
+        require_memory(3 * draws * n_rows * n_columns * NUMBER_BYTES,
+                       f"{draws} multiple imputations of {n_rows} rows of {n_columns} columns",
+                       "ask for fewer draws (--draws, n_draws), or impute the rows a part at a time")
 
     def impute(self, x: Any, particles: int = 1000, seed: int = 0, proposal: str | None = None,
                batch_size: int = 100) -> np.ndarray:
@@ -192,8 +220,7 @@ class TrainedModel:
     def impute_draws(self, x: Any, n_draws: int = 5, particles: int = 1000, seed: int = 0,
                      proposal: str | None = None, batch_size: int = 100) -> np.ndarray:
         """(n_draws, N, D) multiple imputations of x by sampling importance resampling."""
-        if n_draws < 1:
-            raise InvalidInputError(f"n_draws must be >= 1, got {n_draws}")
+        whole_count(n_draws, "n_draws")
         return finite_rows(self.imputation(x, None, particles, n_draws, seed, proposal, batch_size)[1], "draw")
 
     def score_estimate(self, x: Any, mask: Any = None, particles: int = 1000, seed: int = 0,
@@ -219,8 +246,11 @@ class TrainedModel:
     def sample(self, n: int = 64, seed: int = 0, mean: bool = False) -> np.ndarray:
         """(n, D) draws x ~ p(x) = ∫ p(x|z) p(z) dz on the data's own scale; mean=True: the likelihood's mean
         E[x|z] of each z instead of a draw (the clean images of a sample grid)."""
-        if n < 1:
-            raise InvalidInputError(f"the number of samples must be >= 1, got {n}")
+        n = whole_count(n, "the number of samples n")
+        model = self.config.get("model", {})
+        widths = sum(model.get("hidden") or []) + int(model.get("latent_dim") or 0)  # what each draw passes through
+        require_memory(n * (3 * self.data_dim + widths) * NUMBER_BYTES, f"{n} samples of {self.data_dim} columns",
+                       "ask for fewer (--n, n), or draw them a part at a time with different seeds")
         drawn = self.model.sample(n, generator=torch.Generator(device=self.model_device).manual_seed(seed),
                                   mean=mean)
         out = drawn.detach().cpu().double().numpy()
@@ -318,10 +348,12 @@ def load_model_file(path: str | Path, device: str = "cpu") -> TrainedModel:
     return TrainedModel.from_state(state, device, str(path))
 
 
-def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> TrainedModel:
+def load_model(source: str | Path, device: str = "cpu", warn: Any = None, data_dir: str | None = None
+               ) -> TrainedModel:
     """The TrainedModel of a run folder (the newest good checkpoint's parameters, or under early stopping
     its best validation's) or of a saved model file. A run on a file of one's own is loaded without the
-    file; one on a benchmark dataset loads the dataset for its dimension and likelihood."""
+    file, and so is one on a benchmark dataset whose checkpoints record the data transform; an older one
+    loads the dataset (from `data_dir` when given) for its dimension and likelihood."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     source = Path(source)
@@ -346,17 +378,21 @@ def load_model(source: str | Path, device: str = "cpu", warn: Any = None) -> Tra
         if saved.step == step:
             saved.checkpoint = path.name
             return saved
-    transform = run_transform(source, config, ckpt.get("data_dim"))
+    if data_dir:
+        config.data_dir = data_dir
+    transform = run_transform(source, config, ckpt.get("data_dim"), ckpt.get("data_transform"))
     model = build_model(config, len(transform.columns), transform.likelihood, params["model"], device)
     return TrainedModel(model, transform, config.method, dict(config.method_options), config.to_dict(), step,
                         method_proposal(config.method), str(source), path.name)
 
 
-def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None = None) -> DataTransform:
+def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None = None,
+                  recorded: dict[str, Any] | None = None) -> DataTransform:
     """The data transform of a run: from its dataset record (a file of one's own); for a benchmark dataset,
-    from the dataset as the run's data hold it (columns 1..D, no header, no rescaling; loaded for its image
-    shape); for data given to the Trainer directly, from the checkpoint's data dimension and the recorded
-    likelihood (columns 1..D, no rescaling)."""
+    the one its checkpoint `recorded` (checkpoints written since deepem recorded it), else from the dataset
+    as the run's data hold it (columns 1..D, no header, no rescaling; loaded for its image shape); for data
+    given to the Trainer directly, from the checkpoint's data dimension and the recorded likelihood (columns
+    1..D, no rescaling)."""
     if (Path(run_dir) / RECORD_NAME).is_file():
         record = load_dataset_record(run_dir)
         shape = record.get("image_shape")
@@ -368,6 +404,8 @@ def run_transform(run_dir: str | Path, config: TrainConfig, data_dim: int | None
         raise RunFolderError(f"run {run_dir} was trained on {config.dataset}, and its record of that file's columns "
                              f"and scale ({RECORD_NAME}) is missing; put it back from a copy of the run folder, or "
                              "train the run again")
+    if recorded is not None:
+        return DataTransform.from_dict(recorded)
     columns = None if data_dim is None else [str(j + 1) for j in range(data_dim)]
     info = DATASETS.get(str(config.dataset).strip().lower().replace("_", "-"))
     if columns is not None and config.model.likelihood and (info is None or info.dim != data_dim):
