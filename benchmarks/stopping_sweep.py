@@ -33,13 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from table_defaults_sweep import corrupt, impute_rmse, load_tables
 
 from deepem.data.base import DataSplits
 from deepem.sklearn import DeepImputer
 from deepem.workflows.assembly import build_trainer, run_config
+from table_defaults_sweep import corrupt, impute_rmse, load_tables
 
 RATES = (0.2, 0.5)
 SEEDS = (0, 1, 2)

@@ -24,9 +24,11 @@ by default (validation_fraction 0.1, n_iter_no_change 10, tol 0, valid_every_ste
 models/config.py, chosen by benchmarks/stopping_sweep.py); validation_fraction=0 turns it off (training
 runs the whole budget, n_iter_ == max_iter). Every parameter left at None takes the table default, the
 value `deepem train --dataset FILE.csv` uses where its flag is not typed. The rule: a fraction of the
-observed cells of X is hidden from training by a mask of the seed alone; every `valid_every_steps` updates the model imputes them (K =
-100, the CLI's --valid-particles) and training stops when their RMSE (standardised units) has not
-improved by more than `tol` for `n_iter_no_change` checks, or after `max_iter` updates. The parameters
+observed cells of X is hidden from training by a mask of the seed alone; every `valid_every_steps`
+updates the model imputes them (K = 100, the CLI's --valid-particles) and training stops when their RMSE
+(standardised units) has not improved by more than `tol` for `n_iter_no_change` checks, or after
+`max_iter` updates. DeepDensityEstimator stops by the same rule: the imputation error of held-out cells
+is its held-out criterion too (a table has no validation rows in fit). The parameters
 of the best check are kept; the held-out cells are not given back (no refit: a second training would
 need a length of its own, and the model already trains on every row). The same rule as `deepem train
 --validation-fraction F --valid-every-steps N --patience P --tol T --max-iter M`, bit for bit.
@@ -87,7 +89,8 @@ class _DeepLatentEstimator(BaseEstimator):
                  max_iter: int | None = None, batch_size: int | None = None, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, lr: float | None = None,
                  validation_fraction: float | None = None, n_iter_no_change: int | None = None,
-                 tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000, proposal: str | None = None,
+                 tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000,
+                 proposal: str | None = None,
                  method_options: dict[str, Any] | None = None, missing_values: float = np.nan,
                  random_state: int | np.random.RandomState | None = None, verbose: bool = False,
                  run_dir: str | None = None) -> None:
@@ -252,7 +255,8 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
                  max_iter: int | None = None, batch_size: int | None = None, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, lr: float | None = None,
                  validation_fraction: float | None = None, n_iter_no_change: int | None = None,
-                 tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000, proposal: str | None = None,
+                 tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000,
+                 proposal: str | None = None,
                  method_options: dict[str, Any] | None = None, missing_values: float = np.nan,
                  add_indicator: bool = False, keep_empty_features: bool = False,
                  random_state: int | np.random.RandomState | None = None, verbose: bool = False,
