@@ -4,7 +4,7 @@ UCI wine quality white, never reported by the imputation benchmark), MCAR 20 % a
 (mask seed = fit seed), scored by the RMSE of the MASKED cells in sd units.
 
     OMP_NUM_THREADS=1 python benchmarks/stopping_sweep.py --part fixed [--cpu-minutes 12]
-    OMP_NUM_THREADS=1 python benchmarks/stopping_sweep.py --part rule [--cpu-minutes 12] [--fractions 0.1,0.2,0.05]
+    OMP_NUM_THREADS=1 python benchmarks/stopping_sweep.py --part rule [--fractions 0.1,0.2,0.05] [--tag=-b]
     python benchmarks/stopping_sweep.py --merge
 
 Every fit goes through the library's own path: the settings of `DeepImputer(...)` over the table defaults

@@ -19,11 +19,12 @@ score_samples use the fitted `seed_` (deterministic given random_state); `sample
 call from the estimator's random stream unless given one.
 
 The budget is in updates: `max_iter` (default 2000 optimiser steps, whatever the number of rows);
-`epochs` given without max_iter is the budget instead; given both, max_iter wins. The stopping rule is on
-by default (validation_fraction 0.1, n_iter_no_change 10, tol 0, valid_every_steps 50: the table defaults,
-models/config.py, chosen by benchmarks/stopping_sweep.py); validation_fraction=0 turns it off (training
-runs the whole budget, n_iter_ == max_iter). Every parameter left at None takes the table default, the
-value `deepem train --dataset FILE.csv` uses where its flag is not typed. The rule: a fraction of the
+`epochs` given without max_iter is the budget instead; given both, max_iter wins. The stopping rule is off
+by default (the whole budget runs, n_iter_ == max_iter); a validation_fraction > 0 turns it on, with
+n_iter_no_change 10, tol 0, valid_every_steps 50 unless given (the table defaults, models/config.py, chosen
+by benchmarks/stopping_sweep.py: on its tables the fixed budget imputed better than the rule). Every
+parameter left at None takes the table default, the value `deepem train --dataset FILE.csv` uses where its
+flag is not typed. The rule: a fraction of the
 observed cells of X is hidden from training by a mask of the seed alone; every `valid_every_steps`
 updates the model imputes them (K = 100, the CLI's --valid-particles) and training stops when their RMSE
 (standardised units) has not improved by more than `tol` for `n_iter_no_change` checks, or after
@@ -64,6 +65,7 @@ except ImportError as err:  # pragma: no cover - depends on the installation
 from deepem.data.base import DataSplits
 from deepem.data.own_dataset import Standardization
 from deepem.data.tables import check_finite_table
+from deepem.models.config import STOPPING_DEFAULTS
 from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.workflows.assembly import build_trainer, run_config
 from deepem.workflows.trained_model import MODEL_FILE, DataTransform, TrainedModel, method_proposal
@@ -134,7 +136,9 @@ class _DeepLatentEstimator(BaseEstimator):
                  "validation_fraction": number(self.validation_fraction, float),
                  "patience": self.n_iter_no_change, "tol": number(self.tol, float),
                  "valid_every_steps": self.valid_every_steps}
-        if self.validation_fraction is not None and not self.validation_fraction:  # the rule off: its checks unused
+        fraction = STOPPING_DEFAULTS["validation_fraction"] if self.validation_fraction is None \
+            else self.validation_fraction
+        if not fraction:  # the rule off: its settings unused (as the command line's flags are without it)
             given.update(patience=None, tol=None, valid_every_steps=None)
         return {"dataset": "scikit-learn", "seed": seed, "valid_every": 0, "split": "1,0,0",
                 **{k: v for k, v in given.items() if v is not None}}
@@ -239,8 +243,8 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
     particles (K during training), epochs (the budget in passes over the rows, used when max_iter is not
     given), max_iter (the budget in updates), batch_size, latent_dim, hidden (MLP widths), activation, lr
     (None: the table defaults, as `deepem train` on a table: K = 20, batch 64, d - 1 latents, 128-128-128
-    tanh, 1e-3, 2000 updates); validation_fraction (the stopping rule on that fraction of the observed
-    cells, see the module notes; None: 0.1; 0: off), n_iter_no_change (None: 10), tol (None: 0),
+    tanh, 1e-3, 2000 updates); validation_fraction (> 0: the stopping rule on that fraction of the observed
+    cells, see the module notes; None: 0, off), n_iter_no_change (None: 10), tol (None: 0),
     valid_every_steps (None: 50; its checks); eval_particles, proposal,
     method_options (more options of the method), missing_values (NaN, or a number such as -1),
     add_indicator (append scikit-learn's MissingIndicator columns), keep_empty_features (a column never

@@ -1,5 +1,5 @@
-"""The estimators' budget is in updates whatever the table's length, and the held-out-cells stopping rule (on
-by default) stops a run whose held-out error rises."""
+"""The estimators' budget is in updates whatever the table's length, and the held-out-cells stopping rule
+(off by default) stops a run whose held-out error rises."""
 
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ def noise(n, d=4, seed=0):
 
 
 @pytest.mark.parametrize("estimator", [DeepImputer, DeepDensityEstimator])
-def test_the_default_budget_is_in_updates_and_the_rule_is_on(estimator):
+def test_the_default_budget_is_in_updates_and_the_rule_takes_its_defaults_once_on(estimator):
     config = run_config(estimator().settings(0), table_columns=4)  # the settings as fit makes them
-    assert config.max_iter == TABLE_DEFAULTS["max_iter"]
-    assert config.validation_fraction == STOPPING_DEFAULTS["validation_fraction"] > 0
-    assert config.patience == STOPPING_DEFAULTS["patience"]
+    assert config.max_iter == TABLE_DEFAULTS["max_iter"] and config.epochs == 10  # (epochs unused)
+    assert config.validation_fraction == STOPPING_DEFAULTS["validation_fraction"] == 0 == config.patience
+    ruled = run_config(estimator(validation_fraction=0.2).settings(0), table_columns=4)
+    assert ruled.validation_fraction == 0.2 and ruled.patience == STOPPING_DEFAULTS["patience"] > 0
+    assert ruled.valid_every_steps == STOPPING_DEFAULTS["valid_every_steps"] > 0
+    assert run_config(estimator(n_iter_no_change=3).settings(0), table_columns=4).patience == 0  # rule off
 
 
 def test_without_the_rule_a_fit_takes_max_iter_updates_whatever_the_table_length():

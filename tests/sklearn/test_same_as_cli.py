@@ -114,16 +114,16 @@ def test_a_constant_column_is_trained_on_the_same_way_in_the_cli_and_in_scikit_l
 def test_the_cli_with_no_training_flags_and_the_estimator_with_its_defaults_train_the_same_model(tmp_path):
     table = write_table(tmp_path / "table.csv")
     run = tmp_path / "run"
-    # typed: the split (every row for training, as fit), the seed, the method (the CLI's own default is iwae)
-    # and a shorter budget (the tests' time); the stopping rule and the rest are the table defaults on both sides
+    # typed: the split (every row for training, as fit), the seed, the method (the CLI's own default is iwae),
+    # a shorter budget (the tests' time) and the rule turned on; its settings and the rest are the table defaults
     assert main(["--threads", "1", "train", "--dataset", str(table), "-m", "miwae", "--split", "1,0,0", "--seed",
-                 "3", "--max-iter", "150", "--out", str(run), "--quiet"]) == 0
-    imputer = DeepImputer(max_iter=150, random_state=3).fit(read_table(table).values)
+                 "3", "--max-iter", "150", "--validation-fraction", "0.1", "--out", str(run), "--quiet"]) == 0
+    imputer = DeepImputer(max_iter=150, validation_fraction=0.1, random_state=3).fit(read_table(table).values)
     cli_model = load_model(run)
     mine, theirs = cli_model.model.state_dict(), imputer.model_.model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[name], theirs[name]) for name in mine)
     assert imputer.validation_scores_.shape == (3,)  # checks at 50, 100, 150 updates
-    for name in ("validation_fraction", "patience", "tol", "valid_every_steps", "batch_size", "lr"):
+    for name in ("patience", "tol", "valid_every_steps", "batch_size", "lr"):
         assert cli_model.config[name] == imputer.model_.config[name] == {**TABLE_DEFAULTS, **STOPPING_DEFAULTS}[name]
     assert cli_model.step == imputer.best_iter_ <= imputer.n_iter_ == 150
 
@@ -136,7 +136,7 @@ def test_the_defaults_are_the_same_settings_in_the_cli_and_in_the_estimators(tmp
         different = {k for k in cli if cli[k] != mine[k]}
         # the data's source and split, and the method (the CLI's default is iwae, the estimators' miwae)
         assert different <= {"dataset", "split", "valid_every", "method"}, different
-    assert cli["max_iter"] == TABLE_DEFAULTS["max_iter"] and cli["validation_fraction"] > 0
+    assert cli["max_iter"] == TABLE_DEFAULTS["max_iter"] and cli["validation_fraction"] == 0 == cli["patience"]
     # epochs given without max_iter is the budget; validation_fraction 0 leaves no rule behind
     by_epochs = config_from(build_parser().parse_args(["train", "--dataset", str(table), "--epochs", "3",
                                                        "--validation-fraction", "0"]))

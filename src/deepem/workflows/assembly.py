@@ -104,8 +104,8 @@ def run_config(settings: dict[str, Any], table_columns: int | None = None) -> Tr
     defaults first (models/config.py `table_settings`: the MIWAE paper's UCI settings, a budget in updates and
     the held-out-cells stopping rule). The one place where the CLI and the scikit-learn estimators make a run's
     settings, so both train the same model. On a table, epochs given without max_iter is the budget (the
-    default max_iter is dropped); given both, max_iter wins, as everywhere. validation_fraction 0 given turns
-    the rule off, and its other defaults (patience, tol, valid_every_steps) go with it."""
+    default max_iter is dropped); given both, max_iter wins, as everywhere. The rule's other defaults (patience,
+    tol, valid_every_steps) apply only with a validation_fraction > 0 (the default is 0: off)."""
     typed = dict(settings)
     if table_columns is not None:
         defaults = table_settings(table_columns)
