@@ -190,13 +190,13 @@ def merge(out: Path) -> None:
              f"{meta['load']}. CPU time of all parts: {meta['cpu_minutes']:.1f} min. Cut: "
              f"{', '.join(meta['cut']) or 'nothing'}.", "",
              "| rule | " + " | ".join(names) + " | mean | diff vs fixed 1000 (sd) | better in | updates used "
-             "(mean, min-max) | CPU s |",
-             "|---" * (len(names) + 6) + "|"]
+             "(mean, min-max) | CPU s | fits |",
+             "|---" * (len(names) + 7) + "|"]
     for r in rows:
         cols = [f"{r[n][0]:.4f} ({r[n][1]:.3f})" if r[n] else "-" for n in names]
         lines.append(f"| {r['rule']} | " + " | ".join(cols) + f" | {r['mean']:.4f} | {r['diff']:+.4f} "
                      f"({r['sd_diff']:.4f}) | {r['better']}/{r['paired']} | {r['updates']:.0f} "
-                     f"({r['updates_range'][0]}-{r['updates_range'][1]}) | {r['cpu_s']:.1f} |")
+                     f"({r['updates_range'][0]}-{r['updates_range'][1]}) | {r['cpu_s']:.1f} | {r['n']} |")
     lines += ["", "Updates used per table and rate (mean over seeds):", "",
               "| rule | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in rows:
