@@ -2,7 +2,7 @@
 `DeepDensityEstimator` (fit / score_samples / score: per-row log p(x), or log p(x_o) for rows with NaN).
 
     from deepem.sklearn import DeepImputer
-    filled = DeepImputer(method="miwae", epochs=200, random_state=0).fit_transform(table_with_nans)
+    filled = DeepImputer(method="miwae", random_state=0).fit_transform(table_with_nans)
 
 Both build and train their model through the same function as `deepem train --dataset FILE.csv`
 (`workflows.assembly.run_config` and `build_trainer`), with the same table defaults (models/config.py
@@ -18,10 +18,18 @@ functions of the model, the row, the seed and K alone, whatever other rows come 
 score_samples use the fitted `seed_` (deterministic given random_state); `sample` draws a new seed per
 call from the estimator's random stream unless given one.
 
-The stopping rule (`validation_fraction` > 0): a fraction of the observed cells of X is hidden from
-training by a mask of the seed alone; every `valid_every_steps` updates the model imputes them (K =
-100, the CLI's --valid-particles) and training stops when their RMSE (standardised units) has not
-improved by more than `tol` for `n_iter_no_change` checks, or after `max_iter` updates. The parameters
+The budget is in updates: `max_iter` (default 2000 optimiser steps, whatever the number of rows);
+`epochs` given without max_iter is the budget instead; given both, max_iter wins. The stopping rule is off
+by default (the whole budget runs, n_iter_ == max_iter); a validation_fraction > 0 turns it on, with
+n_iter_no_change 10, tol 0, valid_every_steps 50 unless given (the table defaults, models/config.py, chosen
+by benchmarks/stopping_sweep.py: on its tables the fixed budget imputed better than the rule). Every
+parameter left at None takes the table default, the value `deepem train --dataset FILE.csv` uses where its
+flag is not typed. The rule: a fraction of the
+observed cells of X is hidden from training by a mask of the seed alone; every `valid_every_steps`
+updates the model imputes them (K = 100, the CLI's --valid-particles) and training stops when their RMSE
+(standardised units) has not improved by more than `tol` for `n_iter_no_change` checks, or after
+`max_iter` updates. DeepDensityEstimator stops by the same rule: the imputation error of held-out cells
+is its held-out criterion too (a table has no validation rows in fit). The parameters
 of the best check are kept; the held-out cells are not given back (no refit: a second training would
 need a length of its own, and the model already trains on every row). The same rule as `deepem train
 --validation-fraction F --valid-every-steps N --patience P --tol T --max-iter M`, bit for bit.
@@ -57,6 +65,7 @@ except ImportError as err:  # pragma: no cover - depends on the installation
 from deepem.data.base import DataSplits
 from deepem.data.own_dataset import Standardization
 from deepem.data.tables import check_finite_table, refuse_non_numeric
+from deepem.models.config import STOPPING_DEFAULTS
 from deepem.training.rng import capture_rng_state, restore_rng_state
 from deepem.workflows.assembly import build_trainer, run_config
 from deepem.workflows.trained_model import MODEL_FILE, DataTransform, TrainedModel, method_proposal
@@ -78,11 +87,12 @@ def _is_nan(value: Any) -> bool:
 class _DeepLatentEstimator(BaseEstimator):
     """What both estimators share: the settings, `fit`, and the data in model units."""
 
-    def __init__(self, method: str = "miwae", particles: int | None = None, epochs: int = 100,
+    def __init__(self, method: str = "miwae", particles: int | None = None, epochs: int | None = None,
                  max_iter: int | None = None, batch_size: int | None = None, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, lr: float | None = None,
-                 validation_fraction: float = 0.0, n_iter_no_change: int = 10, tol: float = 0.0,
-                 valid_every_steps: int = 50, eval_particles: int = 1000, proposal: str | None = None,
+                 validation_fraction: float | None = None, n_iter_no_change: int | None = None,
+                 tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000,
+                 proposal: str | None = None,
                  method_options: dict[str, Any] | None = None, missing_values: float = np.nan,
                  random_state: int | np.random.RandomState | None = None, verbose: bool = False,
                  run_dir: str | None = None) -> None:
@@ -114,15 +124,22 @@ class _DeepLatentEstimator(BaseEstimator):
 
     def settings(self, seed: int) -> dict[str, Any]:
         """The run settings by name that this estimator sets; the table defaults fill in the rest."""
-        stopping = bool(self.validation_fraction)
+        def number(value: Any, kind: type) -> Any:
+            return None if value is None else kind(value)
+
+        # None: the table default (run_config), as a flag not typed on the command line
         given = {"method": self.method, "particles": self.particles, "epochs": self.epochs,
                  "max_iter": self.max_iter, "batch_size": self.batch_size, "model.latent_dim": self.latent_dim,
                  "model.hidden": None if self.hidden is None else [int(h) for h in self.hidden],
                  "model.activation": self.activation, "lr": self.lr,
-                 "method_options": None if self.method_options is None else dict(self.method_options)}
-        if stopping:  # the held-out-cells rule (off: no validation at all, as before)
-            given.update({"validation_fraction": float(self.validation_fraction), "patience": self.n_iter_no_change,
-                          "tol": float(self.tol), "valid_every_steps": self.valid_every_steps})
+                 "method_options": None if self.method_options is None else dict(self.method_options),
+                 "validation_fraction": number(self.validation_fraction, float),
+                 "patience": self.n_iter_no_change, "tol": number(self.tol, float),
+                 "valid_every_steps": self.valid_every_steps}
+        fraction = STOPPING_DEFAULTS["validation_fraction"] if self.validation_fraction is None \
+            else self.validation_fraction
+        if not fraction:  # the rule off: its settings unused (as the command line's flags are without it)
+            given.update(patience=None, tol=None, valid_every_steps=None)
         return {"dataset": "scikit-learn", "seed": seed, "valid_every": 0, "split": "1,0,0",
                 **{k: v for k, v in given.items() if v is not None}}
 
@@ -226,11 +243,12 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
     picks the method's own (its `imputation_proposal`).
 
     Parameters: method (a deepem method for incomplete data: "miwae", "miss-iwem", "miss-iwem-woa"),
-    particles (K during training), epochs (the budget when max_iter is None), max_iter (the budget in
-    updates), batch_size, latent_dim, hidden (MLP widths), activation, lr (None: the table defaults, as
-    `deepem train` on a table: K = 20, batch 64, d - 1 latents, 128-128-128 tanh, 1e-3);
-    validation_fraction (> 0: the stopping rule on that fraction of the observed cells, see the module
-    notes), n_iter_no_change, tol, valid_every_steps (its checks); eval_particles, proposal,
+    particles (K during training), epochs (the budget in passes over the rows, used when max_iter is not
+    given), max_iter (the budget in updates), batch_size, latent_dim, hidden (MLP widths), activation, lr
+    (None: the table defaults, as `deepem train` on a table: K = 20, batch 64, d - 1 latents, 128-128-128
+    tanh, 1e-3, 2000 updates); validation_fraction (> 0: the stopping rule on that fraction of the observed
+    cells, see the module notes; None: 0, off), n_iter_no_change (None: 10), tol (None: 0),
+    valid_every_steps (None: 50; its checks); eval_particles, proposal,
     method_options (more options of the method), missing_values (NaN, or a number such as -1),
     add_indicator (append scikit-learn's MissingIndicator columns), keep_empty_features (a column never
     observed in fit: True keeps it, filled with 0; False drops it with a warning), random_state,
@@ -240,11 +258,12 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
     (for DataFrames), n_iter_ (updates run), best_iter_ (the update whose parameters the model holds),
     validation_scores_ (held-out RMSE at each check), seed_."""
 
-    def __init__(self, method: str = "miwae", particles: int | None = None, epochs: int = 100,
+    def __init__(self, method: str = "miwae", particles: int | None = None, epochs: int | None = None,
                  max_iter: int | None = None, batch_size: int | None = None, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, lr: float | None = None,
-                 validation_fraction: float = 0.0, n_iter_no_change: int = 10, tol: float = 0.0,
-                 valid_every_steps: int = 50, eval_particles: int = 1000, proposal: str | None = None,
+                 validation_fraction: float | None = None, n_iter_no_change: int | None = None,
+                 tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000,
+                 proposal: str | None = None,
                  method_options: dict[str, Any] | None = None, missing_values: float = np.nan,
                  add_indicator: bool = False, keep_empty_features: bool = False,
                  random_state: int | np.random.RandomState | None = None, verbose: bool = False,

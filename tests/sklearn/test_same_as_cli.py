@@ -12,9 +12,12 @@ import torch
 
 pytest.importorskip("sklearn", minversion="1.6")
 
-from deepem.cli import main  # noqa: E402
+from deepem.cli import build_parser, main  # noqa: E402
 from deepem.data.tables import read_table  # noqa: E402
+from deepem.models.config import STOPPING_DEFAULTS, TABLE_DEFAULTS  # noqa: E402
 from deepem.sklearn import DeepDensityEstimator, DeepImputer  # noqa: E402
+from deepem.workflows.assembly import run_config  # noqa: E402
+from deepem.workflows.commands import config_from  # noqa: E402
 from deepem.workflows.trained_model import load_model  # noqa: E402
 
 
@@ -106,3 +109,38 @@ def test_a_constant_column_is_trained_on_the_same_way_in_the_cli_and_in_scikit_l
     imputer = DeepImputer(method="miwae", epochs=2, eval_particles=30, random_state=1).fit(read_table(table).values)
     assert np.array_equal(load_model(run).impute(x, particles=30, seed=1), imputer.transform(x))
     assert np.allclose(imputer.transform(x)[:, 5], 4.0, atol=0.05)
+
+
+def test_the_cli_with_no_training_flags_and_the_estimator_with_its_defaults_train_the_same_model(tmp_path):
+    table = write_table(tmp_path / "table.csv")
+    run = tmp_path / "run"
+    # typed: the split (every row for training, as fit), the seed, the method (the CLI's own default is iwae),
+    # a shorter budget (the tests' time) and the rule turned on; its settings and the rest are the table defaults
+    assert main(["--threads", "1", "train", "--dataset", str(table), "-m", "miwae", "--split", "1,0,0", "--seed",
+                 "3", "--max-iter", "150", "--validation-fraction", "0.1", "--out", str(run), "--quiet"]) == 0
+    imputer = DeepImputer(max_iter=150, validation_fraction=0.1, random_state=3).fit(read_table(table).values)
+    cli_model = load_model(run)
+    mine, theirs = cli_model.model.state_dict(), imputer.model_.model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[name], theirs[name]) for name in mine)
+    assert imputer.validation_scores_.shape == (3,)  # checks at 50, 100, 150 updates
+    for name in ("patience", "tol", "valid_every_steps", "batch_size", "lr"):
+        assert cli_model.config[name] == imputer.model_.config[name] == {**TABLE_DEFAULTS, **STOPPING_DEFAULTS}[name]
+    assert cli_model.step == imputer.best_iter_ <= imputer.n_iter_ == 150
+
+
+def test_the_defaults_are_the_same_settings_in_the_cli_and_in_the_estimators(tmp_path):
+    table = write_table(tmp_path / "table.csv")
+    cli = config_from(build_parser().parse_args(["train", "--dataset", str(table)])).to_dict()
+    for estimator in (DeepImputer(), DeepDensityEstimator()):
+        mine = run_config(estimator.settings(0), table_columns=5).to_dict()
+        different = {k for k in cli if cli[k] != mine[k]}
+        # the data's source and split, and the method (the CLI's default is iwae, the estimators' miwae)
+        assert different <= {"dataset", "split", "valid_every", "method"}, different
+    assert cli["max_iter"] == TABLE_DEFAULTS["max_iter"] and cli["validation_fraction"] == 0 == cli["patience"]
+    # epochs given without max_iter is the budget; validation_fraction 0 leaves no rule behind
+    by_epochs = config_from(build_parser().parse_args(["train", "--dataset", str(table), "--epochs", "3",
+                                                       "--validation-fraction", "0"]))
+    assert by_epochs.max_iter is None and by_epochs.epochs == 3 and by_epochs.patience == 0
+    assert by_epochs.valid_every_steps == 0
+    mine = run_config(DeepImputer(epochs=3, validation_fraction=0.0, n_iter_no_change=4).settings(0), table_columns=5)
+    assert mine.max_iter is None and mine.epochs == 3 and mine.patience == 0 and mine.validation_fraction == 0

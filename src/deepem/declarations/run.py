@@ -40,7 +40,7 @@ class RunSettings:
     max_iter: int | None = setting(None, "the budget in updates (optimiser steps) instead of epochs: training stops "
                                    "after this many, within an epoch if need be, so a small and a large table get "
                                    "the same number of updates (the maximum with --patience)", minimum=1,
-                                   resume=True, shown="off: --epochs")
+                                   resume=True, shown="off: --epochs; a table file: 2000")
     batch_size: int = setting(20, "data points per step", minimum=1)
     lr: float | None = setting(None, "learning rate of theta and phi (Adam); a method's own groups keep the "
                                "method's rate unless --optim sets it", above=0, shown=f"{DEFAULT_LR:g}, or the "

@@ -29,7 +29,7 @@ from deepem.evaluation.sharding import Shard
 from deepem.inference.distributions import Q_DENSITY
 from deepem.methods.base import Method
 from deepem.methods.registry import METHODS, make_method, method_settings
-from deepem.models.config import ModelConfig, make_model, table_settings
+from deepem.models.config import STOPPING_DEFAULTS, ModelConfig, make_model, table_settings
 from deepem.models.likelihoods import make_likelihood
 from deepem.models.lvm import DeepLatentModel
 from deepem.settings import SettingError, check_values
@@ -101,13 +101,21 @@ def resolve(config: TrainConfig, check_dataset: bool = True) -> TrainConfig:
 def run_config(settings: dict[str, Any], table_columns: int | None = None) -> TrainConfig:
     """A new run's TrainConfig from settings by name (TrainConfig fields, "model.FIELD", K as "particles",
     "method_options") over the declared defaults; for a table of `table_columns` columns, over the table
-    defaults first (models/config.py `table_settings`: the MIWAE paper's UCI settings). The one place where
-    the CLI and the scikit-learn estimators make a run's settings, so both train the same model."""
+    defaults first (models/config.py `table_settings`: the MIWAE paper's UCI settings, a budget in updates and
+    the held-out-cells stopping rule). The one place where the CLI and the scikit-learn estimators make a run's
+    settings, so both train the same model. On a table, epochs given without max_iter is the budget (the
+    default max_iter is dropped); given both, max_iter wins, as everywhere. The rule's other defaults (patience,
+    tol, valid_every_steps) apply only with a validation_fraction > 0 (the default is 0: off)."""
     typed = dict(settings)
     if table_columns is not None:
         defaults = table_settings(table_columns)
         if "particles" in typed.get("method_options", {}):  # K given as a method option wins over the default
             defaults.pop("particles")
+        if "epochs" in typed and "max_iter" not in typed:  # a budget in epochs asked for
+            defaults.pop("max_iter")
+        if not typed.get("validation_fraction", defaults["validation_fraction"]):
+            for name in STOPPING_DEFAULTS:
+                defaults.pop(name)
         typed = {**defaults, **typed}
     model = ModelConfig(**{k.removeprefix("model."): v for k, v in typed.items() if k.startswith("model.")})
     options = {**typed.pop("method_options", {}), **({"particles": typed.pop("particles")}
