@@ -19,7 +19,8 @@ With loss scaling (`16-mixed`), each loss is scaled before its backward pass and
 unscaled before they are checked; non-finite gradients from finite losses are an overflow of the
 scale: the step is skipped (`StepResult.skipped`) and the scale lowered, not reported as a problem (with a
 data-parallel hook, where every rank must agree, it is reported as a non-finite gradient instead). The
-scaler's state is not checkpointed: a resumed `16-mixed` run starts from the initial scale again."""
+scaler's state (its scale and growth counter) is checkpointed with the optimisers (checkpoint_contents.py),
+so a resumed `16-mixed` run goes on with the scale it had."""
 
 from __future__ import annotations
 
