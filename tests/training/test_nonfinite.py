@@ -16,8 +16,8 @@ from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.methods.registry import METHODS
 from deepem.training import step as step_module
 from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints, load_checkpoint
-from deepem.training.guards import NonFiniteError
 from deepem.training.devices import StepDevice
+from deepem.training.guards import NonFiniteError
 from deepem.training.trainer import Trainer
 from deepem.workflows.assembly import build_trainer
 

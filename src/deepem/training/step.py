@@ -236,7 +236,7 @@ class TrainStep:
         before = [b.clone() for b in buffers]
         self.method.after_update()
         keep = found.bool()
-        for b, old in zip(buffers, before):
+        for b, old in zip(buffers, before, strict=True):
             b.copy_(torch.where(keep, old, b))
 
     def _diagnose(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> StepResult:
