@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from deepem.methods.base import Method, MethodOutput, device_generator
 from deepem.models.lvm import DeepLatentModel
+from deepem.training.compiled import compiled
 from deepem.training.devices import DECISIONS, device_decision_blocker, step_device
 from deepem.training.guards import (
     first_non_finite_grad,
@@ -106,11 +107,13 @@ class TrainStep:
     Adam(lr, betas (0.9, 0.999), eps adam_eps) and one step per batch. `precision` is the step's
     precision (training/precision.py), checked here against the model's device and dtype. `decision`:
     where the non-finite decision is made, 'host' or 'device' (training/devices.py; None: the device's
-    own, chosen here once, as is the region every step runs in)."""
+    own, chosen here once, as is the region every step runs in). `compile`: the forward and backward
+    passes compiled by torch.compile (training/compiled.py)."""
 
     def __init__(self, model: DeepLatentModel, method: Method,
                  settings: Mapping[str, GroupOptim] | None = None, lr: float = 1e-3,
-                 adam_eps: float = 1e-4, precision: str | Precision = "32", decision: str | None = None) -> None:
+                 adam_eps: float = 1e-4, precision: str | Precision = "32", decision: str | None = None,
+                 compile: bool = False) -> None:
         self.model = model
         self.method = method
         self.groups = parameter_groups(model, method)
@@ -130,6 +133,8 @@ class TrainStep:
         self._asked = decision
         self._grad_sync: Callable[[list[nn.Parameter], str], str] | None = None
         self._choose_path()
+        if compile:  # (the instance's own _forward: the eager step looks up the class's, at no cost)
+            self._forward = compiled(self._forward, first.device)
 
     @property
     def grad_sync(self) -> Callable[[list[nn.Parameter], str], str] | None:

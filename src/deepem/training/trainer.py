@@ -117,7 +117,8 @@ class Trainer:
         self.batch_hook = batch_hook
         self.stop = stop if stop is not None else StopRequest()
         self.step = TrainStep(model, method, group_settings(groups, self.config.optim, self.config.lr,
-                                                            self.config.adam_eps), precision=self.config.precision)
+                                                            self.config.adam_eps), precision=self.config.precision,
+                              compile=self.config.compile)
         self.state = TrainState()
         # data parallel: gradients averaged in the step; only rank 0 writes the run folder
         self.parallel = parallel
