@@ -3,7 +3,10 @@
 Each loss is differentiated with respect to its own parameter group only, and each group has its own
 optimiser (as in the papers, e.g. REM's separate θ and φ learning rates). Nothing reaches the
 parameters unless the batch, every loss, the log-weights and every gradient are finite; what to do
-about a non-finite step (stop, skip, roll back) is the caller's policy, not the step's.
+about a non-finite step (stop, skip, roll back) is the caller's policy, not the step's. Where the
+finiteness is decided is chosen once per step (training/devices.py): on the host (CPU: one read of one
+flag) or on the device (CUDA: the fused Adam kernels read the flag, no host read; `StepResult.settled`
+gives the same account afterwards).
 
 Steps per batch. First one joint step: one forward pass of the method, each loss back-propagated to
 its group, every optimiser stepped once, `method.after_update()`. Then, for each group g whose
