@@ -12,15 +12,17 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from training_helpers import assert_trees_equal, binary_data
+from training_helpers import assert_trees_equal, binary_data, tiny_config
 
 from deepem.methods.base import MethodOutput
 from deepem.methods.iwae import IWAE
 from deepem.methods.registry import make_method
 from deepem.models.config import ModelConfig, make_model
-from deepem.training.devices import step_device
+from deepem.training import step as step_module
+from deepem.training.devices import StepDevice, step_device
 from deepem.training.optim import GroupOptim
 from deepem.training.step import TrainStep
+from deepem.workflows.assembly import build_trainer
 
 #: every way Python code reads a tensor's value on the host (each one waits for the device on CUDA)
 HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
@@ -141,3 +143,28 @@ def test_an_overflowing_loss_scale_is_skipped_and_lowered_on_the_device(monkeypa
     settled = result.settled()
     assert settled.skipped and not settled.problem
     assert step.scaler.get_scale() == 2.0 ** 125
+
+
+def test_a_run_deciding_on_the_device_trains_and_resumes_as_the_host_deciding_one_bitwise(tmp_path, monkeypatch):
+    def trainer(folder, epochs: int, decision: str):
+        cpu = step_device("cpu")
+        monkeypatch.setattr(step_module, "step_device", lambda device: StepDevice(cpu.kind, cpu.region, decision))
+        built = build_trainer(tiny_config(epochs=epochs, valid_every=0), folder, data=binary_data(),
+                              log=lambda s: None, progress=False)
+        assert built.step.decision == decision
+        return built
+
+    finals = {}
+    for decision in ("host", "device"):
+        whole = trainer(tmp_path / decision / "whole", 2, decision)
+        whole.start()
+        whole.fit()
+        part = trainer(tmp_path / decision / "part", 1, decision)
+        part.start()
+        part.fit()
+        resumed = trainer(tmp_path / decision / "part", 2, decision)
+        assert resumed.resume()
+        resumed.fit()
+        assert_trees_equal(states(whole.step), states(resumed.step))
+        finals[decision] = states(whole.step)
+    assert_trees_equal(finals["host"], finals["device"])
