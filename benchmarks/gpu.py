@@ -1,4 +1,5 @@
-"""The GPU run, prepared to go in one command on one GPU (about 8 minutes on an H100):
+"""The GPU run, prepared to go in one command on one GPU (under 5 minutes on an H100; the first thing a
+session with a GPU runs):
 
     python benchmarks/gpu.py [--device cuda] [--out benchmarks/results]
     python benchmarks/gpu.py --dry-run [--out DIR]    # the same logic on CPU at tiny sizes, in seconds
@@ -6,11 +7,14 @@
 Parts, each in its own child process with its own time limit, so one that fails or hangs is recorded
 and the rest still run (benchmarks/gpu_parts.py):
 
-- cuda tests: pytest on the CUDA tests (tests/test_device_paths.py: device paths, fused layer against CPU);
+- cuda tests: pytest on the CUDA tests (tests/test_device_paths.py: device paths, fused layer against CPU,
+  the device decision with CUDA's sync check set to error, the CUDA-graph step against the eager one per
+  precision) and the compiled step against the eager one (tests/training/test_compile.py);
 - nccl data-parallel: a one-process NCCL group all-reducing a gradient-sized tensor;
-- train step: deepem's IWAE step at K = 50, B = 20 and 100 (eager, and its loss, gradient and Adam as one
-  CUDA graph) against plain PyTorch eager, a CUDA-graphed plain step and a torch.compile'd one, in
-  interleaved blocks; the goal is judged on deepem's faster form;
+- train step: deepem's IWAE step at K = 50, B = 20 and 100 under each precision (32, bf16-mixed,
+  bf16-mixed-head32, 16-mixed), eager and as the library's CUDA graph (training/cuda_graph.py), and with
+  --compile (float32), against plain PyTorch eager, a CUDA-graphed plain step and a torch.compile'd one,
+  in interleaved blocks; the goal is judged on deepem's fastest form;
 - vectorised seeds: benchmarks/vectorised_seeds.py on the device;
 - iw test set: IW-5000 over the 10 000 binarised-MNIST test images ($DEEPEM_DATA or ../shared/data).
 
@@ -33,15 +37,18 @@ import torch
 from harness import command_line, contention, finish, record_line
 
 HERE = Path(__file__).resolve().parent
-FULL = {"device": "cuda", "k": 50, "batches": [20, 100], "blocks": 7, "eval_k": 5000, "eval_points": 10_000,
+PRECISIONS = ["32", "bf16-mixed", "bf16-mixed-head32", "16-mixed"]
+FULL = {"device": "cuda", "k": 50, "batches": [20, 100], "blocks": 5, "eval_k": 5000, "eval_points": 10_000,
         "eval_batch": 100, "vectorised_steps": 5, "vectorised_seeds": "1,5,20", "vectorised_particles": "5,50",
-        "test_files": ["tests/test_device_paths.py", "tests/training/test_distributed.py"]}
+        "precisions": PRECISIONS, "compile_tests": True,
+        "test_files": ["tests/test_device_paths.py", "tests/training/test_distributed.py",
+                       "tests/training/test_compile.py"]}
 DRY = {"device": "cpu", "k": 5, "batches": [4], "blocks": 2, "eval_k": 20, "eval_points": 10, "eval_batch": 5,
-       "vectorised_steps": 1, "vectorised_seeds": "1,2", "vectorised_particles": "2",
-       "test_files": ["tests/test_device_paths.py"]}
-#: seconds per part on the full run; the sum stays under 8 minutes with start-up
-LIMITS = {"cuda tests": 150, "nccl data-parallel": 30, "train step": 150, "vectorised seeds": 90,
-          "iw test set": 60}
+       "vectorised_steps": 1, "vectorised_seeds": "1,2", "vectorised_particles": "2", "precisions": PRECISIONS,
+       "compile_tests": False, "test_files": ["tests/test_device_paths.py"]}
+#: seconds per part on the full run; the sum, 5 minutes, bounds the whole run (each part usually takes less)
+LIMITS = {"cuda tests": 90, "nccl data-parallel": 20, "train step": 120, "vectorised seeds": 40,
+          "iw test set": 30}
 
 
 def run_part(name: str, settings: dict, limit: float) -> dict:
@@ -104,6 +111,22 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def console_table(record: dict) -> str:
+    """Everything in one table for the terminal: each part, each goal, each step contender."""
+    lines = ["| what | result |", "| --- | --- |"]
+    lines += [f"| part: {name} | {p['status']}, {p['seconds']:.0f} s: {headline(name, p)} |"
+              for name, p in record["parts"].items()]
+    lines += [f"| goal: {g} | {v} |" for g, v in record["goals"].items()]
+    step = record["parts"]["train step"]
+    for row in step["result"]["rows"] if step["status"] == "ok" else []:
+        for name, c in row["contenders"].items():
+            lines.append(f"| step K={row['k']} B={row['batch']}: {name} | {c['seconds_per_call'] * 1e3:.2f} ms, "
+                         f"{c['median']:.2f} ({c['min']:.2f}–{c['max']:.2f}) x deepem eager |")
+        lines += [f"| step K={row['k']} B={row['batch']}: {name} | not run: {why[:120]} |"
+                  for name, why in row["skipped"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def headline(name: str, part: dict) -> str:
     if part["status"] != "ok":
         return part["error"].strip().splitlines()[-1][:200].replace("|", "/") if part["error"].strip() else ""
@@ -157,7 +180,8 @@ def main() -> None:
     (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     text = markdown(record)
     (out / f"{name}.md").write_text(text)
-    print(text)
+    print(console_table(record))
+    print(f"(the full record: {out / f'{name}.md'} and {out / f'{name}.json'})")
 
 
 if __name__ == "__main__":

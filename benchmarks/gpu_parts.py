@@ -21,17 +21,21 @@ from peers import D, PlainIWAE, deepem_step, plain_step
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _python(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+def _python(args: list[str], timeout: float, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+               **env_vars)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
 def cuda_tests(settings: dict) -> dict:
-    """The CUDA tests (device paths, fused layer against CPU; skipped on a machine without CUDA)."""
+    """The CUDA tests (device paths, the device decision without a synchronisation, the CUDA-graph step
+    against the eager one under each precision; skipped on a machine without CUDA) and, with
+    `compile_tests`, the compiled step against the eager one."""
     files, report = settings["test_files"], Path(settings["out"]) / "junit.xml"
+    env = {"DEEPEM_COMPILE_TESTS": "1"} if settings.get("compile_tests") else {}
     proc = _python(["-m", "pytest", *files, "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={report}"],
-                   settings["timeout"])
+                   settings["timeout"], **env)
     suite = ElementTree.parse(report).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
@@ -87,23 +91,31 @@ def graphed_plain_step(x: torch.Tensor, k: int) -> Callable[[], None]:
     return _graphed(lambda: model.loss(x, k).backward(), opt)
 
 
-def graphed_deepem_step(x: torch.Tensor, k: int) -> Callable[[], None]:
-    """deepem's IWAE loss and gradient (its method and model, fused output layer included) and Adam as one
-    CUDA graph: the step without the trainer's non-finite guards, whose host check a graph cannot hold.
-    What a graphed TrainStep would give."""
+def graphed_deepem_step(x: torch.Tensor, k: int, precision: str = "32") -> Callable[[], None]:
+    """deepem's own CUDA-graph step (training/cuda_graph.py: the TrainStep with its device decision, captured
+    after its warm-up steps and replayed), under `precision`."""
     from deepem.methods import make_method
     from deepem.models import ModelConfig, make_model
+    from deepem.training.cuda_graph import GraphedStep
+    from deepem.training.step import TrainStep
 
     model = make_model(ModelConfig(), D).to(x.device)
-    method = make_method("iwae", particles=k)
-    method.bind(model)
-    method.to(x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4, capturable=True)
+    graphed = GraphedStep(TrainStep(model, make_method("iwae", particles=k), lr=1e-3, precision=precision))
+    for _ in range(graphed.warmup + 1):
+        graphed(x)
+    assert graphed.last == "capture", graphed.last
+    return lambda: graphed(x)
 
-    def body() -> None:
-        losses = method(model, x).losses
-        sum(set(losses.values()), torch.zeros((), device=x.device)).backward()
-    return _graphed(body, opt)
+
+def compiled_deepem_step(x: torch.Tensor, k: int) -> Callable[[], None]:
+    """deepem's step with --compile (training/compiled.py), compiled by its first call."""
+    from deepem.methods import make_method
+    from deepem.models import ModelConfig, make_model
+    from deepem.training.step import TrainStep
+
+    model = make_model(ModelConfig(), D).to(x.device)
+    step = TrainStep(model, make_method("iwae", particles=k), lr=1e-3, compile=True)
+    return lambda: step(x)
 
 
 def compiled_plain_step(x: torch.Tensor, k: int) -> Callable[[], None]:
@@ -120,22 +132,33 @@ def compiled_plain_step(x: torch.Tensor, k: int) -> Callable[[], None]:
 
 
 def train_step(settings: dict) -> dict:
-    """deepem's IWAE step against plain PyTorch eager, a CUDA-graphed and a compiled plain step, at K and
-    each B, interleaved blocks; ratios are seconds per step over deepem eager's."""
+    """deepem's IWAE step under each precision, eager and as its own CUDA graph, and compiled (float32),
+    against plain PyTorch eager, a CUDA-graphed and a compiled plain step, at K and each B, in interleaved
+    blocks; ratios are seconds per step over deepem's float32 eager step's ("deepem")."""
     device, k = settings["device"], settings["k"]
+    on_gpu = device.startswith("cuda")
     rows = []
     for batch in settings["batches"]:
         x = torch.bernoulli(torch.full((batch, D), 0.13, device=device))
         torch.manual_seed(0)
-        contenders: dict[str, Callable[[], object]] = {"deepem": deepem_step(x, k), "plain": plain_step(x, k)}
+        # name -> (maker, its keyword arguments); each maker takes (x, k) first
+        makers: dict[str, tuple[Callable[..., Callable[[], object]], dict]] = {}
+        for precision in settings["precisions"]:
+            suffix = "" if precision == "32" else f" {precision}"
+            makers[f"deepem{suffix}"] = (deepem_step, {"precision": precision})
+            makers[f"deepem{suffix} CUDA graph"] = (graphed_deepem_step, {"precision": precision})
+        makers["deepem compile"] = (compiled_deepem_step, {})
+        makers["plain"] = (plain_step, {})
+        makers["plain CUDA graph"] = (graphed_plain_step, {})
+        makers["plain torch.compile"] = (compiled_plain_step, {})
+        contenders: dict[str, Callable[[], object]] = {}
         skipped = {}
-        for name, make in (("deepem CUDA graph", graphed_deepem_step), ("plain CUDA graph", graphed_plain_step),
-                           ("plain torch.compile", compiled_plain_step)):
-            if not device.startswith("cuda"):
-                skipped[name] = "needs CUDA"
+        for name, (make, options) in makers.items():
+            if not on_gpu and ("CUDA graph" in name or "compile" in name):
+                skipped[name] = "needs CUDA" if "CUDA graph" in name else "on a GPU only (minutes to compile on CPU)"
                 continue
             try:
-                contenders[name] = make(x, k)
+                contenders[name] = make(x, k, **options)
                 contenders[name]()
             except Exception as e:  # recorded, and the rest still runs
                 contenders.pop(name, None)

@@ -59,3 +59,55 @@ def test_the_run_generator_on_cuda_gives_the_global_draws():
     torch.cuda.manual_seed(11)
     got = method(model, x, generator=device_generator(x.device)).losses
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def _cuda_step(decision: str | None = None, precision: str = "32"):
+    from deepem.training.step import TrainStep
+
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(latent_dim=8, hidden=[64, 64], likelihood="bernoulli"), 784).cuda()
+    return TrainStep(model, make_method("iwae", particles=10), precision=precision, decision=decision)
+
+
+@cuda
+def test_on_cuda_the_step_decides_on_the_device_and_never_waits_for_it():
+    step = _cuda_step()
+    assert step.decision == "device"
+    x = torch.bernoulli(torch.full((20, 784), 0.13, device="cuda"))
+    step(x).settled()  # Adam's state created, kernels chosen
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronisation raises
+    try:
+        results = [step(x) for _ in range(3)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(not r.settled().problem for r in results)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    before = {k: v.clone() for k, v in step.model.state_dict().items()}
+    assert step(bad).settled().problem.startswith("input batch")
+    assert all(torch.equal(before[k], v) for k, v in step.model.state_dict().items())
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
+def test_the_cuda_graph_step_takes_the_eager_step_s_steps(precision):
+    from deepem.training.cuda_graph import GraphedStep
+
+    if precision.startswith("bf16") and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    eager, graphed_step = _cuda_step(precision=precision), _cuda_step(precision=precision)
+    graphed = GraphedStep(graphed_step, warmup=2)
+    data = torch.bernoulli(torch.full((70, 784), 0.13, device="cuda"), generator=torch.Generator("cuda").manual_seed(1))
+    kinds = []
+    for i in range(0, 70, 20):  # 20, 20, 20, 10: warm-up, warm-up, capture, eager
+        torch.cuda.manual_seed(i)
+        expected = eager(data[i:i + 20]).settled()
+        torch.cuda.manual_seed(i)
+        got = graphed(data[i:i + 20]).settled()
+        kinds.append(graphed.last)
+        assert not got.problem and not expected.problem
+        torch.testing.assert_close(got.output.losses["theta"], expected.output.losses["theta"])
+    assert kinds == ["warm-up", "warm-up", "capture", "eager"]
+    for k, v in eager.model.state_dict().items():
+        torch.testing.assert_close(graphed_step.model.state_dict()[k], v)

@@ -50,6 +50,17 @@ def test_markdown_lists_goals_parts_and_the_failing_parts_error():
     assert "| 50, 20 | plain torch.compile | x | – |" in text
 
 
+def test_the_terminal_gets_one_table_of_parts_goals_and_step_contenders():
+    parts = record(8.0, 2.5)
+    text = gpu.console_table({"parts": parts, "goals": gpu.goals(parts, dry=False)})
+    lines = text.strip().splitlines()
+    assert lines[:2] == ["| what | result |", "| --- | --- |"] and all(line.startswith("| ") for line in lines)
+    assert "| part: vectorised seeds | failed, 5 s: RuntimeError: boom |" in lines
+    assert "| goal: IW-5000 over the 10 000 test images in under 10 s | met |" in lines
+    assert "| step K=50 B=20: deepem | 2.00 ms, 1.00 (1.00–1.00) x deepem eager |" in lines
+    assert "| step K=50 B=20: plain torch.compile | not run: x |" in lines
+
+
 def test_a_failing_part_is_recorded_not_raised():
     result = gpu.run_part("no such part", dict(gpu.DRY), limit=120)
     assert result["status"] == "failed" and "KeyError" in result["error"]
@@ -65,10 +76,14 @@ def test_dry_run_writes_json_and_md(tmp_path):
     assert out["parts"]["nccl data-parallel"]["result"]["all_reduce_matches"] is True
     rows = out["parts"]["train step"]["result"]["rows"]
     assert [(r["k"], r["batch"]) for r in rows] == [(5, 4)]
-    assert set(rows[0]["contenders"]) == {"deepem", "plain"}
-    assert rows[0]["skipped"] == {"deepem CUDA graph": "needs CUDA", "plain CUDA graph": "needs CUDA",
-                                  "plain torch.compile": "needs CUDA"}
-    assert rows[0]["best_deepem"] == "deepem"
+    bf16 = {"deepem bf16-mixed", "deepem bf16-mixed-head32"}
+    ran, skipped = set(rows[0]["contenders"]), rows[0]["skipped"]
+    assert ran - bf16 == {"deepem", "plain"}  # (bfloat16 ones where the CPU has native bfloat16)
+    assert {name: why for name, why in skipped.items() if "CUDA graph" in name} == {
+        f"{name} CUDA graph": "needs CUDA" for name in ("deepem", *sorted(bf16), "deepem 16-mixed", "plain")}
+    assert skipped["deepem compile"] == skipped["plain torch.compile"] == "on a GPU only (minutes to compile on CPU)"
+    assert skipped["deepem 16-mixed"].startswith("PrecisionError: --precision 16-mixed runs on CUDA only")
+    assert rows[0]["best_deepem"] in ran
     assert set(out["goals"].values()) == {"not measured (dry run)"}
     assert (tmp_path / "gpu-dry.md").read_text().startswith("# GPU run (CPU (dry run)")
 

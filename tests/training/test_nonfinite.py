@@ -1,6 +1,7 @@
 """Non-finite values never reach the parameters: an injected NaN triggers each policy as documented
 (stop with a diagnosis, skip, roll back with half the learning rate), the bounds on skipping and
-rolling back hold, and a non-finite model is never written over a good checkpoint."""
+rolling back hold, and a non-finite model is never written over a good checkpoint. The policy tests run
+with the decision on the host (CPU's) and on the device (CUDA's, here on CPU tensors: training/devices.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from training_helpers import binary_data, tiny_config
 from deepem.inference.numerics import log_mean_exp
 from deepem.methods.base import PHI, THETA, Method, MethodOutput, draw
 from deepem.methods.registry import METHODS
+from deepem.training import step as step_module
 from deepem.training.checkpoint_file import checkpoint_step, list_checkpoints, load_checkpoint
+from deepem.training.devices import StepDevice
 from deepem.training.guards import NonFiniteError
 from deepem.training.trainer import Trainer
 from deepem.workflows.assembly import build_trainer
@@ -37,6 +40,14 @@ def poison_at(steps: set[int], seen: list[int] | None = None, once: bool = False
     return hook
 
 
+@pytest.fixture(params=["host", "device"])
+def decision(request, monkeypatch) -> str:
+    """Every TrainStep built in the test makes its non-finite decision on the host, or on the device."""
+    cpu = step_module.step_device("cpu")
+    monkeypatch.setattr(step_module, "step_device", lambda device: StepDevice(cpu.kind, cpu.region, request.param))
+    return request.param
+
+
 def make_trainer(tmp_path, hook=None, **changes) -> Trainer:
     logs: list[str] = []
     trainer = build_trainer(tiny_config(**changes), tmp_path / "run", data=binary_data(), log=logs.append,
@@ -50,7 +61,7 @@ def params(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
-def test_stop_policy_names_tensor_method_and_batch_and_writes_nothing(tmp_path):
+def test_stop_policy_names_tensor_method_and_batch_and_writes_nothing(tmp_path, decision):
     trainer = make_trainer(tmp_path, poison_at({POISON_STEP}), nan_policy="stop")
     with pytest.raises(NonFiniteError) as info:
         trainer.fit()
@@ -62,7 +73,7 @@ def test_stop_policy_names_tensor_method_and_batch_and_writes_nothing(tmp_path):
     assert max(checkpoint_step(p) for p in list_checkpoints(trainer.run.checkpoints)) == 2
 
 
-def test_skip_policy_leaves_parameters_and_counters_untouched(tmp_path):
+def test_skip_policy_leaves_parameters_and_counters_untouched(tmp_path, decision):
     snapshots: dict[int, dict] = {}
     poison = poison_at({POISON_STEP})
 
@@ -72,6 +83,7 @@ def test_skip_policy_leaves_parameters_and_counters_untouched(tmp_path):
 
     trainer = make_trainer(tmp_path, hook, nan_policy="skip", method="iwem",
                            method_options={"alpha_every": 1})
+    assert trainer.step.decision == decision
     summary = trainer.fit()
     assert summary["skipped_steps"] == 1 and trainer.state.skipped_steps == 1
     # the skipped step changed no parameter ...
@@ -89,14 +101,14 @@ def test_skip_policy_leaves_parameters_and_counters_untouched(tmp_path):
     assert [r["action"] for r in records if r["kind"] == "nonfinite"] == ["skip"]
 
 
-def test_skip_policy_gives_up_after_too_many_in_a_row(tmp_path):
+def test_skip_policy_gives_up_after_too_many_in_a_row(tmp_path, decision):
     trainer = make_trainer(tmp_path, poison_at(set(range(2, STEPS))), nan_policy="skip",
                            max_consecutive_skips=3)
     with pytest.raises(NonFiniteError, match="4 steps in a row were non-finite"):
         trainer.fit()
 
 
-def test_rollback_restores_the_checkpoint_and_halves_the_learning_rate(tmp_path):
+def test_rollback_restores_the_checkpoint_and_halves_the_learning_rate(tmp_path, decision):
     seen: list[int] = []
     at_two: list[dict] = []
     poison = poison_at({POISON_STEP}, seen, once=True)
@@ -124,7 +136,7 @@ def test_rollback_restores_the_checkpoint_and_halves_the_learning_rate(tmp_path)
     assert any("rolled back to ckpt-000000002.pt" in line for line in trainer.logs)
 
 
-def test_rollback_gives_up_after_max_rollbacks(tmp_path):
+def test_rollback_gives_up_after_max_rollbacks(tmp_path, decision):
     trainer = make_trainer(tmp_path, poison_at({POISON_STEP}), nan_policy="rollback", max_rollbacks=2)
     with pytest.raises(NonFiniteError, match=r"gave up after 2 rollbacks \(max_rollbacks = 2, "
                                              r"learning-rate scale now 0.25\)"):
@@ -174,7 +186,7 @@ class _Poisoned(Method):
     ("grad", "non-finite gradient of parameter decoder.0.weight (shape (16, 4), group 'theta'; 64 of 64 "
              "non-finite: 64 NaN, 0 inf)"),
 ])
-def test_stop_diagnosis_names_loss_log_weights_or_gradient(tmp_path, monkeypatch, kind, expected):
+def test_stop_diagnosis_names_loss_log_weights_or_gradient(tmp_path, decision, monkeypatch, kind, expected):
     monkeypatch.setitem(METHODS, "poisoned", _Poisoned)
     trainer = make_trainer(tmp_path, method="poisoned", method_options={"kind": kind})
     before = params(trainer)

@@ -236,6 +236,34 @@ def test_an_overflowing_loss_scale_skips_the_step_and_is_lowered_not_reported():
     assert all(not o.state for o in step.optimizers.values())  # no Adam step was taken
 
 
+def _scaled_trainer(run_dir, epochs: int) -> Trainer:
+    """A float32 run whose step scales its losses (as `16-mixed` does on CUDA; a CPU scaler here) with a
+    scale that doubles every step, so the scale at a checkpoint differs from the initial one."""
+    data = binary_data()
+    torch.manual_seed(5)
+    model = make_model(ModelConfig(latent_dim=4, hidden=[16]), 16)
+    trainer = Trainer(model, make_method("iwae", particles=3), data.train, run_dir,
+                      tiny_config(epochs=epochs, valid_every=0), progress=False, log=lambda s: None)
+    trainer.step.scaler = torch.amp.GradScaler("cpu", init_scale=2.0, growth_interval=1)
+    return trainer
+
+
+def test_the_loss_scale_is_checkpointed_and_a_resumed_run_goes_on_with_it(tmp_path):
+    whole = _scaled_trainer(tmp_path / "whole", epochs=2)
+    whole.start()
+    whole.fit()
+    first = _scaled_trainer(tmp_path / "parts", epochs=1)
+    first.start()
+    first.fit()
+    assert first.step.scaler.get_scale() == 2.0 * 2 ** 5  # five steps, each doubling it
+    resumed = _scaled_trainer(tmp_path / "parts", epochs=2)
+    assert resumed.resume()
+    assert resumed.step.scaler.get_scale() == 2.0 * 2 ** 5
+    resumed.fit()
+    assert resumed.step.scaler.state_dict() == whole.step.scaler.state_dict()
+    assert_trees_equal(dict(whole.model.state_dict()), dict(resumed.model.state_dict()))
+
+
 @needs_bf16
 @pytest.mark.parametrize("name,family", list(contract_cases()))
 def test_every_method_steps_under_bf16_mixed_with_float32_losses_and_log_weights(name, family):

@@ -105,6 +105,10 @@ class RunSettings:
                              "in bfloat16; densities, log-weights and the optimiser in float32), bf16-mixed-head32 "
                              "(the same with the output layers in float32), 16-mixed (float16 with loss scaling, "
                              "CUDA only); evaluation is float32", choices=PRECISIONS)
+    compile: bool = setting(False, "compile the step's forward and backward pass with torch.compile (a C++ "
+                            "compiler on CPU, Triton on CUDA); the first step of each batch shape compiles, a "
+                            "minute or more on CPU; the same draws and, to float rounding, the same losses",
+                            resume=True)
 
 
 def parse_optim_setting(text: str) -> tuple[str, str, Any]:

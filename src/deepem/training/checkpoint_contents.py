@@ -1,6 +1,7 @@
 """What a training checkpoint holds and how it is put back: parameters, the method's own state
-(annealing counters are buffers), optimiser states, the TrainState (epoch, batch, rollback scale,
-the metrics window not yet logged) and every RNG state. The file format itself (checksummed,
+(annealing counters are buffers), optimiser states, the loss scaler's state (`16-mixed` only: its scale
+and growth counter, so a resumed run goes on with the scale it had), the TrainState (epoch, batch,
+rollback scale, the metrics window not yet logged) and every RNG state. The file format itself (checksummed,
 weights_only) is checkpoint_file.py's."""
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ REQUIRED_KEYS = ("model", "method", "optimizers", "train_state", "rng")
 
 
 def training_state(model: nn.Module, method: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer],
-                   state: TrainState, config: dict[str, Any]) -> dict[str, Any]:
-    """The dictionary a checkpoint stores."""
+                   state: TrainState, config: dict[str, Any], scaler: torch.amp.GradScaler | None = None
+                   ) -> dict[str, Any]:
+    """The dictionary a checkpoint stores (with a "scaler" entry when the step scales its losses)."""
     train_state = dataclasses.asdict(state)
     train_state["window"] = window_floats(state.window)
-    return {
+    extra = {} if scaler is None else {"scaler": scaler.state_dict()}  # plain numbers (scale, growth tracker)
+    return {**extra,
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "method": method.state_dict(),
@@ -58,14 +61,19 @@ def check_fits(ckpt: dict[str, Any], model: nn.Module, optimizers: Mapping[str, 
 
 
 def restore(ckpt: dict[str, Any], model: nn.Module, method: nn.Module,
-            optimizers: Mapping[str, torch.optim.Optimizer]) -> TrainState:
-    """Load a checkpoint into the objects (and the global RNGs); return its TrainState."""
+            optimizers: Mapping[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler | None = None
+            ) -> TrainState:
+    """Load a checkpoint into the objects (and the global RNGs); return its TrainState. A scaler goes on
+    from the checkpoint's scale when it has one (a checkpoint written before scalers were saved has
+    none: the scaler then starts from its initial scale)."""
     check_fits(ckpt, model, optimizers)
     try:
         model.load_state_dict(ckpt["model"])
         method.load_state_dict(ckpt["method"])
         for g, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][g])
+        if scaler is not None and "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
     except (RuntimeError, ValueError, KeyError) as err:
         raise CheckpointError(f"checkpoint does not fit this run: {err}") from err
     known = {f.name for f in dataclasses.fields(TrainState)}

@@ -3,7 +3,10 @@
 Each loss is differentiated with respect to its own parameter group only, and each group has its own
 optimiser (as in the papers, e.g. REM's separate θ and φ learning rates). Nothing reaches the
 parameters unless the batch, every loss, the log-weights and every gradient are finite; what to do
-about a non-finite step (stop, skip, roll back) is the caller's policy, not the step's.
+about a non-finite step (stop, skip, roll back) is the caller's policy, not the step's. Where the
+finiteness is decided is chosen once per step (training/devices.py): on the host (CPU: one read of one
+flag) or on the device (CUDA: the fused Adam kernels read the flag, no host read; `StepResult.settled`
+gives the same account afterwards).
 
 Steps per batch. First one joint step: one forward pass of the method, each loss back-propagated to
 its group, every optimiser stepped once, `method.after_update()`. Then, for each group g whose
@@ -19,19 +22,21 @@ With loss scaling (`16-mixed`), each loss is scaled before its backward pass and
 unscaled before they are checked; non-finite gradients from finite losses are an overflow of the
 scale: the step is skipped (`StepResult.skipped`) and the scale lowered, not reported as a problem (with a
 data-parallel hook, where every rank must agree, it is reported as a non-finite gradient instead). The
-scaler's state is not checkpointed: a resumed `16-mixed` run starts from the initial scale again."""
+scaler's state (its scale and growth counter) is checkpointed with the optimisers (checkpoint_contents.py),
+so a resumed `16-mixed` run goes on with the scale it had."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
-from deepem.inference.numerics import flush_denormals
 from deepem.methods.base import Method, MethodOutput, device_generator
 from deepem.models.lvm import DeepLatentModel
+from deepem.training.compiled import compiled
+from deepem.training.devices import DECISIONS, device_decision_blocker, step_device
 from deepem.training.guards import (
     first_non_finite_grad,
     losses_and_grads_finite,
@@ -53,6 +58,21 @@ class StepResult:
     problem: str = ""
     #: loss scaling only: the gradients overflowed the scale, nothing was applied and the scale was lowered
     skipped: bool = False
+    #: the device decision only (training/devices.py): a 0-dim device tensor, 1 when the step found a
+    #: non-finite value and applied nothing; `problem` and `skipped` are then known after `settled()`
+    nonfinite: Tensor | None = None
+    #: the device decision only: the host-side account of a non-finite step (reads inputs and gradients)
+    diagnose: Callable[[], StepResult] | None = None
+
+    def settled(self) -> StepResult:
+        """This result with `problem` and `skipped` filled in: itself after a host decision; after a device
+        decision one read of the flag (a synchronisation), and the diagnosis when it is set. Call it before
+        the step's next call (the diagnosis reads this step's gradients)."""
+        if self.nonfinite is None:
+            return self
+        if not bool(self.nonfinite):
+            return StepResult(self.output)
+        return self.diagnose()
 
 
 def backward_losses(losses: Mapping[str, Tensor], groups: Mapping[str, list[nn.Parameter]],
@@ -88,11 +108,15 @@ class TrainStep:
 
     `settings` gives each group's optimiser settings (training/optim.py); without it every group gets
     Adam(lr, betas (0.9, 0.999), eps adam_eps) and one step per batch. `precision` is the step's
-    precision (training/precision.py), checked here against the model's device and dtype."""
+    precision (training/precision.py), checked here against the model's device and dtype. `decision`:
+    where the non-finite decision is made, 'host' or 'device' (training/devices.py; None: the device's
+    own, chosen here once, as is the region every step runs in). `compile`: the forward and backward
+    passes compiled by torch.compile (training/compiled.py)."""
 
     def __init__(self, model: DeepLatentModel, method: Method,
                  settings: Mapping[str, GroupOptim] | None = None, lr: float = 1e-3,
-                 adam_eps: float = 1e-4, precision: str | Precision = "32") -> None:
+                 adam_eps: float = 1e-4, precision: str | Precision = "32", decision: str | None = None,
+                 compile: bool = False) -> None:
         self.model = model
         self.method = method
         self.groups = parameter_groups(model, method)
@@ -106,20 +130,48 @@ class TrainStep:
         first = next(model.parameters())
         self.precision = check_precision(precision, first.device, first.dtype)
         self.scaler = make_grad_scaler(self.precision, first.device)
-        #: data-parallel hook: (parameters, local problem) -> agreed problem, gradients averaged if none
-        self.grad_sync: Callable[[list[nn.Parameter], str], str] | None = None
+        self.device = step_device(first.device)
+        if decision is not None and decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+        self._asked = decision
+        self._grad_sync: Callable[[list[nn.Parameter], str], str] | None = None
+        self._choose_path()
+        if compile:  # (the instance's own _forward: the eager step looks up the class's, at no cost)
+            self._forward = compiled(self._forward, first.device)
+
+    @property
+    def grad_sync(self) -> Callable[[list[nn.Parameter], str], str] | None:
+        """Data-parallel hook: (parameters, local problem) -> agreed problem, gradients averaged if none.
+        Setting it chooses the step's path again (ranks agree on the host)."""
+        return self._grad_sync
+
+    @grad_sync.setter
+    def grad_sync(self, hook: Callable[[list[nn.Parameter], str], str] | None) -> None:
+        self._grad_sync = hook
+        self._choose_path()
+
+    def _choose_path(self) -> None:
+        """Bind the step's one path: the host decision or the device decision (training/devices.py)."""
+        blocker = device_decision_blocker(self.optimizers, {g: s.steps for g, s in self.settings.items()},
+                                          self._grad_sync is not None)
+        wanted = self._asked or self.device.decision
+        if wanted == "device" and blocker and self._asked == "device":
+            raise ValueError(f"the device decision cannot run this step: {blocker}")
+        self.decision = "device" if wanted == "device" and not blocker else "host"
+        self._path = self._device_step if self.decision == "device" else self._step
 
     def zero_grad(self) -> None:
         for params in self.groups.values():
             zero_grads(params)
 
     def __call__(self, x: Tensor, mask: Tensor | None = None) -> StepResult:
-        # On CPU the step runs with denormals flushed on every thread (inference/denormals.py): whoever calls
-        # it, the loop or a benchmark, gets the speed the loop gets; the caller's setting is restored after.
-        with flush_denormals() if x.device.type == "cpu" else nullcontext():
-            return self._step(x, mask)
+        # The region is the device's (training/devices.py; on CPU denormals flushed on every thread):
+        # whoever calls the step, the loop or a benchmark, gets the speed the loop gets.
+        with self.device.region():
+            return self._path(x, mask)
 
     def _step(self, x: Tensor, mask: Tensor | None) -> StepResult:
+        """The host decision: one read of a flag over losses, log-weights and gradients."""
         self.zero_grad()
         bad = non_finite_input(x, mask)
         if bad and self.grad_sync is None:
@@ -147,6 +199,64 @@ class TrainStep:
                     self.zero_grad()
                     return StepResult(out, f"{bad} (in an extra step of group {group!r})")
         return StepResult(out)
+
+    def _device_step(self, x: Tensor, mask: Tensor | None) -> StepResult:
+        """The device decision: the same checks as `_step` as one device flag, which the fused Adam
+        kernels read (found-inf: no update, no step count), and which keeps the method's buffers as they
+        were before `after_update`; nothing here waits for the device."""
+        self.zero_grad()
+        out = self._forward(x, mask)
+        self._backward(out.losses, self.groups)
+        found = self._found_non_finite(x, mask, out)
+        for name in out.losses:
+            optimizer = self.optimizers[name]
+            optimizer.found_inf, optimizer.grad_scale = found, None  # (gradients unscaled already)
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.found_inf, optimizer.grad_scale
+        if self.scaler is not None:
+            self.scaler.update()  # lowers the scale when unscale_ found the gradients overflowed
+        self._after_update_unless(found)
+        return StepResult(out, nonfinite=found, diagnose=lambda: self._diagnose(x, mask, out))
+
+    def _found_non_finite(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> Tensor:
+        """A fresh 0-dim float32 device tensor: 1 when the batch, a loss, the log-weights or a gradient is
+        not finite. The batch, losses and log-weights enter as sums (fresh tensors: the check writes
+        back what it reads), so a sum of finite values beyond float32's range also counts."""
+        observed = x if mask is None else x.masked_fill(~mask, 0)
+        sums = [observed.sum()] if x.is_floating_point() else []
+        sums += [loss.detach().sum() for loss in {id(v): v for v in out.losses.values()}.values()]
+        if out.log_w is not None:
+            sums.append(out.log_w.detach().sum())
+        grads = [p.grad for params in self.groups.values() for p in params if p.grad is not None]
+        found = torch.zeros((), device=x.device)
+        torch._amp_foreach_non_finite_check_and_unscale_(sums + grads, found, torch.ones((), device=x.device))
+        return found
+
+    def _after_update_unless(self, found: Tensor) -> None:
+        """`method.after_update()`, undone on the device when `found` is set: the method's per-update
+        state (annealing counters, running means, step sizes) lives in its buffers."""
+        buffers = list(self.method.buffers())
+        if not buffers:
+            self.method.after_update()
+            return
+        before = [b.clone() for b in buffers]
+        self.method.after_update()
+        keep = found.bool()
+        for b, old in zip(buffers, before, strict=True):
+            b.copy_(torch.where(keep, old, b))
+
+    def _diagnose(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> StepResult:
+        """The host's account of a step the device found non-finite, as `_step` gives it."""
+        bad = non_finite_input(x, mask) or non_finite_losses(out)
+        if not bad and self.scaler is not None:
+            self.zero_grad()
+            return StepResult(out, skipped=True)  # the loss scale overflowed (and was lowered)
+        bad = bad or first_non_finite_grad(self.groups, self.names) or (
+            "a sum of the batch, the losses or the log-weights (finite values beyond float32's range)")
+        self.zero_grad()
+        return StepResult(None, bad)
 
     def _forward(self, x: Tensor, mask: Tensor | None) -> MethodOutput:
         # Every draw comes from the run's generator, named explicitly (the same numbers as the global one);
@@ -213,10 +323,10 @@ class TrainStep:
 
 
 def make_step(model: DeepLatentModel, method: Method, lr: float | Mapping[str, float] = 1e-3,
-              adam_eps: float = 1e-4, precision: str | Precision = "32") -> TrainStep:
+              adam_eps: float = 1e-4, precision: str | Precision = "32", decision: str | None = None) -> TrainStep:
     """A TrainStep with plain per-group learning rates (a number for all groups, or one per group)."""
     if isinstance(lr, Mapping):
         return TrainStep(model, method, {g: GroupOptim(lr=float(v), eps=adam_eps) for g, v in lr.items()},
-                         precision=precision)
-    return TrainStep(model, method, lr=lr, adam_eps=adam_eps, precision=precision)
+                         precision=precision, decision=decision)
+    return TrainStep(model, method, lr=lr, adam_eps=adam_eps, precision=precision, decision=decision)
 

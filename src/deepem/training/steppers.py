@@ -86,7 +86,7 @@ class SingleStepper:
         points = x.shape[0]
         if r.parallel is not None:  # this rank's shard of the global batch
             x, mask = shard_batch(r.parallel, x, mask)
-        result = r.step(x, mask)
+        result = r.step(x, mask).settled()  # (a device decision's flag is read here, once)
         if r.parallel is not None:
             r.parallel.average_buffers(r.method)
         if result.problem:

@@ -118,7 +118,8 @@ class Trainer:
         self.batch_hook = batch_hook
         self.stop = stop if stop is not None else StopRequest()
         self.step = TrainStep(model, method, group_settings(groups, self.config.optim, self.config.lr,
-                                                            self.config.adam_eps), precision=self.config.precision)
+                                                            self.config.adam_eps), precision=self.config.precision,
+                              compile=self.config.compile)
         self.state = TrainState()
         # data parallel: gradients averaged in the step; only rank 0 writes the run folder
         self.parallel = parallel
@@ -182,7 +183,7 @@ class Trainer:
     # checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = checkpoint_contents.training_state(self.model, self.method, self.optimizers, self.state,
-                                                   self.config.to_dict())
+                                                   self.config.to_dict(), self.step.scaler)
         if self.parallel is not None:
             state.update(distributed_state(self.parallel))
         if self.early_stopping.best is not None:  # what evaluation loads (workflows/loading.py)
@@ -197,7 +198,8 @@ class Trainer:
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         check_world_size(ckpt, self.parallel, self.run.root)
-        self.state = checkpoint_contents.restore(ckpt, self.model, self.method, self.optimizers)
+        self.state = checkpoint_contents.restore(ckpt, self.model, self.method, self.optimizers,
+                                                 self.step.scaler)
         if self.parallel is not None:
             restore_rank_rng(ckpt, self.parallel)
         self.early_stopping.best = ckpt.get("best")

@@ -52,6 +52,8 @@ def check_vectorisable(config: TrainConfig) -> None:
         problems.append(f"held-out cells (validation_fraction {config.validation_fraction})")
     if getattr(config, "precision", "32") != "32":  # the vmapped step has no autocast region
         problems.append(f"precision {config.precision!r}")
+    if getattr(config, "compile", False):  # the vmapped step is not the compiled TrainStep
+        problems.append("--compile")
     steps = {g: spec.get("steps", 1) for g, spec in config.optim.items() if spec.get("steps", 1) != 1}
     if steps:
         problems.append(f"several steps per batch {steps}")
