@@ -219,9 +219,13 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = parser.parse_args()
     torch.set_num_threads(1)
-    command = f"python benchmarks/uci_converged.py {a.what} " + " ".join(
+    # the command that makes the results ("report" rewrites the table's); only the options of that part
+    part = "curve" if a.what == "curve" else "table"
+    command = f"python benchmarks/uci_converged.py {part} " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()
-        if k not in ("what", "data_dir", "out", "runs", "stop_at") and v != "")
+        if k not in ("what", "data_dir", "out", "runs", "stop_at") and v != ""
+        and (k.startswith("curve") or k not in ("seeds", "datasets", "late", "max_updates", "patience",
+                                                "impute_particles") if part == "curve" else not k.startswith("curve")))
     root = Path(a.runs)
     root.mkdir(parents=True, exist_ok=True)
     if a.what == "table":

@@ -21,7 +21,12 @@ CURVE_NOTES_FILE = RESULTS / "uci_imputation-curve.notes.md"
 
 
 def select(rows: list[dict[str, Any]], dataset: str, imputer: str) -> list[dict[str, Any]]:
-    return sorted((r for r in rows if r["dataset"] == dataset and r["imputer"] == imputer), key=lambda r: r["seed"])
+    """The rows of one imputer on one table, on the seeds where all three methods finished (so every
+    imputer of a table is compared on the same masks)."""
+    full = set.intersection(*({r["seed"] for r in rows if r["dataset"] == dataset and r["imputer"] == m}
+                              for m in METHODS))
+    return sorted((r for r in rows if r["dataset"] == dataset and r["imputer"] == imputer and r["seed"] in full),
+                  key=lambda r: r["seed"])
 
 
 def paired(rows: list[dict[str, Any]], dataset: str, a: str, b: str) -> list[float]:
@@ -102,6 +107,7 @@ def write_table(rows: list[dict[str, Any]], a: argparse.Namespace, command: str,
         {"command": command, "settings": settings, "environment": env, "paper_table_4": PAPER, "rows": rows},
         indent=1) + "\n")
     models = [r for r in rows if r["imputer"] in METHODS]
+    # the baselines of a seed whose methods were cut are in the JSON only
     cpu = sum(r.get("train_cpu_s", r["train_s"]) + r.get("impute_cpu_s", r["impute_s"]) for r in rows)
     text = [
         "# UCI imputation, the IWEM paper's Table 4 protocol carried to convergence (whole table, MCAR 50 %)", "",
