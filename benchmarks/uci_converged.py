@@ -192,6 +192,22 @@ def run_curve(a: argparse.Namespace, root: Path, command: str) -> None:
         write_curve(curves, a, command, environment())
 
 
+#: options of the table only, and of neither part (the commands written into the results leave them out)
+TABLE_ONLY = ("seeds", "datasets", "late", "max_updates", "patience", "impute_particles")
+NEITHER = ("what", "data_dir", "out", "runs", "stop_at")
+
+
+def table_command(a: argparse.Namespace) -> str:
+    return "python benchmarks/uci_converged.py table " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()
+        if k not in NEITHER and not k.startswith("curve") and v != "")
+
+
+def curve_command(a: argparse.Namespace) -> str:
+    return "python benchmarks/uci_converged.py curve " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k not in NEITHER + TABLE_ONLY and v != "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("table", "curve", "report"))
@@ -219,21 +235,19 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = parser.parse_args()
     torch.set_num_threads(1)
-    # the command that makes the results ("report" rewrites the table's); only the options of that part
-    part = "curve" if a.what == "curve" else "table"
-    command = f"python benchmarks/uci_converged.py {part} " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()
-        if k not in ("what", "data_dir", "out", "runs", "stop_at") and v != ""
-        and (k.startswith("curve") or k not in ("seeds", "datasets", "late", "max_updates", "patience",
-                                                "impute_particles") if part == "curve" else not k.startswith("curve")))
+    command = curve_command(a) if a.what == "curve" else table_command(a)
     root = Path(a.runs)
     root.mkdir(parents=True, exist_ok=True)
     if a.what == "table":
         run_table(a, root, command)
     elif a.what == "curve":
         run_curve(a, root, command)
-    else:
+    else:  # rewrite the result files from the runs: the table's, and the curve's when it has one
         write_table(load_rows(root / "rows.jsonl"), a, command, environment())
+        curve = root / f"curve-{a.curve_dataset}-s{a.curve_seed}.json"
+        if curve.is_file():
+            write_curve(json.loads(curve.read_text()), argparse.Namespace(**{**vars(a), "valid_steps": a.curve_every}),
+                        curve_command(a), environment())
 
 
 if __name__ == "__main__":
