@@ -73,6 +73,18 @@ def test_the_validator_is_minus_the_rmse_of_the_imputation_of_the_hidden_cells_w
     assert result.stderr > 0
 
 
+def test_the_held_out_values_do_not_reach_the_initial_model():
+    """The output bias starts at the mean of the cells training sees: changing the held-out cells' values
+    leaves the assembled model as it was (with them in the mean it moved)."""
+    data = gaussian_table()
+    config = tiny_config(dataset="table", method="miwae", train_limit=None, valid_every=0, valid_every_steps=5,
+                         validation_fraction=0.25, valid_particles=7, model=tiny_config().model)
+    _, held_out = hold_out_cells(data.train_mask, 0.25, config.seed, max_rows=config.valid_limit)
+    shifted = DataSplits("table", torch.where(held_out, data.train + 100.0, data.train), data.valid, data.test,
+                         "gaussian", train_mask=data.train_mask, valid_mask=data.valid_mask, test_mask=data.test_mask)
+    assert_trees_equal(params(assemble(config, data).model), params(assemble(config, shifted).model))
+
+
 def make_trainer(run_dir, curve: dict[int, float], snapshots: dict[int, dict], **changes):
     """A tiny IWAE run (5 updates an epoch) whose validator reads `curve` at the update just done and keeps
     the parameters it saw."""

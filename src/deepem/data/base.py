@@ -46,12 +46,17 @@ class DataSplits:
     def train_mean(self) -> Tensor:
         """Mean of the training data over observed entries (for dynamic binarisation, the expected
         binary mean); a column with no observed entry gets 0.5."""
-        if self.train_mask is None:
-            return self.train.mean(0)
-        observed = self.train_mask.to(self.train.dtype)
-        total = torch.where(self.train_mask, self.train, torch.zeros_like(self.train)).sum(0)
-        count = observed.sum(0)
-        return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, 0.5))
+        return observed_mean(self.train, self.train_mask)
+
+
+def observed_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Column means of `x` over the entries `mask` marks observed (all with None); a column with no
+    observed entry gets 0.5."""
+    if mask is None:
+        return x.mean(0)
+    total = torch.where(mask, x, torch.zeros_like(x)).sum(0)
+    count = mask.to(x.dtype).sum(0)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, 0.5))
 
 
 def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:

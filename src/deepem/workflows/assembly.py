@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from deepem.data.base import DataSplits
+from deepem.data.base import DataSplits, observed_mean
 from deepem.data.corruption import CorruptedData
 from deepem.data.incomplete import make_incomplete
 from deepem.data.own_dataset import FileDataset, load_file_dataset
@@ -124,11 +124,12 @@ def run_config(settings: dict[str, Any], table_columns: int | None = None) -> Tr
                        **{k: v for k, v in typed.items() if not k.startswith("model.")})
 
 
-def build_model(config: TrainConfig, data: DataSplits) -> DeepLatentModel:
-    """The model of `config` for `data`, output bias at the training mean (Burda et al. 2015)."""
+def build_model(config: TrainConfig, data: DataSplits, train_mean: Tensor | None = None) -> DeepLatentModel:
+    """The model of `config` for `data`, output bias at the training mean (Burda et al. 2015): `train_mean`
+    when given (the mean of the cells training sees), else the data's."""
     if config.model.likelihood is None:
         config.model.likelihood = data.likelihood
-    model = make_model(config.model, data.data_dim, data.train_mean())
+    model = make_model(config.model, data.data_dim, data.train_mean() if train_mean is None else train_mean)
     return model.to(config.device, config.torch_dtype)
 
 
@@ -220,9 +221,15 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     likelihood = make_likelihood(config.model.likelihood or data.likelihood)
     check_data(data, likelihood.check_data,
                need_valid=bool(config.valid_every or config.valid_every_steps) and not config.validation_fraction)
+    held_out = None
+    if config.validation_fraction:
+        # held-out cells of the training rows: hidden from training by a mask of the seed alone (its own
+        # generator: the global RNG below is untouched), and from the output bias's initial mean too
+        observed = train_mask if train_mask is not None else torch.ones(train.shape, dtype=torch.bool)
+        train_mask, held_out = hold_out_cells(observed, config.validation_fraction, config.seed, config.valid_limit)
     # The seed is set before the model is built: its initial weights are part of the run.
     seed_everything(config.seed)
-    model = build_model(config, data)
+    model = build_model(config, data, None if held_out is None else observed_mean(train, train_mask))
     method = build_method(config)
     # The IW validation bound needs log q: a model whose q has none (implicit) is validated by nobody
     # here; evaluate it with AIS (build_trainer says so).
@@ -231,10 +238,7 @@ def assemble(config: TrainConfig, data: DataSplits | None = None, recorded: bool
     # iw_validator's proposal="completed" is miss-IWEM's own proposal).
     validates = bool(config.valid_every or config.valid_every_steps) and has_density
     validate = iw_validator(valid, config.valid_particles, config.seed, valid_mask, shard) if validates else None
-    if config.validation_fraction:
-        # held-out cells of the training rows instead: hidden from training by a mask of the seed alone
-        observed = train_mask if train_mask is not None else torch.ones(train.shape, dtype=torch.bool)
-        train_mask, held_out = hold_out_cells(observed, config.validation_fraction, config.seed, config.valid_limit)
+    if held_out is not None:  # validated on the held-out cells instead
         proposal = getattr(METHODS[config.method], "imputation_proposal", "zero-filled")
         validate = held_out_validator(train, train_mask, held_out, config.valid_particles, config.seed,
                                       proposal) if validates else None
