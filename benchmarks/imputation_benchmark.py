@@ -28,7 +28,9 @@ Protocol (one "cell" = table x mechanism x rate x seed; every imputer of a cell 
 
 Results: OUT/imputation_benchmark.json (every row, the command, the machine's load) and .md (the
 report of imputation_report.py: paired differences deepem - best baseline, 95 % t-intervals over seeds).
-Output files are not overwritten without --force; --resume keeps their rows and runs only what is missing."""
+Output files are not overwritten without --force; --resume keeps their rows and runs only what is missing.
+Parts (processes given different --tables and --out folders, to use several cores) are joined by
+`--merge PART_DIR [PART_DIR ...] --out DIR`: their rows, tables and commands in one pair of result files."""
 
 from __future__ import annotations
 
@@ -238,6 +240,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="overwrite existing result files")
     parser.add_argument("--resume", action="store_true", help="keep the rows of existing result files")
     parser.add_argument("--report-only", action="store_true", help="rewrite the result files from their JSON")
+    parser.add_argument("--merge", nargs="+", metavar="PART_DIR", default=None,
+                        help="join the results of parts (each an --out of an earlier run) into --out")
     given = {arg.split("=")[0][2:].replace("-", "_") for arg in (argv if argv is not None else sys.argv[1:])
              if arg.startswith("--")}
     a = parser.parse_args(argv)
@@ -293,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         write(out, {k: v for k, v in record.items() if k not in ("rows", "paired", "coverage", "cost")},
               record["rows"])
         return 0
+    if a.merge:
+        return merge_parts([Path(p) for p in a.merge], out, a.force)
     if results.exists() and not (a.force or a.resume):
         print(f"error: {results} exists; give --resume to add to it or --force to overwrite it", file=sys.stderr)
         return 2
@@ -333,6 +339,45 @@ def main(argv: list[str] | None = None) -> int:
                         print(json.dumps(row), flush=True)
                         write(out, record | {"machine_end": machine()}, rows)
     write(out, record | {"machine_end": machine()}, rows)
+    return 0
+
+
+def merge_parts(parts: list[Path], out: Path, force: bool) -> int:
+    """One pair of result files from the parts' JSON: rows joined (a cell run by two parts is refused),
+    tables and skips united, each part's command and machine record kept."""
+    results = out / f"{RESULTS_NAME}.json"
+    if results.exists() and not force:
+        print(f"error: {results} exists; give --force to overwrite it", file=sys.stderr)
+        return 2
+    records = []
+    for part in parts:
+        path = part / f"{RESULTS_NAME}.json"
+        if not path.is_file():
+            print(f"error: {path} not found; give --merge the --out folders of finished parts", file=sys.stderr)
+            return 2
+        records.append(json.loads(path.read_text()))
+    rows, seen = [], set()
+    for record in records:
+        for row in record["rows"]:
+            key = (row["table"], row["mask"], row["rate"], row["seed"], row["imputer"])
+            if key in seen:
+                print(f"error: two parts ran {key}; merge parts that ran different cells", file=sys.stderr)
+                return 2
+            seen.add(key)
+            rows.append(row)
+    first, last = records[0], max(records, key=lambda r: r["machine_end"]["time_utc"])
+    plan = {k: sorted({v for r in records for v in r["plan"][k]}, key=[v for r in records
+                                                                       for v in r["plan"][k]].index)
+            for k in first["plan"]}
+    merged = {"command": " & ".join(r["command"] for r in records) + " (parts side by side; joined by "
+              f"--merge {' '.join(str(p) for p in parts)})", "settings": first["settings"], "plan": plan,
+              "budgets": first["budgets"], "machine_start": min((r["machine_start"] for r in records),
+                                                                key=lambda m: m["time_utc"]),
+              "machine_end": last["machine_end"], "parts": [{k: r[k] for k in ("command", "machine_start",
+                                                                                 "machine_end")} for r in records],
+              "skipped": {k: v for r in records for k, v in r["skipped"].items()},
+              "tables": {k: v for r in records for k, v in r["tables"].items()}}
+    write(out, merged, rows)
     return 0
 
 

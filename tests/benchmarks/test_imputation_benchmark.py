@@ -96,3 +96,32 @@ def test_quick_run_writes_both_files_with_paired_intervals(tmp_path):
     assert main(["--quick", "--out", str(tmp_path)]) == 2
     assert main(["--quick", "--out", str(tmp_path / "other"), "--tables", "nosuch"]) == 2
     assert main(["--quick", "--out", str(tmp_path / "other"), "--draws", "20"]) == 2
+
+
+def test_merge_joins_parts_and_refuses_a_cell_run_twice(tmp_path):
+    from imputation_report import write
+
+    def part(table: str, hour: int) -> dict:
+        machine = {"time_utc": f"2026-01-01 0{hour}:00:00", "cpus": 2, "load_average_1_5_15": [1.0, 1.0, 1.0],
+                   "torch_threads": 1}
+        return {"command": f"python benchmarks/imputation_benchmark.py --tables {table}", "settings": {},
+                "plan": {"tables": [table], "masks": ["mcar"], "rates": [0.2], "seeds": [0, 1],
+                         "imputers": ["deepem", "mean"]},
+                "budgets": {}, "machine_start": machine, "machine_end": machine, "skipped": {},
+                "tables": {table: {"rows": 10, "columns": 2, "task": "none", "binary": False, "note": ""}}}
+
+    def rows(table: str, gain: float) -> list[dict]:
+        return [{"table": table, "mask": "mcar", "rate": 0.2, "seed": s, "imputer": name,
+                 "fit_transform_s": 1.0, "rmse_sd": 1.0 - (gain * (1 + s) if name == "deepem" else 0.0)}
+                for s in (0, 1) for name in ("deepem", "mean")]
+    write(tmp_path / "a", part("t1", 1), rows("t1", 0.1))
+    write(tmp_path / "b", part("t2", 2), rows("t2", -0.1))
+    out = tmp_path / "joined"
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    record = json.loads((out / "imputation_benchmark.json").read_text())
+    assert len(record["rows"]) == 8 and record["plan"]["tables"] == ["t1", "t2"]
+    assert set(record["tables"]) == {"t1", "t2"} and record["machine_end"]["time_utc"].startswith("2026-01-01 02")
+    diffs = {p["table"]: p["diffs"] for p in record["paired"] if p["metric"] == "rmse_sd"}
+    assert diffs["t1"] == pytest.approx([-0.1, -0.2]) and diffs["t2"] == pytest.approx([0.1, 0.2])
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2  # no --force
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(out), "--force"]) == 2  # twice
