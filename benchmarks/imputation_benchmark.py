@@ -57,6 +57,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
 from deepem.data.corruption import mar, mcar, mnar_self
+from deepem.models.config import STOPPING_DEFAULTS, TABLE_DEFAULTS
 from deepem.sklearn import DeepImputer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -369,7 +370,9 @@ def merge_parts(parts: list[Path], out: Path, force: bool) -> int:
     plan = {k: sorted({v for r in records for v in r["plan"][k]}, key=[v for r in records
                                                                        for v in r["plan"][k]].index)
             for k in first["plan"]}
-    merged = {"command": " & ".join(r["command"] for r in records) + " (parts side by side; joined by "
+    # the report puts the environment before the first command only: the others get theirs here
+    merged = {"command": " & OMP_NUM_THREADS=1 PYTHONPATH=src ".join(r["command"] for r in records)
+              + " (parts side by side; joined by "
               f"--merge {' '.join(str(p) for p in parts)})", "settings": first["settings"], "plan": plan,
               "budgets": first["budgets"], "machine_start": min((r["machine_start"] for r in records),
                                                                 key=lambda m: m["time_utc"]),
@@ -386,15 +389,17 @@ def budgets(a: argparse.Namespace) -> dict[str, str]:
     if a.quick:
         deepem |= {k: v for k, v in QUICK_DEEPEM.items() if k in deepem}
     shown = {k: v for k, v in deepem.items() if k not in ("random_state", "verbose")}
+    table = {**TABLE_DEFAULTS, **STOPPING_DEFAULTS}
     return {"deepem": f"DeepImputer defaults{' (--quick: reduced)' if a.quick else ''}: {shown} (None: the "
-                      "estimator's own choice at fit time)",
+                      f"table default, models/config.py: {table})",
             "deepem-miss-iwem": "the same with method='miss-iwem'",
             "mean": "SimpleImputer(strategy='mean')",
             "knn": "KNNImputer(n_neighbors=5), columns as given (not standardised), as in the gallery",
             "iterative-br": "IterativeImputer(BayesianRidge(), max_iter=10); draws: sample_posterior=True, "
                             f"{a.draws} fits with seeds 1000 * seed + d",
             "iterative-et": "IterativeImputer(ExtraTreesRegressor(n_estimators=10), max_iter=10)",
-            "downstream": f"{a.folds}-fold (stratified for classification) cross-validated random forest of "
+            "downstream": "skipped (--no-downstream)" if a.no_downstream else
+                          f"{a.folds}-fold (stratified for classification) cross-validated random forest of "
                           f"{a.forest_trees} trees, imputer inside the Pipeline",
             "intervals": f"{a.draws} draws per cell; interval from the k-th smallest to the k-th largest, "
                          f"k = {(a.draws + 1) // 20}"}
