@@ -367,9 +367,7 @@ def merge_parts(parts: list[Path], out: Path, force: bool) -> int:
             seen.add(key)
             rows.append(row)
     first, last = records[0], max(records, key=lambda r: r["machine_end"]["time_utc"])
-    plan = {k: sorted({v for r in records for v in r["plan"][k]}, key=[v for r in records
-                                                                       for v in r["plan"][k]].index)
-            for k in first["plan"]}
+    plan = {k: list(dict.fromkeys(v for r in records for v in r["plan"][k])) for k in first["plan"]}
     # the report puts the environment before the first command only: the others get theirs here
     merged = {"command": " & OMP_NUM_THREADS=1 PYTHONPATH=src ".join(r["command"] for r in records)
               + " (parts side by side; joined by "

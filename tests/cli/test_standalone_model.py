@@ -157,10 +157,22 @@ def test_run_folders_of_older_deepem_load_as_a_trained_model(fixture):
                           score_rows(run.model, x.double(), None, 10).per_point.numpy())
 
 
-def test_a_run_on_a_benchmark_dataset_loads_and_samples_without_its_dataset(tmp_path, monkeypatch, capsys):
-    """Its checkpoints record the data transform: neither deepem.load nor `deepem sample` loads the dataset."""
+def forbid_dataset_loading(monkeypatch) -> None:
+    """Make every loader of a registered dataset fail the test if called."""
     import deepem.data.registry as registry
     import deepem.workflows.trained_model as trained_model
+
+    def gone(*args, **kwargs):
+        raise AssertionError("the dataset was loaded")
+
+    for module in (registry, trained_model):
+        for name in ("load_recorded_dataset", "load_dataset"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, gone)
+
+
+def test_a_run_on_a_benchmark_dataset_loads_and_samples_without_its_dataset(tmp_path, monkeypatch, capsys):
+    """Its checkpoints record the data transform: neither deepem.load nor `deepem sample` loads the dataset."""
     from deepem.cli import main
     from deepem.training.checkpoint_file import load_checkpoint
 
@@ -170,13 +182,7 @@ def test_a_run_on_a_benchmark_dataset_loads_and_samples_without_its_dataset(tmp_
     assert recorded == {"columns": [str(j + 1) for j in range(64)], "header": False, "standardization": None,
                         "image_shape": [8, 8], "likelihood": "bernoulli", "dataset": "digits", "benchmark": True}
 
-    def gone(*args, **kwargs):
-        raise AssertionError("the dataset was loaded")
-
-    for module in (registry, trained_model):
-        for name in ("load_recorded_dataset", "load_dataset"):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, gone)
+    forbid_dataset_loading(monkeypatch)
     model = load_model(run)
     assert model.transform.image_shape == (8, 8) and model.transform.benchmark and model.data_dim == 64
     drawn = model.sample(5, seed=3)
@@ -189,8 +195,6 @@ def test_a_run_on_a_benchmark_dataset_loads_and_samples_without_its_dataset(tmp_
 def test_bdmc_and_the_sample_grid_need_no_data(tmp_path, monkeypatch, capsys):
     """bdmc simulates its points from the model, and a grid draws from it: neither reads the data trained on
     (the CSV deleted; the benchmark's loaders made to fail)."""
-    import deepem.data.registry as registry
-    import deepem.workflows.trained_model as trained_model
     from deepem.cli import main
     from deepem.workflows.compare import sample_grid
 
@@ -210,11 +214,5 @@ def test_bdmc_and_the_sample_grid_need_no_data(tmp_path, monkeypatch, capsys):
     assert main([*DIGITS_TRAIN, "--out", str(images)]) == 0
     capsys.readouterr()
 
-    def gone(*args, **kwargs):
-        raise AssertionError("the dataset was loaded")
-
-    for module in (registry, trained_model):
-        for name in ("load_recorded_dataset", "load_dataset"):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, gone)
+    forbid_dataset_loading(monkeypatch)
     assert sample_grid(images, tmp_path / "grid.png", n=4).read_bytes().startswith(b"\x89PNG")
