@@ -18,9 +18,11 @@ functions of the model, the row, the seed and K alone, whatever other rows come 
 score_samples use the fitted `seed_` (deterministic given random_state); `sample` draws a new seed per
 call from the estimator's random stream unless given one.
 
-The budget is in updates: `max_iter` (default 2000 optimiser steps, whatever the number of rows);
-`epochs` given without max_iter is the budget instead; given both, max_iter wins. The stopping rule is off
-by default (the whole budget runs, n_iter_ == max_iter); a validation_fraction > 0 turns it on, with
+The budget is in updates: `max_iter` (default 2000 optimiser steps, whatever the number of rows), cut
+by default to `max_epochs` = 200 passes over the rows on a small table (benchmarks/budget_sweep.py: longer
+fits made the draws too narrow); `epochs` given without max_iter is the budget instead; given both,
+max_iter wins; a typed budget has no cap unless max_epochs is given. The stopping rule is off by default
+(the whole budget runs); a validation_fraction > 0 turns it on, with
 n_iter_no_change 10, tol 0, valid_every_steps 50 unless given (the table defaults, models/config.py, chosen
 by benchmarks/stopping_sweep.py: on its tables the fixed budget imputed better than the rule). Every
 parameter left at None takes the table default, the value `deepem train --dataset FILE.csv` uses where its
@@ -88,7 +90,8 @@ class _DeepLatentEstimator(BaseEstimator):
     """What both estimators share: the settings, `fit`, and the data in model units."""
 
     def __init__(self, method: str = "miwae", particles: int | None = None, epochs: int | None = None,
-                 max_iter: int | None = None, batch_size: int | None = None, latent_dim: int | None = None,
+                 max_iter: int | None = None, max_epochs: int | None = None, batch_size: int | None = None,
+                 latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, lr: float | None = None,
                  validation_fraction: float | None = None, n_iter_no_change: int | None = None,
                  tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000,
@@ -100,6 +103,7 @@ class _DeepLatentEstimator(BaseEstimator):
         self.particles = particles
         self.epochs = epochs
         self.max_iter = max_iter
+        self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -129,7 +133,8 @@ class _DeepLatentEstimator(BaseEstimator):
 
         # None: the table default (run_config), as a flag not typed on the command line
         given = {"method": self.method, "particles": self.particles, "epochs": self.epochs,
-                 "max_iter": self.max_iter, "batch_size": self.batch_size, "model.latent_dim": self.latent_dim,
+                 "max_iter": self.max_iter, "max_epochs": self.max_epochs, "batch_size": self.batch_size,
+                 "model.latent_dim": self.latent_dim,
                  "model.hidden": None if self.hidden is None else [int(h) for h in self.hidden],
                  "model.activation": self.activation, "lr": self.lr,
                  "method_options": None if self.method_options is None else dict(self.method_options),
@@ -244,11 +249,11 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
 
     Parameters: method (a deepem method for incomplete data: "miwae", "miss-iwem", "miss-iwem-woa"),
     particles (K during training), epochs (the budget in passes over the rows, used when max_iter is not
-    given), max_iter (the budget in updates), batch_size, latent_dim, hidden (MLP widths), activation, lr
-    (None: the table defaults, as `deepem train` on a table: K = 20, batch 64, d - 1 latents, 128-128-128
-    tanh, 1e-3, 2000 updates); validation_fraction (> 0: the stopping rule on that fraction of the observed
-    cells, see the module notes; None: 0, off), n_iter_no_change (None: 10), tol (None: 0),
-    valid_every_steps (None: 50; its checks); eval_particles, proposal,
+    given), max_iter (the budget in updates), max_epochs (a cap on it in passes), batch_size, latent_dim,
+    hidden (MLP widths), activation, lr (None: the table defaults, as `deepem train` on a table: K = 20,
+    batch 64, d - 1 latents, 128-128-128 tanh, 1e-3, 2000 updates or 200 passes); validation_fraction (> 0:
+    the stopping rule on that fraction of the observed cells, see the module notes; None: 0, off),
+    n_iter_no_change (None: 10), tol (None: 0), valid_every_steps (None: 50; its checks); eval_particles, proposal,
     method_options (more options of the method), missing_values (NaN, or a number such as -1),
     add_indicator (append scikit-learn's MissingIndicator columns), keep_empty_features (a column never
     observed in fit: True keeps it, filled with 0; False drops it with a warning), random_state,
@@ -259,7 +264,8 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
     validation_scores_ (held-out RMSE at each check), seed_."""
 
     def __init__(self, method: str = "miwae", particles: int | None = None, epochs: int | None = None,
-                 max_iter: int | None = None, batch_size: int | None = None, latent_dim: int | None = None,
+                 max_iter: int | None = None, max_epochs: int | None = None, batch_size: int | None = None,
+                 latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, lr: float | None = None,
                  validation_fraction: float | None = None, n_iter_no_change: int | None = None,
                  tol: float | None = None, valid_every_steps: int | None = None, eval_particles: int = 1000,
@@ -269,7 +275,8 @@ class DeepImputer(TransformerMixin, _DeepLatentEstimator):
                  random_state: int | np.random.RandomState | None = None, verbose: bool = False,
                  run_dir: str | None = None) -> None:
         super().__init__(method=method, particles=particles, epochs=epochs, max_iter=max_iter,
-                         batch_size=batch_size, latent_dim=latent_dim, hidden=hidden, activation=activation, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size, latent_dim=latent_dim, hidden=hidden,
+                         activation=activation, lr=lr,
                          validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
                          valid_every_steps=valid_every_steps, eval_particles=eval_particles, proposal=proposal,
                          method_options=method_options, missing_values=missing_values, random_state=random_state,

@@ -27,6 +27,7 @@ def noise(n, d=4, seed=0):
 def test_the_default_budget_is_in_updates_and_the_rule_takes_its_defaults_once_on(estimator):
     config = run_config(estimator().settings(0), table_columns=4)  # the settings as fit makes them
     assert config.max_iter == TABLE_DEFAULTS["max_iter"] and config.epochs == 10  # (epochs unused)
+    assert config.max_epochs == TABLE_DEFAULTS["max_epochs"]  # the default budget's cap in epochs
     assert config.validation_fraction == STOPPING_DEFAULTS["validation_fraction"] == 0 == config.patience
     ruled = run_config(estimator(validation_fraction=0.2).settings(0), table_columns=4)
     assert ruled.validation_fraction == 0.2 and ruled.patience == STOPPING_DEFAULTS["patience"] > 0
@@ -61,3 +62,22 @@ def test_the_rule_stops_a_run_whose_held_out_error_rises():
     assert (scores[ruled.best_iter_ // 10:] > scores.min()).all()  # three checks in a row worse than the best
     plain = DeepImputer(**{**settings, "validation_fraction": 0.0}).fit(x)
     assert plain.n_iter_ == 200
+
+
+def test_the_default_budget_stops_at_max_epochs_on_a_small_table_and_a_typed_budget_is_uncapped():
+    defaults = run_config(DeepImputer().settings(0), table_columns=4)
+    cap = TABLE_DEFAULTS["max_epochs"]
+    assert defaults.budget_updates(batches_per_epoch=2) == 2 * cap < TABLE_DEFAULTS["max_iter"]  # 128 rows
+    assert defaults.budget_updates(batches_per_epoch=100) == TABLE_DEFAULTS["max_iter"]  # 6400 rows
+    for typed, updates in (({"max_iter": 5000}, 5000), ({"epochs": 700}, 1400)):  # a typed budget runs whole
+        config = run_config(DeepImputer(**typed).settings(0), table_columns=4)
+        assert config.max_epochs is None and config.budget_updates(batches_per_epoch=2) == updates
+    capped = run_config(DeepImputer(max_iter=5000, max_epochs=3).settings(0), table_columns=4)
+    assert capped.max_epochs == 3 and capped.budget_updates(batches_per_epoch=2) == 6
+
+
+@pytest.mark.parametrize("rows, batches", [(40, 1), (1000, 16)])
+def test_a_fit_stops_after_max_epochs_passes_whatever_max_iter_says(rows, batches):
+    imputer = DeepImputer(max_epochs=3, validation_fraction=0.0, **SMALL).fit(noise(rows))
+    assert imputer.n_iter_ == imputer.model_.step == 3 * batches  # 40 rows: batch cut to 40, one a pass
+    assert DeepImputer(max_epochs=3, max_iter=2, validation_fraction=0.0, **SMALL).fit(noise(rows)).n_iter_ == 2

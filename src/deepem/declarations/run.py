@@ -41,6 +41,10 @@ class RunSettings:
                                    "after this many, within an epoch if need be, so a small and a large table get "
                                    "the same number of updates (the maximum with --patience)", minimum=1,
                                    resume=True, shown="off: --epochs; a table file: 2000")
+    max_epochs: int | None = setting(None, "a cap on --max-iter in passes over the training rows: training stops "
+                                     "at whichever comes first, so that a small table is not fitted for hundreds "
+                                     "of passes", minimum=1, resume=True,
+                                     shown="off; a table file: 200 unless --epochs or --max-iter is typed")
     batch_size: int = setting(20, "data points per step", minimum=1)
     lr: float | None = setting(None, "learning rate of theta and phi (Adam); a method's own groups keep the "
                                "method's rate unless --optim sets it", above=0, shown=f"{DEFAULT_LR:g}, or the "

@@ -39,6 +39,15 @@ class TrainConfig(RunSettings):
 
     model: ModelConfig = setting(help="the model", factory=ModelConfig, flag=False)
 
+    def budget_updates(self, batches_per_epoch: int) -> int:
+        """The budget in updates: max_iter, cut to max_epochs passes when that comes first; without
+        max_iter, every batch of `epochs` epochs."""
+        if self.max_iter is None:
+            return self.epochs * batches_per_epoch
+        if self.max_epochs is None:
+            return self.max_iter
+        return min(self.max_iter, self.max_epochs * batches_per_epoch)
+
     @property
     def particles(self) -> int | None:
         """K: the method option "particles" (None until the method's default fills it in)."""

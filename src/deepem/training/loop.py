@@ -106,13 +106,14 @@ class _Loop:
         return all(r.early_stopping.spent(r.state) for r in self.runs)
 
     def _total_steps(self) -> int:
-        """The budget in updates: max_iter, else every batch of `epochs` epochs."""
-        cfg = self.config
-        return cfg.max_iter if cfg.max_iter is not None else cfg.epochs * self.bpe
+        """The budget in updates (TrainConfig.budget_updates)."""
+        return self.config.budget_updates(self.bpe)
 
     def _budget_spent(self) -> bool:
         cfg, s = self.config, self.clock
-        return s.step >= cfg.max_iter if cfg.max_iter is not None else s.epoch >= cfg.epochs
+        if cfg.max_iter is None:
+            return s.epoch >= cfg.epochs
+        return s.step >= cfg.budget_updates(self.bpe)
 
     def _validate(self) -> None:
         for i, r in enumerate(self.runs):

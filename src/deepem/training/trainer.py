@@ -292,7 +292,8 @@ class Trainer:
         self.append_metrics(record)
         if self.logger is not None:
             self.logger.validated(s.step, self.model)
-        when = f"step {s.step}/{cfg.max_iter}" if cfg.max_iter is not None else f"epoch {s.epoch}/{cfg.epochs}"
+        when = f"step {s.step}/{cfg.budget_updates(self.batches_per_epoch)}" if cfg.max_iter is not None \
+            else f"epoch {s.epoch}/{cfg.epochs}"
         self.log(f"{when}: validation {estimate.estimator} = "
                  f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
 
@@ -300,9 +301,9 @@ class Trainer:
         """After the last epoch: keep the best validation's parameters (early stopping); the summary."""
         s = self.state
         s.elapsed = elapsed
-        budget = self.config.max_iter
-        stopped_early = self.early_stopping.spent(s) and (s.epoch < self.config.epochs if budget is None
-                                                          else s.step < budget)
+        cfg = self.config
+        stopped_early = self.early_stopping.spent(s) and (s.epoch < cfg.epochs if cfg.max_iter is None else
+                                                          s.step < cfg.budget_updates(self.batches_per_epoch))
         self.early_stopping.restore_best(self.model, self.method)
         if self.logger is not None:
             self.logger.close()

@@ -104,7 +104,9 @@ def run_config(settings: dict[str, Any], table_columns: int | None = None) -> Tr
     defaults first (models/config.py `table_settings`: the MIWAE paper's UCI settings, a budget in updates and
     the held-out-cells stopping rule). The one place where the CLI and the scikit-learn estimators make a run's
     settings, so both train the same model. On a table, epochs given without max_iter is the budget (the
-    default max_iter is dropped); given both, max_iter wins, as everywhere. The rule's other defaults (patience,
+    default max_iter is dropped); given both, max_iter wins, as everywhere. The default budget's cap in epochs
+    (max_epochs) goes with the default budget: a typed epochs or max_iter runs uncapped unless max_epochs is
+    typed too. The rule's other defaults (patience,
     tol, valid_every_steps) apply only with a validation_fraction > 0 (the default is 0: off)."""
     typed = dict(settings)
     if table_columns is not None:
@@ -113,6 +115,8 @@ def run_config(settings: dict[str, Any], table_columns: int | None = None) -> Tr
             defaults.pop("particles")
         if "epochs" in typed and "max_iter" not in typed:  # a budget in epochs asked for
             defaults.pop("max_iter")
+        if ("epochs" in typed or "max_iter" in typed) and "max_epochs" not in typed:  # a budget typed: no cap
+            defaults.pop("max_epochs")
         if not typed.get("validation_fraction", defaults["validation_fraction"]):
             for name in STOPPING_DEFAULTS:
                 defaults.pop(name)
