@@ -17,10 +17,11 @@ The result of a replay is copied out of the graph's memory (the losses, diagnost
 the flag), so that it outlives the next replay; its diagnosis (`StepResult.settled`) reads the graph's
 batch and gradients, so it must be asked before the next call, as for the eager step.
 
-A method whose forward pass reads a value on the host cannot be captured (IWEM reads its annealing
-counter, to compute α as a Python number; AIWAE and REM read numbers of their own): CUDA refuses the read
-while capturing, so the capture fails with CUDA's error rather than replaying a stale value. Which
-methods read nothing: tests/training/test_device_decision.py.
+A method whose forward pass reads a value on the host cannot be captured: CUDA refuses the read while
+capturing, so the capture fails with CUDA's error rather than replaying a stale value. No built-in method
+reads one under the device decision (IWEM's α, AIWAE's temperatures and REM's Cholesky retries are
+device-side: tests/training/test_device_decision.py runs every registered method's step with host reads
+refused).
 
 Not yet measured on a GPU (docs/speed.md says so): benchmarks/gpu.py times it against the eager step."""
 

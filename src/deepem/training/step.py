@@ -158,6 +158,7 @@ class TrainStep:
         if wanted == "device" and blocker and self._asked == "device":
             raise ValueError(f"the device decision cannot run this step: {blocker}")
         self.decision = "device" if wanted == "device" and not blocker else "host"
+        self.method.host_reads = self.decision == "host"  # (the device decision waits for nothing)
         self._path = self._device_step if self.decision == "device" else self._step
 
     def zero_grad(self) -> None:
