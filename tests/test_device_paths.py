@@ -111,3 +111,12 @@ def test_the_cuda_graph_step_takes_the_eager_step_s_steps(precision):
     assert kinds == ["warm-up", "warm-up", "capture", "eager"]
     for k, v in eager.model.state_dict().items():
         torch.testing.assert_close(graphed_step.model.state_dict()[k], v)
+
+
+@cuda
+def test_a_model_moved_to_cuda_takes_torch_s_tanh_there():
+    from deepem.models.networks import Tanh
+
+    model = make_model(ModelConfig(latent_dim=4, hidden=[16]), 16).cuda()
+    tanhs = [m for m in model.modules() if isinstance(m, Tanh)]
+    assert tanhs and all(m.kernel is torch.tanh for m in tanhs)
