@@ -244,10 +244,11 @@ class Trainer:
                  f"most {self.config.max_rollbacks}), learning-rate scale now {self.state.lr_scale:g}")
 
     # what the loop asks of a run -----------------------------------------------------------------
-    def where(self) -> str:
-        s = self.state
-        return (f"method {self.config.method!r}, epoch {s.epoch}, batch {s.batch} of {self.batches_per_epoch}"
-                f" (step {s.step})")
+    def where(self, at: tuple[int, int, int] | None = None) -> str:
+        """Where the run stands, or the step at (step, epoch, batch), for messages."""
+        step, epoch, batch = at if at is not None else (self.state.step, self.state.epoch, self.state.batch)
+        return (f"method {self.config.method!r}, epoch {epoch}, batch {batch} of {self.batches_per_epoch}"
+                f" (step {step})")
 
     @property
     def writes(self) -> bool:
