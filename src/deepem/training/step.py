@@ -63,6 +63,8 @@ class StepResult:
     nonfinite: Tensor | None = None
     #: the device decision only: the host-side account of a non-finite step (reads inputs and gradients)
     diagnose: Callable[[], StepResult] | None = None
+    #: the device decision with `TrainStep.keep_evidence` only: what `diagnose` reads
+    evidence: Evidence | None = None
 
     def settled(self) -> StepResult:
         """This result with `problem` and `skipped` filled in: itself after a host decision; after a device
@@ -239,7 +241,7 @@ class TrainStep:
         self._after_update_unless(found)
         if self.keep_evidence:
             kept = self._evidence(x, mask, out)
-            return StepResult(out, nonfinite=found, diagnose=lambda: self._diagnose_kept(kept))
+            return StepResult(out, nonfinite=found, diagnose=lambda: self.diagnose_evidence(kept), evidence=kept)
         return StepResult(out, nonfinite=found, diagnose=lambda: self._diagnose(x, mask, out))
 
     def _found_non_finite(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> Tensor:
@@ -281,7 +283,7 @@ class TrainStep:
         return StepResult(None, bad)
 
     def _evidence(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> Evidence:
-        """What `_diagnose_kept` reads, computed on the device (nothing read here): the batch, the output
+        """What `diagnose_evidence` reads, computed on the device (nothing read here): the batch, the output
         without its graph, and each gradient's largest magnitude (not finite exactly when the gradient is not)."""
         with_grads = [(group, p) for group, params in self.groups.items() for p in params if p.grad is not None]
         sizes = torch.stack(torch._foreach_norm([p.grad for _, p in with_grads], float("inf"))) if with_grads \
@@ -291,7 +293,7 @@ class TrainStep:
         return Evidence(x, mask, output, [(g, self.names.get(id(p), "?"), tuple(p.shape)) for g, p in with_grads],
                         sizes)
 
-    def _diagnose_kept(self, kept: Evidence) -> StepResult:
+    def diagnose_evidence(self, kept: Evidence) -> StepResult:
         """`_diagnose` from the evidence a step kept: the same account, but a gradient is named without its
         counts of NaN and inf (the gradient itself was not kept)."""
         bad = non_finite_input(kept.x, kept.mask) or non_finite_losses(kept.output)

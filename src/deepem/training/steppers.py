@@ -74,6 +74,8 @@ class SingleRun(Protocol):
     batch_hook: Callable[[int, Tensor], Tensor] | None
     parallel: Parallel | None
     step: Callable[[Tensor, Tensor | None], StepResult]
+    #: the step as a CUDA graph (training/cuda_graph.py), taken instead of `step` when set
+    graphed: Callable[[Tensor, Tensor | None], StepResult] | None
 
 
 class SingleStepper:
@@ -107,7 +109,8 @@ class SingleStepper:
         points = x.shape[0]
         if r.parallel is not None:  # this rank's shard of the global batch
             x, mask = shard_batch(r.parallel, x, mask)
-        result = r.step(x, mask)
+        graphed = getattr(r, "graphed", None)
+        result = (r.step if graphed is None else graphed)(x, mask)
         if self.deferred:
             self.pending.append(((r.state.step, r.state.epoch, r.state.batch), result))
             return StepReport(points, pending=True)
