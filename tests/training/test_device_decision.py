@@ -14,7 +14,7 @@ import torch
 from host_reads import HostReadError, no_host_reads
 from training_helpers import assert_trees_equal, binary_data, tiny_config
 
-from deepem.methods.base import MethodOutput
+from deepem.methods.base import MethodOutput, compatible_methods
 from deepem.methods.iwae import IWAE
 from deepem.methods.registry import METHODS, make_method
 from deepem.models.config import ModelConfig, make_model
@@ -113,6 +113,32 @@ def test_a_step_on_the_device_reads_nothing_on_the_host(method):
 @pytest.mark.parametrize("method,options", VARIANTS, ids=[f"{m}-{'-'.join(o)}" for m, o in VARIANTS])
 def test_the_other_code_paths_of_a_step_read_nothing_on_the_host_either(method, options):
     guarded_steps(method, options, masked=method in MASKED)
+
+
+#: models whose networks and densities differ from the default one's: (name, config)
+OTHER_MODELS = [("bernoulli-latents", ModelConfig(latent_dim=4, hidden=[16], latent="bernoulli")),
+                ("two-layer", ModelConfig(architecture="mlp-2layer", hidden=[16])),
+                ("sbn", ModelConfig(architecture="sbn", latent="bernoulli", latent_dim=None,
+                                    architecture_options={"layer_sizes": [4, 4]})),
+                ("implicit-encoder", ModelConfig(latent_dim=4, hidden=[16], encoder="implicit")),
+                ("gaussian-likelihood", ModelConfig(latent_dim=4, hidden=[16], likelihood="gaussian"))]
+
+
+@pytest.mark.parametrize("config", [c for _, c in OTHER_MODELS], ids=[n for n, _ in OTHER_MODELS])
+def test_every_method_s_step_reads_nothing_on_the_host_with_other_models(config):
+    x = binary_data().train[:20]
+    methods = compatible_methods(make_model(config, 16))
+    assert methods
+    for method in methods:
+        torch.manual_seed(0)
+        model = make_model(config, 16)
+        bound = make_method(method, particles=3)
+        bound.bind(model)
+        step = TrainStep(model, bound, lr=1e-2, decision="device")
+        step(x)
+        with no_host_reads():
+            result = step(x)
+        assert not result.settled().problem, method
 
 
 def test_the_guard_refuses_every_kind_of_host_read():

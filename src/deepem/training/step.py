@@ -240,8 +240,9 @@ class TrainStep:
             self.scaler.update()  # lowers the scale when unscale_ found the gradients overflowed
         self._after_update_unless(found)
         if self.keep_evidence:
-            kept = self._evidence(x, mask, out)
-            return StepResult(out, nonfinite=found, diagnose=lambda: self.diagnose_evidence(kept), evidence=kept)
+            kept = self._evidence(x, mask, out)  # (its output without the graph: the result may be kept a while)
+            return StepResult(kept.output, nonfinite=found, diagnose=lambda: self.diagnose_evidence(kept),
+                              evidence=kept)
         return StepResult(out, nonfinite=found, diagnose=lambda: self._diagnose(x, mask, out))
 
     def _found_non_finite(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> Tensor:
