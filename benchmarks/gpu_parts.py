@@ -92,15 +92,18 @@ def graphed_plain_step(x: torch.Tensor, k: int) -> Callable[[], None]:
 
 
 def graphed_deepem_step(x: torch.Tensor, k: int, precision: str = "32") -> Callable[[], None]:
-    """deepem's own CUDA-graph step (training/cuda_graph.py: the TrainStep with its device decision, captured
-    after its warm-up steps and replayed), under `precision`."""
+    """deepem's own CUDA-graph step as the trainer takes it with --cuda-graph (training/cuda_graph.py: the
+    TrainStep with its device decision, captured after its warm-up steps and replayed), under `precision`."""
     from deepem.methods import make_method
     from deepem.models import ModelConfig, make_model
-    from deepem.training.cuda_graph import GraphedStep
-    from deepem.training.step import TrainStep
+    from deepem.training.config import TrainConfig
+    from deepem.training.trainer import Trainer
 
-    model = make_model(ModelConfig(), D).to(x.device)
-    graphed = GraphedStep(TrainStep(model, make_method("iwae", particles=k), lr=1e-3, precision=precision))
+    config = TrainConfig(dataset="custom", method="iwae", lr=1e-3, batch_size=x.shape[0], device=str(x.device),
+                         precision=precision, cuda_graph=True)
+    trainer = Trainer(make_model(ModelConfig(), D), make_method("iwae", particles=k), x, None, config,
+                      progress=False, log=lambda line: None)
+    graphed = trainer.graphed
     for _ in range(graphed.warmup + 1):
         graphed(x)
     assert graphed.last == "capture", graphed.last

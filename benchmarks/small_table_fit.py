@@ -7,24 +7,24 @@ At the table defaults (d = 10, batch 64, K = 20, 3 x 128 tanh, latent 9, Adam lr
 one process (round after round, each timing once per round, so that a change of the machine's load falls on all):
 
 - `deepem step`: the library's guarded step (training/step.py TrainStep, as the Trainer builds it) on one batch;
-- `deepem fit`: `DeepImputer(random_state=0).fit` (100 epochs, 7 batches each: 700 updates), per update;
+- `deepem fit`: `DeepImputer(random_state=0).fit` at its defaults (its budget, `n_iter_` updates), and per update;
 - `plain step`: a MIWAE step written here in plain PyTorch (nn.Sequential, torch.optim.Adam): the floor of the
   same arithmetic with nothing around it;
 - `IterativeImputer`: IterativeImputer(BayesianRidge(), random_state=0).fit on the same table, whole fit.
 
-Times are medians over the rounds of each timing's seconds (range in brackets); the machine's load average
-(`uptime`) before and after is recorded, since on a shared machine only ratios measured together mean much.
---profile adds the ATen calls of one step of each (torch.profiler, as step_overhead.py counts them) and where
-the fit's time goes beyond its steps. Writes small_table_fit.json and small_table_fit.md."""
+The rounds are benchmarks/harness.py's interleaved blocks (the order rotated from round to round); each timing
+is taken by the wall clock, by this process's CPU clock and, for the steps, in minor page faults per call.
+Figures are medians over the rounds with their spread; ratios are per round, then their median (harness
+`summarise`). The contention record (load average before and after, CPU, threads) comes with them, since on a
+shared machine only ratios measured together mean much. --profile adds the ATen calls of one step of each
+(torch.profiler, as step_overhead.py counts them). Writes small_table_fit.json and small_table_fit.md (harness
+`write_results`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import resource
-import statistics
-import subprocess
 import time
 import warnings
 from collections import Counter
@@ -37,6 +37,17 @@ import torch
 from torch import nn
 
 import deepem
+from harness import (
+    command_line,
+    contention,
+    finish,
+    fmt_ratio,
+    interleaved_blocks,
+    spread,
+    summarise,
+    timer,
+    write_results,
+)
 
 K, BATCH, WIDTH, DEPTH, LR, EPOCHS, MISSING = 20, 64, 128, 3, 1e-3, 100, 0.2
 
@@ -124,18 +135,14 @@ def iterative_fit(x: np.ndarray) -> None:
 
 
 def deepem_fit(x: np.ndarray) -> int:
+    """A whole fit at the defaults; its updates (`n_iter_` counts optimiser steps)."""
     from deepem.sklearn import DeepImputer
-    imputer = DeepImputer(random_state=0).fit(x)
-    return imputer.n_iter_ * math.ceil(x.shape[0] / BATCH)
+    return DeepImputer(random_state=0).fit(x).n_iter_
 
 
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds of this process, minor page faults) per call of `fn`."""
-    faults, cpu, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time(), time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return wall / repeat, cpu / repeat, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeat
+def minor_faults() -> float:
+    """A clock in minor page faults of this process (for `harness.timer`: faults per call)."""
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def aten_calls(fn: Callable[[], Any]) -> Counter:
@@ -146,12 +153,37 @@ def aten_calls(fn: Callable[[], Any]) -> Counter:
     return Counter(e.name for e in prof.events() if e.name.startswith("aten::"))
 
 
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.split("load average:")[-1].strip()
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time, "page faults": minor_faults}
 
 
-def summary(values: list[float], scale: float = 1e3) -> dict[str, float]:
-    return {"median": statistics.median(values) * scale, "min": min(values) * scale, "max": max(values) * scale}
+def measures(x: np.ndarray, steps: int) -> tuple[dict[str, Callable[[int], float]], dict[str, int]]:
+    """The timings, each under every clock that applies (named 'TIMING | CLOCK'), and their calls per round."""
+    trainer = deepem_trainer(x)
+    xb, mb = trainer.train_data[:BATCH], trainer.train_mask[:BATCH]
+    workloads: dict[str, tuple[Callable[[], object], int]] = {
+        "deepem step": (lambda: trainer.step(xb, mb), steps),
+        "plain step": (plain_step(trainer.train_data, trainer.train_mask), steps),
+        "IterativeImputer fit": (lambda: iterative_fit(x), 1),
+        "deepem fit": (lambda: deepem_fit(x), 1)}
+    for fn, n in workloads.values():  # warm-up
+        for _ in range(3 if n > 1 else 1):
+            fn()
+    timings, calls = {}, {}
+    for name, (fn, n) in workloads.items():
+        for clock, read in CLOCKS.items():
+            if clock == "page faults" and n == 1:  # (a whole fit: only its time)
+                continue
+            timings[f"{name} | {clock}"], calls[f"{name} | {clock}"] = timer(fn, clock=read), n
+    return timings, calls
+
+
+def by_clock(times: dict[str, list[float]], clock: str, updates: int) -> dict[str, list[float]]:
+    """One clock's per-round figures by timing, with the fit per update and a fit's worth of plain steps."""
+    out = {name.split(" | ")[0]: values for name, values in times.items() if name.endswith(f" | {clock}")}
+    if "deepem fit" in out:
+        out["deepem fit per update"] = [t / updates for t in out["deepem fit"]]
+        out["plain steps of a fit"] = [t * updates for t in out["plain step"]]
+    return out
 
 
 def main() -> None:
@@ -163,87 +195,58 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = parser.parse_args()
     x = diabetes()
-    updates = EPOCHS * math.ceil(x.shape[0] / BATCH)
-    trainer = deepem_trainer(x)
-    xb, mb = trainer.train_data[:BATCH], trainer.train_mask[:BATCH]
-    library_step = (lambda: trainer.step(xb, mb))  # noqa: E731
-    plain = plain_step(trainer.train_data, trainer.train_mask)
-    for fn in (library_step, plain, lambda: iterative_fit(x)):  # warm-up
-        for _ in range(3):
-            fn()
-    assert deepem_fit(x) == updates
-    load_before = uptime()
-    names = ("deepem step", "plain step", "deepem fit per update", "IterativeImputer fit", "deepem fit")
-    wall: dict[str, list[float]] = {k: [] for k in names}
-    cpu: dict[str, list[float]] = {k: [] for k in names}
-    faults: dict[str, list[float]] = {k: [] for k in names}
-    for _ in range(a.rounds):
-        for name, fn, repeat in (("deepem step", library_step, a.steps), ("plain step", plain, a.steps),
-                                 ("IterativeImputer fit", lambda: iterative_fit(x), 1),
-                                 ("deepem fit", lambda: deepem_fit(x), 1)):
-            w, c, f = timed(fn, repeat)
-            wall[name].append(w), cpu[name].append(c), faults[name].append(f)
-        for d in (wall, cpu, faults):
-            d["deepem fit per update"].append(d["deepem fit"][-1] / updates)
-    load_after = uptime()
-
-    def ratio(times: dict[str, list[float]], num: str, den: str, scale: float = 1.0) -> float:
-        return statistics.median(scale * n / d for n, d in zip(times[num], times[den], strict=True))
-
-    per_update = ("deepem step", "plain step", "deepem fit per update")
-    result: dict[str, Any] = {
+    updates = deepem_fit(x)  # (the fit's own budget; also a warm-up)
+    timings, calls = measures(x, a.steps)
+    record = contention()
+    times = interleaved_blocks(timings, a.rounds, calls)
+    finish(record)
+    figures = {clock: by_clock(times, clock, updates) for clock in CLOCKS}
+    # the ratios of the earlier records: each against its reference, per round
+    ratios = {clock: {**{f"{n} / plain step": s for n, s in summarise(figures[clock], "plain step").items()
+                         if n in ("deepem step", "deepem fit per update")},
+                      **{f"{n} / IterativeImputer fit": s
+                         for n, s in summarise(figures[clock], "IterativeImputer fit").items()
+                         if n in ("deepem fit", "plain steps of a fit")}}
+              for clock in ("wall", "cpu")}
+    seconds = {clock: {n: spread(values) for n, values in f.items()} for clock, f in figures.items()}
+    data: dict[str, Any] = {
         "shapes": {"rows": x.shape[0], "d": x.shape[1], "batch": BATCH, "K": K, "hidden": [WIDTH] * DEPTH,
-                   "latent": x.shape[1] - 1, "epochs": EPOCHS, "updates": updates},
-        "wall_ms": {k: summary(wall[k]) for k in per_update},
-        "cpu_ms": {k: summary(cpu[k]) for k in per_update},
-        "wall_s": {k: summary(wall[k], 1.0) for k in ("deepem fit", "IterativeImputer fit")},
-        "cpu_s": {k: summary(cpu[k], 1.0) for k in ("deepem fit", "IterativeImputer fit")},
-        "page_faults_per_update": {k: statistics.median(faults[k]) for k in per_update},
-        "ratios": {f"{kind} {num} / {den}": ratio(times, num, den, scale)
-                   for kind, times in (("wall", wall), ("cpu", cpu))
-                   for num, den, scale in (("deepem fit", "IterativeImputer fit", 1.0),
-                                           ("deepem step", "plain step", 1.0),
-                                           ("deepem fit per update", "plain step", 1.0),
-                                           ("plain step", "IterativeImputer fit", updates))},
-        "load_before": load_before, "load_after": load_after, "rounds": a.rounds, "steps": a.steps,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "library": str(Path(deepem.__file__).parent)}
+                   "latent": x.shape[1] - 1, "updates": updates},
+        "per_call": seconds, "ratios": ratios, "rounds": a.rounds, "steps": a.steps,
+        "library": str(Path(deepem.__file__).parent)}
     if a.profile:
-        calls = {"deepem step": aten_calls(library_step), "plain step": aten_calls(plain)}
-        result["aten_calls"] = {k: sum(v.values()) for k, v in calls.items()}
-        result["aten_top"] = {k: dict(v.most_common(12)) for k, v in calls.items()}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_md(out / f"{a.name}.md", result)
-    print((out / f"{a.name}.md").read_text())
+        trainer = deepem_trainer(x)
+        xb, mb = trainer.train_data[:BATCH], trainer.train_mask[:BATCH]
+        profiled = {"deepem step": aten_calls(lambda: trainer.step(xb, mb)),
+                    "plain step": aten_calls(plain_step(trainer.train_data, trainer.train_mask))}
+        data["aten_calls"] = {k: sum(v.values()) for k, v in profiled.items()}
+        data["aten_top"] = {k: dict(v.most_common(12)) for k, v in profiled.items()}
+    print(write_results(a.out, a.name, "Small-table fit: DeepImputer on diabetes against a plain PyTorch step and "
+                        "IterativeImputer", body(data), data, record, command_line()))
 
 
-def write_md(path: Path, r: dict[str, Any]) -> None:
+def body(r: dict[str, Any]) -> list[str]:
+    """The results page's text below the command and the contention record."""
     s = r["shapes"]
-    lines = ["# Small-table fit: DeepImputer on diabetes against a plain PyTorch step and IterativeImputer", "",
-             "Command: `OMP_NUM_THREADS=1 python benchmarks/small_table_fit.py"
-             + (" --profile" if "aten_calls" in r else "") + "`", "",
-             f"diabetes {s['rows']} x {s['d']}, MCAR 20 %; batch {s['batch']}, K {s['K']}, hidden {s['hidden']} tanh, "
-             f"latent {s['latent']}; {s['epochs']} epochs = {s['updates']} updates. {r['rounds']} interleaved rounds "
-             f"({r['steps']} steps per step timing); torch {r['torch']}, {r['threads']} thread(s). "
-             f"Load average before / after: {r['load_before']} / {r['load_after']}.", "",
-             f"Library: {r['library']}.", "",
+    lines = [f"diabetes {s['rows']} x {s['d']}, MCAR 20 %; batch {s['batch']}, K {s['K']}, hidden {s['hidden']} "
+             f"tanh, latent {s['latent']}; a fit is {s['updates']} updates. {r['rounds']} interleaved "
+             f"rounds ({r['steps']} steps per step timing). Library: {r['library']}.", "",
              "| timing | wall median | wall range | CPU median | CPU range | page faults |",
              "|---|---|---|---|---|---|"]
-    for k, v in r["wall_ms"].items():
-        c = r["cpu_ms"][k]
-        lines.append(f"| {k} | {v['median']:.2f} ms | {v['min']:.2f} – {v['max']:.2f} ms | {c['median']:.2f} ms "
-                     f"| {c['min']:.2f} – {c['max']:.2f} ms | {r['page_faults_per_update'][k]:.0f} |")
-    for k, v in r["wall_s"].items():
-        c = r["cpu_s"][k]
-        lines.append(f"| {k} | {v['median']:.3f} s | {v['min']:.3f} – {v['max']:.3f} s | {c['median']:.3f} s "
-                     f"| {c['min']:.3f} – {c['max']:.3f} s | |")
-    lines += ["", "| ratio (median of the per-round ratios; `plain step / IterativeImputer fit` is for "
-              f"{s['updates']} plain steps) | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
+    wall, cpu, faults = r["per_call"]["wall"], r["per_call"]["cpu"], r["per_call"]["page faults"]
+    for name in ("deepem step", "plain step", "deepem fit per update", "deepem fit", "IterativeImputer fit"):
+        scale, unit = (1e3, "ms") if name in ("deepem step", "plain step", "deepem fit per update") else (1.0, "s")
+        w, c = wall[name], cpu[name]
+        fault = f"{faults[name]['median']:.0f}" if name in faults else ""
+        lines.append(f"| {name} | {w['median'] * scale:.2f} {unit} | {w['min'] * scale:.2f} – {w['max'] * scale:.2f} "
+                     f"{unit} | {c['median'] * scale:.2f} {unit} | {c['min'] * scale:.2f} – {c['max'] * scale:.2f} "
+                     f"{unit} | {fault} |")
+    lines += ["", "| ratio (per round; median (min–max)); `plain steps of a fit` is "
+              f"{s['updates']} plain steps | wall | CPU |", "|---|---|---|"]
+    lines += [f"| {k} | {fmt_ratio(v)} | {fmt_ratio(r['ratios']['cpu'][k])} |" for k, v in r["ratios"]["wall"].items()]
     if "aten_calls" in r:
         lines += ["", "ATen calls per step: " + ", ".join(f"{k} {v}" for k, v in r["aten_calls"].items()) + "."]
-    path.write_text("\n".join(lines) + "\n")
+    return lines
 
 
 if __name__ == "__main__":

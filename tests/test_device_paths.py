@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepem.methods import make_method
+from deepem.methods import METHODS, make_method
 from deepem.methods.base import device_generator
 from deepem.models import ModelConfig, make_model
 from deepem.models.bernoulli_head import bernoulli_linear_log_prob
@@ -111,3 +111,59 @@ def test_the_cuda_graph_step_takes_the_eager_step_s_steps(precision):
     assert kinds == ["warm-up", "warm-up", "capture", "eager"]
     for k, v in eager.model.state_dict().items():
         torch.testing.assert_close(graphed_step.model.state_dict()[k], v)
+
+
+@cuda
+def test_a_model_moved_to_cuda_takes_torch_s_tanh_there():
+    from deepem.models.networks import Tanh
+
+    model = make_model(ModelConfig(latent_dim=4, hidden=[16]), 16).cuda()
+    tanhs = [m for m in model.modules() if isinstance(m, Tanh)]
+    assert tanhs and all(m.kernel is torch.tanh for m in tanhs)
+
+
+@cuda
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_s_step_on_cuda_never_waits_for_the_gpu(method):
+    """(On CPU every host read is refused instead: tests/training/test_device_decision.py.)"""
+    from deepem.training.step import TrainStep
+
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(latent_dim=8, hidden=[64], likelihood="bernoulli"), 784).cuda()
+    bound = make_method(method, particles=5)
+    bound.bind(model)
+    bound.cuda()  # (a method's own networks, built by bind, and its buffers)
+    step = TrainStep(model, bound, lr=1e-3)
+    assert step.decision == "device"
+    x = torch.bernoulli(torch.full((20, 784), 0.13, device="cuda"))
+    mask = None
+    if method in ("miwae", "miss-iwem", "miss-iwem-woa"):
+        mask = torch.rand(x.shape, device="cuda") < 0.7
+        x = x.masked_fill(~mask, float("nan"))
+    assert not step(x, mask).settled().problem  # Adam's state created, kernels chosen
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        result = step(x, mask)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not result.settled().problem
+
+
+@cuda
+def test_a_cuda_graph_run_trains_as_the_eager_run(tmp_path):
+    from deepem.training.config import TrainConfig
+    from deepem.workflows.assembly import build_trainer
+
+    finals = {}
+    for graph in (False, True):
+        config = TrainConfig(dataset="digits", method="iwae", model=ModelConfig(latent_dim=4, hidden=[16]), epochs=2,
+                             batch_size=20, train_limit=100, valid_every=0, seed=5, device="cuda", cuda_graph=graph,
+                             method_options={"particles": 3})
+        trainer = build_trainer(config, tmp_path / str(graph), log=lambda line: None, progress=False)
+        assert (trainer.graphed is not None) == graph
+        trainer.start()
+        trainer.fit()
+        finals[graph] = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+    for k, v in finals[False].items():
+        torch.testing.assert_close(finals[True][k], v)

@@ -21,6 +21,7 @@ from deepem.inference.ais import (
     hmc_step,
     linear_schedule,
     make_schedule,
+    path_values,
     reweight,
     sigmoid_schedule,
     standard_normal,
@@ -211,3 +212,19 @@ def test_a_kernel_that_never_moves_gives_the_importance_weight(problem):
     assert torch.equal(moved.position, z0)
     torch.testing.assert_close(moved.kernel_state.log_density,
                                (0.5 * model.log_joint(x, z0) + 0.5 * q0.log_prob(z0)).detach())
+
+
+def test_temperatures_as_python_floats_run_the_same_chains_bit_for_bit(problem):
+    # (a training step passes them so: its AIS then reads no tensor on the host)
+    model, x, _ = problem
+    q0 = standard_normal(x.shape[0], 3, DTYPE)
+    schedule = sigmoid_schedule(5)
+    values = path_values(schedule)
+    assert values == schedule.tolist() and path_values(schedule.flip(0)) == schedule.flip(0).tolist()
+    by_tensor = run(model, x, q0, schedule, 3, 0.2, 2, torch.Generator().manual_seed(1))
+    by_floats = run(model, x, q0, tuple(values), 3, 0.2, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(by_tensor.log_w, by_floats.log_w) and torch.equal(by_tensor.samples, by_floats.samples)
+    with pytest.raises(ValueError, match="from exactly 0 to exactly 1"):
+        path_values([0.0, 0.5])
+    with pytest.raises(ValueError, match="monotone"):
+        path_values([1.0, 0.2, 0.5, 0.0])

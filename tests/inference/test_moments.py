@@ -125,3 +125,18 @@ def test_bad_inputs_give_clear_errors() -> None:
         robust_cholesky(torch.full((1, 2, 2), math.nan, dtype=DT), jitter=1e-6)
     with pytest.raises(ValueError, match="expected mean"):
         sample_gaussian(torch.zeros(2, 3), torch.zeros(2, 2, 2), 4)
+
+
+def test_robust_cholesky_without_host_reads_gives_the_same_factors_and_nan_where_none_succeeds() -> None:
+    v = torch.tensor([[1.0], [2.0], [0.5]], dtype=DT)
+    singular = v @ v.T  # needs raised jitter
+    healthy = torch.eye(3, dtype=DT)
+    indefinite = torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=DT))  # no jitter of 10 tries helps
+    matrices = torch.stack([singular, healthy, singular * 3])
+    assert torch.equal(robust_cholesky(matrices, jitter=0.0, host_reads=False), robust_cholesky(matrices, jitter=0.0))
+    chol = robust_cholesky(torch.stack([singular, indefinite, healthy]), jitter=0.0, host_reads=False)
+    assert torch.equal(chol[0], robust_cholesky(singular[None], jitter=0.0)[0]) and torch.equal(chol[2], healthy)
+    assert chol[1].isnan().all()
+    with pytest.raises(ValueError, match="raise the diagonal jitter"):  # (what host_reads=True does instead)
+        robust_cholesky(indefinite[None], jitter=0.0)
+    assert sample_gaussian(torch.zeros(1, 3), indefinite[None], 4, jitter=0.0, host_reads=False).z.isnan().all()

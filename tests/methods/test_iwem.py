@@ -116,3 +116,12 @@ def test_p_samples_and_particles_can_differ() -> None:
 def test_bad_options_are_named(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_method("iwem", **options)
+
+
+@pytest.mark.parametrize("start,step,every", [(0.0, 0.01, 3), (0.25, 0.07, 1), (0.0, 0.3, 2), (1.0, 0.0, 5)])
+def test_the_annealing_controller_computed_on_the_device_is_python_s_number_bit_for_bit(start, step, every) -> None:
+    # the step computes a as a float64 tensor (no host read); it must be the float the formula gives
+    method = IWEM(particles=2, alpha_start=start, alpha_step=step, alpha_every=every)
+    for count in range(0, 400, 7):
+        method.anneal_count.fill_(count)
+        assert method.anneal_alpha_tensor().item() == min(start + step * (count // every), 1.0)

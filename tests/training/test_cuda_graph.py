@@ -48,6 +48,8 @@ def stand_in_capture(step: TrainStep):
                     v.copy_(fresh.output.diagnostics[k])
                 static.output.log_w.copy_(fresh.output.log_w)
                 static.nonfinite.copy_(fresh.nonfinite)
+                if static.evidence is not None:  # (kept for a later diagnosis: the loop's record points)
+                    static.evidence.grad_sizes.copy_(fresh.evidence.grad_sizes)
                 for p, grad in grads:  # the graph's gradients are its own memory
                     grad.copy_(p.grad)
                     p.grad = grad

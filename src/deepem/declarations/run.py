@@ -113,6 +113,9 @@ class RunSettings:
                             "compiler on CPU, Triton on CUDA); the first step of each batch shape compiles, a "
                             "minute or more on CPU; the same draws and, to float rounding, the same losses",
                             resume=True)
+    cuda_graph: bool = setting(False, "replay each training step as one CUDA graph (CUDA only; the step that "
+                               "decides non-finite steps on the GPU, one optimiser step per group, one process, "
+                               "without --compile); the same steps as without it", resume=True)
 
 
 def parse_optim_setting(text: str) -> tuple[str, str, Any]:

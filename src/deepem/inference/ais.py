@@ -36,7 +36,7 @@ from deepem.inference.temperatures import (
 )
 
 __all__ = ["AISResult", "AISState", "DiagonalGaussian", "InitialDistribution", "TEMPERATURE_SCHEDULES",
-           "TemperedPath", "TransitionKernel", "ais", "ais_init", "ais_step", "check_path", "hmc_step",
+           "TemperedPath", "TransitionKernel", "ais", "ais_init", "ais_step", "check_path", "hmc_step", "path_values",
            "linear_schedule", "make_schedule", "reweight", "sigmoid_schedule", "standard_normal"]
 
 
@@ -134,14 +134,26 @@ def check_path(temperatures: Tensor) -> Tensor:
     """Temperatures in the order run, flat float64: from exactly 0 to exactly 1 (forward) or from 1 to 0
     (reverse), monotone, at least 2 of them."""
     t = torch.as_tensor(temperatures, dtype=torch.float64).flatten()
-    ends = (float(t[0]), float(t[-1])) if t.numel() >= 2 else None
+    path_values(t.tolist())
+    return t
+
+
+def path_values(temperatures: Tensor | Sequence[float]) -> list[float]:
+    """The temperatures as Python floats, checked: from exactly 0 to exactly 1 or from 1 to 0, monotone,
+    at least 2 of them. A method that runs AIS in every training step keeps these (read once, when it is
+    built), so that its step reads no tensor on the host."""
+    if isinstance(temperatures, Tensor):
+        values = temperatures.to(torch.float64).flatten().tolist()
+    else:
+        values = [float(v) for v in temperatures]
+    ends = (values[0], values[-1]) if len(values) >= 2 else None
     if ends not in ((0.0, 1.0), (1.0, 0.0)):
         raise ValueError("temperatures must run from exactly 0 to exactly 1 (or 1 to 0 in reverse) with at "
                          "least 2 values; build them with linear_schedule(T) or sigmoid_schedule(T)")
-    steps = t[1:] - t[:-1]
-    if bool((steps < 0).any() if ends == (0.0, 1.0) else (steps > 0).any()):
+    steps = [b - a for a, b in zip(values[:-1], values[1:], strict=True)]
+    if any(s < 0 for s in steps) if ends == (0.0, 1.0) else any(s > 0 for s in steps):
         raise ValueError("temperatures must be monotone")
-    return t
+    return values
 
 
 @dataclass
@@ -181,18 +193,19 @@ def result_of(state: AISState, acceptance: list[Tensor], used: list[Tensor], rev
     return AISResult(state.log_weights, state.position, acc, steps, reverse)
 
 
-def ais(path: TemperedPath, position: Tensor, temperatures: Tensor,
+def ais(path: TemperedPath, position: Tensor, temperatures: Tensor | Sequence[float],
         step_size: float | Tensor | Sequence[float | Tensor], leapfrog_steps: int,
         generator: torch.Generator | None = None, *, final_transition: bool = True) -> AISResult:
     """AIS with a fixed HMC kernel, chains started at `position` (K, B, Dz), along `temperatures` in the
-    order given: 0 -> 1 from draws of q0 (forward), 1 -> 0 from exact posterior samples (reverse, BDMC).
+    order given: 0 -> 1 from draws of q0 (forward), 1 -> 0 from exact posterior samples (reverse, BDMC);
+    a tensor, or Python floats (`path_values`: then nothing here reads a tensor on the host).
 
     step_size: a float or tensor broadcastable to (K, B) used at every transition, or a list with one
         entry per transition (T - 1), indexed in the order run.
     final_transition: make the transition at the last temperature too. It changes no weight, only the
         returned samples (AIWAE Alg. 1 uses them at β = 1); estimation alone can skip it."""
-    path_values = check_path(temperatures).tolist()
-    n_transitions = len(path_values) - 1
+    values = path_values(temperatures)
+    n_transitions = len(values) - 1
     if isinstance(step_size, (list, tuple)):
         if len(step_size) != n_transitions:
             raise ValueError(f"got {len(step_size)} step sizes for {n_transitions} transitions; pass one "
@@ -200,17 +213,17 @@ def ais(path: TemperedPath, position: Tensor, temperatures: Tensor,
         steps = [torch.as_tensor(s, dtype=position.dtype, device=position.device) for s in step_size]
     else:
         steps = [torch.as_tensor(step_size, dtype=position.dtype, device=position.device)] * n_transitions
-    state = ais_init(path, position, path_values[0])
+    state = ais_init(path, position, values[0])
     acceptance, used = [], []
     for t in range(1, n_transitions + 1):
         if t == n_transitions and not final_transition:
-            state = reweight(state, path_values[t])
+            state = reweight(state, values[t])
             break
         params = {"step_size": steps[t - 1], "leapfrog_steps": leapfrog_steps}
-        state, info = ais_step(state, path_values[t], path, hmc_step, params, generator)
+        state, info = ais_step(state, values[t], path, hmc_step, params, generator)
         acceptance.append(info.acceptance_prob.mean(0))  # (B,): over the point's chains
         used.append(steps[t - 1])
-    return result_of(state, acceptance, used, reverse=path_values[0] == 1.0)
+    return result_of(state, acceptance, used, reverse=values[0] == 1.0)
 
 
 def chain_starts(initial: InitialDistribution, chains: int, generator: torch.Generator | None = None,

@@ -55,16 +55,24 @@ def weighted_moments(z: Tensor, log_w: Tensor, covariance: str = "weighted") -> 
     return mean, cov
 
 
-def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 10) -> Tensor:
+def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 10, *, host_reads: bool = True) -> Tensor:
     """Lower Cholesky factor of cov + jitter * I, batched over leading dimensions.
 
     If a factor fails (a covariance that is only positive semi-definite in floating point), the jitter
     of the failing matrices is raised tenfold, up to `max_tries` times, before giving up. Rounding
-    errors scale with the matrix, so the raised jitter is at least 1e-10 of its mean diagonal."""
+    errors scale with the matrix, so the raised jitter is at least 1e-10 of its mean diagonal.
+
+    host_reads=True stops at the first try where every factor succeeded (the host reads whether one
+    failed: free on CPU) and raises a ValueError when one never does. host_reads=False reads nothing on
+    the host (no wait for the device; a CUDA graph can hold it): it always makes the `max_tries` tries,
+    keeps each matrix's factor from the first try that succeeded (the same factors as host_reads=True),
+    and gives a factor of NaN to a matrix that never succeeded, for the step's non-finite check to catch."""
     if jitter < 0:
         raise ValueError(f"jitter must be >= 0, got {jitter}")
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
     scale = torch.full(cov.shape[:-2], float(jitter), dtype=cov.dtype, device=cov.device)
+    if not host_reads:
+        return _cholesky_without_host_reads(cov, scale, eye, max_tries)
     for _ in range(max_tries):
         chol, info = torch.linalg.cholesky_ex(cov + scale[..., None, None] * eye)
         failed = info > 0
@@ -72,12 +80,29 @@ def robust_cholesky(cov: Tensor, jitter: float, max_tries: int = 10) -> Tensor:
             return chol
         if not bool(torch.isfinite(cov).all()):
             break
-        floor = 1e-10 * torch.diagonal(cov, dim1=-2, dim2=-1).abs().mean(-1).clamp(min=1.0)
-        scale = torch.where(failed, torch.maximum(scale * 10, floor), scale)
+        scale = torch.where(failed, torch.maximum(scale * 10, _jitter_floor(cov)), scale)
     raise ValueError(
         "Cholesky factorisation of the moment-matched covariance failed (non-finite importance "
         "weights, or a covariance that is not positive definite); raise the diagonal jitter (REM's `jitter`)"
     )
+
+
+def _jitter_floor(cov: Tensor) -> Tensor:
+    return 1e-10 * torch.diagonal(cov, dim1=-2, dim2=-1).abs().mean(-1).clamp(min=1.0)
+
+
+def _cholesky_without_host_reads(cov: Tensor, scale: Tensor, eye: Tensor, max_tries: int) -> Tensor:
+    """`robust_cholesky`'s tries, all of them, decided on the device (see there)."""
+    floor = _jitter_floor(cov)
+    factor = torch.full_like(cov, math.nan)
+    done = torch.zeros(cov.shape[:-2], dtype=torch.bool, device=cov.device)
+    for _ in range(max_tries):
+        chol, info = torch.linalg.cholesky_ex(cov + scale[..., None, None] * eye)
+        succeeded = (info == 0) & ~done
+        factor = torch.where(succeeded[..., None, None], chol, factor)
+        done = done | succeeded
+        scale = torch.where(done, scale, torch.maximum(scale * 10, floor))
+    return factor
 
 
 @dataclass
@@ -89,18 +114,19 @@ class GaussianSample:
 
 
 def sample_gaussian(mean: Tensor, cov: Tensor, k: int, jitter: float = 1e-6,
-                    generator: torch.Generator | None = None) -> GaussianSample:
+                    generator: torch.Generator | None = None, *, host_reads: bool = True) -> GaussianSample:
     """Draw K samples per data point from N(mean_b, cov_b + jitter I) by batched Cholesky.
 
     The factorisation runs in float64 whatever the input dtype (it is B small D x D matrices, cheap
     next to a decoder call), which keeps rank-deficient weighted covariances factorable at small jitter.
     log s(z) is evaluated from the standard normal draw itself, log N(ε; 0, I) - sum log diag L, so no
-    triangular solve is needed and the density is exact for the sample drawn."""
+    triangular solve is needed and the density is exact for the sample drawn. `host_reads`: as
+    `robust_cholesky`'s (False: nothing is read on the host, and a failed factor gives NaN samples)."""
     if mean.dim() != 2 or cov.shape != (*mean.shape, mean.shape[-1]):
         raise ValueError(
             f"expected mean (B, D) and cov (B, D, D), got {tuple(mean.shape)} and {tuple(cov.shape)}"
         )
-    chol = robust_cholesky(cov.double(), jitter)
+    chol = robust_cholesky(cov.double(), jitter, host_reads=host_reads)
     noise = torch.randn((k, *mean.shape), generator=generator, dtype=torch.float64, device=mean.device)
     z = mean.double() + torch.einsum("bij,kbj->kbi", chol, noise)
     half_log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (B,)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from deepem.inference.adaptation import TARGET_ACCEPTANCE, adapt_step_size
-from deepem.inference.ais import TemperedPath, ais, chain_starts
+from deepem.inference.ais import TemperedPath, ais, chain_starts, path_values
 from deepem.inference.distributions import CONTINUOUS, Q_DENSITY, RSAMPLE
 from deepem.inference.numerics import effective_sample_size, log_mean_exp, normalized_weights
 from deepem.inference.temperatures import make_schedule
@@ -54,6 +54,8 @@ class AIWAE(Method):
         self.schedule = schedule
         # β_0 = 0 .. β_{T-1} = 1, float64 on CPU; a setting, not state
         self.schedule_temperatures = make_schedule(schedule, temperatures)
+        # the same as Python floats, read here once: the step reads no tensor on the host
+        self.path_values = tuple(path_values(self.schedule_temperatures))
         # ε_t for t = 1 .. T-1, float64 so that repeated multiplicative updates do not drift.
         self.register_buffer("step_sizes", torch.full((temperatures - 1,), float(step_size),
                                                       dtype=torch.float64))
@@ -73,7 +75,7 @@ class AIWAE(Method):
         steps = [s.to(x.dtype) for s in self.step_sizes]
         # AIS with a fixed kernel per temperature (adapted between updates, in after_update).
         path = TemperedPath(lambda z: model.log_joint(x, z, mask), initial)
-        result = ais(path, chain_starts(initial, self.particles, generator), self.schedule_temperatures, steps,
+        result = ais(path, chain_starts(initial, self.particles, generator), self.path_values, steps,
                      self.leapfrog_steps, generator)
         weights = normalized_weights(result.log_w).detach()  # coefficients: no gradient
         z_final = result.samples.detach()

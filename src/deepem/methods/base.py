@@ -180,6 +180,11 @@ class Method(nn.Module):
     #: "zero-filled" (x with missing cells set to 0, MIWAE) or "completed" (x completed from the model,
     #: miss-IWEM)
     imputation_proposal: ClassVar[str] = "zero-filled"
+    #: whether the forward pass may read a device value on the host (which waits for the device; on CPU
+    #: it costs nothing). The training step sets it once per instance, False under the device decision
+    #: (training/devices.py). Only a method with a cheaper form that reads looks at it (REM: its Cholesky
+    #: retries stop early); every other forward pass reads nothing on the host at all.
+    host_reads: bool = True
 
     def __init__(self, particles: int = 1) -> None:
         super().__init__()

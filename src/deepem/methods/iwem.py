@@ -128,8 +128,14 @@ class IWEM(Method):
     @property
     def anneal_alpha(self) -> float:
         """The annealing controller a = min(alpha_start + alpha_step * floor(count / alpha_every), 1)."""
-        rises = int(self.anneal_count) // self.alpha_every
-        return min(self.alpha_start + self.alpha_step * rises, 1.0)
+        return float(self.anneal_alpha_tensor())
+
+    def anneal_alpha_tensor(self) -> Tensor:
+        """`anneal_alpha` as a 0-dim float64 tensor on the counter's device, computed there: the step reads
+        nothing on the host (no wait for the device, and it can be captured as a CUDA graph). float64 does
+        the arithmetic Python's floats do, so the coefficients are the same bits."""
+        rises = torch.div(self.anneal_count, self.alpha_every, rounding_mode="floor").to(torch.float64)
+        return (self.alpha_start + self.alpha_step * rises).clamp(max=1.0)
 
     def after_update(self) -> None:
         if self.alpha_unit == "updates":
@@ -154,13 +160,13 @@ class IWEM(Method):
         draws = draw(model, x, max(k, j) if shared else k, std_scale=scale, mask=mask, generator=generator)
         e_part = draws.first(k)
         p_part = draws.first(j) if shared else draw(model, x, j, mask=mask, generator=generator)
-        a = self.anneal_alpha
+        a = self.anneal_alpha_tensor()
         log_w = e_part.log_w
         coef = a * coefficient_weights(log_w) + (1.0 - a) / k  # detached coefficients
         theta_loss = -(coef * e_part.log_joint).sum(0).mean()
         phi_loss = self.p_step_loss(p_part)
         diagnostics = weight_diagnostics(log_w)
-        diagnostics["anneal_alpha"] = torch.tensor(a)
+        diagnostics["anneal_alpha"] = a.float()
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, diagnostics, log_w)
 
 

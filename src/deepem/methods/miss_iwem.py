@@ -125,7 +125,7 @@ class MissIWEM(IWEM):
         draws = draw_completed(model, x, mask, max(k, j), self.proposal_std_scale, generator,
                                completion_kind=self.completion)
         e_part, p_part = draws.first(k), draws.first(j)
-        a = self.anneal_alpha
+        a = self.anneal_alpha_tensor()  # (computed on the device: no host read)
         log_w = e_part.draws.log_w  # log p(x_o, z_k) - log q(z_k | x̆)
         snis_weights = coefficient_weights(log_w)  # detached snIS weights w̄_k
         # eq. 9: a * Q̂_m + (1 - a) * L̂VAE_m; coefficients detached, so θ gets its gradient from
@@ -136,7 +136,7 @@ class MissIWEM(IWEM):
         # differentiated w.r.t. φ only (through z_j and q's parameters).
         phi_loss = negative_log_mean_exp_loss(log_abs(p_part.full_log_joint) + p_part.draws.log_w)
         diagnostics = weight_diagnostics(log_w)
-        diagnostics["anneal_alpha"] = torch.tensor(a)
+        diagnostics["anneal_alpha"] = a.float()
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, diagnostics, log_w)
 
 

@@ -69,9 +69,11 @@ class REM(Method):
     def hyperproposal(self, z: Tensor, log_w: Tensor, generator: torch.Generator | None = None
                       ) -> GaussianSample:
         """K fresh particles from s(z), moment-matched to the snIS posterior of (z, log_w) (eq. 16-19).
-        s has no free parameters (section 4.2): nothing here carries gradient."""
+        s has no free parameters (section 4.2): nothing here carries gradient. Without `host_reads` (the
+        device decision) a factorisation that fails gives NaN particles, which make the step non-finite,
+        instead of a ValueError."""
         mean, cov = weighted_moments(z.detach(), log_w.detach(), self.covariance)
-        return sample_gaussian(mean, cov, self.particles, self.jitter, generator)
+        return sample_gaussian(mean, cov, self.particles, self.jitter, generator, host_reads=self.host_reads)
 
     def forward(self, model: DeepLatentModel, x: Tensor, mask: Tensor | None = None, *,
                 generator: torch.Generator | None = None) -> MethodOutput:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from deepem.inference.fast_tanh import fast_tanh
+from deepem.inference.fast_tanh import tanh_kernel
 
 #: reduced floating types that autocast computes in (mixed precision: training/precision.py)
 REDUCED_DTYPES = (torch.bfloat16, torch.float16)
@@ -65,10 +65,27 @@ def full_precision(t: Tensor) -> Tensor:
 
 
 class Tanh(nn.Tanh):
-    """nn.Tanh with the faster kernel of `inference.fast_tanh.fast_tanh` (same values to float rounding)."""
+    """nn.Tanh with the faster CPU kernel of `inference.fast_tanh` (same values to float rounding). The
+    kernel is chosen for the module's device once, when it is built (the default device then) and when
+    the network is moved (`.to`, `.cuda`, ...), never at a call: a call on CUDA never takes the CPU kernel,
+    and no call looks at its input's device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._choose(torch.empty(0).device)
+
+    def _choose(self, device: torch.device) -> None:
+        self._device = device
+        self.kernel = tanh_kernel(device)
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 (nn.Module's own signature)
+        # the module holds no tensor: the device it moves to is where `fn` sends an empty one from its own
+        moved = super()._apply(fn, recurse)
+        self._choose(fn(torch.empty(0, device=self._device)).device)
+        return moved
 
     def forward(self, x: Tensor) -> Tensor:
-        return fast_tanh(x)
+        return self.kernel(x)
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {

@@ -17,10 +17,15 @@ The result of a replay is copied out of the graph's memory (the losses, diagnost
 the flag), so that it outlives the next replay; its diagnosis (`StepResult.settled`) reads the graph's
 batch and gradients, so it must be asked before the next call, as for the eager step.
 
-A method whose forward pass reads a value on the host cannot be captured (IWEM reads its annealing
-counter, to compute α as a Python number; AIWAE and REM read numbers of their own): CUDA refuses the read
-while capturing, so the capture fails with CUDA's error rather than replaying a stale value. Which
-methods read nothing: tests/training/test_device_decision.py.
+A method whose forward pass reads a value on the host cannot be captured: CUDA refuses the read while
+capturing, so the capture fails with CUDA's error rather than replaying a stale value. No built-in method
+reads one under the device decision (IWEM's α, AIWAE's temperatures and REM's Cholesky retries are
+device-side: tests/training/test_device_decision.py runs every registered method's step with host reads
+refused).
+
+The trainer replays its step so with `cuda_graph` (`--cuda-graph`, `graphed_step` checks that it can);
+then the loop reads the steps' flags only at its record points (training/steppers.py), so each replay
+copies out what a later diagnosis reads (`TrainStep.keep_evidence`).
 
 Not yet measured on a GPU (docs/speed.md says so): benchmarks/gpu.py times it against the eager step."""
 
@@ -32,11 +37,32 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from deepem.errors import UserError
 from deepem.methods.base import MethodOutput
-from deepem.training.step import StepResult, TrainStep
+from deepem.training.devices import device_decision_blocker
+from deepem.training.step import Evidence, StepResult, TrainStep
 
 #: a capture: runs `body` into a graph and returns (what body returned, replay)
 Capture = Callable[[Callable[[], StepResult]], tuple[StepResult, Callable[[], None]]]
+
+
+class CudaGraphError(UserError, ValueError):
+    """`--cuda-graph` cannot serve this run; the message says why."""
+
+
+def graphed_step(step: TrainStep, compile: bool = False) -> GraphedStep:
+    """The trainer's `step` replayed as a CUDA graph, or CudaGraphError (one line) when it cannot be: not on
+    CUDA, compiled, or deciding on the host (several optimiser steps per group, data-parallel ranks)."""
+    if step.device.kind != "cuda":
+        raise CudaGraphError(f"--cuda-graph needs a CUDA device (--device cuda); this run trains on "
+                             f"{step.device.kind}")
+    if compile:
+        raise CudaGraphError("--cuda-graph and --compile cannot be used together; choose one")
+    if step.decision != "device":
+        blocker = device_decision_blocker(step.optimizers, {g: s.steps for g, s in step.settings.items()},
+                                          step.grad_sync is not None) or "the step decides on the host"
+        raise CudaGraphError(f"--cuda-graph replays a step that decides on the GPU, and this one cannot: {blocker}")
+    return GraphedStep(step)
 
 
 def cuda_capture(body: Callable[[], StepResult]) -> tuple[StepResult, Callable[[], None]]:
@@ -126,6 +152,12 @@ class GraphedStep:
         copied = MethodOutput({g: loss.detach().clone() for g, loss in out.losses.items()},
                               {k: v.clone() if isinstance(v, Tensor) else v for k, v in out.diagnostics.items()},
                               None if out.log_w is None else out.log_w.detach().clone())
+
+        kept = self._static.evidence
+        if kept is not None:  # asked after later replays: the caller's batch and copies of the graph's values
+            evidence = Evidence(x, mask, copied, kept.grads, kept.grad_sizes.clone())
+            return StepResult(copied, nonfinite=self._static.nonfinite.clone(),
+                              diagnose=lambda: self.step.diagnose_evidence(evidence), evidence=evidence)
 
         def diagnose() -> StepResult:  # the graph's own diagnosis, with the copied output
             settled = self._static.diagnose()

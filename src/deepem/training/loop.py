@@ -47,7 +47,7 @@ class LoopRun(Protocol):
 
     @property
     def batches_per_epoch(self) -> int: ...
-    def where(self) -> str: ...
+    def where(self, at: tuple[int, int, int] | None = None) -> str: ...
     def set_learning_rates(self, epoch: int) -> None: ...
     def append_metrics(self, record: dict[str, Any]) -> None: ...
     def validate_epoch(self) -> None: ...
@@ -134,7 +134,7 @@ class _Loop:
             if report.problem:
                 if not self._non_finite(report):
                     return False
-            else:
+            elif not report.pending:
                 for r in runs:
                     r.state.consecutive_skips = 0
             for r in runs:
@@ -142,12 +142,16 @@ class _Loop:
                 st.batch, st.step, st.window_points = st.batch + 1, st.step + 1, st.window_points + report.points
             bar.update(1)
             if s.step % LOG_EVERY_STEPS == 0 or s.batch == self.bpe:
+                if not self._settle():
+                    return False
                 self._log_window(bar)
             # A step checkpoint due at the epoch's last batch is taken after the epoch ends.
             if cfg.checkpoint_every_steps and s.step % cfg.checkpoint_every_steps == 0 and s.batch < self.bpe:
                 if not self._checkpoint():
                     return False
             if cfg.valid_every_steps and (s.step % cfg.valid_every_steps == 0 or self._budget_spent()):
+                if not self._settle():
+                    return False
                 self._validate()
                 if self._patience_spent():
                     break
@@ -194,6 +198,8 @@ class _Loop:
 
     def _checkpoint(self) -> bool:
         """Save every run; False when a refused (non-finite) state was rolled back instead."""
+        if not self._settle():
+            return False
         try:
             self._save_all()
         except NonFiniteError as err:
@@ -206,11 +212,22 @@ class _Loop:
             return False
         return True
 
+    def _settle(self) -> bool:
+        """At a record point: act, in step order, on the outcomes of the steps the stepper had not settled
+        yet (the device decision: training/steppers.py); False when one of them rolled back."""
+        for report in self.stepper.settle():
+            if report.problem:
+                if not self._non_finite(report):
+                    return False
+            else:
+                self.runs[report.run].state.consecutive_skips = 0
+        return True
+
     def _non_finite(self, report: StepReport) -> bool:
         """Act on the policy's decision about a non-finite step; False when it rolled back."""
         run = self.runs[report.run]
         what = report.problem if len(self.runs) == 1 else f"{report.problem} of seed {run.config.seed}"
-        decision = self.policy.on_step(run.state, what, run.where(), self.folders)
+        decision = self.policy.on_step(run.state, what, run.where(report.at), self.folders, report.at)
         if decision.action is Action.SKIP:
             run.append_metrics(decision.record)
             run.log(decision.message)
@@ -229,6 +246,7 @@ class _Loop:
 
     def _interrupt(self) -> None:
         """Honour a stop request: checkpoint every run at the state reached (unless just written), stop."""
+        self._settle()  # (a rollback here leaves the restored state to be saved)
         s = self.clock
         s.elapsed = time.perf_counter() - self.started
         if any(r.saved_at != (r.state.epoch, r.state.step) for r in self.runs):

@@ -44,10 +44,13 @@ class NonFinitePolicy:
     def from_config(cls, config: TrainConfig) -> NonFinitePolicy:
         return cls(config.nan_policy, config.max_consecutive_skips, config.max_rollbacks)
 
-    def on_step(self, state: TrainState, what: str, where: str, runs: Sequence[Path]) -> Decision:
+    def on_step(self, state: TrainState, what: str, where: str, runs: Sequence[Path],
+                at: tuple[int, int, int] | None = None) -> Decision:
         """A step with a non-finite `what` at `where` of the run whose state is `state`; nothing of it
-        was applied. `runs`: the folders trained together (one, but for vectorised seeds). A skip is
-        counted in `state` here."""
+        was applied. `runs`: the folders trained together (one, but for vectorised seeds). `at`: the
+        step's (step, epoch, batch) when it is decided after later steps (the device decision), else the
+        state's own. A skip is counted in `state` here."""
+        step, epoch, batch = at if at is not None else (state.step, state.epoch, state.batch)
         if self.policy == "skip":
             state.skipped_steps += 1
             state.consecutive_skips += 1
@@ -55,8 +58,8 @@ class NonFinitePolicy:
                 return Decision(Action.STOP, (
                     f"non-finite {what} at {where}: {state.consecutive_skips} steps in a row were non-finite "
                     f"(max_consecutive_skips = {self.max_consecutive_skips}); giving up. Lower --lr or check the data"))
-            record = {"kind": "nonfinite", "action": "skip", "what": what, "step": state.step,
-                      "epoch": state.epoch, "batch": state.batch}
+            record = {"kind": "nonfinite", "action": "skip", "what": what, "step": step,
+                      "epoch": epoch, "batch": batch}
             return Decision(Action.SKIP, f"warning: non-finite {what} at {where}; step skipped "
                                          f"({state.skipped_steps} so far)", record)
         if self.policy == "rollback":

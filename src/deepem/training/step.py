@@ -63,16 +63,32 @@ class StepResult:
     nonfinite: Tensor | None = None
     #: the device decision only: the host-side account of a non-finite step (reads inputs and gradients)
     diagnose: Callable[[], StepResult] | None = None
+    #: the device decision with `TrainStep.keep_evidence` only: what `diagnose` reads
+    evidence: Evidence | None = None
 
     def settled(self) -> StepResult:
         """This result with `problem` and `skipped` filled in: itself after a host decision; after a device
         decision one read of the flag (a synchronisation), and the diagnosis when it is set. Call it before
-        the step's next call (the diagnosis reads this step's gradients)."""
+        the step's next call (the diagnosis reads this step's gradients), or any time later when the step
+        keeps its evidence (`TrainStep.keep_evidence`)."""
         if self.nonfinite is None:
             return self
         if not bool(self.nonfinite):
             return StepResult(self.output)
         return self.diagnose()
+
+
+@dataclass
+class Evidence:
+    """What a device-decided step keeps for a diagnosis asked after later steps (`TrainStep.keep_evidence`):
+    its batch, its output (detached), its gradients' (group, parameter name, shape) and their largest
+    magnitudes, a device tensor."""
+
+    x: Tensor
+    mask: Tensor | None
+    output: MethodOutput
+    grads: list[tuple[str, str, tuple[int, ...]]]
+    grad_sizes: Tensor
 
 
 def backward_losses(losses: Mapping[str, Tensor], groups: Mapping[str, list[nn.Parameter]],
@@ -135,6 +151,10 @@ class TrainStep:
             raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
         self._asked = decision
         self._grad_sync: Callable[[list[nn.Parameter], str], str] | None = None
+        #: the device decision only: the caller settles results after later steps (training/steppers.py
+        #: reads the flags at the record points only), so each step keeps what its diagnosis needs: its
+        #: batch, its output and one flag per gradient (its gradients are gone by then)
+        self.keep_evidence = False
         self._choose_path()
         if compile:  # (the instance's own _forward: the eager step looks up the class's, at no cost)
             self._forward = compiled(self._forward, first.device)
@@ -158,6 +178,7 @@ class TrainStep:
         if wanted == "device" and blocker and self._asked == "device":
             raise ValueError(f"the device decision cannot run this step: {blocker}")
         self.decision = "device" if wanted == "device" and not blocker else "host"
+        self.method.host_reads = self.decision == "host"  # (the device decision waits for nothing)
         self._path = self._device_step if self.decision == "device" else self._step
 
     def zero_grad(self) -> None:
@@ -218,6 +239,10 @@ class TrainStep:
         if self.scaler is not None:
             self.scaler.update()  # lowers the scale when unscale_ found the gradients overflowed
         self._after_update_unless(found)
+        if self.keep_evidence:
+            kept = self._evidence(x, mask, out)  # (its output without the graph: the result may be kept a while)
+            return StepResult(kept.output, nonfinite=found, diagnose=lambda: self.diagnose_evidence(kept),
+                              evidence=kept)
         return StepResult(out, nonfinite=found, diagnose=lambda: self._diagnose(x, mask, out))
 
     def _found_non_finite(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> Tensor:
@@ -257,6 +282,30 @@ class TrainStep:
             "a sum of the batch, the losses or the log-weights (finite values beyond float32's range)")
         self.zero_grad()
         return StepResult(None, bad)
+
+    def _evidence(self, x: Tensor, mask: Tensor | None, out: MethodOutput) -> Evidence:
+        """What `diagnose_evidence` reads, computed on the device (nothing read here): the batch, the output
+        without its graph, and each gradient's largest magnitude (not finite exactly when the gradient is not)."""
+        with_grads = [(group, p) for group, params in self.groups.items() for p in params if p.grad is not None]
+        sizes = torch.stack(torch._foreach_norm([p.grad for _, p in with_grads], float("inf"))) if with_grads \
+            else torch.zeros(0, device=x.device)
+        output = MethodOutput({g: loss.detach() for g, loss in out.losses.items()}, out.diagnostics,
+                              None if out.log_w is None else out.log_w.detach())
+        return Evidence(x, mask, output, [(g, self.names.get(id(p), "?"), tuple(p.shape)) for g, p in with_grads],
+                        sizes)
+
+    def diagnose_evidence(self, kept: Evidence) -> StepResult:
+        """`_diagnose` from the evidence a step kept: the same account, but a gradient is named without its
+        counts of NaN and inf (the gradient itself was not kept)."""
+        bad = non_finite_input(kept.x, kept.mask) or non_finite_losses(kept.output)
+        if not bad and self.scaler is not None:
+            return StepResult(kept.output, skipped=True)
+        if not bad:
+            finite = kept.grad_sizes.isfinite().tolist()
+            bad = next((f"gradient of parameter {name} (shape {shape}, group {group!r}; not finite)"
+                        for (group, name, shape), ok in zip(kept.grads, finite, strict=True) if not ok), "")
+        return StepResult(None, bad or "a sum of the batch, the losses or the log-weights (finite values beyond "
+                                       "float32's range)")
 
     def _forward(self, x: Tensor, mask: Tensor | None) -> MethodOutput:
         # Every draw comes from the run's generator, named explicitly (the same numbers as the global one);

@@ -29,6 +29,7 @@ from deepem.models.lvm import DeepLatentModel
 from deepem.training import checkpoint_contents, nonfinite
 from deepem.training.checkpoint_file import checkpoint_name, load_latest_good
 from deepem.training.config import DEFAULT_LR, ConfigError, TrainConfig
+from deepem.training.cuda_graph import graphed_step
 from deepem.training.data_order import batches_per_epoch
 from deepem.training.datacheck import DataError, check_split, check_values
 from deepem.training.distributed import (
@@ -126,6 +127,9 @@ class Trainer:
         if parallel is not None:
             check_shardable(train_data.shape[0], self.config.batch_size, parallel.world)
             self.step.grad_sync = parallel.grad_sync
+        #: the step replayed as one CUDA graph (`cuda_graph`; training/cuda_graph.py), which the loop then
+        #: takes instead of `step`; refused here, before anything is written, where it cannot run
+        self.graphed = graphed_step(self.step, self.config.compile) if self.config.cuda_graph else None
         #: (epoch, step) of the newest checkpoint written, None when the state differs from every checkpoint
         self.saved_at: tuple[int, int] | None = None
         self.early_stopping = EarlyStopping(self.config.patience, self.config.tol)
@@ -244,10 +248,11 @@ class Trainer:
                  f"most {self.config.max_rollbacks}), learning-rate scale now {self.state.lr_scale:g}")
 
     # what the loop asks of a run -----------------------------------------------------------------
-    def where(self) -> str:
-        s = self.state
-        return (f"method {self.config.method!r}, epoch {s.epoch}, batch {s.batch} of {self.batches_per_epoch}"
-                f" (step {s.step})")
+    def where(self, at: tuple[int, int, int] | None = None) -> str:
+        """Where the run stands, or the step at (step, epoch, batch), for messages."""
+        step, epoch, batch = at if at is not None else (self.state.step, self.state.epoch, self.state.batch)
+        return (f"method {self.config.method!r}, epoch {epoch}, batch {batch} of {self.batches_per_epoch}"
+                f" (step {step})")
 
     @property
     def writes(self) -> bool:

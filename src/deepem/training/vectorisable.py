@@ -54,6 +54,8 @@ def check_vectorisable(config: TrainConfig) -> None:
         problems.append(f"precision {config.precision!r}")
     if getattr(config, "compile", False):  # the vmapped step is not the compiled TrainStep
         problems.append("--compile")
+    if getattr(config, "cuda_graph", False):  # nor the graphed one
+        problems.append("--cuda-graph")
     steps = {g: spec.get("steps", 1) for g, spec in config.optim.items() if spec.get("steps", 1) != 1}
     if steps:
         problems.append(f"several steps per batch {steps}")

@@ -249,6 +249,10 @@ class SeedStepper:
                 t.state.window.setdefault(key, []).extend(column)
         self.window = {}
 
+    def settle(self) -> list[StepReport]:
+        """(every step is settled when taken)"""
+        return []
+
     def export(self, run: int) -> None:
         """Copy seed `run`'s parameters and Adam moments into its Trainer, and put the global generators
         where its run alone would have them now (for its checkpoint)."""
