@@ -67,17 +67,19 @@ def test_the_rule_stops_a_run_whose_held_out_error_rises():
 def test_the_default_budget_stops_at_max_epochs_on_a_small_table_and_a_typed_budget_is_uncapped():
     defaults = run_config(DeepImputer().settings(0), table_columns=4)
     cap = TABLE_DEFAULTS["max_epochs"]
-    assert defaults.budget_updates(batches_per_epoch=2) == 2 * cap < TABLE_DEFAULTS["max_iter"]  # 128 rows
-    assert defaults.budget_updates(batches_per_epoch=100) == TABLE_DEFAULTS["max_iter"]  # 6400 rows
+    assert defaults.budget_updates(rows=128) == 2 * cap < TABLE_DEFAULTS["max_iter"]  # 2 batches of 64 a pass
+    assert defaults.budget_updates(rows=150) == round(cap * 150 / 64)  # passes counted in rows, as measured
+    assert defaults.budget_updates(rows=6400) == TABLE_DEFAULTS["max_iter"]
     for typed, updates in (({"max_iter": 5000}, 5000), ({"epochs": 700}, 1400)):  # a typed budget runs whole
         config = run_config(DeepImputer(**typed).settings(0), table_columns=4)
-        assert config.max_epochs is None and config.budget_updates(batches_per_epoch=2) == updates
+        assert config.max_epochs is None and config.budget_updates(rows=128) == updates
     capped = run_config(DeepImputer(max_iter=5000, max_epochs=3).settings(0), table_columns=4)
-    assert capped.max_epochs == 3 and capped.budget_updates(batches_per_epoch=2) == 6
+    assert capped.max_epochs == 3 and capped.budget_updates(rows=128) == 6
 
 
-@pytest.mark.parametrize("rows, batches", [(40, 1), (1000, 16)])
-def test_a_fit_stops_after_max_epochs_passes_whatever_max_iter_says(rows, batches):
+@pytest.mark.parametrize("rows, updates", [(40, 3), (1000, 47)])
+def test_a_fit_stops_after_max_epochs_passes_whatever_max_iter_says(rows, updates):
     imputer = DeepImputer(max_epochs=3, validation_fraction=0.0, **SMALL).fit(noise(rows))
-    assert imputer.n_iter_ == imputer.model_.step == 3 * batches  # 40 rows: batch cut to 40, one a pass
+    # 40 rows: the batch is cut to 40, one update a pass; 1000 rows: 3 * 1000 / 64 = 46.9 batches of rows
+    assert imputer.n_iter_ == imputer.model_.step == updates
     assert DeepImputer(max_epochs=3, max_iter=2, validation_fraction=0.0, **SMALL).fit(noise(rows)).n_iter_ == 2

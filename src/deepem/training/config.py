@@ -17,6 +17,7 @@ from deepem.data.own_dataset import parse_fractions
 from deepem.declarations.run import DEFAULT_LR, NAN_POLICIES, PARTICLES, RunSettings
 from deepem.models.config import ModelConfig
 from deepem.settings import SettingError, convert, declared, resume_names, setting
+from deepem.training.data_order import batches_per_epoch
 from deepem.training.optim import validate_optim
 
 #: the torch dtype of each declared dtype name (declarations/run.py DTYPE_NAMES)
@@ -39,14 +40,15 @@ class TrainConfig(RunSettings):
 
     model: ModelConfig = setting(help="the model", factory=ModelConfig, flag=False)
 
-    def budget_updates(self, batches_per_epoch: int) -> int:
-        """The budget in updates: max_iter, cut to max_epochs passes when that comes first; without
-        max_iter, every batch of `epochs` epochs."""
+    def budget_updates(self, rows: int) -> int:
+        """The budget in updates on `rows` training rows: max_iter, cut to max_epochs passes' worth of rows
+        (round(max_epochs * rows / batch_size) updates, the count benchmarks/budget_sweep.py measured) when
+        that comes first; without max_iter, every batch of `epochs` epochs."""
         if self.max_iter is None:
-            return self.epochs * batches_per_epoch
+            return self.epochs * batches_per_epoch(rows, self.batch_size)
         if self.max_epochs is None:
             return self.max_iter
-        return min(self.max_iter, self.max_epochs * batches_per_epoch)
+        return min(self.max_iter, max(1, round(self.max_epochs * rows / self.batch_size)))
 
     @property
     def particles(self) -> int | None:

@@ -47,6 +47,8 @@ class LoopRun(Protocol):
 
     @property
     def batches_per_epoch(self) -> int: ...
+    @property
+    def budget_updates(self) -> int: ...
     def where(self, at: tuple[int, int, int] | None = None) -> str: ...
     def set_learning_rates(self, epoch: int) -> None: ...
     def append_metrics(self, record: dict[str, Any]) -> None: ...
@@ -107,13 +109,13 @@ class _Loop:
 
     def _total_steps(self) -> int:
         """The budget in updates (TrainConfig.budget_updates)."""
-        return self.config.budget_updates(self.bpe)
+        return self.runs[0].budget_updates
 
     def _budget_spent(self) -> bool:
         cfg, s = self.config, self.clock
         if cfg.max_iter is None:
             return s.epoch >= cfg.epochs
-        return s.step >= cfg.budget_updates(self.bpe)
+        return s.step >= self.runs[0].budget_updates
 
     def _validate(self) -> None:
         for i, r in enumerate(self.runs):

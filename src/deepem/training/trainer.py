@@ -148,6 +148,11 @@ class Trainer:
     def batches_per_epoch(self) -> int:
         return batches_per_epoch(self.train_data.shape[0], self.config.batch_size)
 
+    @property
+    def budget_updates(self) -> int:
+        """The run's whole budget in updates (TrainConfig.budget_updates on its training rows)."""
+        return self.config.budget_updates(self.train_data.shape[0])
+
     # set-up ------------------------------------------------------------------------------------
     def start(self, force: bool = False) -> None:
         """A new run: create the folder, save the configuration and a step-0 checkpoint (so that the
@@ -297,7 +302,7 @@ class Trainer:
         self.append_metrics(record)
         if self.logger is not None:
             self.logger.validated(s.step, self.model)
-        when = f"step {s.step}/{cfg.budget_updates(self.batches_per_epoch)}" if cfg.max_iter is not None \
+        when = f"step {s.step}/{self.budget_updates}" if cfg.max_iter is not None \
             else f"epoch {s.epoch}/{cfg.epochs}"
         self.log(f"{when}: validation {estimate.estimator} = "
                  f"{estimate.mean:.3f} ± {estimate.stderr:.3f}")
@@ -308,7 +313,7 @@ class Trainer:
         s.elapsed = elapsed
         cfg = self.config
         stopped_early = self.early_stopping.spent(s) and (s.epoch < cfg.epochs if cfg.max_iter is None else
-                                                          s.step < cfg.budget_updates(self.batches_per_epoch))
+                                                          s.step < self.budget_updates)
         self.early_stopping.restore_best(self.model, self.method)
         if self.logger is not None:
             self.logger.close()
