@@ -71,6 +71,11 @@ def negative_log_mean_exp_loss(log_terms: Tensor) -> Tensor:
     return -(value + surrogate).mean()
 
 
+def alpha_diagnostic(a: float | Tensor) -> Tensor:
+    """The controller's value as a float32 0-dim metric."""
+    return a.float() if isinstance(a, Tensor) else torch.tensor(a)
+
+
 class IWEM(Method):
     """IWEM (Alg. 2): annealed E-step (eq. 8) and optimal P-step (eq. 7).
 
@@ -128,7 +133,13 @@ class IWEM(Method):
     @property
     def anneal_alpha(self) -> float:
         """The annealing controller a = min(alpha_start + alpha_step * floor(count / alpha_every), 1)."""
-        return float(self.anneal_alpha_tensor())
+        rises = int(self.anneal_count) // self.alpha_every
+        return min(self.alpha_start + self.alpha_step * rises, 1.0)
+
+    def step_alpha(self) -> float | Tensor:
+        """The controller as the step uses it: a Python float where host reads are free (CPU: no extra
+        ATen calls), the tensor of `anneal_alpha_tensor` where they are not (the device decision)."""
+        return self.anneal_alpha if self.host_reads else self.anneal_alpha_tensor()
 
     def anneal_alpha_tensor(self) -> Tensor:
         """`anneal_alpha` as a 0-dim float64 tensor on the counter's device, computed there: the step reads
@@ -160,13 +171,13 @@ class IWEM(Method):
         draws = draw(model, x, max(k, j) if shared else k, std_scale=scale, mask=mask, generator=generator)
         e_part = draws.first(k)
         p_part = draws.first(j) if shared else draw(model, x, j, mask=mask, generator=generator)
-        a = self.anneal_alpha_tensor()
+        a = self.step_alpha()
         log_w = e_part.log_w
         coef = a * coefficient_weights(log_w) + (1.0 - a) / k  # detached coefficients
         theta_loss = -(coef * e_part.log_joint).sum(0).mean()
         phi_loss = self.p_step_loss(p_part)
         diagnostics = weight_diagnostics(log_w)
-        diagnostics["anneal_alpha"] = a.float()
+        diagnostics["anneal_alpha"] = alpha_diagnostic(a)
         return MethodOutput({THETA: theta_loss, PHI: phi_loss}, diagnostics, log_w)
 
 
