@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration_sweep import one_fit
+from calibration_sweep import mean_cells, one_fit
 from table_defaults_sweep import load_tables
 
 BATCH, MAX_UPDATES = 64, 2000
@@ -76,10 +76,7 @@ def report(rows: list[dict], command: str, load: tuple) -> str:
             mine = [r for r in rows if (r["table"], r["rate"], r["cap"]) == (table, rate, cap)]
             if mine:
                 lines.append(f"| {table} {rate:g} | {name.get(cap, cap)} | {mine[0]['updates']} | "
-                             f"{statistics.fmean(r['rmse_sd'] for r in mine):.3f} | "
-                             f"{statistics.fmean(r['coverage90'] for r in mine):.2f} | "
-                             f"{statistics.fmean(r['width90_sd'] for r in mine):.2f} | "
-                             f"{statistics.fmean(r['cpu_s'] for r in mine):.1f} | {len(mine)} |")
+                             f"{mean_cells(mine)} | {statistics.fmean(r['cpu_s'] for r in mine):.1f} | {len(mine)} |")
     lines += ["", "Over all cells (mean of the cells' means):", "",
               "| cap (epochs) | mean updates | mean RMSE | mean abs(coverage - 0.90) |", "| --- | --- | --- | --- |"]
     lines += [f"| {name.get(cap, cap)} | {s['updates']:.0f} | {s['rmse']:.4f} | {s['coverage_error']:.3f} |"

@@ -45,6 +45,13 @@ def one_fit(table: np.ndarray, rate: float, seed: int, budget: int, draws: int) 
             "updates": int(imputer.n_iter_)}
 
 
+def mean_cells(rows: list[dict]) -> str:
+    """The mean RMSE, coverage and width of `rows` as three table cells."""
+    return (f"{statistics.fmean(r['rmse_sd'] for r in rows):.3f} | "
+            f"{statistics.fmean(r['coverage90'] for r in rows):.2f} | "
+            f"{statistics.fmean(r['width90_sd'] for r in rows):.2f}")
+
+
 def report(rows: list[dict], command: str, load: tuple) -> str:
     cells = sorted({(r["table"], r["rate"]) for r in rows})
     budgets = sorted({r["budget"] for r in rows})
@@ -59,10 +66,7 @@ def report(rows: list[dict], command: str, load: tuple) -> str:
             mine = [r for r in rows if (r["table"], r["rate"], r["budget"]) == (table, rate, b)]
             if not mine:
                 continue
-            lines.append(f"| {table} {rate:g} | {b} | {mine[0]['epochs']:.0f} | "
-                         f"{statistics.fmean(r['rmse_sd'] for r in mine):.3f} | "
-                         f"{statistics.fmean(r['coverage90'] for r in mine):.2f} | "
-                         f"{statistics.fmean(r['width90_sd'] for r in mine):.2f} | {len(mine)} |")
+            lines.append(f"| {table} {rate:g} | {b} | {mine[0]['epochs']:.0f} | {mean_cells(mine)} | {len(mine)} |")
     return "\n".join(lines) + "\n"
 
 
